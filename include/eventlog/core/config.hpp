@@ -1,0 +1,87 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace eventlog {
+
+/// Variable name -> value. The process environment layered over a `.env` file.
+using EnvMap = std::map<std::string, std::string>;
+
+/// Reads `.env` at `dotenv_path` (missing file: empty) and overlays the process environment, which wins.
+/// Lines are `NAME=value`, `export NAME=value`, `# comments`; values may be single- or double-quoted.
+EnvMap ReadEnvironment(const std::string& dotenv_path = ".env");
+
+/// Parses a `.env` file's text. Throws ConfigError naming the line when a line is malformed.
+EnvMap ParseDotenv(const std::string& text);
+
+/// PostgreSQL connection settings.
+struct PostgresConfig {
+    std::string host{"127.0.0.1"};
+    int port{5432};
+    std::string user{"eventlog"};
+    std::string password;
+    std::string database{"eventlog"};
+    std::string options;  ///< Extra libpq keywords from DATABASE_URL's query string ("sslmode=require ...").
+
+    /// A libpq keyword/value connection string (contains the password).
+    std::string ConnInfo() const;
+    /// The same without the password, for logs.
+    std::string Redacted() const;
+};
+
+/// ClickHouse HTTP interface settings.
+struct ClickHouseConfig {
+    std::string protocol{"http"};  ///< "http" or "https".
+    std::string host{"127.0.0.1"};
+    int port{8123};
+    std::string user{"default"};
+    std::string password;
+    std::string database{"default"};  ///< CLICKHOUSE_SCHEMA.
+    std::string table{"event_log"};   ///< CLICKHOUSE_EVENT_LOG_TABLE_NAME.
+    std::chrono::milliseconds connect_timeout{30'000};
+    std::chrono::milliseconds send_receive_timeout{10'000};
+
+    /// "http://host:port" (no credentials).
+    std::string BaseUrl() const;
+    /// The same as BaseUrl() plus user and database, for logs (never the password).
+    std::string Redacted() const;
+};
+
+/// Relay tuning.
+struct RelayConfig {
+    int event_batch_size{1000};                                ///< EVENT_BATCH_SIZE: rows per claim.
+    std::chrono::milliseconds processing_interval{60'000};     ///< EVENT_PROCESSING_INTERVAL: idle poll.
+    int clickhouse_batch_size{10000};                          ///< CLICKHOUSE_BATCH_SIZE: rows per insert at most.
+    std::chrono::milliseconds backoff_base{200};               ///< RELAY_BACKOFF_BASE_MS.
+    std::chrono::milliseconds backoff_cap{30'000};             ///< RELAY_BACKOFF_CAP_MS.
+    int max_attempts{5};                                       ///< RELAY_MAX_ATTEMPTS before a row is dead-lettered.
+    std::chrono::milliseconds shutdown_timeout{30'000};        ///< RELAY_SHUTDOWN_TIMEOUT_MS: drain bound on SIGTERM.
+};
+
+/// The whole configuration, read once at start-up. Plain value type.
+struct Config {
+    bool debug{false};
+    std::string secret_key;
+    std::vector<std::string> allowed_hosts;
+    std::string environment{"Local"};
+    std::string time_zone{"UTC"};
+    std::string log_level{"info"};
+    PostgresConfig postgres;
+    ClickHouseConfig clickhouse;
+    RelayConfig relay;
+    std::string http_host{"127.0.0.1"};
+    int http_port{8000};
+    std::string sentry_dsn;
+    std::string sentry_environment;
+    std::string otel_endpoint;
+};
+
+/// Builds the configuration from `env`. DATABASE_URL wins over POSTGRES_*, CLICKHOUSE_URI over the
+/// CLICKHOUSE_* parts. Throws ConfigError naming the variable and the expected form on a bad value.
+Config LoadConfig(const EnvMap& env);
+
+}  // namespace eventlog

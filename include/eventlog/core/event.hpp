@@ -1,0 +1,27 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <eventlog/core/uuid.hpp>
+
+namespace eventlog {
+
+/// One event as stored in the outbox and delivered to ClickHouse. Plain value type.
+struct Event {
+    Uuid event_id;                       ///< Idempotency key; random when the producer gives none.
+    std::string event_type;              ///< snake_case name, e.g. "user_created".
+    std::int64_t event_date_time_us{0};  ///< Microseconds since the Unix epoch, UTC.
+    std::string environment;             ///< Deployment environment, "Local" by default.
+    std::string event_context;           ///< Compact JSON text, key order as the producer wrote it.
+    std::uint64_t metadata_version{1};   ///< Schema version of event_context.
+    std::string trace_id;                ///< W3C trace id (32 hex) or empty.
+};
+
+/// The current time in microseconds since the Unix epoch.
+std::int64_t NowMicros() noexcept;
+
+/// Formats microseconds since the epoch as "YYYY-MM-DD HH:MM:SS.ffffff" (UTC).
+std::string FormatTimestamp(std::int64_t micros);
+
+}  // namespace eventlog

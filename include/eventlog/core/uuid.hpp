@@ -1,0 +1,26 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace eventlog {
+
+/// A 128-bit UUID in RFC 4122 byte order. Value type, trivially copyable.
+struct Uuid {
+    std::array<std::uint8_t, 16> bytes{};
+
+    /// A random (version 4) UUID from a CSPRNG.
+    static Uuid Random();
+    /// Parses the canonical 36-character form (case-insensitive); nullopt when malformed.
+    static std::optional<Uuid> Parse(std::string_view text);
+    /// The canonical lower-case 36-character form.
+    std::string ToString() const;
+
+    bool operator==(const Uuid&) const = default;
+    auto operator<=>(const Uuid&) const = default;
+};
+
+}  // namespace eventlog

@@ -1,0 +1,113 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace eventlog::pg {
+
+/// A query parameter in text format; nullopt is SQL NULL.
+using Param = std::optional<std::string_view>;
+
+/// The result of one statement. Move-only; owns the underlying PGresult.
+class Result {
+public:
+    Result() = default;
+    /// Number of rows returned.
+    int Rows() const noexcept;
+    /// Number of columns returned.
+    int Columns() const noexcept;
+    /// The text value at (row, column); empty for NULL.
+    std::string_view Get(int row, int column) const noexcept;
+    /// True when the value at (row, column) is NULL.
+    bool IsNull(int row, int column) const noexcept;
+    /// The value parsed as a 64-bit integer; throws Error(kFatal) when it is not one.
+    std::int64_t GetInt(int row, int column) const;
+    /// Rows affected by INSERT/UPDATE/DELETE (0 for other statements).
+    std::int64_t AffectedRows() const noexcept;
+
+private:
+    friend class Connection;
+    struct Deleter {
+        void operator()(void* result) const noexcept;
+    };
+    explicit Result(void* result) : result_(result) {}
+    std::unique_ptr<void, Deleter> result_;
+};
+
+/// Connection options with documented defaults.
+struct ConnectOptions {
+    std::string conninfo;                             ///< libpq keyword/value string or URI.
+    std::chrono::milliseconds connect_timeout{10'000};  ///< Bound on establishing the session.
+    std::string application_name{"eventlog"};         ///< Shown in pg_stat_activity.
+};
+
+/// One libpq session. Move-only, not thread-safe. Errors are thrown as the eventlog::Error tree with
+/// the SQLSTATE classified (connection loss: TransientError that poisons the connection; auth and
+/// missing objects: ConfigError; constraint and data errors: InvalidInputError).
+class Connection {
+public:
+    /// Connects; throws TransientError (server unreachable) or ConfigError (auth, missing database).
+    static Connection Open(const ConnectOptions& options);
+
+    Connection(Connection&&) noexcept;
+    Connection& operator=(Connection&&) noexcept;
+    ~Connection();
+
+    /// Runs one or more statements without parameters; returns the last result.
+    Result Exec(std::string_view sql);
+    /// Runs one statement with text parameters $1..$n.
+    Result Exec(std::string_view sql, const std::vector<Param>& params);
+    /// Streams `data` (COPY text format) into `copy_sql` ("COPY t (a, b) FROM STDIN").
+    void CopyIn(std::string_view copy_sql, std::string_view data);
+    /// Waits up to `timeout` for a NOTIFY on any channel this session LISTENs to; true when one arrived.
+    /// All pending notifications are consumed.
+    bool WaitForNotify(std::chrono::milliseconds timeout);
+    /// False once the session is known to be broken.
+    bool Healthy() const noexcept;
+    /// The server process id of this session (for pg_terminate_backend in tests and logs).
+    int BackendPid() const noexcept;
+    /// Interrupts the statement in progress from another thread (PQcancel); safe to call concurrently.
+    void Cancel() noexcept;
+
+private:
+    struct Impl;
+    explicit Connection(std::unique_ptr<Impl> impl);
+    Result Check(void* result, std::string_view sql);
+    std::unique_ptr<Impl> impl_;
+};
+
+/// A transaction on a borrowed connection: BEGIN on construction, ROLLBACK in the destructor unless
+/// Commit() succeeded. Not copyable or movable; must not outlive the connection.
+class Transaction {
+public:
+    /// Begins a transaction (`begin_sql` may add an isolation level).
+    explicit Transaction(Connection& connection, std::string_view begin_sql = "BEGIN");
+    ~Transaction();
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+
+    /// Runs statements inside the transaction.
+    Result Exec(std::string_view sql) { return connection_.Exec(sql); }
+    /// Runs one parameterised statement inside the transaction.
+    Result Exec(std::string_view sql, const std::vector<Param>& params) { return connection_.Exec(sql, params); }
+    /// The connection, for COPY and other calls.
+    Connection& Conn() noexcept { return connection_; }
+    /// Commits. A connection lost during COMMIT throws InDoubtError: the outcome is unknown.
+    void Commit();
+    /// Rolls back now (also done by the destructor).
+    void Rollback() noexcept;
+
+private:
+    Connection& connection_;
+    bool open_{true};
+};
+
+/// Quotes `text` as a SQL string literal ('...' with quotes doubled).
+std::string QuoteLiteral(std::string_view text);
+
+}  // namespace eventlog::pg

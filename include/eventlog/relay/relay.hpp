@@ -1,0 +1,48 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include <eventlog/core/config.hpp>
+
+namespace eventlog::relay {
+
+/// Counters of one Run().
+struct Stats {
+    std::int64_t delivered{0};          ///< Events confirmed in ClickHouse.
+    std::int64_t batches{0};            ///< Batches acknowledged.
+    std::int64_t dead_lettered{0};      ///< Events moved to the dead-letter table.
+    std::int64_t recovered_batches{0};  ///< Batches of dead relays finished by this one.
+    std::int64_t retries{0};            ///< Failed attempts that were retried.
+};
+
+/// How Run() ends.
+struct RunOptions {
+    bool drain{false};  ///< Return once the outbox and the in-flight batches of dead relays are empty.
+};
+
+/// The delivery loop: claims batches from the outbox, inserts them into ClickHouse, acknowledges them,
+/// retries with backoff, isolates poison rows and finishes batches left behind by crashed relays.
+/// The protocol is in docs/delivery.md. One Relay runs on one thread; Stop() may be called from any
+/// thread or a signal handler.
+class Relay {
+public:
+    explicit Relay(Config config);
+    ~Relay();
+    Relay(const Relay&) = delete;
+    Relay& operator=(const Relay&) = delete;
+
+    /// Runs until Stop() (or, with drain, until there is no work). Throws only on fatal errors.
+    Stats Run(const RunOptions& options = {});
+    /// Asks Run() to finish the batch in flight and return. Async-signal-safe.
+    void Stop() noexcept;
+    /// Asks Run() to return as soon as possible, abandoning the batch in flight to recovery.
+    void Abort() noexcept;
+
+private:
+    class Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace eventlog::relay

@@ -1,0 +1,301 @@
+// The `eventlog` command: migrate, relay, status, emit, dlq.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <eventlog/clickhouse/client.hpp>
+#include <eventlog/core/config.hpp>
+#include <eventlog/core/error.hpp>
+#include <eventlog/core/json.hpp>
+#include <eventlog/observability/log.hpp>
+#include <eventlog/outbox/dead_letters.hpp>
+#include <eventlog/outbox/migrate.hpp>
+#include <eventlog/outbox/outbox.hpp>
+#include <eventlog/pg/connection.hpp>
+#include <eventlog/relay/relay.hpp>
+
+namespace {
+
+using namespace eventlog;
+
+Config LoadFromEnvironment() {
+    const char* env_file = std::getenv("EVENTLOG_ENV_FILE");
+    Config config = LoadConfig(ReadEnvironment(env_file ? env_file : ".env"));
+    log::SetLevel(config.log_level);
+    return config;
+}
+
+pg::Connection OpenPostgres(const Config& config) {
+    pg::ConnectOptions options;
+    options.conninfo = config.postgres.ConnInfo();
+    options.application_name = "eventlog-cli";
+    return pg::Connection::Open(options);
+}
+
+clickhouse::Client OpenClickHouse(const Config& config) {
+    clickhouse::ClientOptions options;
+    options.base_url = config.clickhouse.BaseUrl();
+    options.user = config.clickhouse.user;
+    options.password = config.clickhouse.password;
+    options.database = "default";  // the target database may not exist yet (migrate creates it)
+    options.connect_timeout = config.clickhouse.connect_timeout;
+    options.send_receive_timeout = config.clickhouse.send_receive_timeout;
+    return clickhouse::Client(options);
+}
+
+std::vector<Uuid> ParseIds(const std::vector<std::string>& texts) {
+    std::vector<Uuid> ids;
+    for (const auto& t : texts) {
+        auto id = Uuid::Parse(t);
+        if (!id) throw InvalidInputError("EVENT_ID", fmt::format("expected a UUID, got '{}'", t));
+        ids.push_back(*id);
+    }
+    return ids;
+}
+
+int CmdMigrate() {
+    const Config config = LoadFromEnvironment();
+    auto pg = OpenPostgres(config);
+    auto ch = OpenClickHouse(config);
+    const auto report = outbox::Migrate(pg, ch, config);
+    for (const auto& name : report.applied) std::cout << "applied " << name << "\n";
+    std::cout << fmt::format("migrations: {} applied, {} already applied\n", report.applied.size(),
+                             report.already_applied);
+    return 0;
+}
+
+int CmdRelay(bool drain) {
+    const Config config = LoadFromEnvironment();
+    relay::Relay relay(config);
+
+    // Signals go to one thread: the first SIGTERM/SIGINT asks for a graceful stop (bounded by
+    // RELAY_SHUTDOWN_TIMEOUT_MS), a second exits at once. Either way the delivery record keeps the
+    // batch in flight for recovery, so nothing is lost or duplicated.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    std::atomic<bool> finished{false};
+    std::thread signals([&] {
+        int received = 0;
+        for (;;) {
+            int sig = 0;
+            timespec timeout{0, 100'000'000};
+            siginfo_t info;
+            sig = sigtimedwait(&set, &info, &timeout);
+            if (finished.load()) return;
+            if (sig < 0) continue;
+            if (sig == SIGHUP) {
+                log::Info("relay_sighup", {{"action", std::string("nothing to reload; configuration is read at start")}});
+                continue;
+            }
+            if (++received == 1) {
+                log::Info("relay_stopping", {{"signal", static_cast<std::int64_t>(sig)},
+                                             {"timeout_ms", static_cast<std::int64_t>(
+                                                                config.relay.shutdown_timeout.count())}});
+                relay.Stop();
+                std::thread([&relay, &finished, timeout_ms = config.relay.shutdown_timeout] {
+                    const auto until = std::chrono::steady_clock::now() + timeout_ms;
+                    while (!finished.load() && std::chrono::steady_clock::now() < until) {
+                        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                    }
+                    if (!finished.load()) {
+                        log::Warning("relay_shutdown_timeout", {});
+                        relay.Abort();
+                    }
+                }).detach();
+            } else {
+                log::Warning("relay_exit_now", {{"signal", static_cast<std::int64_t>(sig)}});
+                _exit(130);
+            }
+        }
+    });
+    int rc = 0;
+    try {
+        relay::RunOptions options;
+        options.drain = drain;
+        const auto stats = relay.Run(options);
+        std::cout << fmt::format("delivered {} events in {} batches, {} dead-lettered, {} batches recovered\n",
+                                 stats.delivered, stats.batches, stats.dead_lettered, stats.recovered_batches);
+    } catch (...) {
+        finished.store(true);
+        signals.join();
+        throw;
+    }
+    finished.store(true);
+    signals.join();
+    return rc;
+}
+
+int CmdStatus(bool json) {
+    const Config config = LoadFromEnvironment();
+    auto pg = OpenPostgres(config);
+    const auto s = outbox::ReadStatus(pg);
+    if (json) {
+        std::cout << fmt::format(
+            "{{\"pending\":{},\"oldest_pending_age_seconds\":{:.3f},\"in_flight_batches\":{},\"in_flight_events\":{},"
+            "\"dead_letters\":{}}}\n",
+            s.pending, s.oldest_pending_age_seconds, s.in_flight_batches, s.in_flight_events, s.dead_letters);
+    } else {
+        std::cout << fmt::format("pending:            {}\n", s.pending)
+                  << fmt::format("oldest pending age: {:.3f} s\n", s.oldest_pending_age_seconds)
+                  << fmt::format("in flight:          {} events in {} batches\n", s.in_flight_events,
+                                 s.in_flight_batches)
+                  << fmt::format("dead letters:       {}\n", s.dead_letters);
+    }
+    return 0;
+}
+
+int CmdEmit(const std::string& type, const std::string& context, const std::string& event_id,
+            const std::string& environment, std::uint64_t metadata_version, int count) {
+    const Config config = LoadFromEnvironment();
+    auto pg = OpenPostgres(config);
+    Event e;
+    e.event_type = type;
+    e.event_context = context;
+    e.environment = environment;
+    e.metadata_version = metadata_version;
+    if (!event_id.empty()) {
+        if (count != 1) throw InvalidInputError("--event-id", "cannot be combined with --count");
+        e.event_id = ParseIds({event_id}).front();
+    }
+    pg::Transaction tx(pg);
+    if (count == 1) {
+        const Uuid id = outbox::Emit(tx, e);
+        tx.Commit();
+        std::cout << id.ToString() << "\n";
+        return 0;
+    }
+    std::vector<Event> events(static_cast<std::size_t>(count), e);
+    const auto ids = outbox::EmitMany(tx, std::move(events));
+    tx.Commit();
+    std::cout << fmt::format("emitted {} events\n", ids.size());
+    return 0;
+}
+
+int CmdDlqList(bool json, int limit) {
+    const Config config = LoadFromEnvironment();
+    auto pg = OpenPostgres(config);
+    const auto rows = outbox::ListDeadLetters(pg, limit);
+    if (json) {
+        std::string out = "[";
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+            if (i) out += ",";
+            out += rows[i].ToJson();
+        }
+        std::cout << out << "]\n";
+        return 0;
+    }
+    if (rows.empty()) {
+        std::cout << "no dead letters\n";
+        return 0;
+    }
+    for (const auto& d : rows) {
+        std::cout << fmt::format("{}  {:<24} attempts={} failed={}  {}\n", d.event_id, d.event_type, d.attempts,
+                                 d.last_failed_at, d.error.substr(0, 160));
+    }
+    return 0;
+}
+
+int CmdDlqShow(const std::string& id) {
+    const Config config = LoadFromEnvironment();
+    auto pg = OpenPostgres(config);
+    const auto d = outbox::FindDeadLetter(pg, ParseIds({id}).front());
+    if (!d) {
+        std::cerr << "error: no dead letter with event_id " << id << "\n";
+        return 1;
+    }
+    std::cout << d->ToJson() << "\n";
+    return 0;
+}
+
+int CmdDlqChange(bool replay, bool all, const std::vector<std::string>& ids) {
+    if (all == !ids.empty()) throw InvalidInputError("EVENT_ID", "give either --all or one or more event ids");
+    const Config config = LoadFromEnvironment();
+    auto pg = OpenPostgres(config);
+    const auto parsed = ParseIds(ids);
+    const auto n = replay ? outbox::ReplayDeadLetters(pg, parsed) : outbox::DiscardDeadLetters(pg, parsed);
+    std::cout << fmt::format("{} {} dead letters\n", replay ? "replayed" : "discarded", n);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"eventlog: a transactional outbox relay from PostgreSQL to ClickHouse"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "eventlog 0.1.0");
+
+    auto* migrate = app.add_subcommand("migrate", "Apply PostgreSQL and ClickHouse migrations (idempotent)");
+
+    bool drain = false;
+    auto* relay = app.add_subcommand("relay", "Deliver events from the outbox to ClickHouse until stopped");
+    relay->add_flag("--drain", drain, "Deliver everything pending, then exit 0");
+
+    bool status_json = false;
+    auto* status = app.add_subcommand("status", "Print backlog, oldest pending age, in-flight batches, dead letters");
+    status->add_flag("--json", status_json, "Print one JSON object");
+
+    std::string emit_type, emit_context = "{}", emit_id, emit_env;
+    std::uint64_t emit_version = 1;
+    int emit_count = 1;
+    auto* emit = app.add_subcommand("emit", "Write an event into the outbox (its own transaction)");
+    emit->add_option("event_type", emit_type, "Event name, e.g. user_created or UserCreated")->required();
+    emit->add_option("event_context", emit_context, "JSON object, e.g. '{\"email\":\"a@b.c\"}'");
+    emit->add_option("--event-id", emit_id, "UUID to use instead of a random one");
+    emit->add_option("--environment", emit_env, "Environment (default: the relay's ENVIRONMENT)");
+    emit->add_option("--metadata-version", emit_version, "metadata_version (default 1)");
+    emit->add_option("--count", emit_count, "Emit this many copies with random ids (one COPY)")
+        ->check(CLI::Range(1, 10'000'000));
+
+    auto* dlq = app.add_subcommand("dlq", "List, show, replay or discard dead letters");
+    dlq->require_subcommand(1);
+    bool dlq_json = false;
+    int dlq_limit = 1000;
+    auto* dlq_list = dlq->add_subcommand("list", "List dead letters");
+    dlq_list->add_flag("--json", dlq_json, "Print a JSON array");
+    dlq_list->add_option("--limit", dlq_limit, "At most this many (default 1000)")->check(CLI::Range(1, 1'000'000));
+    std::string dlq_show_id;
+    auto* dlq_show = dlq->add_subcommand("show", "Show one dead letter as JSON");
+    dlq_show->add_option("EVENT_ID", dlq_show_id, "The event id")->required();
+    bool replay_all = false, discard_all = false;
+    std::vector<std::string> replay_ids, discard_ids;
+    auto* dlq_replay = dlq->add_subcommand("replay", "Move dead letters back to the outbox (same event_id)");
+    dlq_replay->add_flag("--all", replay_all, "Replay every dead letter");
+    dlq_replay->add_option("EVENT_ID", replay_ids, "Event ids to replay");
+    auto* dlq_discard = dlq->add_subcommand("discard", "Delete dead letters for good");
+    dlq_discard->add_flag("--all", discard_all, "Discard every dead letter");
+    dlq_discard->add_option("EVENT_ID", discard_ids, "Event ids to discard");
+
+    CLI11_PARSE(app, argc, argv);
+
+    try {
+        if (*migrate) return CmdMigrate();
+        if (*relay) return CmdRelay(drain);
+        if (*status) return CmdStatus(status_json);
+        if (*emit) return CmdEmit(emit_type, emit_context, emit_id, emit_env, emit_version, emit_count);
+        if (*dlq_list) return CmdDlqList(dlq_json, dlq_limit);
+        if (*dlq_show) return CmdDlqShow(dlq_show_id);
+        if (*dlq_replay) return CmdDlqChange(true, replay_all, replay_ids);
+        if (*dlq_discard) return CmdDlqChange(false, discard_all, discard_ids);
+    } catch (const eventlog::Error& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return e.Kind() == eventlog::ErrorKind::kConfiguration || e.Kind() == eventlog::ErrorKind::kInvalidInput ? 2
+                                                                                                                 : 1;
+    } catch (const std::exception& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}

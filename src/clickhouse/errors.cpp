@@ -1,0 +1,120 @@
+#include <eventlog/clickhouse/errors.hpp>
+
+namespace eventlog::clickhouse {
+
+namespace {
+
+struct KnownCode {
+    int code;
+    std::string_view name;
+    ErrorKind kind;         // classification for a non-insert query
+    ErrorKind insert_kind;  // classification for an INSERT
+};
+
+constexpr ErrorKind kT = ErrorKind::kTransient;
+constexpr ErrorKind kD = ErrorKind::kInDoubt;
+constexpr ErrorKind kR = ErrorKind::kRejected;
+constexpr ErrorKind kC = ErrorKind::kConfiguration;
+
+constexpr KnownCode kKnownCodes[] = {
+    {6, "CANNOT_PARSE_TEXT", kR, kR},
+    {16, "NO_SUCH_COLUMN_IN_TABLE", kC, kC},
+    {26, "CANNOT_PARSE_QUOTED_STRING", kR, kR},
+    {27, "CANNOT_PARSE_INPUT_ASSERTION_FAILED", kR, kR},
+    {33, "CANNOT_READ_ALL_DATA", kR, kR},
+    {38, "CANNOT_PARSE_DATE", kR, kR},
+    {41, "CANNOT_PARSE_DATETIME", kR, kR},
+    {47, "UNKNOWN_IDENTIFIER", kC, kC},
+    {53, "TYPE_MISMATCH", kR, kR},
+    {60, "UNKNOWN_TABLE", kC, kC},
+    {69, "ARGUMENT_OUT_OF_BOUND", kR, kR},
+    {70, "CANNOT_CONVERT_TYPE", kR, kR},
+    {72, "CANNOT_PARSE_NUMBER", kR, kR},
+    {81, "UNKNOWN_DATABASE", kC, kC},
+    {115, "UNKNOWN_SETTING", kC, kC},
+    {117, "INCORRECT_DATA", kR, kR},
+    {131, "TOO_LARGE_STRING_SIZE", kR, kR},
+    {159, "TIMEOUT_EXCEEDED", kT, kD},
+    {164, "READONLY", kC, kC},
+    {192, "UNKNOWN_USER", kC, kC},
+    {193, "WRONG_PASSWORD", kC, kC},
+    {194, "REQUIRED_PASSWORD", kC, kC},
+    {195, "IP_ADDRESS_NOT_ALLOWED", kC, kC},
+    {202, "TOO_MANY_SIMULTANEOUS_QUERIES", kT, kT},
+    {209, "SOCKET_TIMEOUT", kT, kD},
+    {210, "NETWORK_ERROR", kT, kT},
+    {241, "MEMORY_LIMIT_EXCEEDED", kT, kT},
+    {252, "TOO_MANY_PARTS", kT, kT},
+    {291, "DATABASE_ACCESS_DENIED", kC, kC},
+    {321, "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE", kR, kR},
+    {394, "QUERY_WAS_CANCELLED", kT, kD},
+    {395, "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO", kR, kR},
+    {497, "ACCESS_DENIED", kC, kC},
+    {516, "AUTHENTICATION_FAILED", kC, kC},
+};
+
+const KnownCode* Find(int code) {
+    for (const auto& known : kKnownCodes) {
+        if (known.code == code) return &known;
+    }
+    return nullptr;
+}
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+}  // namespace
+
+std::optional<int> ParseServerErrorCode(std::string_view body) {
+    constexpr std::string_view kPrefix = "Code: ";
+    std::size_t pos = 0;
+    while ((pos = body.find(kPrefix, pos)) != std::string_view::npos) {
+        std::size_t i = pos + kPrefix.size();
+        long value = 0;
+        std::size_t digits = 0;
+        while (i < body.size() && IsDigit(body[i]) && digits < 6) {
+            value = value * 10 + (body[i] - '0');
+            ++i;
+            ++digits;
+        }
+        // 18.x: "Code: 60, e.displayText() = ..."; modern: "Code: 60. DB::Exception: ...".
+        if (digits > 0 && i < body.size() && (body[i] == ',' || body[i] == '.')) return static_cast<int>(value);
+        pos += kPrefix.size();
+    }
+    return std::nullopt;
+}
+
+ErrorKind ClassifyServerError(int code, bool is_insert) {
+    const KnownCode* known = Find(code);
+    if (known == nullptr) return ErrorKind::kTransient;
+    return is_insert ? known->insert_kind : known->kind;
+}
+
+std::string_view ServerErrorName(int code) {
+    const KnownCode* known = Find(code);
+    return known == nullptr ? std::string_view{} : known->name;
+}
+
+bool IsAuthenticationError(int code) {
+    return code == error_code::kUnknownUser || code == error_code::kWrongPassword ||
+           code == error_code::kRequiredPassword || code == error_code::kAuthenticationFailed;
+}
+
+void ThrowError(ErrorKind kind, const std::string& message) {
+    switch (kind) {
+        case ErrorKind::kTransient:
+            throw TransientError(message);
+        case ErrorKind::kInDoubt:
+            throw InDoubtError(message);
+        case ErrorKind::kRejected:
+            throw RejectedError(message);
+        case ErrorKind::kConfiguration:
+            throw ConfigError(message);
+        case ErrorKind::kInvalidInput:
+            throw InvalidInputError("clickhouse", message);
+        case ErrorKind::kFatal:
+            break;
+    }
+    throw Error(ErrorKind::kFatal, message, true);
+}
+
+}  // namespace eventlog::clickhouse

@@ -1,0 +1,240 @@
+#include <eventlog/pg/connection.hpp>
+
+#include <poll.h>
+
+#include <charconv>
+#include <cstring>
+#include <mutex>
+
+#include <fmt/format.h>
+#include <libpq-fe.h>
+
+#include <eventlog/core/error.hpp>
+
+namespace eventlog::pg {
+namespace {
+
+PGresult* AsResult(void* p) { return static_cast<PGresult*>(p); }
+
+std::string Trimmed(const char* message) {
+    std::string s = message ? message : "";
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+}
+
+/// Maps a SQLSTATE to the error tree. Connection-class and shutdown errors poison the session.
+[[noreturn]] void ThrowFor(const std::string& sqlstate, const std::string& message, bool connection_bad) {
+    if (connection_bad || sqlstate.rfind("08", 0) == 0 || sqlstate == "57P01" || sqlstate == "57P02" ||
+        sqlstate == "57P03") {
+        throw TransientError(fmt::format("postgresql: connection lost: {}", message), true);
+    }
+    if (sqlstate == "40001" || sqlstate == "40P01" || sqlstate == "55P03" || sqlstate == "57014" ||
+        sqlstate.rfind("53", 0) == 0) {
+        throw TransientError(fmt::format("postgresql: {} (SQLSTATE {})", message, sqlstate), false);
+    }
+    if (sqlstate.rfind("28", 0) == 0 || sqlstate == "3D000" || sqlstate == "42P01" || sqlstate == "3F000" ||
+        sqlstate == "42883" || sqlstate == "42501") {
+        throw ConfigError(fmt::format("postgresql: {} (SQLSTATE {})", message, sqlstate));
+    }
+    if (sqlstate.rfind("22", 0) == 0 || sqlstate.rfind("23", 0) == 0) {
+        throw InvalidInputError("postgresql", fmt::format("{} (SQLSTATE {})", message, sqlstate));
+    }
+    throw Error(ErrorKind::kFatal, fmt::format("postgresql: {} (SQLSTATE {})", message, sqlstate));
+}
+
+}  // namespace
+
+void Result::Deleter::operator()(void* result) const noexcept { PQclear(AsResult(result)); }
+
+int Result::Rows() const noexcept { return result_ ? PQntuples(AsResult(result_.get())) : 0; }
+int Result::Columns() const noexcept { return result_ ? PQnfields(AsResult(result_.get())) : 0; }
+
+std::string_view Result::Get(int row, int column) const noexcept {
+    auto* r = AsResult(result_.get());
+    return {PQgetvalue(r, row, column), static_cast<std::size_t>(PQgetlength(r, row, column))};
+}
+
+bool Result::IsNull(int row, int column) const noexcept { return PQgetisnull(AsResult(result_.get()), row, column); }
+
+std::int64_t Result::GetInt(int row, int column) const {
+    const auto text = Get(row, column);
+    std::int64_t value = 0;
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || p != text.data() + text.size()) {
+        throw Error(ErrorKind::kFatal, fmt::format("postgresql: expected an integer in column {}, got '{}'", column, text));
+    }
+    return value;
+}
+
+std::int64_t Result::AffectedRows() const noexcept {
+    if (!result_) return 0;
+    const char* n = PQcmdTuples(AsResult(result_.get()));
+    std::int64_t value = 0;
+    std::from_chars(n, n + std::strlen(n), value);
+    return value;
+}
+
+struct Connection::Impl {
+    PGconn* conn{nullptr};
+    std::mutex cancel_mutex;
+    PGcancel* cancel{nullptr};
+    ~Impl() {
+        if (cancel) PQfreeCancel(cancel);
+        if (conn) PQfinish(conn);
+    }
+};
+
+Connection::Connection(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Connection::Connection(Connection&&) noexcept = default;
+Connection& Connection::operator=(Connection&&) noexcept = default;
+Connection::~Connection() = default;
+
+Connection Connection::Open(const ConnectOptions& options) {
+    auto impl = std::make_unique<Impl>();
+    const std::string timeout = std::to_string(std::max<long long>(1, (options.connect_timeout.count() + 999) / 1000));
+    const char* keys[] = {"dbname", "connect_timeout", "application_name", nullptr};
+    const char* values[] = {options.conninfo.c_str(), timeout.c_str(), options.application_name.c_str(), nullptr};
+    impl->conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+    if (impl->conn == nullptr) throw TransientError("postgresql: out of memory allocating a connection");
+    if (PQstatus(impl->conn) != CONNECTION_OK) {
+        const std::string message = Trimmed(PQerrorMessage(impl->conn));
+        if (message.find("password authentication failed") != std::string::npos ||
+            message.find("does not exist") != std::string::npos ||
+            message.find("no pg_hba.conf entry") != std::string::npos) {
+            throw ConfigError(fmt::format("postgresql: cannot connect: {}", message));
+        }
+        throw TransientError(fmt::format("postgresql: cannot connect: {}", message), true);
+    }
+    impl->cancel = PQgetCancel(impl->conn);
+    // Silence NOTICE messages on stderr; they are not errors.
+    PQsetNoticeProcessor(impl->conn, [](void*, const char*) {}, nullptr);
+    return Connection(std::move(impl));
+}
+
+Result Connection::Check(void* raw, std::string_view sql) {
+    PGresult* result = AsResult(raw);
+    Result owned(result);
+    const bool bad = PQstatus(impl_->conn) != CONNECTION_OK;
+    if (result == nullptr) ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), true);
+    const auto status = PQresultStatus(result);
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_COPY_IN) return owned;
+    const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+    std::string message = Trimmed(PQresultErrorMessage(result));
+    if (message.empty()) message = Trimmed(PQerrorMessage(impl_->conn));
+    if (message.empty()) message = fmt::format("statement failed: {:.80}", sql);
+    ThrowFor(state ? state : "", message, bad);
+}
+
+Result Connection::Exec(std::string_view sql) {
+    const std::string text(sql);
+    return Check(PQexec(impl_->conn, text.c_str()), sql);
+}
+
+Result Connection::Exec(std::string_view sql, const std::vector<Param>& params) {
+    const std::string text(sql);
+    std::vector<std::string> storage;
+    storage.reserve(params.size());
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) {
+        if (p) {
+            storage.emplace_back(*p);
+            values.push_back(storage.back().c_str());
+        } else {
+            values.push_back(nullptr);
+        }
+    }
+    return Check(PQexecParams(impl_->conn, text.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
+                              nullptr, nullptr, 0),
+                 sql);
+}
+
+void Connection::CopyIn(std::string_view copy_sql, std::string_view data) {
+    Exec(copy_sql);  // enters COPY IN state (PGRES_COPY_IN accepted by Check)
+    constexpr std::size_t kChunk = 1 << 20;
+    for (std::size_t off = 0; off < data.size(); off += kChunk) {
+        const auto n = std::min(kChunk, data.size() - off);
+        if (PQputCopyData(impl_->conn, data.data() + off, static_cast<int>(n)) != 1) {
+            ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), PQstatus(impl_->conn) != CONNECTION_OK);
+        }
+    }
+    if (PQputCopyEnd(impl_->conn, nullptr) != 1) {
+        ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), PQstatus(impl_->conn) != CONNECTION_OK);
+    }
+    std::optional<Error> first;
+    while (PGresult* r = PQgetResult(impl_->conn)) {
+        try {
+            Check(r, copy_sql);
+        } catch (const Error& e) {
+            if (!first) first = e;
+        }
+    }
+    if (first) throw *first;
+}
+
+bool Connection::WaitForNotify(std::chrono::milliseconds timeout) {
+    auto drain = [this] {
+        bool got = false;
+        while (PGnotify* n = PQnotifies(impl_->conn)) {
+            got = true;
+            PQfreemem(n);
+        }
+        return got;
+    };
+    if (PQconsumeInput(impl_->conn) == 0) ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), true);
+    if (drain()) return true;
+    pollfd pfd{PQsocket(impl_->conn), POLLIN, 0};
+    const int rc = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
+    if (rc <= 0) return false;
+    if (PQconsumeInput(impl_->conn) == 0) ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), true);
+    return drain();
+}
+
+bool Connection::Healthy() const noexcept { return impl_ && PQstatus(impl_->conn) == CONNECTION_OK; }
+
+int Connection::BackendPid() const noexcept { return impl_ ? PQbackendPID(impl_->conn) : 0; }
+
+void Connection::Cancel() noexcept {
+    if (!impl_ || !impl_->cancel) return;
+    char err[256];
+    PQcancel(impl_->cancel, err, sizeof(err));
+}
+
+Transaction::Transaction(Connection& connection, std::string_view begin_sql) : connection_(connection) {
+    connection_.Exec(begin_sql);
+}
+
+Transaction::~Transaction() { Rollback(); }
+
+void Transaction::Commit() {
+    open_ = false;
+    try {
+        connection_.Exec("COMMIT");
+    } catch (const Error& e) {
+        if (e.PoisonsConnection()) throw InDoubtError(fmt::format("postgresql: COMMIT outcome unknown: {}", e.what()));
+        throw;
+    }
+}
+
+void Transaction::Rollback() noexcept {
+    if (!open_) return;
+    open_ = false;
+    if (!connection_.Healthy()) return;
+    try {
+        connection_.Exec("ROLLBACK");
+    } catch (...) {
+        // The server drops the transaction with the session anyway.
+    }
+}
+
+std::string QuoteLiteral(std::string_view text) {
+    std::string out = "'";
+    for (char c : text) {
+        if (c == '\'') out.push_back('\'');
+        out.push_back(c);
+    }
+    out.push_back('\'');
+    return out;
+}
+
+}  // namespace eventlog::pg
