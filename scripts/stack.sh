@@ -39,7 +39,7 @@ start_pg() {
     if as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         echo "postgresql already running in $data"; return 0
     fi
-    as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$dir/pg/server.log" -w -t 60 start -o \
+    as_pg setsid "$PG_BIN/pg_ctl" -D "$data" -l "$dir/pg/server.log" -w -t 60 start -o \
         "-p $port -k $sock -c listen_addresses=127.0.0.1 -c fsync=${EVENTLOG_PG_FSYNC:-on} -c max_connections=200 -c max_prepared_transactions=50 -c shared_buffers=256MB" \
         >/dev/null || { tail -20 "$dir/pg/server.log" >&2; die "postgresql did not start"; }
     echo "$port" >"$dir/pg/port"
@@ -130,12 +130,13 @@ start_ch() {
     ch_config "$dir" "$http" "$tcp"
     local bin; bin=$(ch_server_bin)
     if [ "$(basename "$bin")" = clickhouse ]; then
-        nohup "$bin" server --config-file="$dir/ch/config.xml" >"$dir/ch/log/stdout.log" 2>&1 &
+        setsid nohup "$bin" server --config-file="$dir/ch/config.xml" >"$dir/ch/log/stdout.log" 2>&1 &
     else
-        nohup "$bin" --config-file="$dir/ch/config.xml" >"$dir/ch/log/stdout.log" 2>&1 &
+        setsid nohup "$bin" --config-file="$dir/ch/config.xml" >"$dir/ch/log/stdout.log" 2>&1 &
     fi
     echo $! >"$dir/ch/pid"
     echo "$http" >"$dir/ch/port"
+    echo "$tcp" >"$dir/ch/tcp_port"
     for _ in $(seq 1 300); do
         if curl -fsS "http://127.0.0.1:$http/ping" >/dev/null 2>&1; then return 0; fi
         kill -0 "$(cat "$dir/ch/pid")" 2>/dev/null || { tail -20 "$dir/ch/log/stdout.log" "$dir/ch/log/error.log" >&2 || true; die "clickhouse exited"; }

@@ -1,0 +1,130 @@
+#pragma once
+
+// Shared helpers for tests that need real servers (tests/integration/*_dbtest.cpp, tests/e2e/*_e2etest.cpp).
+//
+// Servers come from the environment, never from defaults:
+//   EVENTLOG_TEST_PG_DSN   postgres://eventlog:eventlog@127.0.0.1:54329/eventlog  (a SUPERUSER: CREATE DATABASE)
+//   EVENTLOG_TEST_CH_URL   http://127.0.0.1:18123                                  (scheme, host, port; no path)
+//   EVENTLOG_TEST_CH_USER / EVENTLOG_TEST_CH_PASSWORD  optional ClickHouse credentials ("default", "")
+// When one of the two required variables is unset, TestStack's constructor throws std::runtime_error
+// naming it, so the test FAILS (it never skips).
+//
+// Typical use:
+//
+//   eventlog::testing::TestStack stack;                    // fresh PG database + CH database, migrated
+//   { eventlog::pg::Transaction tx(stack.Pg()); eventlog::outbox::Emit(tx, event); tx.Commit(); }
+//   eventlog::relay::Relay(stack.Config()).Run({.drain = true});
+//   EXPECT_EQ(stack.ChCount("SELECT count() FROM " + stack.ChTable()), 1);
+//
+// Or derive a gtest fixture from StackTest, which builds `stack_` in SetUp() and turns a missing server
+// variable into a fatal failure with a clear message.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <eventlog/clickhouse/client.hpp>
+#include <eventlog/core/config.hpp>
+#include <eventlog/pg/connection.hpp>
+#include <eventlog/relay/relay.hpp>
+
+namespace eventlog::testing {
+
+/// The value of environment variable `name`; throws std::runtime_error with `hint` when unset or empty.
+std::string RequireEnv(const char* name, std::string_view hint);
+
+/// `dsn` (a postgres:// URL) with its database path replaced by `database` (query string kept).
+std::string WithDatabase(const std::string& dsn, const std::string& database);
+
+/// Client options (URL, credentials, database, timeouts) for `config.clickhouse`, as the relay builds them.
+clickhouse::ClientOptions ClientOptionsFor(const eventlog::Config& config);
+
+/// Polls `condition` every `step` until it is true or `timeout` passes; returns its last value.
+bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds step = std::chrono::milliseconds(10));
+
+/// A throwaway PostgreSQL database plus a throwaway ClickHouse database, both migrated (unless told not to),
+/// and a Config pointing at them. Non-copyable, non-movable, not thread-safe (create extra connections with
+/// OpenPg()/OpenCh() for other threads). The destructor drops both databases (PostgreSQL WITH (FORCE)); join
+/// any relay threads before it runs.
+class TestStack {
+public:
+    /// Settings used unless overridden: ENVIRONMENT=integration_test, EVENT_PROCESSING_INTERVAL=1,
+    /// RELAY_BACKOFF_BASE_MS=20, RELAY_BACKOFF_CAP_MS=200, CLICKHOUSE_CONNECT_TIMEOUT=2,
+    /// CLICKHOUSE_SEND_RECEIVE_TIMEOUT=30, plus DATABASE_URL, CLICKHOUSE_* and CLICKHOUSE_SCHEMA for the
+    /// fresh databases.
+    struct Options {
+        EnvMap overrides;     ///< Extra/overriding configuration variables (e.g. {"EVENT_BATCH_SIZE", "500"}).
+        bool migrate{true};   ///< Run outbox::Migrate in the constructor.
+    };
+
+    /// Creates eventlog_test_<pid>_<n> in PostgreSQL and ClickHouse (same name), then migrates.
+    TestStack();
+    explicit TestStack(Options options);
+    ~TestStack();
+    TestStack(const TestStack&) = delete;
+    TestStack& operator=(const TestStack&) = delete;
+
+    /// The configuration built by LoadConfig from Env().
+    const eventlog::Config& Config() const { return config_; }
+    /// A configuration for the same databases with `extra` variables layered over Env().
+    eventlog::Config ConfigWith(const EnvMap& extra) const;
+    /// The variables Config() was loaded from.
+    const EnvMap& Env() const { return env_; }
+
+    /// A connection to the test's PostgreSQL database (opened once, reused).
+    pg::Connection& Pg();
+    /// A new connection to the test's PostgreSQL database (for other threads).
+    pg::Connection OpenPg() const;
+    /// A client for the test's ClickHouse database (created once, reused).
+    clickhouse::Client& Ch();
+    /// A new ClickHouse client for the test's database (for other threads).
+    clickhouse::Client OpenCh() const;
+
+    /// Name of both databases ("eventlog_test_<pid>_<n>").
+    const std::string& DatabaseName() const { return name_; }
+    /// "`db`.`event_log`": the fully qualified event_log table, for ClickHouse SQL.
+    std::string ChTable() const;
+
+    /// Runs a ClickHouse query returning one integer (e.g. "SELECT count() FROM " + ChTable()).
+    std::int64_t ChCount(std::string_view sql);
+    /// Runs a ClickHouse query and returns the TabSeparated body (FORMAT TabSeparated is appended).
+    std::string ChQuery(std::string_view sql);
+    /// Runs a PostgreSQL query returning one integer, on Pg().
+    std::int64_t PgCount(std::string_view sql);
+    /// Events not yet delivered: rows in eventlog.outbox plus events in eventlog.delivery records.
+    std::int64_t PendingEvents();
+
+    /// Runs a relay on Config() (or ConfigWith(extra)) with drain=true and returns its stats.
+    relay::Stats Drain(const EnvMap& extra = {});
+
+private:
+    std::string pg_dsn_;      // admin DSN (EVENTLOG_TEST_PG_DSN)
+    std::string ch_url_;      // EVENTLOG_TEST_CH_URL
+    std::string name_;
+    bool pg_created_{false};
+    bool ch_created_{false};
+    EnvMap env_;
+    eventlog::Config config_;
+    std::optional<pg::Connection> pg_;
+    std::optional<clickhouse::Client> ch_;
+};
+
+/// A gtest fixture owning a TestStack built in SetUp() from StackOptions().
+class StackTest : public ::testing::Test {
+protected:
+    /// Override to change the stack's settings.
+    virtual TestStack::Options StackOptions() { return {}; }
+    void SetUp() override;
+    void TearDown() override;
+
+    std::unique_ptr<TestStack> stack_;
+};
+
+}  // namespace eventlog::testing
