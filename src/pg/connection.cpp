@@ -149,6 +149,41 @@ Result Connection::Exec(std::string_view sql, const std::vector<Param>& params) 
                  sql);
 }
 
+void Connection::Send(std::string_view sql, const std::vector<Param>& params) {
+    const std::string text(sql);
+    std::vector<std::string> storage;
+    storage.reserve(params.size());
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) {
+        if (p) {
+            storage.emplace_back(*p);
+            values.push_back(storage.back().c_str());
+        } else {
+            values.push_back(nullptr);
+        }
+    }
+    if (PQsendQueryParams(impl_->conn, text.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                          nullptr, 0) != 1) {
+        ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), PQstatus(impl_->conn) != CONNECTION_OK);
+    }
+}
+
+Result Connection::Receive() {
+    std::optional<Result> last;
+    std::optional<Error> first_error;
+    while (PGresult* r = PQgetResult(impl_->conn)) {
+        try {
+            last = Check(r, "(async statement)");
+        } catch (const Error& e) {
+            if (!first_error) first_error = e;
+        }
+    }
+    if (first_error) throw *first_error;
+    if (!last) ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), true);
+    return std::move(*last);
+}
+
 void Connection::CopyIn(std::string_view copy_sql, std::string_view data) {
     Exec(copy_sql);  // enters COPY IN state (PGRES_COPY_IN accepted by Check)
     constexpr std::size_t kChunk = 1 << 20;

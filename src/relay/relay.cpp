@@ -95,6 +95,10 @@ private:
     void Connect();
     void PlanEncoder();
     void CheckSession();
+    /// The PostgreSQL session, after collecting a prefetched claim still running on it.
+    pg::Connection& Pg();
+    void StartPrefetch();
+    void CollectPrefetch();
 
     // --- the protocol -----------------------------------------------------------------------
     std::size_t ClaimAndDeliver();
@@ -121,6 +125,10 @@ private:
     std::string event_time_type_;
     int owner_{0};
     std::uint64_t send_seq_{0};
+    // Pipelining: the next claim runs on the server while the current batch is inserted.
+    bool prefetch_pending_{false};
+    Uuid prefetch_id_;
+    std::optional<std::pair<Uuid, pg::Result>> prefetched_;
     Stats stats_;
 };
 
@@ -150,6 +158,9 @@ bool Relay::Impl::SleepInterruptible(milliseconds duration) {
 }
 
 void Relay::Impl::Connect() {
+    // A claim prefetched on the old session is not lost: its delivery record is recovered.
+    prefetch_pending_ = false;
+    prefetched_.reset();
     pg_.reset();
     pg::ConnectOptions options;
     options.conninfo = config_.postgres.ConnInfo();
@@ -204,7 +215,24 @@ void Relay::Impl::PlanEncoder() {
                                {"deduplication_token", ch_->SupportsDeduplicationToken()}});
 }
 
-void Relay::Impl::CheckSession() { pg_->Exec("SELECT 1"); }
+void Relay::Impl::CheckSession() { Pg().Exec("SELECT 1"); }
+
+pg::Connection& Relay::Impl::Pg() {
+    if (prefetch_pending_) CollectPrefetch();
+    return *pg_;
+}
+
+void Relay::Impl::StartPrefetch() {
+    prefetch_id_ = Uuid::Random();
+    pg_->Send(kClaimSql, {prefetch_id_.ToString(), std::to_string(owner_), std::to_string(config_.relay.event_batch_size)});
+    prefetch_pending_ = true;
+}
+
+void Relay::Impl::CollectPrefetch() {
+    prefetch_pending_ = false;
+    auto result = pg_->Receive();
+    prefetched_.emplace(prefetch_id_, std::move(result));
+}
 
 std::vector<PendingRow> Relay::Impl::DecodeRows(const pg::Result& r) const {
     std::vector<PendingRow> rows;
@@ -225,15 +253,25 @@ std::vector<PendingRow> Relay::Impl::DecodeRows(const pg::Result& r) const {
 }
 
 std::size_t Relay::Impl::ClaimAndDeliver() {
-    const Uuid batch_id = Uuid::Random();
-    const std::string batch_text = batch_id.ToString();
-    const std::string owner = std::to_string(owner_);
-    const std::string limit = std::to_string(config_.relay.event_batch_size);
-    const auto result = pg_->Exec(kClaimSql, {batch_text, owner, limit});
+    Uuid batch_id;
+    pg::Result result;
+    if (prefetch_pending_) CollectPrefetch();
+    if (prefetched_) {
+        batch_id = prefetched_->first;
+        result = std::move(prefetched_->second);
+        prefetched_.reset();
+    } else {
+        batch_id = Uuid::Random();
+        result = Pg().Exec(kClaimSql, {batch_id.ToString(), std::to_string(owner_),
+                                       std::to_string(config_.relay.event_batch_size)});
+    }
     if (result.Rows() == 0) return 0;
     FaultPoint("after_claim");
     auto rows = DecodeRows(result);
     const std::size_t n = rows.size();
+    // A full batch means more work is likely waiting: claim the next one now, so that PostgreSQL
+    // works on it while ClickHouse takes this one.
+    if (static_cast<int>(n) == config_.relay.event_batch_size && !stop_.load()) StartPrefetch();
     const auto dead_before = stats_.dead_lettered;
     Deliver(batch_id, std::move(rows));
     stats_.delivered += static_cast<std::int64_t>(n) - (stats_.dead_lettered - dead_before);
@@ -387,10 +425,10 @@ void Relay::Impl::SendAll(const Uuid& batch_id, std::vector<PendingRow> rows, st
 void Relay::Impl::Acknowledge(const Uuid& batch_id, const std::vector<PendingRow>& dead, const std::string& error) {
     const std::string id = batch_id.ToString();
     if (dead.empty()) {
-        pg_->Exec("DELETE FROM eventlog.delivery WHERE batch_id = $1", {id});
+        Pg().Exec("DELETE FROM eventlog.delivery WHERE batch_id = $1", {id});
         FaultPoint("during_ack");
     } else {
-        pg::Transaction tx(*pg_);
+        pg::Transaction tx(Pg());
         for (const auto& d : dead) {
             const std::string event_id = d.event.event_id.ToString();
             const std::string attempts = std::to_string(d.attempts);
@@ -413,7 +451,7 @@ void Relay::Impl::Acknowledge(const Uuid& batch_id, const std::vector<PendingRow
 }
 
 void Relay::Impl::RecoverAbandoned(bool include_own) {
-    const auto candidates = pg_->Exec("SELECT DISTINCT owner FROM eventlog.delivery");
+    const auto candidates = Pg().Exec("SELECT DISTINCT owner FROM eventlog.delivery");
     std::vector<int> locked;
     for (int i = 0; i < candidates.Rows(); ++i) {
         const int owner = static_cast<int>(candidates.GetInt(i, 0));
@@ -421,18 +459,18 @@ void Relay::Impl::RecoverAbandoned(bool include_own) {
             if (include_own) locked.push_back(owner);
             continue;
         }
-        const auto r = pg_->Exec(fmt::format("SELECT pg_try_advisory_lock({}, {})", kOwnerLockClass, owner));
+        const auto r = Pg().Exec(fmt::format("SELECT pg_try_advisory_lock({}, {})", kOwnerLockClass, owner));
         if (r.Get(0, 0) == "t") locked.push_back(owner);
     }
     if (locked.empty()) return;
     SleepInterruptible(kRecoveryGrace);
     for (const int owner : locked) {
-        const auto batches = pg_->Exec("SELECT batch_id FROM eventlog.delivery WHERE owner = $1 ORDER BY claimed_at",
+        const auto batches = Pg().Exec("SELECT batch_id FROM eventlog.delivery WHERE owner = $1 ORDER BY claimed_at",
                                        {std::to_string(owner)});
         for (int i = 0; i < batches.Rows(); ++i) {
             const std::string id(batches.Get(i, 0));
             const Uuid batch_id = Uuid::Parse(id).value_or(Uuid{});
-            auto rows = DecodeRows(pg_->Exec(kLoadBatchSql, {id}));
+            auto rows = DecodeRows(Pg().Exec(kLoadBatchSql, {id}));
             log::Warning("batch_recovering", {{"batch_id", id},
                                               {"dead_owner", static_cast<std::int64_t>(owner)},
                                               {"events", static_cast<std::int64_t>(rows.size())}});
@@ -447,7 +485,7 @@ void Relay::Impl::RecoverAbandoned(bool include_own) {
             stats_.delivered += to_send - static_cast<std::int64_t>(dead.size());
             log::Info("batch_recovered", {{"batch_id", id}, {"resent", to_send}});
         }
-        if (owner != owner_) pg_->Exec(fmt::format("SELECT pg_advisory_unlock({}, {})", kOwnerLockClass, owner));
+        if (owner != owner_) Pg().Exec(fmt::format("SELECT pg_advisory_unlock({}, {})", kOwnerLockClass, owner));
     }
 }
 
@@ -477,11 +515,11 @@ Stats Relay::Impl::Run(const RunOptions& options) {
                 continue;
             }
             if (options.drain) {
-                const auto left = pg_->Exec("SELECT count(*) FROM eventlog.delivery");
+                const auto left = Pg().Exec("SELECT count(*) FROM eventlog.delivery");
                 if (left.GetInt(0, 0) == 0) break;
                 RecoverAbandoned(false);
                 last_recovery = Clock::now();
-                if (pg_->Exec("SELECT count(*) FROM eventlog.delivery").GetInt(0, 0) > 0) {
+                if (Pg().Exec("SELECT count(*) FROM eventlog.delivery").GetInt(0, 0) > 0) {
                     SleepInterruptible(milliseconds(200));  // batches of live relays: wait for them
                 }
                 continue;
@@ -490,7 +528,7 @@ Stats Relay::Impl::Run(const RunOptions& options) {
             const auto deadline = Clock::now() + config_.relay.processing_interval;
             while (!stop_.load() && Clock::now() < deadline) {
                 const auto slice = std::min<Clock::duration>(milliseconds(250), deadline - Clock::now());
-                if (pg_->WaitForNotify(std::chrono::duration_cast<milliseconds>(slice))) break;
+                if (Pg().WaitForNotify(std::chrono::duration_cast<milliseconds>(slice))) break;
                 if (Clock::now() - last_recovery >= kRecoveryInterval) break;
             }
         } catch (const Error& e) {
@@ -499,6 +537,14 @@ Stats Relay::Impl::Run(const RunOptions& options) {
                 throw;
             }
             if (abort_.load()) break;
+            if (prefetch_pending_) {
+                try {
+                    CollectPrefetch();
+                } catch (const Error&) {
+                    prefetch_pending_ = false;  // its batch, if committed, is recovered like any other
+                    connected = false;
+                }
+            }
             first_recovery = true;  // a batch of ours may be left in flight: finish it before claiming more
             if (e.PoisonsConnection() && pg_ && !pg_->Healthy()) {
                 connected = false;  // reconnect with a new owner key; our batch is recovered like any other
@@ -514,6 +560,14 @@ Stats Relay::Impl::Run(const RunOptions& options) {
             }
             ++stats_.retries;
             SleepInterruptible(Backoff(failures++));
+        }
+    }
+    // A claim prefetched before the stop request is delivered too (unless aborting): it is ours.
+    if (!abort_.load() && connected && (prefetch_pending_ || prefetched_)) {
+        try {
+            ClaimAndDeliver();
+        } catch (const Error& e) {
+            log::Warning("relay_prefetched_batch_left", {{"error", std::string(e.what())}});
         }
     }
     log::Info("relay_stopped", {{"delivered", stats_.delivered},

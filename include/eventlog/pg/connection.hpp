@@ -62,6 +62,11 @@ public:
     Result Exec(std::string_view sql);
     /// Runs one statement with text parameters $1..$n.
     Result Exec(std::string_view sql, const std::vector<Param>& params);
+    /// Sends one parameterised statement without waiting for it (libpq async); the server runs it while
+    /// the caller does other work. Exactly one Receive() must follow before any other call.
+    void Send(std::string_view sql, const std::vector<Param>& params);
+    /// Waits for the statement started by Send() and returns its result (throws like Exec()).
+    Result Receive();
     /// Streams `data` (COPY text format) into `copy_sql` ("COPY t (a, b) FROM STDIN").
     void CopyIn(std::string_view copy_sql, std::string_view data);
     /// Waits up to `timeout` for a NOTIFY on any channel this session LISTENs to; true when one arrived.
