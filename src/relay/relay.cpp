@@ -451,6 +451,12 @@ void Relay::Impl::Acknowledge(const Uuid& batch_id, const std::vector<PendingRow
 }
 
 void Relay::Impl::RecoverAbandoned(bool include_own) {
+    if (include_own) {
+        // Our own delivery records are finished below, the prefetched one among them: forget it here
+        // so that it is not delivered a second time without reconciliation.
+        if (prefetch_pending_) CollectPrefetch();
+        prefetched_.reset();
+    }
     const auto candidates = Pg().Exec("SELECT DISTINCT owner FROM eventlog.delivery");
     std::vector<int> locked;
     for (int i = 0; i < candidates.Rows(); ++i) {

@@ -105,6 +105,9 @@ public:
     relay::Stats Drain(const EnvMap& extra = {});
 
 private:
+    void Create(bool migrate);
+    void Cleanup() noexcept;
+
     std::string pg_dsn_;      // admin DSN (EVENTLOG_TEST_PG_DSN)
     std::string ch_url_;      // EVENTLOG_TEST_CH_URL
     std::string name_;
