@@ -84,7 +84,10 @@ public:
     explicit Impl(Config config) : config_(std::move(config)), rng_(std::random_device{}()) {}
 
     Stats Run(const RunOptions& options);
-    void Stop() noexcept { stop_.store(true); }
+    void Stop() noexcept {
+        stop_requested_at_.store(Clock::now().time_since_epoch().count());
+        stop_.store(true);
+    }
     void Abort() noexcept {
         stop_.store(true);
         abort_.store(true);
@@ -119,6 +122,7 @@ private:
     std::mt19937_64 rng_;
     std::atomic<bool> stop_{false};
     std::atomic<bool> abort_{false};
+    std::atomic<Clock::rep> stop_requested_at_{0};
     std::optional<pg::Connection> pg_;
     std::optional<clickhouse::Client> ch_;
     std::optional<clickhouse::RowBinaryEncoder> encoder_;
@@ -152,6 +156,10 @@ bool Relay::Impl::SleepInterruptible(milliseconds duration) {
     const auto until = Clock::now() + duration;
     while (Clock::now() < until) {
         if (abort_.load()) return false;
+        if (stop_.load() && Clock::now() - Clock::time_point(Clock::duration(stop_requested_at_.load())) >
+                                config_.relay.shutdown_timeout) {
+            return false;  // graceful stop took too long: leave the batch to recovery
+        }
         std::this_thread::sleep_for(std::min<Clock::duration>(milliseconds(50), until - Clock::now()));
     }
     return !abort_.load();
@@ -402,6 +410,7 @@ void Relay::Impl::SendAll(const Uuid& batch_id, std::vector<PendingRow> rows, st
                     return;
                 }
             } else if (e.Kind() == ErrorKind::kConfiguration) {
+                if (stop_.load()) throw;  // stopping while paused: the batch stays in its delivery record
                 encoder_.reset();  // the table may be fixed or changed by the time we retry
                 log::Error("delivery_paused", {{"batch_id", batch_id.ToString()},
                                                {"reason", std::string(e.what())},
@@ -438,7 +447,7 @@ void Relay::Impl::Acknowledge(const Uuid& batch_id, const std::vector<PendingRow
                 "SELECT e.event_id, e.event_type, e.event_date_time, e.environment, e.event_context, "
                 "e.metadata_version, e.trace_id, e.enqueued_at, $3, $4, $1 "
                 "FROM eventlog.delivery d, unnest(d.events) e WHERE d.batch_id = $1 AND e.event_id = $2 "
-                "ON CONFLICT (event_id) DO UPDATE SET error = EXCLUDED.error, attempts = "
+                "ORDER BY e.id LIMIT 1 ON CONFLICT (event_id) DO UPDATE SET error = EXCLUDED.error, attempts = "
                 "eventlog.dead_letter.attempts + EXCLUDED.attempts, last_failed_at = now(), batch_id = EXCLUDED.batch_id",
                 {id, event_id, d.error.empty() ? (error.empty() ? std::string("rejected") : error) : d.error, attempts});
         }

@@ -1,0 +1,94 @@
+// outbox::Migrate against real servers, and how configuration mistakes surface.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include <eventlog/clickhouse/client.hpp>
+#include <eventlog/core/error.hpp>
+#include <eventlog/outbox/migrate.hpp>
+
+#include "support/test_env.hpp"
+
+namespace eventlog {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::StackTest;
+using testing::TestStack;
+
+class MigrateTest : public StackTest {
+protected:
+    TestStack::Options StackOptions() override { return {.overrides = {}, .migrate = false}; }
+};
+
+TEST_F(MigrateTest, SecondRunAppliesNothing) {
+    const outbox::MigrationReport first = outbox::Migrate(stack_->Pg(), stack_->Ch(), stack_->Config());
+    EXPECT_THAT(first.applied, ElementsAre("postgres/0001_outbox", "clickhouse/0001_event_log"));
+    EXPECT_EQ(first.already_applied, 0);
+
+    const outbox::MigrationReport second = outbox::Migrate(stack_->Pg(), stack_->Ch(), stack_->Config());
+    EXPECT_THAT(second.applied, ::testing::IsEmpty());
+    EXPECT_EQ(second.already_applied, static_cast<int>(first.applied.size()));
+
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.schema_migrations"), 1);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'eventlog' AND "
+                              "table_name IN ('outbox', 'delivery', 'dead_letter', 'users', 'schema_migrations')"),
+              5);
+    EXPECT_EQ(stack_->ChCount("SELECT count() FROM " + clickhouse::QuoteIdentifier(stack_->DatabaseName()) +
+                              ".eventlog_migrations"),
+              1);
+
+    const auto columns = stack_->Ch().DescribeTable(stack_->DatabaseName(), "event_log");
+    std::vector<std::string> described;
+    for (const auto& c : columns) described.push_back(c.name + " " + c.type + (c.default_kind.empty() ? "" : " ") + c.default_kind);
+    const std::string time_type = stack_->Ch().SupportsDateTime64() ? "DateTime64(6, 'UTC')" : "DateTime('UTC')";
+    EXPECT_THAT(described, ElementsAre("event_id UUID", "event_type String", "event_date_time " + time_type,
+                                       "environment String", "event_context String",
+                                       "metadata_version UInt64 DEFAULT", "trace_id String DEFAULT",
+                                       "batch_id UUID", "inserted_at DateTime DEFAULT"));
+    EXPECT_THAT(stack_->ChQuery("SELECT engine, partition_key FROM system.tables WHERE database = '" +
+                                stack_->DatabaseName() + "' AND name = 'event_log'"),
+                HasSubstr("MergeTree\ttoYYYYMM(event_date_time)"));
+}
+
+TEST_F(MigrateTest, ClickHouseHalfIsIdempotentOnItsOwn) {
+    EXPECT_THAT(outbox::MigratePostgres(stack_->Pg()).applied, ElementsAre("postgres/0001_outbox"));
+    EXPECT_THAT(outbox::MigrateClickHouse(stack_->Ch(), stack_->Config().clickhouse).applied,
+                ElementsAre("clickhouse/0001_event_log"));
+    const auto again = outbox::MigrateClickHouse(stack_->Ch(), stack_->Config().clickhouse);
+    EXPECT_THAT(again.applied, ::testing::IsEmpty());
+    EXPECT_EQ(again.already_applied, 1);
+    EXPECT_EQ(outbox::MigratePostgres(stack_->Pg()).already_applied, 1);
+}
+
+class WrongPasswordTest : public StackTest {};
+
+TEST_F(WrongPasswordTest, ConfigErrorMentionsAuthenticationButNotThePassword) {
+    const std::string secret = "wrong";  // 18.16 says "Wrong password ...": capitalised, so "wrong" must not leak
+    const Config config = stack_->ConfigWith({{"CLICKHOUSE_PASSWORD", secret}});
+    ASSERT_EQ(config.clickhouse.password, secret);
+    clickhouse::Client client(testing::ClientOptionsFor(config));
+
+    auto expect_auth_error = [&](const char* what, auto&& call) {
+        try {
+            call();
+            ADD_FAILURE() << what << " succeeded with a wrong password";
+        } catch (const ConfigError& e) {
+            EXPECT_EQ(e.Kind(), ErrorKind::kConfiguration);
+            EXPECT_THAT(e.what(), HasSubstr("authentication")) << what;
+            EXPECT_THAT(e.what(), Not(HasSubstr(secret))) << what;
+            EXPECT_THAT(e.what(), Not(HasSubstr("password=wrong"))) << what;
+        }
+    };
+    expect_auth_error("Version()", [&] { client.Version(); });
+    expect_auth_error("Query()", [&] { client.Query("SELECT 1"); });
+    expect_auth_error("MigrateClickHouse()", [&] { outbox::MigrateClickHouse(client, config.clickhouse); });
+    expect_auth_error("DescribeTable()", [&] { client.DescribeTable(stack_->DatabaseName(), "event_log"); });
+}
+
+}  // namespace
+}  // namespace eventlog

@@ -1,0 +1,320 @@
+// End-to-end delivery through real servers, in process: producer APIs (C++ and SQL) -> eventlog.outbox ->
+// relay::Relay -> ClickHouse event_log. Servers from EVENTLOG_TEST_PG_DSN / EVENTLOG_TEST_CH_URL (see
+// tests/support/test_env.hpp); each test gets fresh databases.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <eventlog/core/error.hpp>
+#include <eventlog/core/event.hpp>
+#include <eventlog/outbox/outbox.hpp>
+#include <eventlog/pg/connection.hpp>
+#include <eventlog/relay/relay.hpp>
+
+#include "support/test_env.hpp"
+
+namespace eventlog {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::StackTest;
+using testing::TestStack;
+
+constexpr std::string_view kZeroUuid = "00000000-0000-0000-0000-000000000000";
+
+// 2024-03-04 05:06:07.123456 UTC.
+constexpr std::int64_t kFixedMicros = 1709528767123456;
+
+Event MakeEvent(std::string type, std::string context) {
+    Event event;
+    event.event_type = std::move(type);
+    event.event_context = std::move(context);
+    return event;
+}
+
+std::vector<Event> ManyEvents(int n) {
+    std::vector<Event> events;
+    events.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) {
+        events.push_back(MakeEvent("BulkEvent", R"({"n":)" + std::to_string(i) + R"(,"pad":"xxxxxxxxxxxxxxxxxxxx"})"));
+    }
+    return events;
+}
+
+std::vector<std::string> Split(const std::string& line, char sep = '\t') {
+    std::vector<std::string> out;
+    std::string current;
+    for (const char c : line) {
+        if (c == sep) {
+            out.push_back(current);
+            current.clear();
+        } else if (c != '\n') {
+            current.push_back(c);
+        }
+    }
+    out.push_back(current);
+    return out;
+}
+
+class OutboxRelayTest : public StackTest {};
+
+TEST_F(OutboxRelayTest, EmitThenDrainDeliversExactlyThatRow) {
+    Event event = MakeEvent("UserCreated", R"({"email":"a@b.c", "first_name":"A","last_name":"B"})");
+    event.event_date_time_us = kFixedMicros;
+    Uuid id;
+    {
+        pg::Transaction tx(stack_->Pg());
+        id = outbox::Emit(tx, event);
+        tx.Commit();
+    }
+    ASSERT_NE(id, Uuid{});
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 1);
+
+    const relay::Stats stats = stack_->Drain();
+    EXPECT_EQ(stats.delivered, 1);
+    EXPECT_EQ(stats.batches, 1);
+    EXPECT_EQ(stats.dead_lettered, 0);
+
+    const std::string rows = stack_->ChQuery(
+        "SELECT toString(event_id), event_type, toString(event_date_time), environment, event_context, "
+        "metadata_version, toString(batch_id), trace_id FROM " +
+        stack_->ChTable());
+    const auto fields = Split(rows);
+    ASSERT_EQ(fields.size(), 8u) << rows;
+    EXPECT_EQ(fields[0], id.ToString());
+    EXPECT_EQ(fields[1], "user_created");
+    const bool dt64 = stack_->Ch().SupportsDateTime64();
+    EXPECT_EQ(fields[2], dt64 ? "2024-03-04 05:06:07.123456" : "2024-03-04 05:06:07");
+    EXPECT_EQ(fields[3], "integration_test");  // ENVIRONMENT of the relay's config
+    EXPECT_EQ(fields[4], R"({"email":"a@b.c","first_name":"A","last_name":"B"})");
+    EXPECT_EQ(fields[5], "1");
+    EXPECT_NE(fields[6], kZeroUuid);
+    EXPECT_TRUE(Uuid::Parse(fields[6]).has_value()) << fields[6];
+    EXPECT_EQ(fields[7], "");
+    EXPECT_EQ(rows.find('\n'), rows.size() - 1) << "exactly one row expected: " << rows;
+
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 0);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.delivery"), 0);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.dead_letter"), 0);
+}
+
+TEST_F(OutboxRelayTest, SqlEmitDeliversMinifiedContextInKeyOrder) {
+    const std::string id = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+    const auto r = stack_->Pg().Exec(
+        "SELECT eventlog.emit('OrderPlaced', '{\"b\": 1,  \"a\": [1, 2]}'::json, event_id => '" + id +
+        "'::uuid, environment => 'prod', metadata_version => 3)");
+    ASSERT_EQ(r.Rows(), 1);
+    EXPECT_EQ(r.Get(0, 0), id);
+
+    stack_->Drain();
+    const std::string rows = stack_->ChQuery("SELECT toString(event_id), event_type, environment, event_context, "
+                                             "metadata_version FROM " +
+                                             stack_->ChTable());
+    EXPECT_EQ(rows, id + "\torder_placed\tprod\t{\"b\":1,\"a\":[1,2]}\t3\n");
+    EXPECT_EQ(stack_->PendingEvents(), 0);
+}
+
+TEST_F(OutboxRelayTest, SqlEmitRejectsBadInputNamingTheFieldAndWritesNothing) {
+    try {
+        stack_->Pg().Exec("SELECT eventlog.emit('  ', '{}'::json)");
+        FAIL() << "empty event_type was accepted";
+    } catch (const InvalidInputError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("event_type"));
+        EXPECT_THAT(e.what(), HasSubstr("22023"));
+    }
+    try {
+        stack_->Pg().Exec("SELECT eventlog.emit('OrderPlaced', '[1, 2]'::json)");
+        FAIL() << "a JSON array was accepted as event_context";
+    } catch (const InvalidInputError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("event_context"));
+    }
+    try {
+        stack_->Pg().Exec("SELECT eventlog.emit('OrderPlaced', '{}'::json, metadata_version => -1)");
+        FAIL() << "a negative metadata_version was accepted";
+    } catch (const InvalidInputError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("metadata_version"));
+    }
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 0);
+    stack_->Drain();
+    EXPECT_EQ(stack_->ChCount("SELECT count() FROM " + stack_->ChTable()), 0);
+}
+
+TEST_F(OutboxRelayTest, CppEmitRejectsBadInputNamingTheField) {
+    pg::Transaction tx(stack_->Pg());
+    try {
+        outbox::Emit(tx, MakeEvent("", R"({"a":1})"));
+        FAIL() << "empty event_type was accepted";
+    } catch (const InvalidInputError& e) {
+        EXPECT_EQ(e.Field(), "event_type");
+    }
+    try {
+        outbox::Emit(tx, MakeEvent("X", R"("just a string")"));
+        FAIL() << "a JSON string was accepted as event_context";
+    } catch (const InvalidInputError& e) {
+        EXPECT_EQ(e.Field(), "event_context");
+    }
+    try {
+        outbox::Emit(tx, MakeEvent("X", R"({"a":)"));
+        FAIL() << "truncated JSON was accepted";
+    } catch (const InvalidInputError& e) {
+        EXPECT_EQ(e.Field(), "event_context");
+    }
+    tx.Commit();
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 0);
+}
+
+TEST_F(OutboxRelayTest, RolledBackTransactionsEmitNothing) {
+    std::vector<Uuid> rolled_back;
+    {
+        pg::Transaction tx(stack_->Pg());
+        rolled_back.push_back(outbox::Emit(tx, MakeEvent("RolledBack", R"({"api":"cpp-explicit"})")));
+        tx.Rollback();
+    }
+    {
+        pg::Transaction tx(stack_->Pg());
+        rolled_back.push_back(outbox::Emit(tx, MakeEvent("RolledBack", R"({"api":"cpp-destructor"})")));
+        // no Commit(): the destructor rolls back
+    }
+    {
+        stack_->Pg().Exec("BEGIN");
+        const auto r = stack_->Pg().Exec("SELECT eventlog.emit('RolledBack', '{\"api\":\"sql\"}'::json)");
+        rolled_back.push_back(*Uuid::Parse(r.Get(0, 0)));
+        stack_->Pg().Exec("ROLLBACK");
+    }
+    // A committed control event proves the relay did run.
+    Uuid committed;
+    {
+        pg::Transaction tx(stack_->Pg());
+        committed = outbox::Emit(tx, MakeEvent("Committed", R"({"api":"cpp"})"));
+        tx.Commit();
+    }
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 1);
+
+    const relay::Stats stats = stack_->Drain();
+    EXPECT_EQ(stats.delivered, 1);
+    EXPECT_EQ(stack_->ChCount("SELECT count() FROM " + stack_->ChTable() + " WHERE event_type = 'rolled_back'"), 0);
+    EXPECT_EQ(stack_->ChQuery("SELECT toString(event_id), event_type FROM " + stack_->ChTable()),
+              committed.ToString() + "\tcommitted\n");
+    EXPECT_EQ(stack_->PendingEvents(), 0);
+}
+
+TEST_F(OutboxRelayTest, EmitManyWithCopyDeliversEveryEventOnce) {
+    constexpr int kEvents = 5000;
+    std::vector<Uuid> ids;
+    {
+        pg::Transaction tx(stack_->Pg());
+        ids = outbox::EmitMany(tx, ManyEvents(kEvents));
+        tx.Commit();
+    }
+    ASSERT_EQ(ids.size(), static_cast<std::size_t>(kEvents));
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), kEvents);
+    EXPECT_EQ(stack_->PgCount("SELECT count(DISTINCT event_id) FROM eventlog.outbox"), kEvents);
+
+    const relay::Stats stats = stack_->Drain();
+    EXPECT_EQ(stats.delivered, kEvents);
+    EXPECT_EQ(stats.dead_lettered, 0);
+    EXPECT_EQ(stack_->ChQuery("SELECT count(), uniqExact(event_id) FROM " + stack_->ChTable()),
+              std::to_string(kEvents) + "\t" + std::to_string(kEvents) + "\n");
+    // The first and the last id as returned by EmitMany are there, with their payloads.
+    EXPECT_EQ(stack_->ChQuery("SELECT event_context FROM " + stack_->ChTable() + " WHERE event_id = toUUID('" +
+                              ids.back().ToString() + "')"),
+              R"({"n":4999,"pad":"xxxxxxxxxxxxxxxxxxxx"})"
+              "\n");
+    EXPECT_EQ(stack_->ChCount("SELECT count() FROM " + stack_->ChTable() + " WHERE event_id = toUUID('" +
+                              ids.front().ToString() + "')"),
+              1);
+    EXPECT_EQ(stack_->PendingEvents(), 0);
+}
+
+TEST_F(OutboxRelayTest, TwoConcurrentRelaysDeliverEachEventExactlyOnce) {
+    constexpr int kEvents = 20000;
+    {
+        pg::Transaction tx(stack_->Pg());
+        outbox::EmitMany(tx, ManyEvents(kEvents));
+        tx.Commit();
+    }
+    const Config config_a = stack_->ConfigWith({{"EVENT_BATCH_SIZE", "500"}});
+    const Config config_b = stack_->ConfigWith({{"EVENT_BATCH_SIZE", "500"}});
+    relay::Stats stats_a;
+    relay::Stats stats_b;
+    std::string error_a;
+    std::string error_b;
+    auto run = [](const Config& config, relay::Stats& stats, std::string& error) {
+        try {
+            relay::Relay relay(config);
+            stats = relay.Run({.drain = true});
+        } catch (const std::exception& e) {
+            error = e.what();
+        }
+    };
+    std::thread a(run, std::cref(config_a), std::ref(stats_a), std::ref(error_a));
+    std::thread b(run, std::cref(config_b), std::ref(stats_b), std::ref(error_b));
+    a.join();
+    b.join();
+    ASSERT_EQ(error_a, "");
+    ASSERT_EQ(error_b, "");
+
+    EXPECT_EQ(stack_->ChQuery("SELECT count(), uniqExact(event_id) FROM " + stack_->ChTable()),
+              std::to_string(kEvents) + "\t" + std::to_string(kEvents) + "\n");
+    EXPECT_GT(stats_a.delivered, 0);
+    EXPECT_GT(stats_b.delivered, 0);
+    EXPECT_EQ(stats_a.delivered + stats_b.delivered, kEvents);
+    EXPECT_EQ(stats_a.dead_lettered + stats_b.dead_lettered, 0);
+    EXPECT_EQ(stack_->PendingEvents(), 0);
+    std::cout << "relay_a_delivered=" << stats_a.delivered << " relay_b_delivered=" << stats_b.delivered << "\n";
+}
+
+class NotifyLatencyTest : public StackTest {
+protected:
+    TestStack::Options StackOptions() override { return {.overrides = {{"EVENT_PROCESSING_INTERVAL", "60"}}}; }
+};
+
+TEST_F(NotifyLatencyTest, NotifyWakesAnIdleRelayWithinASecond) {
+    ASSERT_EQ(stack_->Config().relay.processing_interval, std::chrono::seconds(60));
+    relay::Relay relay(stack_->Config());
+    std::string error;
+    std::thread worker([&] {
+        try {
+            relay.Run();
+        } catch (const std::exception& e) {
+            error = e.what();
+        }
+    });
+    // Idle: the relay's session is connected and LISTENing, and it has had time to find the outbox empty.
+    const bool connected = testing::WaitUntil(
+        [&] {
+            return stack_->PgCount("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+                                   "application_name = 'eventlog-relay'") == 1;
+        },
+        std::chrono::seconds(10));
+    EXPECT_TRUE(connected);
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+
+    const auto start = std::chrono::steady_clock::now();
+    Uuid id;
+    {
+        pg::Transaction tx(stack_->Pg());
+        id = outbox::Emit(tx, MakeEvent("LatencyProbe", R"({"probe":true})"));
+        tx.Commit();
+    }
+    const std::string count_sql =
+        "SELECT count() FROM " + stack_->ChTable() + " WHERE event_id = toUUID('" + id.ToString() + "')";
+    const bool visible =
+        testing::WaitUntil([&] { return stack_->ChCount(count_sql) == 1; }, std::chrono::seconds(10));
+    const auto latency_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+    std::cout << "emit_to_visible_ms=" << latency_ms << "\n";
+    relay.Stop();
+    worker.join();
+    EXPECT_EQ(error, "");
+    ASSERT_TRUE(visible) << "the event did not reach ClickHouse within 10 s";
+    EXPECT_LT(latency_ms, 1000);
+}
+
+}  // namespace
+}  // namespace eventlog

@@ -1,0 +1,303 @@
+// Poison isolation, unencodable events and a missing target table, against real servers.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <eventlog/clickhouse/client.hpp>
+#include <eventlog/core/error.hpp>
+#include <eventlog/core/event.hpp>
+#include <eventlog/outbox/dead_letters.hpp>
+#include <eventlog/outbox/outbox.hpp>
+#include <eventlog/pg/connection.hpp>
+#include <eventlog/relay/relay.hpp>
+
+#include "support/test_env.hpp"
+
+namespace eventlog {
+namespace {
+
+using ::testing::AnyOf;
+using ::testing::HasSubstr;
+using testing::StackTest;
+using testing::TestStack;
+
+Event MakeEvent(std::string type, std::string context) {
+    Event event;
+    event.event_type = std::move(type);
+    event.event_context = std::move(context);
+    return event;
+}
+
+std::string CountAndUnique(TestStack& stack) {
+    return stack.ChQuery("SELECT count(), uniqExact(event_id) FROM " + stack.ChTable());
+}
+
+std::string Pair(int count) { return std::to_string(count) + "\t" + std::to_string(count) + "\n"; }
+
+/// A relay running Run() (not drain) on its own thread until Stop(); records an escaping exception.
+class BackgroundRelay {
+public:
+    explicit BackgroundRelay(const Config& config) : relay_(config) {
+        thread_ = std::thread([this] {
+            try {
+                stats_ = relay_.Run();
+            } catch (const std::exception& e) {
+                error_ = e.what();
+            }
+        });
+    }
+    ~BackgroundRelay() { Stop(); }
+    /// Stops and joins; returns the stats of Run().
+    relay::Stats Stop() {
+        if (thread_.joinable()) {
+            relay_.Stop();
+            thread_.join();
+        }
+        return stats_;
+    }
+    const std::string& Error() const { return error_; }
+
+private:
+    relay::Relay relay_;
+    relay::Stats stats_;
+    std::string error_;
+    std::thread thread_;
+};
+
+class PoisonTest : public StackTest {
+protected:
+    TestStack::Options StackOptions() override {
+        return {.overrides = {{"RELAY_MAX_ATTEMPTS", "2"},
+                              {"RELAY_BACKOFF_BASE_MS", "10"},
+                              {"RELAY_BACKOFF_CAP_MS", "50"},
+                              {"EVENT_BATCH_SIZE", "1000"}}};
+    }
+};
+
+TEST_F(PoisonTest, RejectedEventIsDeadLetteredItsNeighboursDeliveredAndReplayWorks) {
+    // The server refuses any row whose event_type is poison_event (code 395, FUNCTION_THROW_IF_VALUE_IS_NON_ZERO).
+    stack_->Ch().Execute("ALTER TABLE " + stack_->ChTable() +
+                         " ADD COLUMN poison_check UInt8 MATERIALIZED throwIf(event_type = 'poison_event')");
+    std::vector<Event> events;
+    for (int i = 0; i < 1000; ++i) {
+        events.push_back(i == 500 ? MakeEvent("poison_event", R"({"i":500,"poison":true})")
+                                  : MakeEvent("normal_event", R"({"i":)" + std::to_string(i) + "}"));
+    }
+    std::vector<Uuid> ids;
+    {
+        pg::Transaction tx(stack_->Pg());
+        ids = outbox::EmitMany(tx, std::move(events));
+        tx.Commit();
+    }
+    const Uuid poison_id = ids[500];
+
+    const relay::Stats stats = stack_->Drain();
+    EXPECT_EQ(stats.delivered, 999);
+    EXPECT_EQ(stats.dead_lettered, 1);
+    EXPECT_EQ(CountAndUnique(*stack_), Pair(999));
+    EXPECT_EQ(stack_->ChCount("SELECT count() FROM " + stack_->ChTable() + " WHERE event_type = 'poison_event'"), 0);
+    EXPECT_EQ(stack_->PendingEvents(), 0);
+
+    const auto dead = outbox::ListDeadLetters(stack_->Pg());
+    ASSERT_EQ(dead.size(), 1u);
+    EXPECT_EQ(dead[0].event_id, poison_id.ToString());
+    EXPECT_EQ(dead[0].event_type, "poison_event");
+    EXPECT_EQ(dead[0].event_context, R"({"i":500,"poison":true})");
+    EXPECT_THAT(dead[0].error, AnyOf(HasSubstr("throwIf"), HasSubstr("395")));
+    EXPECT_GE(dead[0].attempts, 2);
+    EXPECT_FALSE(dead[0].batch_id.empty());
+    const auto found = outbox::FindDeadLetter(stack_->Pg(), poison_id);
+    ASSERT_TRUE(found.has_value());
+    EXPECT_EQ(found->error, dead[0].error);
+
+    // Fix the target, replay, and the event arrives with its original id.
+    stack_->Ch().Execute("ALTER TABLE " + stack_->ChTable() + " DROP COLUMN poison_check");
+    EXPECT_EQ(outbox::ReplayDeadLetters(stack_->Pg(), {}), 1);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 1);
+    const relay::Stats replay = stack_->Drain();
+    EXPECT_EQ(replay.delivered, 1);
+    EXPECT_EQ(CountAndUnique(*stack_), Pair(1000));
+    EXPECT_EQ(stack_->ChQuery("SELECT event_type, event_context FROM " + stack_->ChTable() +
+                              " WHERE event_id = toUUID('" + poison_id.ToString() + "')"),
+              "poison_event\t{\"i\":500,\"poison\":true}\n");
+    EXPECT_TRUE(outbox::ListDeadLetters(stack_->Pg()).empty());
+    EXPECT_EQ(stack_->PendingEvents(), 0);
+}
+
+class UnencodableTest : public StackTest {};
+
+TEST_F(UnencodableTest, OutOfRangeTimestampIsDeadLetteredNamingTheColumn) {
+    // DateTime holds 1970..2106 (18.16); DateTime64 1900..2299 (modern servers).
+    const bool dt64 = stack_->Ch().SupportsDateTime64();
+    const std::string bad_time = dt64 ? "2300-01-01 00:00:00+00" : "2200-01-01 00:00:00+00";
+    std::vector<std::string> good;
+    std::string bad;
+    {
+        pg::Transaction tx(stack_->Pg());
+        for (int i = 0; i < 5; ++i) {
+            if (i == 2) {
+                bad = std::string(tx.Exec("SELECT eventlog.emit('FarFuture', '{\"i\": 2}'::json, event_date_time => '" +
+                                          bad_time + "')")
+                                      .Get(0, 0));
+            }
+            good.emplace_back(tx.Exec("SELECT eventlog.emit('Normal', '{\"i\": " + std::to_string(i) + "}'::json)")
+                                  .Get(0, 0));
+        }
+        tx.Commit();
+    }
+    const relay::Stats stats = stack_->Drain();
+    EXPECT_EQ(stats.delivered, 5);
+    EXPECT_EQ(stats.dead_lettered, 1);
+    EXPECT_EQ(CountAndUnique(*stack_), Pair(5));
+    EXPECT_EQ(stack_->ChCount("SELECT count() FROM " + stack_->ChTable() + " WHERE event_type = 'normal'"), 5);
+
+    const auto dead = outbox::ListDeadLetters(stack_->Pg());
+    ASSERT_EQ(dead.size(), 1u);
+    EXPECT_EQ(dead[0].event_id, bad);
+    EXPECT_EQ(dead[0].event_type, "far_future");
+    EXPECT_THAT(dead[0].event_date_time, HasSubstr(dt64 ? "2300-01-01T00:00:00" : "2200-01-01T00:00:00"));
+    EXPECT_THAT(dead[0].error, HasSubstr("event_date_time"));
+    EXPECT_THAT(dead[0].error, HasSubstr(dt64 ? "DateTime64" : "DateTime"));
+    EXPECT_GE(dead[0].attempts, 1);
+    EXPECT_EQ(stack_->PendingEvents(), 0);
+}
+
+/// The DDL of migrations/clickhouse/0001_event_log.sql with its placeholders filled as MigrateClickHouse does.
+std::vector<std::string> EventLogDdl(TestStack& stack) {
+    const auto path =
+        std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "migrations/clickhouse/0001_event_log.sql";
+    std::ifstream file(path);
+    if (!file) throw std::runtime_error("cannot read " + path.string());
+    std::stringstream buffer;
+    buffer << file.rdbuf();
+    std::string sql = buffer.str();
+    auto replace = [&](std::string_view from, const std::string& to) {
+        for (auto pos = sql.find(from); pos != std::string::npos; pos = sql.find(from, pos + to.size())) {
+            sql.replace(pos, from.size(), to);
+        }
+    };
+    auto& ch = stack.Ch();
+    replace("{database}", clickhouse::QuoteIdentifier(stack.DatabaseName()));
+    replace("{table}", clickhouse::QuoteIdentifier("event_log"));
+    replace("{event_time_type}", ch.SupportsDateTime64() ? "DateTime64(6, 'UTC')" : "DateTime('UTC')");
+    replace("{table_settings}",
+            ch.SupportsDeduplicationToken() ? "SETTINGS non_replicated_deduplication_window = 1000" : "");
+    // Statements end with ';' at the end of a line; comment lines are dropped.
+    std::vector<std::string> statements;
+    std::string current;
+    std::istringstream lines(sql);
+    for (std::string line; std::getline(lines, line);) {
+        const auto first = line.find_first_not_of(" \t");
+        if (first == std::string::npos || line.compare(first, 2, "--") == 0) continue;
+        const auto last = line.find_last_not_of(" \t\r");
+        if (line[last] == ';') {
+            current += line.substr(0, last);
+            statements.push_back(current);
+            current.clear();
+        } else {
+            current += line + "\n";
+        }
+    }
+    return statements;
+}
+
+// Known bug (src/relay/relay.cpp, Relay::Impl::Acknowledge): when two outbox rows of one batch share an event_id
+// and both are dead-lettered, the dead-letter INSERT ... SELECT ... ON CONFLICT (event_id) DO UPDATE proposes the
+// same event_id twice in one command; PostgreSQL raises SQLSTATE 21000 ("cannot affect row a second time"), which
+// is classified fatal, so Run() throws, and every restart recovers the same batch and dies again: one duplicated
+// poison event halts all delivery. Enable once the statement picks a single row per event_id.
+TEST_F(UnencodableTest, DuplicateEventIdPoisonIsDeadLetteredOnce) {
+    const std::string id = "3f2504e0-4f89-41d3-9a0c-0305e82c3399";
+    const std::string bad_time = stack_->Ch().SupportsDateTime64() ? "2300-01-01 00:00:00+00" : "2200-01-01 00:00:00+00";
+    for (int i = 0; i < 2; ++i) {
+        stack_->Pg().Exec("SELECT eventlog.emit('FarFuture', '{}'::json, event_id => '" + id +
+                          "', event_date_time => '" + bad_time + "')");
+    }
+    stack_->Pg().Exec("SELECT eventlog.emit('Normal', '{}'::json)");
+    const relay::Stats stats = stack_->Drain();
+    EXPECT_EQ(stats.delivered, 1);
+    const auto dead = outbox::ListDeadLetters(stack_->Pg());
+    ASSERT_EQ(dead.size(), 1u);
+    EXPECT_EQ(dead[0].event_id, id);
+    EXPECT_EQ(stack_->ChCount("SELECT count() FROM " + stack_->ChTable()), 1);
+    EXPECT_EQ(stack_->PendingEvents(), 0);
+}
+
+class MissingTableTest : public StackTest {};
+
+TEST_F(MissingTableTest, RelayPausesWithoutLosingDataAndResumesWhenTheTableIsBack) {
+    const auto ddl = EventLogDdl(*stack_);
+    ASSERT_EQ(ddl.size(), 2u);
+    stack_->Ch().Execute("DROP TABLE " + stack_->ChTable());
+    std::vector<Uuid> ids;
+    {
+        pg::Transaction tx(stack_->Pg());
+        std::vector<Event> events;
+        for (int i = 0; i < 10; ++i) events.push_back(MakeEvent("WhileMissing", R"({"i":)" + std::to_string(i) + "}"));
+        ids = outbox::EmitMany(tx, std::move(events));
+        tx.Commit();
+    }
+
+    BackgroundRelay relay(stack_->Config());
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    EXPECT_EQ(relay.Error(), "");
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.dead_letter"), 0);
+    EXPECT_EQ(stack_->PendingEvents(), 10);
+
+    for (const auto& statement : ddl) stack_->Ch().Execute(statement);
+    const bool arrived = testing::WaitUntil(
+        [&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) >= 10; }, std::chrono::seconds(20),
+        std::chrono::milliseconds(50));
+    EXPECT_TRUE(arrived);
+    EXPECT_TRUE(testing::WaitUntil([&] { return stack_->PendingEvents() == 0; }, std::chrono::seconds(5)));
+    const relay::Stats stats = relay.Stop();
+    EXPECT_EQ(relay.Error(), "");
+    EXPECT_EQ(stats.delivered, 10);
+    EXPECT_GT(stats.retries, 0);
+    EXPECT_EQ(CountAndUnique(*stack_), Pair(10));
+    EXPECT_EQ(stack_->ChCount("SELECT count() FROM " + stack_->ChTable() + " WHERE event_type = 'while_missing'"), 10);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.dead_letter"), 0);
+}
+
+TEST_F(MissingTableTest, TableDroppedUnderARunningRelayPausesTheClaimedBatch) {
+    const auto ddl = EventLogDdl(*stack_);
+    BackgroundRelay relay(stack_->Config());
+    // Let it plan the encoder against the existing table and go idle.
+    {
+        pg::Transaction tx(stack_->Pg());
+        outbox::Emit(tx, MakeEvent("BeforeDrop", R"({"i":0})"));
+        tx.Commit();
+    }
+    ASSERT_TRUE(testing::WaitUntil([&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) == 1; },
+                                   std::chrono::seconds(10)));
+    stack_->Ch().Execute("DROP TABLE " + stack_->ChTable());
+    {
+        pg::Transaction tx(stack_->Pg());
+        std::vector<Event> events;
+        for (int i = 0; i < 10; ++i) events.push_back(MakeEvent("AfterDrop", R"({"i":)" + std::to_string(i) + "}"));
+        outbox::EmitMany(tx, std::move(events));
+        tx.Commit();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    EXPECT_EQ(relay.Error(), "");
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.dead_letter"), 0);
+    EXPECT_EQ(stack_->PendingEvents(), 10);
+
+    for (const auto& statement : ddl) stack_->Ch().Execute(statement);
+    EXPECT_TRUE(testing::WaitUntil([&] { return stack_->PendingEvents() == 0; }, std::chrono::seconds(20),
+                                   std::chrono::milliseconds(50)));
+    relay.Stop();
+    EXPECT_EQ(relay.Error(), "");
+    EXPECT_EQ(CountAndUnique(*stack_), Pair(10));
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.dead_letter"), 0);
+}
+
+}  // namespace
+}  // namespace eventlog

@@ -1,0 +1,218 @@
+#include "support/test_env.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+#include <thread>
+
+#include <eventlog/core/error.hpp>
+#include <eventlog/outbox/migrate.hpp>
+
+namespace eventlog::testing {
+namespace {
+
+std::atomic<int> g_counter{0};
+
+std::string OptionalEnv(const char* name, const char* fallback) {
+    const char* value = std::getenv(name);
+    return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+}  // namespace
+
+std::string RequireEnv(const char* name, std::string_view hint) {
+    const char* value = std::getenv(name);
+    if (value == nullptr || *value == '\0') {
+        throw std::runtime_error(std::string(name) + " is not set: the integration tests need a real server. " +
+                                 std::string(hint));
+    }
+    return value;
+}
+
+std::string WithDatabase(const std::string& dsn, const std::string& database) {
+    const auto scheme_end = dsn.find("://");
+    if (scheme_end == std::string::npos) throw std::runtime_error("expected a postgres:// URL, got: " + dsn);
+    const auto authority_start = scheme_end + 3;
+    const auto query = dsn.find('?', authority_start);
+    const auto slash = dsn.find('/', authority_start);
+    const std::string query_part = query == std::string::npos ? "" : dsn.substr(query);
+    const auto authority_end = std::min(slash, query);
+    return dsn.substr(0, authority_end) + "/" + database + query_part;
+}
+
+clickhouse::ClientOptions ClientOptionsFor(const eventlog::Config& config) {
+    clickhouse::ClientOptions options;
+    options.base_url = config.clickhouse.BaseUrl();
+    options.user = config.clickhouse.user;
+    options.password = config.clickhouse.password;
+    options.database = config.clickhouse.database;
+    options.connect_timeout = config.clickhouse.connect_timeout;
+    options.send_receive_timeout = config.clickhouse.send_receive_timeout;
+    return options;
+}
+
+bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds step) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        if (condition()) return true;
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(step);
+    }
+}
+
+TestStack::TestStack() : TestStack(Options{}) {}
+
+TestStack::TestStack(Options options) {
+    pg_dsn_ = RequireEnv("EVENTLOG_TEST_PG_DSN",
+                         "Set it to a PostgreSQL superuser URL, e.g. "
+                         "EVENTLOG_TEST_PG_DSN=postgres://eventlog:eventlog@127.0.0.1:54329/eventlog");
+    ch_url_ = RequireEnv("EVENTLOG_TEST_CH_URL",
+                         "Set it to a ClickHouse HTTP endpoint, e.g. EVENTLOG_TEST_CH_URL=http://127.0.0.1:18123");
+    while (!ch_url_.empty() && ch_url_.back() == '/') ch_url_.pop_back();
+    name_ = "eventlog_test_" + std::to_string(::getpid()) + "_" + std::to_string(g_counter.fetch_add(1));
+
+    env_ = {
+        {"ENVIRONMENT", "integration_test"},
+        {"DATABASE_URL", WithDatabase(pg_dsn_, name_)},
+        {"CLICKHOUSE_URI", ch_url_},
+        {"CLICKHOUSE_USER", OptionalEnv("EVENTLOG_TEST_CH_USER", "default")},
+        {"CLICKHOUSE_PASSWORD", OptionalEnv("EVENTLOG_TEST_CH_PASSWORD", "")},
+        {"CLICKHOUSE_SCHEMA", name_},
+        {"CLICKHOUSE_CONNECT_TIMEOUT", "2"},
+        {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "30"},
+        {"EVENT_PROCESSING_INTERVAL", "1"},
+        {"RELAY_BACKOFF_BASE_MS", "20"},
+        {"RELAY_BACKOFF_CAP_MS", "200"},
+    };
+    for (const auto& [key, value] : options.overrides) env_[key] = value;
+    config_ = LoadConfig(env_);
+    try {
+        Create(options.migrate);
+    } catch (...) {
+        Cleanup();
+        throw;
+    }
+}
+
+void TestStack::Create(bool migrate) {
+    {
+        pg::ConnectOptions admin_options;
+        admin_options.conninfo = pg_dsn_;
+        admin_options.application_name = "eventlog-test-admin";
+        auto admin = pg::Connection::Open(admin_options);
+        admin.Exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+        admin.Exec("CREATE DATABASE " + name_);
+        pg_created_ = true;
+    }
+    {
+        auto admin_options = ClientOptionsFor(config_);
+        admin_options.database = "default";
+        clickhouse::Client admin(admin_options);
+        admin.Execute("DROP DATABASE IF EXISTS " + clickhouse::QuoteIdentifier(name_));
+        admin.Execute("CREATE DATABASE " + clickhouse::QuoteIdentifier(name_));
+        ch_created_ = true;
+    }
+    if (migrate) outbox::Migrate(Pg(), Ch(), config_);
+}
+
+TestStack::~TestStack() { Cleanup(); }
+
+void TestStack::Cleanup() noexcept {
+    pg_.reset();
+    ch_.reset();
+    try {
+        if (ch_created_) {
+            auto admin_options = ClientOptionsFor(config_);
+            admin_options.database = "default";
+            clickhouse::Client admin(admin_options);
+            admin.Execute("DROP DATABASE IF EXISTS " + clickhouse::QuoteIdentifier(name_));
+            ch_created_ = false;
+        }
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "cannot drop ClickHouse database " << name_ << ": " << e.what();
+    }
+    try {
+        if (pg_created_) {
+            pg::ConnectOptions admin_options;
+            admin_options.conninfo = pg_dsn_;
+            auto admin = pg::Connection::Open(admin_options);
+            admin.Exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+            pg_created_ = false;
+        }
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "cannot drop PostgreSQL database " << name_ << ": " << e.what();
+    }
+}
+
+eventlog::Config TestStack::ConfigWith(const EnvMap& extra) const {
+    EnvMap env = env_;
+    for (const auto& [key, value] : extra) env[key] = value;
+    return LoadConfig(env);
+}
+
+pg::Connection& TestStack::Pg() {
+    if (!pg_ || !pg_->Healthy()) pg_.emplace(OpenPg());
+    return *pg_;
+}
+
+pg::Connection TestStack::OpenPg() const {
+    pg::ConnectOptions options;
+    options.conninfo = config_.postgres.ConnInfo();
+    options.application_name = "eventlog-test";
+    return pg::Connection::Open(options);
+}
+
+clickhouse::Client& TestStack::Ch() {
+    if (!ch_) ch_.emplace(OpenCh());
+    return *ch_;
+}
+
+clickhouse::Client TestStack::OpenCh() const { return clickhouse::Client(ClientOptionsFor(config_)); }
+
+std::string TestStack::ChTable() const {
+    return clickhouse::QuoteIdentifier(config_.clickhouse.database) + "." +
+           clickhouse::QuoteIdentifier(config_.clickhouse.table);
+}
+
+std::string TestStack::ChQuery(std::string_view sql) {
+    return Ch().Query(std::string(sql) + " FORMAT TabSeparated");
+}
+
+std::int64_t TestStack::ChCount(std::string_view sql) {
+    const std::string body = ChQuery(sql);
+    try {
+        return std::stoll(body);
+    } catch (const std::exception&) {
+        throw std::runtime_error("ClickHouse query did not return an integer: " + std::string(sql) + " -> '" + body +
+                                 "'");
+    }
+}
+
+std::int64_t TestStack::PgCount(std::string_view sql) { return Pg().Exec(sql).GetInt(0, 0); }
+
+std::int64_t TestStack::PendingEvents() {
+    return PgCount(
+        "SELECT (SELECT count(*) FROM eventlog.outbox) + "
+        "(SELECT coalesce(sum(cardinality(events)), 0) FROM eventlog.delivery)");
+}
+
+relay::Stats TestStack::Drain(const EnvMap& extra) {
+    relay::Relay relay(extra.empty() ? config_ : ConfigWith(extra));
+    return relay.Run({.drain = true});
+}
+
+void StackTest::SetUp() {
+    try {
+        stack_ = std::make_unique<TestStack>(StackOptions());
+    } catch (const std::exception& e) {
+        FAIL() << "cannot set up the test databases: " << e.what();
+    }
+}
+
+void StackTest::TearDown() { stack_.reset(); }
+
+}  // namespace eventlog::testing
