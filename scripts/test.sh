@@ -5,6 +5,7 @@
 #   CTEST_ARGS: extra ctest arguments, e.g. CTEST_ARGS="-L unit".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 
 scripts/install-deps.sh
 BUILD_DIR=${BUILD_DIR:-build}
@@ -18,8 +19,8 @@ if [ -z "${EVENTLOG_TEST_PG_DSN:-}" ] || [ -z "${EVENTLOG_TEST_CH_URL:-}" ]; the
     while [ "$ch_port" = "$pg_port" ]; do ch_port=$(scripts/stack.sh free-port); done
     started="$stack_dir"
     cleanup() {
-        scripts/stack.sh stop "$started" || true
-        rm -rf "$started"
+        "$ROOT/scripts/stack.sh" stop "$ROOT/$started" || true
+        rm -rf "${ROOT:?}/$started"
     }
     trap cleanup EXIT
     EVENTLOG_PG_FSYNC=off scripts/stack.sh start "$stack_dir" "$pg_port" "$ch_port"
