@@ -12,6 +12,9 @@ set -euo pipefail
 
 die() { echo "stack: $*" >&2; exit 1; }
 
+# True when PID is a live process (a killed process can linger as a zombie until reaped).
+alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$st" ] && [ "${st:0:1}" != Z ]; }
+
 PG_BIN=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || true)
 [ -n "$PG_BIN" ] || PG_BIN=$(dirname "$(command -v initdb || echo /usr/bin/initdb)")
 
@@ -122,7 +125,7 @@ ch_server_bin() {
 start_ch() {
     local dir=$1 http=$2
     mkdir -p "$dir/ch/log" "$dir/ch/data" "$dir/ch/tmp" "$dir/ch/user_files" "$dir/ch/format_schemas"
-    if [ -f "$dir/ch/pid" ] && kill -0 "$(cat "$dir/ch/pid")" 2>/dev/null; then
+    if [ -f "$dir/ch/pid" ] && alive "$(cat "$dir/ch/pid")"; then
         echo "clickhouse already running (pid $(cat "$dir/ch/pid"))"; return 0
     fi
     local tcp
@@ -139,7 +142,7 @@ start_ch() {
     echo "$tcp" >"$dir/ch/tcp_port"
     for _ in $(seq 1 300); do
         if curl -fsS "http://127.0.0.1:$http/ping" >/dev/null 2>&1; then return 0; fi
-        kill -0 "$(cat "$dir/ch/pid")" 2>/dev/null || { tail -20 "$dir/ch/log/stdout.log" "$dir/ch/log/error.log" >&2 || true; die "clickhouse exited"; }
+        alive "$(cat "$dir/ch/pid")" || { tail -20 "$dir/ch/log/stdout.log" "$dir/ch/log/error.log" >&2 || true; die "clickhouse exited"; }
         sleep 0.1
     done
     die "clickhouse did not answer /ping on port $http"
@@ -149,9 +152,9 @@ stop_ch() {
     local dir=$1
     [ -f "$dir/ch/pid" ] || return 0
     local pid; pid=$(cat "$dir/ch/pid")
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$dir/ch/pid"

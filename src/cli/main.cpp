@@ -113,6 +113,10 @@ int CmdRelay(bool drain) {
                     if (!finished.load()) {
                         log::Warning("relay_shutdown_timeout", {});
                         relay.Abort();
+                        // A blocking ClickHouse request cannot be interrupted: exit now. The batch in flight
+                        // stays in its delivery record and is recovered by the next relay.
+                        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+                        if (!finished.load()) _exit(0);
                     }
                 }).detach();
             } else {

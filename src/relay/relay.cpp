@@ -37,12 +37,18 @@ constexpr milliseconds kRecoveryInterval{5000};
 
 // The claim moves up to $3 rows from the outbox into a delivery record in one statement, so the
 // rows are either still pending or durably recorded as batch $1: never both, never neither.
+// The claim moves up to $3 rows from the outbox into a delivery record in one statement, so the
+// rows are either still pending or durably recorded as batch $1: never both, never neither. The
+// picked ids are materialised first: a `DELETE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP
+// LOCKED)` may be planned as a nested loop that re-runs the locking subquery per row and claims far
+// more than n rows.
 constexpr std::string_view kClaimSql = R"sql(
-WITH claimed AS (
-    DELETE FROM eventlog.outbox
-    WHERE id IN (SELECT id FROM eventlog.outbox ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
-    RETURNING id, event_id, event_type, event_date_time, environment, event_context, metadata_version,
-              trace_id, enqueued_at
+WITH picked AS MATERIALIZED (
+    SELECT id FROM eventlog.outbox ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED
+), claimed AS (
+    DELETE FROM eventlog.outbox o USING picked p WHERE o.id = p.id
+    RETURNING o.id, o.event_id, o.event_type, o.event_date_time, o.environment, o.event_context,
+              o.metadata_version, o.trace_id, o.enqueued_at
 ), recorded AS (
     INSERT INTO eventlog.delivery (batch_id, owner, events)
     SELECT $1, $2, array_agg(ROW(c.*)::eventlog.pending_event ORDER BY c.id) FROM claimed c HAVING count(*) > 0
@@ -186,6 +192,8 @@ void Relay::Impl::Connect() {
         }
     }
     pg_->Exec("LISTEN eventlog_outbox");
+    // Let the server notice a vanished relay during a long statement instead of holding its row locks.
+    pg_->Exec("SET client_connection_check_interval = '1s'");
     if (!ch_) {
         clickhouse::ClientOptions ch;
         ch.base_url = config_.clickhouse.BaseUrl();
@@ -362,11 +370,19 @@ void Relay::Impl::SendAll(const Uuid& batch_id, std::vector<PendingRow> rows, st
                           std::string& last_error) {
     int failures = 0;
     bool may_have_landed = false;  // an earlier attempt of these rows may be (partly) in ClickHouse
+    bool settle = false;           // that attempt may still be queued on the server (timeout, frozen server)
     while (!rows.empty()) {
         try {
             if (!encoder_) PlanEncoder();
             if (may_have_landed) {
                 CheckSession();  // we still own the batch (our advisory lock is alive)
+                if (settle) {
+                    // Once the server answers again, give an attempt it accepted before it stalled time to
+                    // start, so that KILL QUERY ... SYNC in Missing() stops or awaits it.
+                    ch_->Ping();
+                    if (!SleepInterruptible(kRecoveryGrace)) throw TransientError("relay stopping", false);
+                    settle = false;
+                }
                 rows = Missing(batch_id, std::move(rows));
                 if (rows.empty()) return;
             }
@@ -386,6 +402,7 @@ void Relay::Impl::SendAll(const Uuid& batch_id, std::vector<PendingRow> rows, st
             ++stats_.retries;
             last_error = e.what();
             if (abort_.load()) throw;
+            if (e.Kind() == ErrorKind::kInDoubt) settle = true;
             if (e.Kind() == ErrorKind::kRejected) {
                 if (rows.size() > 1) {
                     // Isolate the offending rows: each half is confirmed or bisected further.
@@ -478,6 +495,7 @@ void Relay::Impl::RecoverAbandoned(bool include_own) {
         if (r.Get(0, 0) == "t") locked.push_back(owner);
     }
     if (locked.empty()) return;
+    ch_->Ping();  // the grace period starts once ClickHouse answers again
     SleepInterruptible(kRecoveryGrace);
     for (const int owner : locked) {
         const auto batches = Pg().Exec("SELECT batch_id FROM eventlog.delivery WHERE owner = $1 ORDER BY claimed_at",

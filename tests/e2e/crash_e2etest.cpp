@@ -190,6 +190,37 @@ void ConcurrentRelays(E2eTest& test, World& w, int n) {
                 static_cast<unsigned long long>(w.Seed()), w.Summary().c_str());
 }
 
+// ClickHouse is frozen (SIGSTOP) again and again for longer than the relays' request deadline
+// (CLICKHOUSE_CONNECT_TIMEOUT 1 s + CLICKHOUSE_SEND_RECEIVE_TIMEOUT 1 s): inserts time out on the client while
+// the server still holds them, and run when it resumes, racing the relay's reconciliation of that batch.
+TEST_F(Crash, RepeatedClickHouseFreezes) {
+    auto& w = *world_;
+    const long seconds = EnvInt("EVENTLOG_FREEZE_SECONDS", 20);
+    Producer producer(w.Dsn(), w.Rng()(), milliseconds(2));
+    producer.Start();
+    Child& a = w.StartRelay({{"EVENT_BATCH_SIZE", "1000"}});
+    Child& b = w.StartRelay({{"EVENT_BATCH_SIZE", "300"}});
+    const auto t0 = Clock::now();
+    while (SecondsSince(t0) < static_cast<double>(seconds) && !HasFatalFailure()) {
+        std::this_thread::sleep_for(milliseconds(w.Uniform(100, 900)));
+        w.FreezeClickHouse(milliseconds(w.Uniform(1100, 2600)));
+    }
+    std::this_thread::sleep_for(3s);
+    for (Child* r : {&a, &b}) {
+        EXPECT_TRUE(r->Running()) << r->Name() << " ended: " << Tail(ReadFile(r->LogPath()), 3000);
+        r->Signal(SIGTERM);
+        const auto st = r->Wait(10s);
+        EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0)
+            << r->Name() << ": " << (st ? DescribeStatus(*st) : "no exit after SIGTERM");
+    }
+    producer.Stop();
+    w.Drain();
+    w.VerifyExactlyOnce(producer.Events());
+    w.CountFromLogs();
+    std::printf("[ summary  ] freezes, seed=%llu:%s\n", static_cast<unsigned long long>(w.Seed()),
+                w.Summary().c_str());
+}
+
 TEST_F(Crash, TwoRelaysWithRandomKills) { ConcurrentRelays(*this, *world_, 2); }
 
 TEST_F(Crash, FourRelaysWithRandomKills) { ConcurrentRelays(*this, *world_, 4); }

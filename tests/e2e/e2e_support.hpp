@@ -772,6 +772,21 @@ public:
                                         << ExplainDuplicates(ch, duplicated);
         if (!missing.empty() || !duplicated.empty() || !phantom.empty() || count != expected) {
             Keep();
+            // The ids, for forensics: grep them in the relay logs, look them up in PostgreSQL and ClickHouse.
+            std::ofstream m(log_dir_ + "/missing_ids.txt");
+            for (const auto& id : missing) m << id << "\n";
+            std::ofstream d(log_dir_ + "/duplicated_ids.txt");
+            for (const auto& id : duplicated) d << id << "\n";
+            if (!missing.empty()) {
+                const auto where = pg.Exec(
+                    "SELECT (SELECT count(*) FROM eventlog.outbox WHERE event_id = $1::uuid), "
+                    "(SELECT count(*) FROM eventlog.delivery d, unnest(d.events) e WHERE e.event_id = $1::uuid), "
+                    "(SELECT count(*) FROM eventlog.dead_letter WHERE event_id = $1::uuid)",
+                    {missing.front()});
+                ADD_FAILURE() << "missing event " << missing.front() << ": outbox=" << where.Get(0, 0)
+                              << " delivery=" << where.Get(0, 1) << " dead_letter=" << where.Get(0, 2)
+                              << "; all missing ids in " << log_dir_ << "/missing_ids.txt";
+            }
             ADD_FAILURE() << "timeline (seed " << seed_ << ", logs and databases kept in " << log_dir_ << ", "
                           << name_ << "):\n"
                           << Timeline();
