@@ -38,8 +38,9 @@ run: build
 test:
 	@scripts/test.sh
 
+ROUNDS ?= 20
 chaos:
-	@scripts/chaos.sh
+	@scripts/chaos.sh $(ROUNDS)
 
 bench: build
 	@scripts/bench.sh

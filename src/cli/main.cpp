@@ -1,17 +1,13 @@
 // The `eventlog` command: migrate, relay, status, emit, dlq.
+#include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <iostream>
-#include <thread>
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
-
 #include <eventlog/clickhouse/client.hpp>
 #include <eventlog/core/config.hpp>
 #include <eventlog/core/error.hpp>
@@ -22,6 +18,8 @@
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/pg/connection.hpp>
 #include <eventlog/relay/relay.hpp>
+#include <iostream>
+#include <thread>
 
 namespace {
 
@@ -97,13 +95,14 @@ int CmdRelay(bool drain) {
             if (finished.load()) return;
             if (sig < 0) continue;
             if (sig == SIGHUP) {
-                log::Info("relay_sighup", {{"action", std::string("nothing to reload; configuration is read at start")}});
+                log::Info("relay_sighup",
+                          {{"action", std::string("nothing to reload; configuration is read at start")}});
                 continue;
             }
             if (++received == 1) {
-                log::Info("relay_stopping", {{"signal", static_cast<std::int64_t>(sig)},
-                                             {"timeout_ms", static_cast<std::int64_t>(
-                                                                config.relay.shutdown_timeout.count())}});
+                log::Info("relay_stopping",
+                          {{"signal", static_cast<std::int64_t>(sig)},
+                           {"timeout_ms", static_cast<std::int64_t>(config.relay.shutdown_timeout.count())}});
                 relay.Stop();
                 std::thread([&relay, &finished, timeout_ms = config.relay.shutdown_timeout] {
                     const auto until = std::chrono::steady_clock::now() + timeout_ms;

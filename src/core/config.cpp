@@ -1,15 +1,13 @@
-#include <eventlog/core/config.hpp>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <eventlog/core/config.hpp>
+#include <eventlog/core/error.hpp>
 #include <fstream>
 #include <sstream>
-
-#include <fmt/format.h>
-
-#include <eventlog/core/error.hpp>
 
 extern char** environ;
 
@@ -140,7 +138,8 @@ public:
         errno = 0;
         const double value = std::strtod(v->c_str(), &end);
         if (errno != 0 || end != v->c_str() + v->size() || !(value >= min && value <= max)) {
-            throw ConfigError(fmt::format("{}: expected a number of seconds from {} to {}, got '{}'", name, min, max, *v));
+            throw ConfigError(
+                fmt::format("{}: expected a number of seconds from {} to {}, got '{}'", name, min, max, *v));
         }
         return std::chrono::milliseconds(static_cast<long long>(value * 1000.0));
     }
@@ -150,12 +149,13 @@ private:
 };
 
 void CheckIdentifier(const std::string& value, const char* name) {
-    const bool ok = !value.empty() && value.size() <= 128 &&
-                    std::all_of(value.begin(), value.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; }) &&
-                    !std::isdigit(static_cast<unsigned char>(value[0]));
+    const bool ok =
+        !value.empty() && value.size() <= 128 &&
+        std::all_of(value.begin(), value.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; }) &&
+        !std::isdigit(static_cast<unsigned char>(value[0]));
     if (!ok) {
-        throw ConfigError(fmt::format("{}: expected an identifier (letters, digits, _; not starting with a digit), got '{}'",
-                                      name, value));
+        throw ConfigError(fmt::format(
+            "{}: expected an identifier (letters, digits, _; not starting with a digit), got '{}'", name, value));
     }
 }
 
@@ -261,8 +261,8 @@ Config LoadConfig(const EnvMap& env) {
     if (const auto* url_text = r.Find("DATABASE_URL")) {
         const Url url = ParseUrl(*url_text, "DATABASE_URL");
         if (url.scheme != "postgres" && url.scheme != "postgresql") {
-            throw ConfigError(fmt::format("DATABASE_URL: expected scheme postgres:// or postgresql://, got '{}://'",
-                                          url.scheme));
+            throw ConfigError(
+                fmt::format("DATABASE_URL: expected scheme postgres:// or postgresql://, got '{}://'", url.scheme));
         }
         pg.host = url.host;
         pg.port = url.port ? url.port : 5432;
@@ -312,8 +312,10 @@ Config LoadConfig(const EnvMap& env) {
     relay.processing_interval = r.Seconds("EVENT_PROCESSING_INTERVAL", relay.processing_interval, 0.001, 86400);
     relay.clickhouse_batch_size =
         static_cast<int>(r.Int("CLICKHOUSE_BATCH_SIZE", relay.clickhouse_batch_size, 1, 1'000'000));
-    relay.backoff_base = std::chrono::milliseconds(r.Int("RELAY_BACKOFF_BASE_MS", relay.backoff_base.count(), 1, 3'600'000));
-    relay.backoff_cap = std::chrono::milliseconds(r.Int("RELAY_BACKOFF_CAP_MS", relay.backoff_cap.count(), 1, 86'400'000));
+    relay.backoff_base =
+        std::chrono::milliseconds(r.Int("RELAY_BACKOFF_BASE_MS", relay.backoff_base.count(), 1, 3'600'000));
+    relay.backoff_cap =
+        std::chrono::milliseconds(r.Int("RELAY_BACKOFF_CAP_MS", relay.backoff_cap.count(), 1, 86'400'000));
     if (relay.backoff_cap < relay.backoff_base) {
         throw ConfigError("RELAY_BACKOFF_CAP_MS: expected a value not below RELAY_BACKOFF_BASE_MS");
     }

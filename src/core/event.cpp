@@ -1,9 +1,8 @@
-#include <eventlog/core/event.hpp>
+#include <fmt/format.h>
 
 #include <chrono>
 #include <ctime>
-
-#include <fmt/format.h>
+#include <eventlog/core/event.hpp>
 
 namespace eventlog {
 

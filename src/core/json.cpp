@@ -1,11 +1,9 @@
-#include <eventlog/core/json.hpp>
-
-#include <cctype>
-
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include <cctype>
 #include <eventlog/core/error.hpp>
+#include <eventlog/core/json.hpp>
 
 namespace eventlog {
 
@@ -52,9 +50,8 @@ std::string ToSnakeCase(std::string_view name) {
             continue;
         }
         if (std::isupper(c)) {
-            const bool prev_lower_or_digit =
-                i > 0 && (std::islower(static_cast<unsigned char>(name[i - 1])) ||
-                          std::isdigit(static_cast<unsigned char>(name[i - 1])));
+            const bool prev_lower_or_digit = i > 0 && (std::islower(static_cast<unsigned char>(name[i - 1])) ||
+                                                       std::isdigit(static_cast<unsigned char>(name[i - 1])));
             const bool acronym_end = i > 0 && std::isupper(static_cast<unsigned char>(name[i - 1])) &&
                                      i + 1 < name.size() && std::islower(static_cast<unsigned char>(name[i + 1]));
             if ((prev_lower_or_digit || acronym_end) && !out.empty() && out.back() != '_') out.push_back('_');

@@ -1,8 +1,7 @@
-#include <eventlog/core/uuid.hpp>
-
 #include <openssl/rand.h>
 
 #include <eventlog/core/error.hpp>
+#include <eventlog/core/uuid.hpp>
 
 namespace eventlog {
 namespace {

@@ -1,13 +1,10 @@
-#include <eventlog/observability/log.hpp>
-
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <atomic>
-
-#include <fmt/format.h>
-
 #include <eventlog/core/event.hpp>
 #include <eventlog/core/json.hpp>
+#include <eventlog/observability/log.hpp>
 
 namespace eventlog::log {
 namespace {

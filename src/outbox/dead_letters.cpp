@@ -1,6 +1,5 @@
-#include <eventlog/outbox/dead_letters.hpp>
-
 #include <eventlog/core/json.hpp>
+#include <eventlog/outbox/dead_letters.hpp>
 
 namespace eventlog::outbox {
 namespace {
@@ -70,9 +69,9 @@ std::string DeadLetter::ToJson() const {
 }
 
 std::vector<DeadLetter> ListDeadLetters(pg::Connection& connection, int limit) {
-    return Decode(connection.Exec(
-        std::string("SELECT ") + std::string(kColumns) + " FROM eventlog.dead_letter ORDER BY first_failed_at, event_id LIMIT $1",
-        {std::to_string(limit)}));
+    return Decode(connection.Exec(std::string("SELECT ") + std::string(kColumns) +
+                                      " FROM eventlog.dead_letter ORDER BY first_failed_at, event_id LIMIT $1",
+                                  {std::to_string(limit)}));
 }
 
 std::optional<DeadLetter> FindDeadLetter(pg::Connection& connection, const Uuid& event_id) {

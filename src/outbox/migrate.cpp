@@ -1,12 +1,10 @@
-#include <eventlog/outbox/migrate.hpp>
-
-#include <set>
-#include <sstream>
-
 #include <fmt/format.h>
 
 #include <eventlog/core/error.hpp>
 #include <eventlog/observability/log.hpp>
+#include <eventlog/outbox/migrate.hpp>
+#include <set>
+#include <sstream>
 
 #include "outbox/migrations_embedded.hpp"
 
@@ -91,9 +89,9 @@ MigrationReport MigrateClickHouse(clickhouse::Client& ch, const ClickHouseConfig
         db));
     std::set<std::string> done;
     {
-        std::istringstream rows(ch.Query(fmt::format(
-            "SELECT name FROM {}.eventlog_migrations WHERE target = {} FORMAT TabSeparated", db,
-            clickhouse::QuoteString(config.table))));
+        std::istringstream rows(
+            ch.Query(fmt::format("SELECT name FROM {}.eventlog_migrations WHERE target = {} FORMAT TabSeparated", db,
+                                 clickhouse::QuoteString(config.table))));
         for (std::string line; std::getline(rows, line);) {
             if (!line.empty()) done.insert(line);
         }

@@ -1,9 +1,8 @@
-#include <eventlog/outbox/outbox.hpp>
-
 #include <fmt/format.h>
 
 #include <eventlog/core/error.hpp>
 #include <eventlog/core/json.hpp>
+#include <eventlog/outbox/outbox.hpp>
 
 namespace eventlog::outbox {
 namespace {
@@ -61,9 +60,9 @@ Uuid Emit(pg::Transaction& transaction, Event event) {
     const std::string id = event.event_id.ToString();
     const std::string ts = PgTimestamp(event.event_date_time_us);
     const std::string version = std::to_string(event.metadata_version);
-    transaction.Exec(kInsertSql, {id, event.event_type, ts,
-                                  event.environment.empty() ? pg::Param{} : pg::Param{event.environment},
-                                  event.event_context, version, event.trace_id});
+    transaction.Exec(kInsertSql,
+                     {id, event.event_type, ts, event.environment.empty() ? pg::Param{} : pg::Param{event.environment},
+                      event.event_context, version, event.trace_id});
     return event.event_id;
 }
 
@@ -106,7 +105,8 @@ std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> even
 Status ReadStatus(pg::Connection& connection) {
     const auto r = connection.Exec(
         "SELECT (SELECT count(*) FROM eventlog.outbox), "
-        "coalesce(extract(epoch FROM now() - (SELECT enqueued_at FROM eventlog.outbox ORDER BY id LIMIT 1)), 0)::float8, "
+        "coalesce(extract(epoch FROM now() - (SELECT enqueued_at FROM eventlog.outbox ORDER BY id LIMIT 1)), "
+        "0)::float8, "
         "(SELECT count(*) FROM eventlog.delivery), "
         "(SELECT coalesce(sum(cardinality(events)), 0) FROM eventlog.delivery), "
         "(SELECT count(*) FROM eventlog.dead_letter)");

@@ -1,15 +1,12 @@
-#include <eventlog/pg/connection.hpp>
-
+#include <fmt/format.h>
+#include <libpq-fe.h>
 #include <poll.h>
 
 #include <charconv>
 #include <cstring>
-#include <mutex>
-
-#include <fmt/format.h>
-#include <libpq-fe.h>
-
 #include <eventlog/core/error.hpp>
+#include <eventlog/pg/connection.hpp>
+#include <mutex>
 
 namespace eventlog::pg {
 namespace {
@@ -61,7 +58,8 @@ std::int64_t Result::GetInt(int row, int column) const {
     std::int64_t value = 0;
     auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (ec != std::errc() || p != text.data() + text.size()) {
-        throw Error(ErrorKind::kFatal, fmt::format("postgresql: expected an integer in column {}, got '{}'", column, text));
+        throw Error(ErrorKind::kFatal,
+                    fmt::format("postgresql: expected an integer in column {}, got '{}'", column, text));
     }
     return value;
 }
@@ -107,7 +105,8 @@ Connection Connection::Open(const ConnectOptions& options) {
     }
     impl->cancel = PQgetCancel(impl->conn);
     // Silence NOTICE messages on stderr; they are not errors.
-    PQsetNoticeProcessor(impl->conn, [](void*, const char*) {}, nullptr);
+    PQsetNoticeProcessor(
+        impl->conn, [](void*, const char*) {}, nullptr);
     return Connection(std::move(impl));
 }
 

@@ -1,18 +1,9 @@
-#include <eventlog/relay/relay.hpp>
-
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <optional>
-#include <random>
-#include <sstream>
-#include <thread>
-#include <unordered_set>
-
-#include <fmt/format.h>
-
 #include <eventlog/clickhouse/client.hpp>
 #include <eventlog/clickhouse/row_binary.hpp>
 #include <eventlog/core/error.hpp>
@@ -20,6 +11,12 @@
 #include <eventlog/core/json.hpp>
 #include <eventlog/observability/log.hpp>
 #include <eventlog/pg/connection.hpp>
+#include <eventlog/relay/relay.hpp>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <thread>
+#include <unordered_set>
 
 namespace eventlog::relay {
 namespace {
@@ -216,9 +213,10 @@ void Relay::Impl::PlanEncoder() {
         return std::any_of(columns.begin(), columns.end(), [&](const auto& c) { return c.name == name; });
     };
     if (!has("event_id")) {
-        throw ConfigError(fmt::format("clickhouse: table {}.{} has no event_id column; the relay needs it to "
-                                      "deliver exactly once",
-                                      config_.clickhouse.database, config_.clickhouse.table));
+        throw ConfigError(
+            fmt::format("clickhouse: table {}.{} has no event_id column; the relay needs it to "
+                        "deliver exactly once",
+                        config_.clickhouse.database, config_.clickhouse.table));
     }
     event_time_type_.clear();
     for (const auto& c : columns) {
@@ -240,7 +238,8 @@ pg::Connection& Relay::Impl::Pg() {
 
 void Relay::Impl::StartPrefetch() {
     prefetch_id_ = Uuid::Random();
-    pg_->Send(kClaimSql, {prefetch_id_.ToString(), std::to_string(owner_), std::to_string(config_.relay.event_batch_size)});
+    pg_->Send(kClaimSql,
+              {prefetch_id_.ToString(), std::to_string(owner_), std::to_string(config_.relay.event_batch_size)});
     prefetch_pending_ = true;
 }
 
@@ -278,8 +277,8 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
         prefetched_.reset();
     } else {
         batch_id = Uuid::Random();
-        result = Pg().Exec(kClaimSql, {batch_id.ToString(), std::to_string(owner_),
-                                       std::to_string(config_.relay.event_batch_size)});
+        result = Pg().Exec(
+            kClaimSql, {batch_id.ToString(), std::to_string(owner_), std::to_string(config_.relay.event_batch_size)});
     }
     if (result.Rows() == 0) return 0;
     FaultPoint("after_claim");
@@ -308,8 +307,8 @@ std::vector<PendingRow> Relay::Impl::Missing(const Uuid& batch_id, std::vector<P
     const std::string table = clickhouse::QuoteIdentifier(config_.clickhouse.table);
     // An earlier attempt may still be running on the server (the client gave up, the server did not):
     // stop it and wait, so that what we read next is final.
-    ch_->Execute(fmt::format("KILL QUERY WHERE query_id LIKE {} SYNC",
-                             clickhouse::QuoteString(batch_id.ToString() + "%")));
+    ch_->Execute(
+        fmt::format("KILL QUERY WHERE query_id LIKE {} SYNC", clickhouse::QuoteString(batch_id.ToString() + "%")));
     std::string in_list;
     std::int64_t lo = INT64_MAX;
     std::int64_t hi = INT64_MIN;
@@ -428,11 +427,12 @@ void Relay::Impl::SendAll(const Uuid& batch_id, std::vector<PendingRow> rows, st
                 }
             } else if (e.Kind() == ErrorKind::kConfiguration) {
                 if (stop_.load()) throw;  // stopping while paused: the batch stays in its delivery record
-                encoder_.reset();  // the table may be fixed or changed by the time we retry
-                log::Error("delivery_paused", {{"batch_id", batch_id.ToString()},
-                                               {"reason", std::string(e.what())},
-                                               {"hint", std::string("fix the configuration or the target table; "
-                                                                    "no event is dropped, delivery resumes by itself")}});
+                encoder_.reset();         // the table may be fixed or changed by the time we retry
+                log::Error("delivery_paused",
+                           {{"batch_id", batch_id.ToString()},
+                            {"reason", std::string(e.what())},
+                            {"hint", std::string("fix the configuration or the target table; "
+                                                 "no event is dropped, delivery resumes by itself")}});
             } else if (e.Kind() == ErrorKind::kFatal) {
                 throw;
             } else if (e.PoisonsConnection() && !pg_->Healthy()) {
@@ -465,8 +465,10 @@ void Relay::Impl::Acknowledge(const Uuid& batch_id, const std::vector<PendingRow
                 "e.metadata_version, e.trace_id, e.enqueued_at, $3, $4, $1 "
                 "FROM eventlog.delivery d, unnest(d.events) e WHERE d.batch_id = $1 AND e.event_id = $2 "
                 "ORDER BY e.id LIMIT 1 ON CONFLICT (event_id) DO UPDATE SET error = EXCLUDED.error, attempts = "
-                "eventlog.dead_letter.attempts + EXCLUDED.attempts, last_failed_at = now(), batch_id = EXCLUDED.batch_id",
-                {id, event_id, d.error.empty() ? (error.empty() ? std::string("rejected") : error) : d.error, attempts});
+                "eventlog.dead_letter.attempts + EXCLUDED.attempts, last_failed_at = now(), batch_id = "
+                "EXCLUDED.batch_id",
+                {id, event_id, d.error.empty() ? (error.empty() ? std::string("rejected") : error) : d.error,
+                 attempts});
         }
         tx.Exec("DELETE FROM eventlog.delivery WHERE batch_id = $1", {id});
         FaultPoint("during_ack");
@@ -523,8 +525,8 @@ void Relay::Impl::RecoverAbandoned(bool include_own) {
 }
 
 Stats Relay::Impl::Run(const RunOptions& options) {
-    log::Info("relay_starting", {{"batch_size", static_cast<std::int64_t>(config_.relay.event_batch_size)},
-                                 {"drain", options.drain}});
+    log::Info("relay_starting",
+              {{"batch_size", static_cast<std::int64_t>(config_.relay.event_batch_size)}, {"drain", options.drain}});
     int failures = 0;
     bool connected = false;
     bool first_recovery = true;
@@ -584,8 +586,9 @@ Stats Relay::Impl::Run(const RunOptions& options) {
             }
             if (e.Kind() == ErrorKind::kConfiguration) {
                 encoder_.reset();
-                log::Error("delivery_paused", {{"reason", std::string(e.what())},
-                                               {"hint", std::string("no event is dropped; delivery resumes once fixed")}});
+                log::Error("delivery_paused",
+                           {{"reason", std::string(e.what())},
+                            {"hint", std::string("no event is dropped; delivery resumes once fixed")}});
             } else {
                 log::Warning("relay_retry", {{"kind", std::string(ToString(e.Kind()))},
                                              {"error", std::string(e.what())},

@@ -170,9 +170,12 @@ void ConcurrentRelays(E2eTest& test, World& w, int n) {
                 const auto st = s.relay->Status();
                 const bool fault = st && WIFSIGNALED(*st) && WTERMSIG(*st) == SIGKILL && !s.point.empty();
                 w.Note(fmt::format("{} ended by itself: {}", s.relay->Name(), st ? DescribeStatus(*st) : "?"));
-                if (fault) ++w.Counts()["fault_" + s.point];
-                else ADD_FAILURE() << s.relay->Name() << " exited by itself: " << (st ? DescribeStatus(*st) : "?")
-                                   << "\n" << Tail(ReadFile(s.relay->LogPath()), 3000);
+                if (fault)
+                    ++w.Counts()["fault_" + s.point];
+                else
+                    ADD_FAILURE() << s.relay->Name() << " exited by itself: " << (st ? DescribeStatus(*st) : "?")
+                                  << "\n"
+                                  << Tail(ReadFile(s.relay->LogPath()), 3000);
             } else {
                 w.KillRelay(*s.relay);
             }
@@ -186,8 +189,8 @@ void ConcurrentRelays(E2eTest& test, World& w, int n) {
     w.Drain();
     w.VerifyExactlyOnce(producer.Events());
     w.CountFromLogs();
-    std::printf("[ summary  ] %d relays, %ld s, seed=%llu:%s\n", n, seconds,
-                static_cast<unsigned long long>(w.Seed()), w.Summary().c_str());
+    std::printf("[ summary  ] %d relays, %ld s, seed=%llu:%s\n", n, seconds, static_cast<unsigned long long>(w.Seed()),
+                w.Summary().c_str());
 }
 
 // ClickHouse is frozen (SIGSTOP) again and again for longer than the relays' request deadline
@@ -217,8 +220,7 @@ TEST_F(Crash, RepeatedClickHouseFreezes) {
     w.Drain();
     w.VerifyExactlyOnce(producer.Events());
     w.CountFromLogs();
-    std::printf("[ summary  ] freezes, seed=%llu:%s\n", static_cast<unsigned long long>(w.Seed()),
-                w.Summary().c_str());
+    std::printf("[ summary  ] freezes, seed=%llu:%s\n", static_cast<unsigned long long>(w.Seed()), w.Summary().c_str());
 }
 
 TEST_F(Crash, TwoRelaysWithRandomKills) { ConcurrentRelays(*this, *world_, 2); }

@@ -16,6 +16,8 @@
 // except Producer, which owns its own thread and connection.
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -29,6 +31,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <eventlog/clickhouse/client.hpp>
+#include <eventlog/core/error.hpp>
+#include <eventlog/pg/connection.hpp>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -43,13 +48,6 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
-
-#include <fmt/format.h>
-#include <gtest/gtest.h>
-
-#include <eventlog/clickhouse/client.hpp>
-#include <eventlog/core/error.hpp>
-#include <eventlog/pg/connection.hpp>
 
 extern char** environ;
 
@@ -240,8 +238,8 @@ struct CommandResult {
 /// The process environment without the variables that configure eventlog, so a developer's shell or `.env`
 /// cannot leak into a test's child processes.
 inline std::vector<std::string> CleanEnvironment() {
-    static const char* kDropped[] = {"DATABASE_URL", "POSTGRES_", "CLICKHOUSE_", "EVENT_", "RELAY_", "EVENTLOG_FAULT_",
-                                     "EVENTLOG_ENV_FILE", "LOG_LEVEL", "ENVIRONMENT=", "DEBUG="};
+    static const char* kDropped[] = {"DATABASE_URL",    "POSTGRES_",         "CLICKHOUSE_", "EVENT_",       "RELAY_",
+                                     "EVENTLOG_FAULT_", "EVENTLOG_ENV_FILE", "LOG_LEVEL",   "ENVIRONMENT=", "DEBUG="};
     std::vector<std::string> out;
     for (char** e = environ; e && *e; ++e) {
         const std::string kv(*e);
@@ -390,7 +388,9 @@ public:
     Producer(const Producer&) = delete;
     Producer& operator=(const Producer&) = delete;
 
-    void Start() { thread_ = std::thread([this] { Loop(); }); }
+    void Start() {
+        thread_ = std::thread([this] { Loop(); });
+    }
 
     void Stop() {
         stop_.store(true);
@@ -651,8 +651,8 @@ public:
         ASSERT_FALSE(ProcessAlive(pid)) << "ClickHouse survived SIGKILL";
         ::unlink((servers_.stack_dir + "/ch/pid").c_str());  // a zombie would pass stack.sh's kill -0 check
         std::this_thread::sleep_for(down_for);
-        const auto r = RunShell(fmt::format("'{}' start-ch '{}' {}", StackScript(), servers_.stack_dir,
-                                            servers_.ch_port));
+        const auto r =
+            RunShell(fmt::format("'{}' start-ch '{}' {}", StackScript(), servers_.stack_dir, servers_.ch_port));
         ASSERT_TRUE(r.Ok()) << "stack.sh start-ch: " << DescribeStatus(r.status) << "\n" << r.output;
         Note(fmt::format("clickhouse restarted (pid {})", ClickHousePid()));
         ++counts_["clickhouse_kill9_restart"];
@@ -706,8 +706,8 @@ public:
             return;
         }
         Note(fmt::format("drain finished: {} in {:.1f}s", DescribeStatus(*st), SecondsSince(t0)));
-        EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0)
-            << "relay --drain: " << DescribeStatus(*st) << "\n" << Tail(ReadFile(drain.LogPath()), 4000);
+        EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << "relay --drain: " << DescribeStatus(*st) << "\n"
+                                                             << Tail(ReadFile(drain.LogPath()), 4000);
     }
 
     /// The exactly-once check: ClickHouse holds every committed event once, no rolled-back event, and the outbox,
@@ -754,8 +754,10 @@ public:
         std::unordered_set<std::string> doubt(produced.in_doubt.begin(), produced.in_doubt.end());
         for (const auto& [id, n] : seen) {
             if (n > 1) duplicated.push_back(id);
-            if (rolled.count(id)) phantom.push_back(id);
-            else if (!committed.count(id) && !doubt.count(id)) unexpected.push_back(id);
+            if (rolled.count(id))
+                phantom.push_back(id);
+            else if (!committed.count(id) && !doubt.count(id))
+                unexpected.push_back(id);
         }
         counts_["events_committed"] = static_cast<int>(committed.size());
         counts_["events_rolled_back"] = static_cast<int>(rolled.size());
@@ -787,8 +789,8 @@ public:
                               << " delivery=" << where.Get(0, 1) << " dead_letter=" << where.Get(0, 2)
                               << "; all missing ids in " << log_dir_ << "/missing_ids.txt";
             }
-            ADD_FAILURE() << "timeline (seed " << seed_ << ", logs and databases kept in " << log_dir_ << ", "
-                          << name_ << "):\n"
+            ADD_FAILURE() << "timeline (seed " << seed_ << ", logs and databases kept in " << log_dir_ << ", " << name_
+                          << "):\n"
                           << Timeline();
         }
         return static_cast<std::int64_t>(committed.size());
@@ -800,18 +802,19 @@ public:
         for (std::size_t i = 0; i < ids.size() && i < 200; ++i) in += (i ? ",'" : "'") + ids[i] + "'";
         std::string out;
         try {
-            out = ch.Query(fmt::format(
-                "SELECT toString(batch_id) b, count() rows, uniqExact(event_id) ids, min(inserted_at), max(inserted_at) "
-                "FROM {} WHERE toString(event_id) IN ({}) GROUP BY b ORDER BY b FORMAT TabSeparated",
-                Table(), in));
+            out = ch.Query(
+                fmt::format("SELECT toString(batch_id) b, count() rows, uniqExact(event_id) ids, min(inserted_at), "
+                            "max(inserted_at) "
+                            "FROM {} WHERE toString(event_id) IN ({}) GROUP BY b ORDER BY b FORMAT TabSeparated",
+                            Table(), in));
         } catch (const Error& e) {
             return std::string("(could not query: ") + e.what() + ")";
         }
         std::string detail = "batch_id\trows\tids\tfirst_insert\tlast_insert\n" + out;
         for (const auto& line : SplitLines(out)) {
             const std::string batch = line.substr(0, line.find('\t'));
-            const auto grep = RunShell(fmt::format("grep -H '{}' '{}'/relay-*.log | cut -c1-400 | head -40", batch,
-                                                   log_dir_));
+            const auto grep =
+                RunShell(fmt::format("grep -H '{}' '{}'/relay-*.log | cut -c1-400 | head -40", batch, log_dir_));
             detail += "--- " + batch + " in relay logs:\n" + grep.output;
         }
         return detail;

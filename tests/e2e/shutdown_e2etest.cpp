@@ -50,8 +50,8 @@ TEST_F(Shutdown, SigtermFinishesTheBatchAndExitsZero) {
     auto& w = *world_;
     Producer producer(w.Dsn(), w.Rng()());
     WithBacklog(producer);
-    Child& relay = w.StartRelay({{"EVENT_BATCH_SIZE", "1000"},
-                                 {"RELAY_SHUTDOWN_TIMEOUT_MS", std::to_string(kShutdownTimeoutMs)}});
+    Child& relay =
+        w.StartRelay({{"EVENT_BATCH_SIZE", "1000"}, {"RELAY_SHUTDOWN_TIMEOUT_MS", std::to_string(kShutdownTimeoutMs)}});
     WaitForProgress();
     const auto t0 = Clock::now();
     relay.Signal(SIGTERM);
@@ -60,8 +60,8 @@ TEST_F(Shutdown, SigtermFinishesTheBatchAndExitsZero) {
     ASSERT_TRUE(st.has_value()) << "the relay did not exit within RELAY_SHUTDOWN_TIMEOUT_MS + 2 s after SIGTERM\n"
                                 << Tail(ReadFile(relay.LogPath()), 3000);
     w.Note(fmt::format("relay exited: {} after {:.3f}s", DescribeStatus(*st), SecondsSince(t0)));
-    EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0)
-        << DescribeStatus(*st) << "\n" << Tail(ReadFile(relay.LogPath()), 3000);
+    EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << DescribeStatus(*st) << "\n"
+                                                         << Tail(ReadFile(relay.LogPath()), 3000);
     const std::string log = ReadFile(relay.LogPath());
     EXPECT_NE(log.find("relay_stopping"), std::string::npos) << "no relay_stopping line:\n" << Tail(log, 2000);
     EXPECT_NE(log.find("relay_stopped"), std::string::npos) << "no relay_stopped line:\n" << Tail(log, 2000);
@@ -80,7 +80,8 @@ TEST_F(Shutdown, SecondSignalExitsAtOnce) {
     auto& w = *world_;
     Producer producer(w.Dsn(), w.Rng()());
     WithBacklog(producer);
-    Child& relay = w.StartRelay({{"EVENT_BATCH_SIZE", "1000"}, {"RELAY_SHUTDOWN_TIMEOUT_MS", "30000"},
+    Child& relay = w.StartRelay({{"EVENT_BATCH_SIZE", "1000"},
+                                 {"RELAY_SHUTDOWN_TIMEOUT_MS", "30000"},
                                  {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "20"}});
     WaitForProgress();
     const pid_t ch = w.ClickHousePid();
@@ -112,7 +113,8 @@ TEST_F(Shutdown, SigtermWhileClickHouseHangsRespectsTheTimeout) {
     auto& w = *world_;
     Producer producer(w.Dsn(), w.Rng()());
     WithBacklog(producer);
-    Child& relay = w.StartRelay({{"EVENT_BATCH_SIZE", "1000"}, {"RELAY_SHUTDOWN_TIMEOUT_MS", "1000"},
+    Child& relay = w.StartRelay({{"EVENT_BATCH_SIZE", "1000"},
+                                 {"RELAY_SHUTDOWN_TIMEOUT_MS", "1000"},
                                  {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "5"}});
     WaitForProgress();
     const pid_t ch = w.ClickHousePid();

@@ -2,12 +2,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <string>
-#include <vector>
-
 #include <eventlog/clickhouse/client.hpp>
 #include <eventlog/core/error.hpp>
 #include <eventlog/outbox/migrate.hpp>
+#include <string>
+#include <vector>
 
 #include "support/test_env.hpp"
 
@@ -44,12 +43,12 @@ TEST_F(MigrateTest, SecondRunAppliesNothing) {
 
     const auto columns = stack_->Ch().DescribeTable(stack_->DatabaseName(), "event_log");
     std::vector<std::string> described;
-    for (const auto& c : columns) described.push_back(c.name + " " + c.type + (c.default_kind.empty() ? "" : " ") + c.default_kind);
+    for (const auto& c : columns)
+        described.push_back(c.name + " " + c.type + (c.default_kind.empty() ? "" : " ") + c.default_kind);
     const std::string time_type = stack_->Ch().SupportsDateTime64() ? "DateTime64(6, 'UTC')" : "DateTime('UTC')";
     EXPECT_THAT(described, ElementsAre("event_id UUID", "event_type String", "event_date_time " + time_type,
-                                       "environment String", "event_context String",
-                                       "metadata_version UInt64 DEFAULT", "trace_id String DEFAULT",
-                                       "batch_id UUID", "inserted_at DateTime DEFAULT"));
+                                       "environment String", "event_context String", "metadata_version UInt64 DEFAULT",
+                                       "trace_id String DEFAULT", "batch_id UUID", "inserted_at DateTime DEFAULT"));
     EXPECT_THAT(stack_->ChQuery("SELECT engine, partition_key FROM system.tables WHERE database = '" +
                                 stack_->DatabaseName() + "' AND name = 'event_log'"),
                 HasSubstr("MergeTree\ttoYYYYMM(event_date_time)"));

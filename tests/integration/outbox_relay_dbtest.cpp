@@ -5,16 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <iostream>
-#include <string>
-#include <thread>
-#include <vector>
-
 #include <eventlog/core/error.hpp>
 #include <eventlog/core/event.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/pg/connection.hpp>
 #include <eventlog/relay/relay.hpp>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "support/test_env.hpp"
 
@@ -105,16 +104,17 @@ TEST_F(OutboxRelayTest, EmitThenDrainDeliversExactlyThatRow) {
 
 TEST_F(OutboxRelayTest, SqlEmitDeliversMinifiedContextInKeyOrder) {
     const std::string id = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
-    const auto r = stack_->Pg().Exec(
-        "SELECT eventlog.emit('OrderPlaced', '{\"b\": 1,  \"a\": [1, 2]}'::json, event_id => '" + id +
-        "'::uuid, environment => 'prod', metadata_version => 3)");
+    const auto r =
+        stack_->Pg().Exec("SELECT eventlog.emit('OrderPlaced', '{\"b\": 1,  \"a\": [1, 2]}'::json, event_id => '" + id +
+                          "'::uuid, environment => 'prod', metadata_version => 3)");
     ASSERT_EQ(r.Rows(), 1);
     EXPECT_EQ(r.Get(0, 0), id);
 
     stack_->Drain();
-    const std::string rows = stack_->ChQuery("SELECT toString(event_id), event_type, environment, event_context, "
-                                             "metadata_version FROM " +
-                                             stack_->ChTable());
+    const std::string rows = stack_->ChQuery(
+        "SELECT toString(event_id), event_type, environment, event_context, "
+        "metadata_version FROM " +
+        stack_->ChTable());
     EXPECT_EQ(rows, id + "\torder_placed\tprod\t{\"b\":1,\"a\":[1,2]}\t3\n");
     EXPECT_EQ(stack_->PendingEvents(), 0);
 }
@@ -288,8 +288,9 @@ TEST_F(NotifyLatencyTest, NotifyWakesAnIdleRelayWithinASecond) {
     // Idle: the relay's session is connected and LISTENing, and it has had time to find the outbox empty.
     const bool connected = testing::WaitUntil(
         [&] {
-            return stack_->PgCount("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
-                                   "application_name = 'eventlog-relay'") == 1;
+            return stack_->PgCount(
+                       "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+                       "application_name = 'eventlog-relay'") == 1;
         },
         std::chrono::seconds(10));
     EXPECT_TRUE(connected);
@@ -304,8 +305,7 @@ TEST_F(NotifyLatencyTest, NotifyWakesAnIdleRelayWithinASecond) {
     }
     const std::string count_sql =
         "SELECT count() FROM " + stack_->ChTable() + " WHERE event_id = toUUID('" + id.ToString() + "')";
-    const bool visible =
-        testing::WaitUntil([&] { return stack_->ChCount(count_sql) == 1; }, std::chrono::seconds(10));
+    const bool visible = testing::WaitUntil([&] { return stack_->ChCount(count_sql) == 1; }, std::chrono::seconds(10));
     const auto latency_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
     std::cout << "emit_to_visible_ms=" << latency_ms << "\n";

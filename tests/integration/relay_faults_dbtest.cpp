@@ -3,13 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-#include <string>
-#include <thread>
-#include <vector>
-
 #include <eventlog/clickhouse/client.hpp>
 #include <eventlog/core/error.hpp>
 #include <eventlog/core/event.hpp>
@@ -17,6 +10,12 @@
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/pg/connection.hpp>
 #include <eventlog/relay/relay.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "support/test_env.hpp"
 
@@ -147,8 +146,8 @@ TEST_F(UnencodableTest, OutOfRangeTimestampIsDeadLetteredNamingTheColumn) {
                                           bad_time + "')")
                                       .Get(0, 0));
             }
-            good.emplace_back(tx.Exec("SELECT eventlog.emit('Normal', '{\"i\": " + std::to_string(i) + "}'::json)")
-                                  .Get(0, 0));
+            good.emplace_back(
+                tx.Exec("SELECT eventlog.emit('Normal', '{\"i\": " + std::to_string(i) + "}'::json)").Get(0, 0));
         }
         tx.Commit();
     }
@@ -171,8 +170,8 @@ TEST_F(UnencodableTest, OutOfRangeTimestampIsDeadLetteredNamingTheColumn) {
 
 /// The DDL of migrations/clickhouse/0001_event_log.sql with its placeholders filled as MigrateClickHouse does.
 std::vector<std::string> EventLogDdl(TestStack& stack) {
-    const auto path =
-        std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "migrations/clickhouse/0001_event_log.sql";
+    const auto path = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() /
+                      "migrations/clickhouse/0001_event_log.sql";
     std::ifstream file(path);
     if (!file) throw std::runtime_error("cannot read " + path.string());
     std::stringstream buffer;
@@ -215,7 +214,8 @@ std::vector<std::string> EventLogDdl(TestStack& stack) {
 // poison event halts all delivery. Enable once the statement picks a single row per event_id.
 TEST_F(UnencodableTest, DuplicateEventIdPoisonIsDeadLetteredOnce) {
     const std::string id = "3f2504e0-4f89-41d3-9a0c-0305e82c3399";
-    const std::string bad_time = stack_->Ch().SupportsDateTime64() ? "2300-01-01 00:00:00+00" : "2200-01-01 00:00:00+00";
+    const std::string bad_time =
+        stack_->Ch().SupportsDateTime64() ? "2300-01-01 00:00:00+00" : "2200-01-01 00:00:00+00";
     for (int i = 0; i < 2; ++i) {
         stack_->Pg().Exec("SELECT eventlog.emit('FarFuture', '{}'::json, event_id => '" + id +
                           "', event_date_time => '" + bad_time + "')");
@@ -252,9 +252,9 @@ TEST_F(MissingTableTest, RelayPausesWithoutLosingDataAndResumesWhenTheTableIsBac
     EXPECT_EQ(stack_->PendingEvents(), 10);
 
     for (const auto& statement : ddl) stack_->Ch().Execute(statement);
-    const bool arrived = testing::WaitUntil(
-        [&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) >= 10; }, std::chrono::seconds(20),
-        std::chrono::milliseconds(50));
+    const bool arrived =
+        testing::WaitUntil([&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) >= 10; },
+                           std::chrono::seconds(20), std::chrono::milliseconds(50));
     EXPECT_TRUE(arrived);
     EXPECT_TRUE(testing::WaitUntil([&] { return stack_->PendingEvents() == 0; }, std::chrono::seconds(5)));
     const relay::Stats stats = relay.Stop();

@@ -5,11 +5,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <stdexcept>
-#include <thread>
-
 #include <eventlog/core/error.hpp>
 #include <eventlog/outbox/migrate.hpp>
+#include <stdexcept>
+#include <thread>
 
 namespace eventlog::testing {
 namespace {
@@ -178,9 +177,7 @@ std::string TestStack::ChTable() const {
            clickhouse::QuoteIdentifier(config_.clickhouse.table);
 }
 
-std::string TestStack::ChQuery(std::string_view sql) {
-    return Ch().Query(std::string(sql) + " FORMAT TabSeparated");
-}
+std::string TestStack::ChQuery(std::string_view sql) { return Ch().Query(std::string(sql) + " FORMAT TabSeparated"); }
 
 std::int64_t TestStack::ChCount(std::string_view sql) {
     const std::string body = ChQuery(sql);

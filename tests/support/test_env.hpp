@@ -23,16 +23,15 @@
 
 #include <chrono>
 #include <cstdint>
+#include <eventlog/clickhouse/client.hpp>
+#include <eventlog/core/config.hpp>
+#include <eventlog/pg/connection.hpp>
+#include <eventlog/relay/relay.hpp>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <eventlog/clickhouse/client.hpp>
-#include <eventlog/core/config.hpp>
-#include <eventlog/pg/connection.hpp>
-#include <eventlog/relay/relay.hpp>
 
 namespace eventlog::testing {
 
@@ -60,8 +59,8 @@ public:
     /// CLICKHOUSE_SEND_RECEIVE_TIMEOUT=30, plus DATABASE_URL, CLICKHOUSE_* and CLICKHOUSE_SCHEMA for the
     /// fresh databases.
     struct Options {
-        EnvMap overrides;     ///< Extra/overriding configuration variables (e.g. {"EVENT_BATCH_SIZE", "500"}).
-        bool migrate{true};   ///< Run outbox::Migrate in the constructor.
+        EnvMap overrides;    ///< Extra/overriding configuration variables (e.g. {"EVENT_BATCH_SIZE", "500"}).
+        bool migrate{true};  ///< Run outbox::Migrate in the constructor.
     };
 
     /// Creates eventlog_test_<pid>_<n> in PostgreSQL and ClickHouse (same name), then migrates.
@@ -108,8 +107,8 @@ private:
     void Create(bool migrate);
     void Cleanup() noexcept;
 
-    std::string pg_dsn_;      // admin DSN (EVENTLOG_TEST_PG_DSN)
-    std::string ch_url_;      // EVENTLOG_TEST_CH_URL
+    std::string pg_dsn_;  // admin DSN (EVENTLOG_TEST_PG_DSN)
+    std::string ch_url_;  // EVENTLOG_TEST_CH_URL
     std::string name_;
     bool pg_created_{false};
     bool ch_created_{false};

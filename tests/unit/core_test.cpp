@@ -66,9 +66,10 @@ TEST(Config, DefaultsMatchTheSeed) {
 }
 
 TEST(Config, DatabaseUrlWinsOverPostgresParts) {
-    const Config c = LoadConfig({{"DATABASE_URL", "postgres://test_user:12%2F3456@db:6543/test_database?sslmode=disable"},
-                                 {"POSTGRES_HOST", "ignored"},
-                                 {"POSTGRES_DB", "ignored"}});
+    const Config c =
+        LoadConfig({{"DATABASE_URL", "postgres://test_user:12%2F3456@db:6543/test_database?sslmode=disable"},
+                    {"POSTGRES_HOST", "ignored"},
+                    {"POSTGRES_DB", "ignored"}});
     EXPECT_EQ(c.postgres.host, "db");
     EXPECT_EQ(c.postgres.port, 6543);
     EXPECT_EQ(c.postgres.user, "test_user");
@@ -79,8 +80,11 @@ TEST(Config, DatabaseUrlWinsOverPostgresParts) {
 }
 
 TEST(Config, PostgresPartsWhenNoUrl) {
-    const Config c = LoadConfig({{"POSTGRES_HOST", "pg"}, {"POSTGRES_PORT", "5433"}, {"POSTGRES_USER", "u"},
-                                 {"POSTGRES_PASSWORD", "p"}, {"POSTGRES_DB", "d"}});
+    const Config c = LoadConfig({{"POSTGRES_HOST", "pg"},
+                                 {"POSTGRES_PORT", "5433"},
+                                 {"POSTGRES_USER", "u"},
+                                 {"POSTGRES_PASSWORD", "p"},
+                                 {"POSTGRES_DB", "d"}});
     EXPECT_EQ(c.postgres.ConnInfo(), "host='pg' port=5433 user='u' dbname='d' password='p'");
 }
 
@@ -120,8 +124,9 @@ TEST(Config, BadValuesNameTheVariable) {
 }
 
 TEST(Config, FractionalSecondsAndDotenv) {
-    const EnvMap env = ParseDotenv("# comment\nexport EVENT_PROCESSING_INTERVAL=0.5\nSECRET_KEY=\"v3ry s3cr3t\"\n"
-                                   "ENVIRONMENT=dev # trailing comment\n\n");
+    const EnvMap env = ParseDotenv(
+        "# comment\nexport EVENT_PROCESSING_INTERVAL=0.5\nSECRET_KEY=\"v3ry s3cr3t\"\n"
+        "ENVIRONMENT=dev # trailing comment\n\n");
     EXPECT_EQ(env.at("SECRET_KEY"), "v3ry s3cr3t");
     EXPECT_EQ(env.at("ENVIRONMENT"), "dev");
     const Config c = LoadConfig(env);

@@ -53,13 +53,13 @@ struct ClickHouseConfig {
 
 /// Relay tuning.
 struct RelayConfig {
-    int event_batch_size{1000};                                ///< EVENT_BATCH_SIZE: rows per claim.
-    std::chrono::milliseconds processing_interval{60'000};     ///< EVENT_PROCESSING_INTERVAL: idle poll.
-    int clickhouse_batch_size{10000};                          ///< CLICKHOUSE_BATCH_SIZE: rows per insert at most.
-    std::chrono::milliseconds backoff_base{200};               ///< RELAY_BACKOFF_BASE_MS.
-    std::chrono::milliseconds backoff_cap{30'000};             ///< RELAY_BACKOFF_CAP_MS.
-    int max_attempts{5};                                       ///< RELAY_MAX_ATTEMPTS before a row is dead-lettered.
-    std::chrono::milliseconds shutdown_timeout{30'000};        ///< RELAY_SHUTDOWN_TIMEOUT_MS: drain bound on SIGTERM.
+    int event_batch_size{1000};                             ///< EVENT_BATCH_SIZE: rows per claim.
+    std::chrono::milliseconds processing_interval{60'000};  ///< EVENT_PROCESSING_INTERVAL: idle poll.
+    int clickhouse_batch_size{10000};                       ///< CLICKHOUSE_BATCH_SIZE: rows per insert at most.
+    std::chrono::milliseconds backoff_base{200};            ///< RELAY_BACKOFF_BASE_MS.
+    std::chrono::milliseconds backoff_cap{30'000};          ///< RELAY_BACKOFF_CAP_MS.
+    int max_attempts{5};                                    ///< RELAY_MAX_ATTEMPTS before a row is dead-lettered.
+    std::chrono::milliseconds shutdown_timeout{30'000};     ///< RELAY_SHUTDOWN_TIMEOUT_MS: drain bound on SIGTERM.
 };
 
 /// The whole configuration, read once at start-up. Plain value type.

@@ -1,9 +1,8 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
-
 #include <eventlog/core/uuid.hpp>
+#include <string>
 
 namespace eventlog {
 

@@ -1,12 +1,11 @@
 #pragma once
 
 #include <cstdint>
+#include <eventlog/core/uuid.hpp>
+#include <eventlog/pg/connection.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <eventlog/core/uuid.hpp>
-#include <eventlog/pg/connection.hpp>
 
 namespace eventlog::outbox {
 

@@ -1,11 +1,10 @@
 #pragma once
 
-#include <string>
-#include <vector>
-
 #include <eventlog/clickhouse/client.hpp>
 #include <eventlog/core/config.hpp>
 #include <eventlog/pg/connection.hpp>
+#include <string>
+#include <vector>
 
 namespace eventlog::outbox {
 

@@ -1,10 +1,9 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
-
 #include <eventlog/core/event.hpp>
 #include <eventlog/pg/connection.hpp>
+#include <vector>
 
 namespace eventlog::outbox {
 
@@ -22,11 +21,11 @@ std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> even
 
 /// Backlog figures for `eventlog status`.
 struct Status {
-    std::int64_t pending{0};                  ///< Rows waiting in the outbox.
-    double oldest_pending_age_seconds{0};     ///< Age of the oldest pending row (0 when none).
-    std::int64_t in_flight_batches{0};        ///< Claimed batches not yet acknowledged.
-    std::int64_t in_flight_events{0};         ///< Events in those batches.
-    std::int64_t dead_letters{0};             ///< Rows in the dead-letter table.
+    std::int64_t pending{0};               ///< Rows waiting in the outbox.
+    double oldest_pending_age_seconds{0};  ///< Age of the oldest pending row (0 when none).
+    std::int64_t in_flight_batches{0};     ///< Claimed batches not yet acknowledged.
+    std::int64_t in_flight_events{0};      ///< Events in those batches.
+    std::int64_t dead_letters{0};          ///< Rows in the dead-letter table.
 };
 
 /// Reads the backlog figures.

@@ -41,9 +41,9 @@ private:
 
 /// Connection options with documented defaults.
 struct ConnectOptions {
-    std::string conninfo;                             ///< libpq keyword/value string or URI.
+    std::string conninfo;                               ///< libpq keyword/value string or URI.
     std::chrono::milliseconds connect_timeout{10'000};  ///< Bound on establishing the session.
-    std::string application_name{"eventlog"};         ///< Shown in pg_stat_activity.
+    std::string application_name{"eventlog"};           ///< Shown in pg_stat_activity.
 };
 
 /// One libpq session. Move-only, not thread-safe. Errors are thrown as the eventlog::Error tree with

@@ -2,9 +2,8 @@
 
 #include <atomic>
 #include <cstdint>
-#include <memory>
-
 #include <eventlog/core/config.hpp>
+#include <memory>
 
 namespace eventlog::relay {
 
