@@ -40,13 +40,8 @@ pg::Connection OpenPostgres(const Config& config) {
 }
 
 clickhouse::Client OpenClickHouse(const Config& config) {
-    clickhouse::ClientOptions options;
-    options.base_url = config.clickhouse.BaseUrl();
-    options.user = config.clickhouse.user;
-    options.password = config.clickhouse.password;
+    clickhouse::ClientOptions options = clickhouse::OptionsFrom(config.clickhouse);
     options.database = "default";  // the target database may not exist yet (migrate creates it)
-    options.connect_timeout = config.clickhouse.connect_timeout;
-    options.send_receive_timeout = config.clickhouse.send_receive_timeout;
     return clickhouse::Client(options);
 }
 

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <eventlog/clickhouse/client.hpp>
 #include <eventlog/clickhouse/errors.hpp>
+#include <eventlog/core/config.hpp>
 #include <eventlog/core/error.hpp>
 #include <mutex>
 #include <optional>
@@ -400,6 +401,17 @@ std::string QuoteString(std::string_view value) {
     }
     out.push_back('\'');
     return out;
+}
+
+ClientOptions OptionsFrom(const ClickHouseConfig& config) {
+    ClientOptions options;
+    options.base_url = config.BaseUrl();
+    options.user = config.user;
+    options.password = config.password;
+    options.database = config.database;
+    options.connect_timeout = config.connect_timeout;
+    options.send_receive_timeout = config.send_receive_timeout;
+    return options;
 }
 
 }  // namespace eventlog::clickhouse

@@ -39,6 +39,27 @@ std::string Trimmed(const char* message) {
     throw Error(ErrorKind::kFatal, fmt::format("postgresql: {} (SQLSTATE {})", message, sqlstate));
 }
 
+/// NUL-terminated copies of a statement and its text parameters, as libpq wants them.
+struct TextParams {
+    TextParams(std::string_view text, const std::vector<Param>& params) : sql(text) {
+        storage.reserve(params.size());
+        values.reserve(params.size());
+        for (const auto& p : params) {
+            if (p) {
+                storage.emplace_back(*p);
+                values.push_back(storage.back().c_str());
+            } else {
+                values.push_back(nullptr);
+            }
+        }
+    }
+    int Count() const { return static_cast<int>(values.size()); }
+
+    std::string sql;
+    std::vector<std::string> storage;
+    std::vector<const char*> values;
+};
+
 }  // namespace
 
 void Result::Deleter::operator()(void* result) const noexcept { PQclear(AsResult(result)); }
@@ -130,40 +151,14 @@ Result Connection::Exec(std::string_view sql) {
 }
 
 Result Connection::Exec(std::string_view sql, const std::vector<Param>& params) {
-    const std::string text(sql);
-    std::vector<std::string> storage;
-    storage.reserve(params.size());
-    std::vector<const char*> values;
-    values.reserve(params.size());
-    for (const auto& p : params) {
-        if (p) {
-            storage.emplace_back(*p);
-            values.push_back(storage.back().c_str());
-        } else {
-            values.push_back(nullptr);
-        }
-    }
-    return Check(PQexecParams(impl_->conn, text.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
-                              nullptr, nullptr, 0),
+    const TextParams p(sql, params);
+    return Check(PQexecParams(impl_->conn, p.sql.c_str(), p.Count(), nullptr, p.values.data(), nullptr, nullptr, 0),
                  sql);
 }
 
 void Connection::Send(std::string_view sql, const std::vector<Param>& params) {
-    const std::string text(sql);
-    std::vector<std::string> storage;
-    storage.reserve(params.size());
-    std::vector<const char*> values;
-    values.reserve(params.size());
-    for (const auto& p : params) {
-        if (p) {
-            storage.emplace_back(*p);
-            values.push_back(storage.back().c_str());
-        } else {
-            values.push_back(nullptr);
-        }
-    }
-    if (PQsendQueryParams(impl_->conn, text.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
-                          nullptr, 0) != 1) {
+    const TextParams p(sql, params);
+    if (PQsendQueryParams(impl_->conn, p.sql.c_str(), p.Count(), nullptr, p.values.data(), nullptr, nullptr, 0) != 1) {
         ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), PQstatus(impl_->conn) != CONNECTION_OK);
     }
 }

@@ -191,16 +191,7 @@ void Relay::Impl::Connect() {
     pg_->Exec("LISTEN eventlog_outbox");
     // Let the server notice a vanished relay during a long statement instead of holding its row locks.
     pg_->Exec("SET client_connection_check_interval = '1s'");
-    if (!ch_) {
-        clickhouse::ClientOptions ch;
-        ch.base_url = config_.clickhouse.BaseUrl();
-        ch.user = config_.clickhouse.user;
-        ch.password = config_.clickhouse.password;
-        ch.database = config_.clickhouse.database;
-        ch.connect_timeout = config_.clickhouse.connect_timeout;
-        ch.send_receive_timeout = config_.clickhouse.send_receive_timeout;
-        ch_.emplace(ch);
-    }
+    if (!ch_) ch_.emplace(clickhouse::OptionsFrom(config_.clickhouse));
     log::Info("relay_connected", {{"postgres", config_.postgres.Redacted()},
                                   {"clickhouse", config_.clickhouse.Redacted()},
                                   {"owner", static_cast<std::int64_t>(owner_)},

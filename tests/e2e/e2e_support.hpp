@@ -541,7 +541,7 @@ public:
         SetVar(base_env_, "CLICKHOUSE_URI", servers_.ch_url + "/" + name_);
         SetVar(base_env_, "ENVIRONMENT", "e2e");
         SetVar(base_env_, "LOG_LEVEL", "info");
-        SetVar(base_env_, "EVENT_BATCH_SIZE", "100");
+        SetVar(base_env_, "EVENT_BATCH_SIZE", "1000");
         SetVar(base_env_, "EVENT_PROCESSING_INTERVAL", "0.2");
         SetVar(base_env_, "CLICKHOUSE_CONNECT_TIMEOUT", "1");
         SetVar(base_env_, "CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "1");

@@ -43,14 +43,7 @@ std::string WithDatabase(const std::string& dsn, const std::string& database) {
 }
 
 clickhouse::ClientOptions ClientOptionsFor(const eventlog::Config& config) {
-    clickhouse::ClientOptions options;
-    options.base_url = config.clickhouse.BaseUrl();
-    options.user = config.clickhouse.user;
-    options.password = config.clickhouse.password;
-    options.database = config.clickhouse.database;
-    options.connect_timeout = config.clickhouse.connect_timeout;
-    options.send_receive_timeout = config.clickhouse.send_receive_timeout;
-    return options;
+    return clickhouse::OptionsFrom(config.clickhouse);
 }
 
 bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout,

@@ -7,6 +7,10 @@
 #include <utility>
 #include <vector>
 
+namespace eventlog {
+struct ClickHouseConfig;
+}  // namespace eventlog
+
 namespace eventlog::clickhouse {
 
 /// Connection settings for one ClickHouse HTTP endpoint.
@@ -105,5 +109,8 @@ std::string QuoteIdentifier(std::string_view name);
 
 /// Quotes a string literal with single quotes, escaping backslashes, quotes and control bytes.
 std::string QuoteString(std::string_view value);
+
+/// Client options for the server, credentials, database and timeouts of `config`.
+ClientOptions OptionsFrom(const ClickHouseConfig& config);
 
 }  // namespace eventlog::clickhouse
