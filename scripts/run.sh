@@ -26,15 +26,16 @@ trap stop_stack EXIT
 
 build/eventlog migrate
 ch_db=${CLICKHOUSE_URI##*/}
+redact() { sed -E 's#://([^:@/]*)(:[^@/]*)?@#://\1@#' <<<"$1"; }  # never print passwords
 cat <<TXT
 
 eventlog is running.
-  PostgreSQL  $DATABASE_URL   (make shell)
-  ClickHouse  ${CLICKHOUSE_URI%%/*//*}  database $ch_db, table event_log   (make ch-shell)
+  PostgreSQL  $(redact "$DATABASE_URL")   (make shell)
+  ClickHouse  $(redact "$CLICKHOUSE_URI"), table event_log   (make ch-shell)
 
 Emit an event and watch it arrive (in another terminal, same directory):
   build/eventlog emit UserCreated '{"email":"a@b.c","first_name":"A","last_name":"B"}'
-  psql "$DATABASE_URL" -c "SELECT eventlog.emit('user_created', '{\"email\":\"a@b.c\"}')"
+  make shell   then: SELECT eventlog.emit('user_created', '{"email":"a@b.c"}');
   curl -s 'http://127.0.0.1:$CH_PORT/' --data-binary 'SELECT * FROM $ch_db.event_log ORDER BY event_date_time DESC LIMIT 5 FORMAT Vertical'
   build/eventlog status
 
