@@ -76,7 +76,7 @@ format:
 	@clang-format -i $$(git ls-files '*.cpp' '*.hpp')
 
 reset-test-db:
-	@for d in .local/test-* .local/chaos-*; do [ -d "$$d" ] && scripts/stack.sh stop "$$d" && rm -rf "$$d"; done; true
+	@for d in .local/test-* .local/chaos-*; do [ -d "$$d" ] && scripts/stack.sh remove "$$d"; done; true
 	@echo "removed throwaway test servers"
 
 clean:

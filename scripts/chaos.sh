@@ -27,8 +27,7 @@ while [ "$ch_port" = "$pg_port" ]; do ch_port=$(scripts/stack.sh free-port); don
 cleanup() {
     # ClickHouse may have been left frozen by an interrupted run.
     [ -f "$stack_dir/ch/pid" ] && kill -CONT "$(cat "$stack_dir/ch/pid")" 2>/dev/null || true
-    scripts/stack.sh stop "$stack_dir" || true
-    rm -rf "$stack_dir"
+    scripts/stack.sh remove "$stack_dir" || true
 }
 trap cleanup EXIT
 EVENTLOG_PG_FSYNC=off scripts/stack.sh start "$stack_dir" "$pg_port" "$ch_port"

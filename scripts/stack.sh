@@ -3,6 +3,7 @@
 #
 #   scripts/stack.sh start DIR PG_PORT CH_HTTP_PORT   start both (reuses data in DIR), wait until ready
 #   scripts/stack.sh stop DIR                          stop both (fast shutdown), keep data
+#   scripts/stack.sh remove DIR                        stop both and delete their data
 #   scripts/stack.sh start-pg DIR PORT | start-ch DIR HTTP_PORT | stop-pg DIR | stop-ch DIR
 #   scripts/stack.sh free-port                         print a free TCP port on 127.0.0.1
 #
@@ -33,8 +34,16 @@ PY
 start_pg() {
     local dir=$1 port=$2
     local data="$dir/pg/data" sock="$dir/pg/run"
+    if [ "$(id -u)" -eq 0 ] && [ ! -e "$dir/pg" ] && ! runuser -u postgres -- test -x "$dir"; then
+        # The checkout lies under a folder the postgres user cannot enter (e.g. /root): keep the
+        # PostgreSQL data in /var/tmp and link it into place.
+        local outside
+        outside="/var/tmp/eventlog-pg-$(printf '%s' "$dir" | md5sum | cut -c1-12)"
+        mkdir -p "$outside"
+        ln -sfn "$outside" "$dir/pg"
+    fi
     mkdir -p "$dir/pg/run"
-    if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$dir/pg"; chmod 755 "$dir"; fi
+    if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$dir/pg/"; chmod 755 "$dir"; fi
     if [ ! -f "$data/PG_VERSION" ]; then
         as_pg "$PG_BIN/initdb" --nosync -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/pg/initdb.log" 2>&1 \
             || { cat "$dir/pg/initdb.log" >&2; die "initdb failed"; }
@@ -165,6 +174,9 @@ case "$cmd" in
     start) [ $# -eq 4 ] || die "usage: start DIR PG_PORT CH_HTTP_PORT"
            dir=$(realpath -m "$2"); mkdir -p "$dir"; start_pg "$dir" "$3"; start_ch "$dir" "$4" ;;
     stop) [ $# -eq 2 ] || die "usage: stop DIR"; dir=$(realpath -m "$2"); stop_ch "$dir"; stop_pg "$dir" ;;
+    remove) [ $# -eq 2 ] || die "usage: remove DIR"; dir=$(realpath -m "$2"); stop_ch "$dir"; stop_pg "$dir"
+            [ -L "$dir/pg" ] && rm -rf "$(readlink -f "$dir/pg")"
+            rm -rf "$dir" ;;
     start-pg) dir=$(realpath -m "$2"); mkdir -p "$dir"; start_pg "$dir" "$3" ;;
     start-ch) dir=$(realpath -m "$2"); mkdir -p "$dir"; start_ch "$dir" "$3" ;;
     stop-pg) stop_pg "$(realpath -m "$2")" ;;

@@ -19,8 +19,7 @@ if [ -z "${EVENTLOG_TEST_PG_DSN:-}" ] || [ -z "${EVENTLOG_TEST_CH_URL:-}" ]; the
     while [ "$ch_port" = "$pg_port" ]; do ch_port=$(scripts/stack.sh free-port); done
     started="$stack_dir"
     cleanup() {
-        "$ROOT/scripts/stack.sh" stop "$ROOT/$started" || true
-        rm -rf "${ROOT:?}/$started"
+        "$ROOT/scripts/stack.sh" remove "$ROOT/$started" || true
     }
     trap cleanup EXIT
     EVENTLOG_PG_FSYNC=off scripts/stack.sh start "$stack_dir" "$pg_port" "$ch_port"
