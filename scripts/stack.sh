@@ -20,7 +20,7 @@ PG_BIN=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || true)
 [ -n "$PG_BIN" ] || PG_BIN=$(dirname "$(command -v initdb || echo /usr/bin/initdb)")
 
 as_pg() {
-    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+    if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 free_port() {
@@ -44,16 +44,20 @@ start_pg() {
     fi
     mkdir -p "$dir/pg/run"
     if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$dir/pg/"; chmod 755 "$dir"; fi
+    local pgdir
+    pgdir=$(readlink -f "$dir/pg")
+    data="$pgdir/data"
+    sock="$pgdir/run"
     if [ ! -f "$data/PG_VERSION" ]; then
-        as_pg "$PG_BIN/initdb" --nosync -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/pg/initdb.log" 2>&1 \
-            || { cat "$dir/pg/initdb.log" >&2; die "initdb failed"; }
+        as_pg "$PG_BIN/initdb" --nosync -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$pgdir/initdb.log" 2>&1 \
+            || { cat "$pgdir/initdb.log" >&2; die "initdb failed"; }
     fi
     if as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         echo "postgresql already running in $data"; return 0
     fi
-    as_pg setsid "$PG_BIN/pg_ctl" -D "$data" -l "$dir/pg/server.log" -w -t 60 start -o \
+    as_pg setsid "$PG_BIN/pg_ctl" -D "$data" -l "$pgdir/server.log" -w -t 60 start -o \
         "-p $port -k $sock -c listen_addresses=127.0.0.1 -c fsync=${EVENTLOG_PG_FSYNC:-on} -c max_connections=200 -c max_prepared_transactions=50 -c shared_buffers=256MB" \
-        >/dev/null || { tail -20 "$dir/pg/server.log" >&2; die "postgresql did not start"; }
+        >/dev/null || { tail -20 "$pgdir/server.log" >&2; die "postgresql did not start"; }
     echo "$port" >"$dir/pg/port"
     # The application role and database.
     "$PG_BIN/psql" -qAt -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 >/dev/null <<SQL
@@ -65,7 +69,8 @@ SQL
 }
 
 stop_pg() {
-    local data="$1/pg/data"
+    local data
+    data="$(readlink -f "$1/pg")/data"
     [ -f "$data/PG_VERSION" ] || return 0
     as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
 }
