@@ -43,6 +43,21 @@ protected:
         ADD_FAILURE() << "the relay delivered nothing within 30 s";
     }
 
+    /// Starts a relay, waits until it delivers, then freezes ClickHouse (SIGSTOP) so that the relay is held
+    /// inside a batch. The caller sends SIGCONT to ClickHousePid().
+    Child& StartRelayThenFreezeClickHouse(const std::string& shutdown_timeout_ms, const std::string& send_timeout_s) {
+        Child& relay = world_->StartRelay({{"EVENT_BATCH_SIZE", "1000"},
+                                           {"RELAY_SHUTDOWN_TIMEOUT_MS", shutdown_timeout_ms},
+                                           {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", send_timeout_s}});
+        WaitForProgress();
+        const pid_t ch = world_->ClickHousePid();
+        EXPECT_GT(ch, 0);
+        ::kill(ch, SIGSTOP);
+        world_->Note("clickhouse SIGSTOP");
+        std::this_thread::sleep_for(300ms);
+        return relay;
+    }
+
     ProducedEvents backlog_;
 };
 
@@ -80,15 +95,8 @@ TEST_F(Shutdown, SecondSignalExitsAtOnce) {
     auto& w = *world_;
     Producer producer(w.Dsn(), w.Rng()());
     WithBacklog(producer);
-    Child& relay = w.StartRelay({{"EVENT_BATCH_SIZE", "1000"},
-                                 {"RELAY_SHUTDOWN_TIMEOUT_MS", "30000"},
-                                 {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "20"}});
-    WaitForProgress();
+    Child& relay = StartRelayThenFreezeClickHouse("30000", "20");
     const pid_t ch = w.ClickHousePid();
-    ASSERT_GT(ch, 0);
-    ::kill(ch, SIGSTOP);
-    w.Note("clickhouse SIGSTOP");
-    std::this_thread::sleep_for(300ms);
     const auto t0 = Clock::now();
     relay.Signal(SIGTERM);
     std::this_thread::sleep_for(20ms);
@@ -113,15 +121,8 @@ TEST_F(Shutdown, SigtermWhileClickHouseHangsRespectsTheTimeout) {
     auto& w = *world_;
     Producer producer(w.Dsn(), w.Rng()());
     WithBacklog(producer);
-    Child& relay = w.StartRelay({{"EVENT_BATCH_SIZE", "1000"},
-                                 {"RELAY_SHUTDOWN_TIMEOUT_MS", "1000"},
-                                 {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "5"}});
-    WaitForProgress();
+    Child& relay = StartRelayThenFreezeClickHouse("1000", "5");
     const pid_t ch = w.ClickHousePid();
-    ASSERT_GT(ch, 0);
-    ::kill(ch, SIGSTOP);
-    w.Note("clickhouse SIGSTOP");
-    std::this_thread::sleep_for(300ms);
     const auto t0 = Clock::now();
     relay.Signal(SIGTERM);
     // RELAY_SHUTDOWN_TIMEOUT_MS + 2 s, although the insert in flight could block for 1 + 5 s.
