@@ -119,7 +119,6 @@ int CmdRelay(bool drain) {
             }
         }
     });
-    int rc = 0;
     try {
         relay::RunOptions options;
         options.drain = drain;
@@ -133,7 +132,7 @@ int CmdRelay(bool drain) {
     }
     finished.store(true);
     signals.join();
-    return rc;
+    return 0;
 }
 
 int CmdStatus(bool json) {
