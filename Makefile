@@ -3,14 +3,14 @@
 SHELL := /bin/bash
 
 BUILD_DIR ?= build
-LOCAL_DIR ?= .local/dev
-PG_PORT ?= 54329
-CH_PORT ?= 18123
-export DATABASE_URL ?= postgres://eventlog:eventlog@127.0.0.1:$(PG_PORT)/eventlog
-export CLICKHOUSE_URI ?= http://default:@127.0.0.1:$(CH_PORT)/eventlog
+# The local stack `make run` starts when neither .env nor DATABASE_URL / CLICKHOUSE_URI configure servers.
+export LOCAL_DIR ?= .local/dev
+export PG_PORT ?= 54329
+export CH_PORT ?= 18123
+# Every other target reads its configuration as each eventlog command does: the environment, then .env.
 
 .PHONY: help deps build run test chaos bench install migrations migrate superuser shell ch-shell lint format \
-        reset-test-db stack-start stack-stop clean
+        reset-test-db stack-start stack-stop clean verify-fresh
 
 help:
 	@echo "make run            install what is missing, build, start local PostgreSQL + ClickHouse, migrate, run the relay"
@@ -21,10 +21,11 @@ help:
 	@echo "make install        migrate (the admin user arrives with the HTTP API)"
 	@echo "make migrations NAME=add_x [ENGINE=postgres|clickhouse]   scaffold a numbered migration file"
 	@echo "make migrate        apply migrations to the configured databases"
-	@echo "make shell          psql on the configured PostgreSQL;  make ch-shell: clickhouse-client"
+	@echo "make shell          psql on the configured PostgreSQL;  make ch-shell: clickhouse-client on ClickHouse"
 	@echo "make lint           clang-format check, clang-tidy, cppcheck"
 	@echo "make reset-test-db  remove leftover throwaway test servers and their data"
 	@echo "make stack-start / stack-stop   start or stop the local servers under $(LOCAL_DIR)"
+	@echo "make verify-fresh   (root, by hand, not CI) make test on a fresh debootstrapped Debian 12 (scripts/verify-fresh.sh)"
 
 deps:
 	@scripts/install-deps.sh
@@ -37,6 +38,9 @@ run: build
 
 test:
 	@scripts/test.sh
+
+verify-fresh:
+	@scripts/verify-fresh.sh
 
 ROUNDS ?= 20
 chaos:
@@ -60,14 +64,11 @@ superuser:
 migrations:
 	@scripts/new-migration.sh "$(ENGINE)" "$(NAME)"
 
-shell:
-	@psql "$(DATABASE_URL)"
+shell: build
+	@$(BUILD_DIR)/eventlog dbshell
 
-ch-shell:
-	@uri="$(CLICKHOUSE_URI)"; rest="$${uri#*://}"; creds="$${rest%%@*}"; hostport="$${rest#*@}"; hostport="$${hostport%%/*}"; \
-	db="$${rest#*/}"; [ "$$db" = "$$rest" ] && db=default; user="$${creds%%:*}"; pass="$${creds#*:}"; \
-	port=$$(cat $(LOCAL_DIR)/ch/tcp_port 2>/dev/null || echo 9000); \
-	exec clickhouse-client --host "$${hostport%%:*}" --port "$$port" --user "$${user:-default}" $${pass:+--password "$$pass"} --database "$$db"
+ch-shell: build
+	@$(BUILD_DIR)/eventlog dbshell --clickhouse
 
 lint:
 	@scripts/lint.sh $(BUILD_DIR)

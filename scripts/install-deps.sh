@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
-# Installs the Debian packages eventlog needs to build, test and run locally.
-# As root it runs apt-get; otherwise it prints the exact command to run.
+# Installs the Debian packages eventlog needs to build, test, lint and run locally, and nothing else.
+# As root it runs apt-get; otherwise it prints the exact command to run. With every package present
+# it does nothing (no apt-get update), so `make run` / `make test` stay fast after the first time.
+#
 # Servers installed here are never started as system services: the project starts its own
-# PostgreSQL and ClickHouse processes under .local/ (see scripts/stack.sh).
+# PostgreSQL and ClickHouse processes under .local/ (scripts/stack.sh). While apt runs, a
+# policy-rc.d that refuses service starts is put in place, unless the machine already has one
+# (Debian container images do); an existing one is left untouched.
 set -euo pipefail
 
+# Each group: the packages, then why the project needs them.
 PACKAGES=(
-    build-essential cmake ninja-build ccache pkg-config git curl ca-certificates procps
-    libpq-dev libcurl4-openssl-dev libssl-dev
-    libboost1.74-dev libsimdjson-dev libfmt-dev libspdlog-dev libcli11-dev
-    libgtest-dev libgmock-dev libbenchmark-dev libargon2-dev
-    postgresql-15 postgresql-client-15
-    clickhouse-server clickhouse-client
-    prometheus
+    # Build: compiler, CMake + Ninja (scripts/build.sh), ccache (faster rebuilds), pkg-config (CMake's find modules).
+    build-essential cmake ninja-build ccache pkg-config
+    # Scripts: git (lint's file list, verify-fresh's clone), curl (ClickHouse readiness, README's query),
+    # ca-certificates (HTTPS to ClickHouse), procps (ps: stack.sh's liveness checks).
+    git curl ca-certificates procps
+    # Libraries linked by the code: libpq (pg), libcurl (clickhouse), OpenSSL (hashes),
+    # simdjson (JSON input), fmt (formatting), CLI11 (the eventlog command line).
+    libpq-dev libcurl4-openssl-dev libssl-dev libsimdjson-dev libfmt-dev libcli11-dev
+    # Tests: GoogleTest and GoogleMock (tests/unit, tests/integration, tests/e2e).
+    libgtest-dev libgmock-dev
+    # Servers the local stack and the tests run as plain processes (psql for `make shell`, the bench).
+    postgresql-15 postgresql-client-15 clickhouse-server clickhouse-client
+    # `make lint` (run in CI): formatting, clang-tidy, cppcheck.
     clang-format clang-tidy cppcheck
 )
 
@@ -42,9 +53,14 @@ if [ ! -e "$policy" ]; then
     chmod +x "$policy"
     created_policy=1
 fi
-cleanup() { [ "$created_policy" -eq 1 ] && rm -f "$policy"; }
+# An EXIT trap's last status becomes the script's: it must end in success whether or not it removed the file.
+cleanup() {
+    if [ "$created_policy" -eq 1 ]; then rm -f "$policy"; fi
+    return 0
+}
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "installed: ${missing[*]}"

@@ -1,45 +1,72 @@
 #!/usr/bin/env bash
-# `make run`: starts local PostgreSQL and ClickHouse under .local/dev (unless DATABASE_URL / CLICKHOUSE_URI
-# point elsewhere), applies migrations and runs the relay in the foreground. Ctrl-C stops everything.
+# `make run`: applies migrations and runs the relay in the foreground. Ctrl-C stops everything it started.
+#
+# Where the configuration comes from (the same rule for every `eventlog` command):
+#   1. the process environment, then
+#   2. `.env` in the working directory (EVENTLOG_ENV_FILE names another file).
+# With neither DATABASE_URL nor CLICKHOUSE_URI in the environment and no `.env`, this script starts the
+# local stack (PostgreSQL 15 and ClickHouse under LOCAL_DIR, on PG_PORT and CH_PORT) and writes a `.env`
+# pointing at it, so that `build/eventlog emit|status|...` in a second terminal in this folder reach the
+# same servers. A `.env` written here carries an EVENTLOG_LOCAL_STACK line; later runs start that stack
+# again. A `.env` without that line (yours) or URLs in the environment: no local servers are started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOCAL_DIR=${LOCAL_DIR:-.local/dev}
 PG_PORT=${PG_PORT:-54329}
 CH_PORT=${CH_PORT:-18123}
-local_pg="postgres://eventlog:eventlog@127.0.0.1:$PG_PORT/eventlog"
-local_ch="http://default:@127.0.0.1:$CH_PORT/eventlog"
-export DATABASE_URL=${DATABASE_URL:-$local_pg}
-export CLICKHOUSE_URI=${CLICKHOUSE_URI:-$local_ch}
+env_file=${EVENTLOG_ENV_FILE:-.env}
 
-started=0
-if [ "$DATABASE_URL" = "$local_pg" ] || [ "$CLICKHOUSE_URI" = "$local_ch" ]; then
-    scripts/stack.sh start "$LOCAL_DIR" "$PG_PORT" "$CH_PORT"
-    started=1
+stack_dir=""
+if [ -n "${DATABASE_URL:-}" ] || [ -n "${CLICKHOUSE_URI:-}" ]; then
+    echo "using DATABASE_URL / CLICKHOUSE_URI from the environment; no local servers started"
+elif [ ! -e "$env_file" ]; then
+    stack_dir=$LOCAL_DIR
+    scripts/stack.sh start "$stack_dir" "$PG_PORT" "$CH_PORT"
+    ch_native=$(cat "$stack_dir/ch/tcp_port")
+    (
+        umask 077
+        cat >"$env_file.tmp" <<ENV
+# Written by \`make run\` for the local servers it starts in $stack_dir (see .env.example for every
+# variable). Every eventlog command run in this folder reads this file; the environment wins over it.
+# Replace the URLs to use other servers (then delete the EVENTLOG_LOCAL_STACK line), or delete this
+# file and \`make run\` writes it again.
+EVENTLOG_LOCAL_STACK=$stack_dir:$PG_PORT:$CH_PORT
+DATABASE_URL=postgres://eventlog:eventlog@127.0.0.1:$PG_PORT/eventlog
+CLICKHOUSE_URI=http://default:@127.0.0.1:$CH_PORT/eventlog
+CLICKHOUSE_NATIVE_PORT=$ch_native
+ENV
+        mv "$env_file.tmp" "$env_file"
+    )
+    echo "wrote $env_file for the local servers"
+elif line=$(grep -E '^EVENTLOG_LOCAL_STACK=' "$env_file" | tail -n 1); then
+    IFS=: read -r stack_dir PG_PORT CH_PORT <<<"${line#EVENTLOG_LOCAL_STACK=}"
+    [ -n "$stack_dir" ] && [ -n "$PG_PORT" ] && [ -n "$CH_PORT" ] ||
+        { echo "run: $env_file: expected EVENTLOG_LOCAL_STACK=DIR:PG_PORT:CH_PORT, got '$line'" >&2; exit 2; }
+    scripts/stack.sh start "$stack_dir" "$PG_PORT" "$CH_PORT"
+else
+    echo "using the servers configured in $env_file; no local servers started"
 fi
+
 stop_stack() {
-    if [ "$started" = 1 ]; then
-        echo "stopping local servers (data kept in $LOCAL_DIR)"
-        scripts/stack.sh stop "$LOCAL_DIR"
+    if [ -n "$stack_dir" ]; then
+        echo "stopping local servers (data kept in $stack_dir)"
+        scripts/stack.sh stop "$stack_dir"
     fi
 }
 trap stop_stack EXIT
 
 build/eventlog migrate
-ch_db=${CLICKHOUSE_URI##*/}
-redact() { sed -E 's#://([^:@/]*)(:[^@/]*)?@#://\1@#' <<<"$1"; }  # never print passwords
 cat <<TXT
 
-eventlog is running.
-  PostgreSQL  $(redact "$DATABASE_URL")   (make shell)
-  ClickHouse  $(redact "$CLICKHOUSE_URI"), table event_log   (make ch-shell)
+eventlog is running (configuration: environment, then $env_file).
+$([ -n "$stack_dir" ] && echo "  local PostgreSQL on 127.0.0.1:$PG_PORT and ClickHouse on 127.0.0.1:$CH_PORT, data in $stack_dir")
 
-Emit an event and watch it arrive (in another terminal, same directory):
+In another terminal, in this folder:
   build/eventlog emit UserCreated '{"email":"a@b.c","first_name":"A","last_name":"B"}'
-  make shell   then: SELECT eventlog.emit('user_created', '{"email":"a@b.c"}');
-  curl -s 'http://127.0.0.1:$CH_PORT/' --data-binary 'SELECT * FROM $ch_db.event_log ORDER BY event_date_time DESC LIMIT 5 FORMAT Vertical'
   build/eventlog status
+  make shell        (psql)      make ch-shell   (clickhouse-client)
 
-Ctrl-C stops the relay and the servers.
+Ctrl-C stops the relay$([ -n "$stack_dir" ] && echo " and the local servers").
 TXT
 # The relay runs in the foreground; Ctrl-C (SIGINT) drains the batch in flight and returns here.
 set +e

@@ -142,8 +142,10 @@ start_ch() {
     if [ -f "$dir/ch/pid" ] && alive "$(cat "$dir/ch/pid")"; then
         echo "clickhouse already running (pid $(cat "$dir/ch/pid"))"; return 0
     fi
+    # The native (TCP) port is kept across restarts: `.env` names it for clickhouse-client (make ch-shell).
     local tcp
-    tcp=$(free_port)
+    tcp=$(cat "$dir/ch/tcp_port" 2>/dev/null || true)
+    [ -n "$tcp" ] || tcp=$(free_port)
     ch_config "$dir" "$http" "$tcp"
     local bin; bin=$(ch_server_bin)
     if [ "$(basename "$bin")" = clickhouse ]; then

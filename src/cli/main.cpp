@@ -1,11 +1,13 @@
 // The `eventlog` command: migrate, relay, status, emit, dlq.
 #include <fmt/format.h>
 #include <pthread.h>
+#include <sys/wait.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <eventlog/clickhouse/client.hpp>
@@ -25,9 +27,14 @@ namespace {
 
 using namespace eventlog;
 
-Config LoadFromEnvironment() {
+/// The environment layered over `.env` (or the file EVENTLOG_ENV_FILE names): every command's configuration.
+EnvMap ReadConfiguredEnvironment() {
     const char* env_file = std::getenv("EVENTLOG_ENV_FILE");
-    Config config = LoadConfig(ReadEnvironment(env_file ? env_file : ".env"));
+    return ReadEnvironment(env_file ? env_file : ".env");
+}
+
+Config LoadFromEnvironment() {
+    Config config = LoadConfig(ReadConfiguredEnvironment());
     log::SetLevel(config.log_level);
     return config;
 }
@@ -227,6 +234,62 @@ int CmdDlqChange(bool replay, bool all, const std::vector<std::string>& ids) {
     return 0;
 }
 
+/// Runs `argv` as a child process with `extra_env` added, waits for it and returns its exit code.
+int RunInteractive(const std::vector<std::string>& argv, const std::vector<std::pair<std::string, std::string>>& extra_env) {
+    const pid_t pid = ::fork();
+    if (pid < 0) throw Error(ErrorKind::kFatal, "dbshell: fork failed");
+    if (pid == 0) {
+        for (const auto& [name, value] : extra_env) ::setenv(name.c_str(), value.c_str(), 1);
+        std::vector<char*> args;
+        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        ::execvp(args[0], args.data());
+        std::fprintf(stderr, "error: cannot run %s (is it installed? scripts/install-deps.sh)\n", args[0]);
+        ::_exit(127);
+    }
+    // The shell owns the terminal's Ctrl-C while it runs.
+    ::signal(SIGINT, SIG_IGN);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+/// `eventlog dbshell`: psql on the configured PostgreSQL; `--clickhouse`: clickhouse-client on the configured
+/// ClickHouse (native port CLICKHOUSE_NATIVE_PORT, default 9000). Passwords go through the environment or a
+/// private temporary file, never the command line (which other users can read in ps).
+int CmdDbShell(bool clickhouse) {
+    const EnvMap env = ReadConfiguredEnvironment();
+    const Config config = LoadConfig(env);
+    if (!clickhouse) {
+        PostgresConfig without_password = config.postgres;
+        without_password.password.clear();
+        std::vector<std::pair<std::string, std::string>> extra;
+        if (!config.postgres.password.empty()) extra.emplace_back("PGPASSWORD", config.postgres.password);
+        return RunInteractive({"psql", without_password.ConnInfo()}, extra);
+    }
+    const auto port_it = env.find("CLICKHOUSE_NATIVE_PORT");
+    const std::string port = port_it != env.end() && !port_it->second.empty() ? port_it->second : "9000";
+    std::vector<std::string> argv = {"clickhouse-client", "--host",     config.clickhouse.host,
+                                     "--port",            port,         "--user",
+                                     config.clickhouse.user, "--database", config.clickhouse.database};
+    if (config.clickhouse.password.empty()) return RunInteractive(argv, {});
+    char path[] = "/tmp/eventlog-dbshell-XXXXXX";
+    const int fd = ::mkstemp(path);  // mode 0600
+    if (fd < 0) throw Error(ErrorKind::kFatal, "dbshell: cannot create a temporary file");
+    const std::string xml = "<config><password>" + config.clickhouse.password + "</password></config>\n";
+    const bool written = ::write(fd, xml.data(), xml.size()) == static_cast<ssize_t>(xml.size());
+    ::close(fd);
+    if (!written) {
+        ::unlink(path);
+        throw Error(ErrorKind::kFatal, "dbshell: cannot write a temporary file");
+    }
+    argv.push_back(std::string("--config-file=") + path);
+    const int rc = RunInteractive(argv, {});
+    ::unlink(path);
+    return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -275,6 +338,11 @@ int main(int argc, char** argv) {
     dlq_discard->add_flag("--all", discard_all, "Discard every dead letter");
     dlq_discard->add_option("EVENT_ID", discard_ids, "Event ids to discard");
 
+    bool dbshell_clickhouse = false;
+    auto* dbshell = app.add_subcommand("dbshell", "Open psql (or clickhouse-client) on the configured database");
+    dbshell->add_flag("--clickhouse", dbshell_clickhouse,
+                      "clickhouse-client instead of psql (native port: CLICKHOUSE_NATIVE_PORT, default 9000)");
+
     CLI11_PARSE(app, argc, argv);
 
     try {
@@ -286,6 +354,7 @@ int main(int argc, char** argv) {
         if (*dlq_show) return CmdDlqShow(dlq_show_id);
         if (*dlq_replay) return CmdDlqChange(true, replay_all, replay_ids);
         if (*dlq_discard) return CmdDlqChange(false, discard_all, discard_ids);
+        if (*dbshell) return CmdDbShell(dbshell_clickhouse);
     } catch (const eventlog::Error& e) {
         std::cerr << "error: " << e.what() << "\n";
         return e.Kind() == eventlog::ErrorKind::kConfiguration || e.Kind() == eventlog::ErrorKind::kInvalidInput ? 2
