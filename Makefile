@@ -9,12 +9,13 @@ export PG_PORT ?= 54329
 export CH_PORT ?= 18123
 # Every other target reads its configuration as each eventlog command does: the environment, then .env.
 
-.PHONY: help deps build run test chaos bench install migrations migrate superuser shell ch-shell lint format \
+.PHONY: help deps build run test test-sanitize chaos bench install migrations migrate superuser shell ch-shell lint format \
         reset-test-db stack-start stack-stop clean verify-fresh
 
 help:
 	@echo "make run            install what is missing, build, start local PostgreSQL + ClickHouse, migrate, run the relay"
 	@echo "make test           the whole suite (unit, integration, end-to-end) against throwaway servers"
+	@echo "make test-sanitize  unit and integration tests built with AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make chaos          the long crash test (ROUNDS=20 by default)"
 	@echo "make bench          drain throughput for a 300k backlog (BENCH_EVENTS=300000)"
 	@echo "make build          Release build: build/eventlog"
@@ -38,6 +39,9 @@ run: build
 
 test:
 	@scripts/test.sh
+
+test-sanitize:
+	@EVENTLOG_SANITIZE=1 scripts/test.sh
 
 verify-fresh:
 	@scripts/verify-fresh.sh

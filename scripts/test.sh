@@ -3,13 +3,24 @@
 # suite (unit, integration, end-to-end) against them and stops them afterwards.
 #   EVENTLOG_TEST_PG_DSN / EVENTLOG_TEST_CH_URL set: use those servers instead (no start/stop).
 #   CTEST_ARGS: extra ctest arguments, e.g. CTEST_ARGS="-L unit".
+#   EVENTLOG_SANITIZE=1 (make test-sanitize): AddressSanitizer + UndefinedBehaviorSanitizer build in
+#   build-asan, running the unit and integration tests (the e2e tests time real processes and are not built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 scripts/install-deps.sh
-BUILD_DIR=${BUILD_DIR:-build}
-scripts/build.sh "$BUILD_DIR"
+if [ "${EVENTLOG_SANITIZE:-0}" = 1 ]; then
+    BUILD_DIR=${BUILD_DIR:-build-asan}
+    scripts/build.sh "$BUILD_DIR" -DEVENTLOG_SANITIZE=ON
+    CTEST_ARGS="-L unit|db ${CTEST_ARGS:-}"
+    # Any report fails the test; leaks are reported too.
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:strict_string_checks=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+else
+    BUILD_DIR=${BUILD_DIR:-build}
+    scripts/build.sh "$BUILD_DIR"
+fi
 
 started=""
 if [ -z "${EVENTLOG_TEST_PG_DSN:-}" ] || [ -z "${EVENTLOG_TEST_CH_URL:-}" ]; then

@@ -1,8 +1,8 @@
 // The `eventlog` command: migrate, relay, status, emit, dlq.
 #include <fmt/format.h>
 #include <pthread.h>
-#include <sys/wait.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -235,12 +235,14 @@ int CmdDlqChange(bool replay, bool all, const std::vector<std::string>& ids) {
 }
 
 /// Runs `argv` as a child process with `extra_env` added, waits for it and returns its exit code.
-int RunInteractive(const std::vector<std::string>& argv, const std::vector<std::pair<std::string, std::string>>& extra_env) {
+int RunInteractive(const std::vector<std::string>& argv,
+                   const std::vector<std::pair<std::string, std::string>>& extra_env) {
     const pid_t pid = ::fork();
     if (pid < 0) throw Error(ErrorKind::kFatal, "dbshell: fork failed");
     if (pid == 0) {
         for (const auto& [name, value] : extra_env) ::setenv(name.c_str(), value.c_str(), 1);
         std::vector<char*> args;
+        args.reserve(argv.size() + 1);
         for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
         args.push_back(nullptr);
         ::execvp(args[0], args.data());
@@ -270,9 +272,9 @@ int CmdDbShell(bool clickhouse) {
     }
     const auto port_it = env.find("CLICKHOUSE_NATIVE_PORT");
     const std::string port = port_it != env.end() && !port_it->second.empty() ? port_it->second : "9000";
-    std::vector<std::string> argv = {"clickhouse-client", "--host",     config.clickhouse.host,
-                                     "--port",            port,         "--user",
-                                     config.clickhouse.user, "--database", config.clickhouse.database};
+    std::vector<std::string> argv = {
+        "clickhouse-client",    "--host",     config.clickhouse.host,    "--port", port, "--user",
+        config.clickhouse.user, "--database", config.clickhouse.database};
     if (config.clickhouse.password.empty()) return RunInteractive(argv, {});
     char path[] = "/tmp/eventlog-dbshell-XXXXXX";
     const int fd = ::mkstemp(path);  // mode 0600

@@ -197,7 +197,8 @@ struct Client::Impl {
 
     // Performs one request and returns the body of a 200 response; throws a classified Error otherwise.
     // `body` == nullptr means GET. `what` describes the request for messages.
-    std::string Perform(const std::string& url, const std::string_view* body, bool is_insert, const std::string& what) {
+    std::string Perform(const std::string& url, const std::string_view* body, bool is_insert,
+                        const std::string& what) const {
         std::string response;
         ResponseHeaders response_headers;
         char error_buffer[CURL_ERROR_SIZE] = {0};

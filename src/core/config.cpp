@@ -106,9 +106,9 @@ public:
         if (it == env_.end() || it->second.empty()) return nullptr;
         return &it->second;
     }
-    std::string String(const char* name, std::string fallback) const {
+    std::string String(const char* name, const std::string& fallback) const {
         const auto* v = Find(name);
-        return v ? *v : std::move(fallback);
+        return v ? *v : fallback;
     }
     bool Bool(const char* name, bool fallback) const {
         const auto* v = Find(name);

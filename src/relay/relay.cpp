@@ -424,10 +424,8 @@ void Relay::Impl::SendAll(const Uuid& batch_id, std::vector<PendingRow> rows, st
                             {"reason", std::string(e.what())},
                             {"hint", std::string("fix the configuration or the target table; "
                                                  "no event is dropped, delivery resumes by itself")}});
-            } else if (e.Kind() == ErrorKind::kFatal) {
-                throw;
-            } else if (e.PoisonsConnection() && !pg_->Healthy()) {
-                throw;  // lost our PostgreSQL session: the batch now belongs to recovery
+            } else if (e.Kind() == ErrorKind::kFatal || (e.PoisonsConnection() && !pg_->Healthy())) {
+                throw;  // fatal, or lost our PostgreSQL session: the batch now belongs to recovery
             } else {
                 log::Warning("delivery_retry", {{"batch_id", batch_id.ToString()},
                                                 {"kind", std::string(ToString(e.Kind()))},
