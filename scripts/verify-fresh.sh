@@ -223,7 +223,7 @@ fi
 # 3. The clone.
 t0=$(now)
 say "git clone $repo -> /root/eventlog"
-git clone --quiet --no-hardlinks "$repo" "$ROOT/root/eventlog"
+git -c advice.detachedHead=false clone --quiet --no-hardlinks "$repo" "$ROOT/root/eventlog"
 echo "testing commit $(git -C "$ROOT/root/eventlog" log -1 --format='%H %s')"
 t_clone=$(($(now) - t0))
 
