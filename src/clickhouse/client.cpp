@@ -268,16 +268,17 @@ struct Client::Impl {
             } else if (kind == ErrorKind::kInDoubt) {
                 prefix = "insert outcome unknown: ";
             }
-            ThrowError(kind, where + prefix + http + (name.empty() ? "" : " " + name) + ": " + server_text);
+            ThrowError(kind, where + prefix + http + (name.empty() ? "" : " " + name) + ": " + server_text,
+                       std::to_string(*code));
         }
         if (status == 401 || status == 403) {
             throw ConfigError(where + "authentication failed for user '" + options.user + "': " + http + ": " +
                               server_text);
         }
         if (status >= 500 && is_insert) {
-            throw InDoubtError(where + "insert outcome unknown: " + http + ": " + server_text);
+            ThrowError(ErrorKind::kInDoubt, where + "insert outcome unknown: " + http + ": " + server_text, http);
         }
-        throw TransientError(where + http + ": " + server_text);
+        ThrowError(ErrorKind::kTransient, where + http + ": " + server_text, http);
     }
 };
 

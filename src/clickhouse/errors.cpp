@@ -18,6 +18,7 @@ constexpr ErrorKind kC = ErrorKind::kConfiguration;
 
 constexpr KnownCode kKnownCodes[] = {
     {6, "CANNOT_PARSE_TEXT", kR, kR},
+    {10, "NOT_FOUND_COLUMN_IN_BLOCK", kC, kC},  // the target gained a column after the relay's stage was made
     {16, "NO_SUCH_COLUMN_IN_TABLE", kC, kC},
     {26, "CANNOT_PARSE_QUOTED_STRING", kR, kR},
     {27, "CANNOT_PARSE_INPUT_ASSERTION_FAILED", kR, kR},
@@ -99,22 +100,41 @@ bool IsAuthenticationError(int code) {
            code == error_code::kRequiredPassword || code == error_code::kAuthenticationFailed;
 }
 
-void ThrowError(ErrorKind kind, const std::string& message) {
+namespace {
+template <typename E>
+[[noreturn]] void ThrowWithCode(E error, const std::string& code) {
+    if (!code.empty()) error.SetOrigin(ErrorSource::kClickHouse, code);
+    throw error;
+}
+}  // namespace
+
+void ThrowError(ErrorKind kind, const std::string& message, const std::string& code) {
     switch (kind) {
         case ErrorKind::kTransient:
-            throw TransientError(message);
+            ThrowWithCode(TransientError(message), code);
         case ErrorKind::kInDoubt:
-            throw InDoubtError(message);
+            ThrowWithCode(InDoubtError(message), code);
         case ErrorKind::kRejected:
-            throw RejectedError(message);
+            ThrowWithCode(RejectedError(message), code);
         case ErrorKind::kConfiguration:
-            throw ConfigError(message);
+            ThrowWithCode(ConfigError(message), code);
         case ErrorKind::kInvalidInput:
-            throw InvalidInputError("clickhouse", message);
+            ThrowWithCode(InvalidInputError("clickhouse", message), code);
         case ErrorKind::kFatal:
             break;
     }
-    throw Error(ErrorKind::kFatal, message, true);
+    ThrowWithCode(Error(ErrorKind::kFatal, message, true), code);
+}
+
+bool IsUnknownServerError(const Error& error) {
+    if (error.Source() != ErrorSource::kClickHouse || error.Code().empty()) return false;
+    if (error.Code().rfind("HTTP ", 0) == 0) return true;
+    int code = 0;
+    for (const char c : error.Code()) {
+        if (!IsDigit(c) || code > 100000) return true;
+        code = code * 10 + (c - '0');
+    }
+    return ServerErrorName(code).empty();
 }
 
 }  // namespace eventlog::clickhouse

@@ -276,13 +276,10 @@ RowBinaryEncoder RowBinaryEncoder::ForColumns(const std::vector<Column>& columns
     for (const auto& column : columns) {
         const auto source = FindSource(column.name);
         const bool computed = column.default_kind == "MATERIALIZED" || column.default_kind == "ALIAS";
-        const bool has_default = !column.default_kind.empty();
         if (computed) continue;  // the server computes it; it cannot be inserted
-        if (!source) {
-            if (has_default) continue;
-            throw ConfigError("ClickHouse column `" + column.name + "` (" + column.type +
-                              ") has no default and no event field fills it; add a DEFAULT or drop the column");
-        }
+        // A column no event field fills is left out of the insert: the server writes its DEFAULT expression or,
+        // without one, the type's default value (0, '', ...), as it does for any omitted column.
+        if (!source) continue;
         const auto type = ParseType(column.type);
         if (!type || !Compatible(*source, type->base) ||
             ((*source == Source::kEventId || *source == Source::kBatchId) && type->base == Base::kFixedString &&
@@ -393,6 +390,34 @@ void AppendTime(const std::string& column, const TypeSpec& type, std::int64_t mi
             break;
     }
 }
+
+}  // namespace
+
+std::optional<std::string> RowBinaryEncoder::EventTimeLiteral(std::int64_t micros) const {
+    for (const auto& field : fields_) {
+        if (field.source != Source::kEventDateTime) continue;
+        std::string probe;
+        try {
+            AppendTime(field.name, field.type, micros, probe);  // the same range checks as Append()
+        } catch (const RejectedError&) {
+            return std::nullopt;
+        }
+        if (field.type.base == Base::kDateTime) return std::to_string(FloorDiv(micros, kMicrosPerSecond));
+        if (field.type.base != Base::kDateTime64) return std::nullopt;
+        std::string text = FormatMicros(micros);  // "YYYY-MM-DD hh:mm:ss.ffffff", floored like the stored value
+        if (field.type.precision <= 0) {
+            text.resize(19);
+        } else if (field.type.precision < 6) {
+            text.resize(static_cast<std::size_t>(20 + field.type.precision));
+        } else {
+            text.append(static_cast<std::size_t>(field.type.precision - 6), '0');
+        }
+        return "'" + text + "'";
+    }
+    return std::nullopt;
+}
+
+namespace {
 
 void AppendInteger(const std::string& column, const TypeSpec& type, std::uint64_t value, std::string& out) {
     const auto check = [&](std::uint64_t max, std::string_view type_name) {

@@ -322,6 +322,7 @@ Config LoadConfig(const EnvMap& env) {
     relay.max_attempts = static_cast<int>(r.Int("RELAY_MAX_ATTEMPTS", relay.max_attempts, 1, 1000));
     relay.shutdown_timeout =
         std::chrono::milliseconds(r.Int("RELAY_SHUTDOWN_TIMEOUT_MS", relay.shutdown_timeout.count(), 0, 3'600'000));
+    relay.claim_max_bytes = r.Int("RELAY_CLAIM_MAX_BYTES", relay.claim_max_bytes, 1024, 512LL << 20);
 
     c.http_host = r.String("HTTP_HOST", c.http_host);
     c.http_port = static_cast<int>(r.Int("HTTP_PORT", c.http_port, 1, 65535));

@@ -6,9 +6,25 @@
 #include <cstring>
 #include <eventlog/core/error.hpp>
 #include <eventlog/pg/connection.hpp>
+#include <eventlog/pg/errors.hpp>
 #include <mutex>
 
 namespace eventlog::pg {
+
+SqlstateClass ClassifySqlstate(std::string_view s) {
+    const auto starts = [&](std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; };
+    if (starts("08") || s == "57P01" || s == "57P02" || s == "57P03" || s == "25006") {
+        return {ErrorKind::kTransient, true};
+    }
+    if (s == "40001" || s == "40P01" || s == "55P03" || s == "57014" || starts("53")) {
+        return {ErrorKind::kTransient, false};
+    }
+    if (starts("28") || s == "3D000" || s == "42P01" || s == "3F000" || s == "42883" || s == "42501") {
+        return {ErrorKind::kConfiguration, false};
+    }
+    if (starts("22") || starts("23")) return {ErrorKind::kInvalidInput, false};
+    return {ErrorKind::kFatal, false};
+}
 namespace {
 
 PGresult* AsResult(void* p) { return static_cast<PGresult*>(p); }
@@ -19,24 +35,33 @@ std::string Trimmed(const char* message) {
     return s;
 }
 
-/// Maps a SQLSTATE to the error tree. Connection-class and shutdown errors poison the session.
+template <typename E>
+[[noreturn]] void ThrowWithState(E error, const std::string& sqlstate) {
+    if (!sqlstate.empty()) error.SetOrigin(ErrorSource::kPostgres, sqlstate);
+    throw error;
+}
+
+/// Throws the error tree's class for a SQLSTATE (ClassifySqlstate). A broken connection poisons the session.
 [[noreturn]] void ThrowFor(const std::string& sqlstate, const std::string& message, bool connection_bad) {
-    if (connection_bad || sqlstate.rfind("08", 0) == 0 || sqlstate == "57P01" || sqlstate == "57P02" ||
-        sqlstate == "57P03") {
-        throw TransientError(fmt::format("postgresql: connection lost: {}", message), true);
+    const SqlstateClass c = connection_bad ? SqlstateClass{ErrorKind::kTransient, true} : ClassifySqlstate(sqlstate);
+    if (connection_bad || sqlstate.rfind("08", 0) == 0) {
+        ThrowWithState(TransientError(fmt::format("postgresql: connection lost: {}", message), true), sqlstate);
     }
-    if (sqlstate == "40001" || sqlstate == "40P01" || sqlstate == "55P03" || sqlstate == "57014" ||
-        sqlstate.rfind("53", 0) == 0) {
-        throw TransientError(fmt::format("postgresql: {} (SQLSTATE {})", message, sqlstate), false);
+    const std::string text = fmt::format("postgresql: {} (SQLSTATE {})", message, sqlstate);
+    switch (c.kind) {
+        case ErrorKind::kTransient:
+        case ErrorKind::kInDoubt:
+            ThrowWithState(TransientError(text, c.poisons_connection), sqlstate);
+        case ErrorKind::kConfiguration:
+            ThrowWithState(ConfigError(text, c.poisons_connection), sqlstate);
+        case ErrorKind::kInvalidInput:
+            ThrowWithState(InvalidInputError("postgresql", fmt::format("{} (SQLSTATE {})", message, sqlstate)),
+                           sqlstate);
+        case ErrorKind::kRejected:
+        case ErrorKind::kFatal:
+            break;
     }
-    if (sqlstate.rfind("28", 0) == 0 || sqlstate == "3D000" || sqlstate == "42P01" || sqlstate == "3F000" ||
-        sqlstate == "42883" || sqlstate == "42501") {
-        throw ConfigError(fmt::format("postgresql: {} (SQLSTATE {})", message, sqlstate));
-    }
-    if (sqlstate.rfind("22", 0) == 0 || sqlstate.rfind("23", 0) == 0) {
-        throw InvalidInputError("postgresql", fmt::format("{} (SQLSTATE {})", message, sqlstate));
-    }
-    throw Error(ErrorKind::kFatal, fmt::format("postgresql: {} (SQLSTATE {})", message, sqlstate));
+    ThrowWithState(Error(ErrorKind::kFatal, text), sqlstate);
 }
 
 /// NUL-terminated copies of a statement and its text parameters, as libpq wants them.
@@ -111,8 +136,15 @@ Connection::~Connection() = default;
 Connection Connection::Open(const ConnectOptions& options) {
     auto impl = std::make_unique<Impl>();
     const std::string timeout = std::to_string(std::max<long long>(1, (options.connect_timeout.count() + 999) / 1000));
-    const char* keys[] = {"dbname", "connect_timeout", "application_name", nullptr};
-    const char* values[] = {options.conninfo.c_str(), timeout.c_str(), options.application_name.c_str(), nullptr};
+    // TCP keepalives and tcp_user_timeout come before the conninfo, which overrides them: without them a
+    // blackholed server (a failed-over primary, a dropped route) stalls a session for the kernel's ~15 minutes
+    // of retransmissions. With these, a dead peer is noticed within about 30 s.
+    const char* keys[] = {"keepalives",       "keepalives_idle",  "keepalives_interval",
+                          "keepalives_count", "tcp_user_timeout", "dbname",
+                          "connect_timeout",  "application_name", nullptr};
+    const char* values[] = {
+        "1",    "10", "5", "3", "30000", options.conninfo.c_str(), timeout.c_str(), options.application_name.c_str(),
+        nullptr};
     impl->conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
     if (impl->conn == nullptr) throw TransientError("postgresql: out of memory allocating a connection");
     if (PQstatus(impl->conn) != CONNECTION_OK) {

@@ -26,14 +26,15 @@ protected:
 
 TEST_F(MigrateTest, SecondRunAppliesNothing) {
     const outbox::MigrationReport first = outbox::Migrate(stack_->Pg(), stack_->Ch(), stack_->Config());
-    EXPECT_THAT(first.applied, ElementsAre("postgres/0001_outbox", "clickhouse/0001_event_log"));
+    EXPECT_THAT(first.applied,
+                ElementsAre("postgres/0001_outbox", "postgres/0002_relay_identity", "clickhouse/0001_event_log"));
     EXPECT_EQ(first.already_applied, 0);
 
     const outbox::MigrationReport second = outbox::Migrate(stack_->Pg(), stack_->Ch(), stack_->Config());
     EXPECT_THAT(second.applied, ::testing::IsEmpty());
     EXPECT_EQ(second.already_applied, static_cast<int>(first.applied.size()));
 
-    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.schema_migrations"), 1);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.schema_migrations"), 2);
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'eventlog' AND "
                               "table_name IN ('outbox', 'delivery', 'dead_letter', 'users', 'schema_migrations')"),
               5);
@@ -55,13 +56,14 @@ TEST_F(MigrateTest, SecondRunAppliesNothing) {
 }
 
 TEST_F(MigrateTest, ClickHouseHalfIsIdempotentOnItsOwn) {
-    EXPECT_THAT(outbox::MigratePostgres(stack_->Pg()).applied, ElementsAre("postgres/0001_outbox"));
+    EXPECT_THAT(outbox::MigratePostgres(stack_->Pg()).applied,
+                ElementsAre("postgres/0001_outbox", "postgres/0002_relay_identity"));
     EXPECT_THAT(outbox::MigrateClickHouse(stack_->Ch(), stack_->Config().clickhouse).applied,
                 ElementsAre("clickhouse/0001_event_log"));
     const auto again = outbox::MigrateClickHouse(stack_->Ch(), stack_->Config().clickhouse);
     EXPECT_THAT(again.applied, ::testing::IsEmpty());
     EXPECT_EQ(again.already_applied, 1);
-    EXPECT_EQ(outbox::MigratePostgres(stack_->Pg()).already_applied, 1);
+    EXPECT_EQ(outbox::MigratePostgres(stack_->Pg()).already_applied, 2);
 }
 
 class WrongPasswordTest : public StackTest {};

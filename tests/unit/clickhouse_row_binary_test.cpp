@@ -243,11 +243,27 @@ TEST(RowBinaryTest, PlanOmitsComputedAndDefaultedColumns) {
     EXPECT_EQ(Hex(out), Hex(expected));
 }
 
-TEST(RowBinaryTest, ColumnWithoutDefaultOrSourceIsConfigError) {
-    const auto error = ExpectThrows<ConfigError>([] {
+TEST(RowBinaryTest, ColumnWithoutDefaultOrSourceIsLeftToTheServer) {
+    // ClickHouse fills an omitted column without DEFAULT with its type's default, so it must not stop delivery.
+    const auto encoder =
         RowBinaryEncoder::ForColumns({Column{"event_type", "String", ""}, Column{"tenant", "String", ""}});
-    });
-    EXPECT_THAT(error.what(), HasSubstr("`tenant`"));
+    EXPECT_EQ(encoder.ColumnList(), "(`event_type`)");
+}
+
+TEST(RowBinaryTest, EventTimeLiteralMatchesTheStoredValue) {
+    const std::int64_t micros = 1'700'000'000'123'456;
+    EXPECT_EQ(RowBinaryEncoder::ForColumns({Column{"event_date_time", "DateTime('UTC')", ""}}).EventTimeLiteral(micros),
+              "1700000000");
+    EXPECT_EQ(
+        RowBinaryEncoder::ForColumns({Column{"event_date_time", "DateTime64(6, 'UTC')", ""}}).EventTimeLiteral(micros),
+        "'2023-11-14 22:13:20.123456'");
+    EXPECT_EQ(RowBinaryEncoder::ForColumns({Column{"event_date_time", "DateTime64(3)", ""}}).EventTimeLiteral(micros),
+              "'2023-11-14 22:13:20.123'");
+    // Outside the column's range the row is never stored, so there is nothing to look for.
+    EXPECT_EQ(RowBinaryEncoder::ForColumns({Column{"event_date_time", "DateTime", ""}}).EventTimeLiteral(-1),
+              std::nullopt);
+    EXPECT_EQ(RowBinaryEncoder::ForColumns({Column{"event_type", "String", ""}}).EventTimeLiteral(micros),
+              std::nullopt);
 }
 
 TEST(RowBinaryTest, UnsupportedTypeIsConfigErrorNamingColumnAndType) {

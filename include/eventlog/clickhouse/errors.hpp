@@ -10,6 +10,7 @@ namespace eventlog::clickhouse {
 /// ClickHouse server error codes this library classifies explicitly (see ClassifyServerError).
 namespace error_code {
 inline constexpr int kCannotParseText = 6;
+inline constexpr int kNotFoundColumnInBlock = 10;
 inline constexpr int kNoSuchColumnInTable = 16;
 inline constexpr int kCannotParseQuotedString = 26;
 inline constexpr int kCannotParseInputAssertionFailed = 27;
@@ -58,7 +59,13 @@ std::string_view ServerErrorName(int code);
 /// True for the codes that mean the credentials were refused (192, 193, 194, 516).
 bool IsAuthenticationError(int code);
 
-/// Throws the eventlog::Error subclass matching `kind` with `message`.
-[[noreturn]] void ThrowError(ErrorKind kind, const std::string& message);
+/// Throws the eventlog::Error subclass matching `kind` with `message`; a non-empty `code` (the server's code, or
+/// "HTTP nnn") is recorded with source kClickHouse.
+[[noreturn]] void ThrowError(ErrorKind kind, const std::string& message, const std::string& code = {});
+
+/// True when `error` came from ClickHouse with a cause this library does not classify (an unknown numeric code,
+/// or an HTTP status without one, e.g. a proxy's 413). A batch that keeps failing that way is treated as
+/// rejected after a bounded number of attempts, so it is isolated instead of retried forever.
+bool IsUnknownServerError(const Error& error);
 
 }  // namespace eventlog::clickhouse

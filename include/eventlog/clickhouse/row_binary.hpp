@@ -5,6 +5,7 @@
 #include <eventlog/clickhouse/client.hpp>
 #include <eventlog/core/event.hpp>
 #include <eventlog/core/uuid.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,10 +26,10 @@ public:
     /// How a source field is written into one column (internal plan, exposed for inspection).
     struct Field;
 
-    /// Plans the encoding from the target table's columns. Columns with a DEFAULT/MATERIALIZED/ALIAS/EPHEMERAL
-    /// expression that are not source fields are omitted; MATERIALIZED and ALIAS columns are always omitted
-    /// (the server computes them). A column without default that is not a source field, or a source column whose
-    /// type cannot be encoded, throws ConfigError naming the column (and type).
+    /// Plans the encoding from the target table's columns. Columns that are not source fields are omitted (the
+    /// server fills their DEFAULT, or the type's default without one); MATERIALIZED and ALIAS columns are always
+    /// omitted (the server computes them). A source column whose type cannot be encoded throws ConfigError naming
+    /// the column and type.
     static RowBinaryEncoder ForColumns(const std::vector<Column>& columns);
 
     RowBinaryEncoder(const RowBinaryEncoder&);
@@ -43,6 +44,11 @@ public:
     const std::vector<std::string>& ColumnNames() const;
     /// True when the source field (e.g. "batch_id") is written into some column.
     bool Encodes(std::string_view field) const;
+
+    /// A literal equal to the value Append() stores in the event_date_time column for `micros` (seconds for
+    /// DateTime, a 'YYYY-MM-DD hh:mm:ss.f' string cut to the precision for DateTime64), for point lookups on the
+    /// table's sort key; nullopt when there is no such DateTime/DateTime64 column or the value is outside its range.
+    std::optional<std::string> EventTimeLiteral(std::int64_t micros) const;
 
     /// Appends one row. Throws RejectedError naming the column and the problem when a value cannot be
     /// represented (out of range, too long); `out` is then restored to its size before the call.

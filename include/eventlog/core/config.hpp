@@ -60,6 +60,7 @@ struct RelayConfig {
     std::chrono::milliseconds backoff_cap{30'000};          ///< RELAY_BACKOFF_CAP_MS.
     int max_attempts{5};                                    ///< RELAY_MAX_ATTEMPTS before a row is dead-lettered.
     std::chrono::milliseconds shutdown_timeout{30'000};     ///< RELAY_SHUTDOWN_TIMEOUT_MS: drain bound on SIGTERM.
+    std::int64_t claim_max_bytes{64LL << 20};  ///< RELAY_CLAIM_MAX_BYTES: bound on one claim's events (64 MiB).
 };
 
 /// The whole configuration, read once at start-up. Plain value type.

@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace eventlog {
 
@@ -18,6 +19,14 @@ enum class ErrorKind {
 /// Returns a stable lower-case name for `kind` ("transient", "in_doubt", ...).
 const char* ToString(ErrorKind kind) noexcept;
 
+/// The server an error came from; with Error::Code() it identifies the cause for retry decisions, metric labels
+/// and HTTP statuses.
+enum class ErrorSource {
+    kNone,        ///< Raised by eventlog itself (configuration, encoding, a transport failure without a code).
+    kPostgres,    ///< Code() is the SQLSTATE.
+    kClickHouse,  ///< Code() is the server's numeric error code, or "HTTP nnn" when the answer carried none.
+};
+
 /// Root of every error eventlog throws. Copyable; carries the retry classification and whether the
 /// connection that produced it must be discarded.
 class Error : public std::runtime_error {
@@ -29,10 +38,21 @@ public:
     ErrorKind Kind() const noexcept { return kind_; }
     /// True when the connection that raised it is unusable and must be reopened.
     bool PoisonsConnection() const noexcept { return poisons_connection_; }
+    /// The server that reported it (kNone when eventlog raised it).
+    ErrorSource Source() const noexcept { return source_; }
+    /// The server's code (SQLSTATE or ClickHouse code), "" when there is none.
+    const std::string& Code() const noexcept { return code_; }
+    /// Records the server and the code (set by the layer that parsed the server's answer).
+    void SetOrigin(ErrorSource source, std::string code) {
+        source_ = source;
+        code_ = std::move(code);
+    }
 
 private:
     ErrorKind kind_;
     bool poisons_connection_;
+    ErrorSource source_{ErrorSource::kNone};
+    std::string code_;
 };
 
 /// A retryable fault (network, server unavailable, lock timeout).

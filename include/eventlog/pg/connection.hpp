@@ -39,7 +39,8 @@ private:
     std::unique_ptr<void, Deleter> result_;
 };
 
-/// Connection options with documented defaults.
+/// Connection options with documented defaults. TCP keepalives (idle 10 s, interval 5 s, 3 probes) and
+/// tcp_user_timeout (30 s) are on unless `conninfo` sets those keywords itself.
 struct ConnectOptions {
     std::string conninfo;                               ///< libpq keyword/value string or URI.
     std::chrono::milliseconds connect_timeout{10'000};  ///< Bound on establishing the session.

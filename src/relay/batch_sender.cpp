@@ -1,0 +1,132 @@
+#include "relay/detail/batch_sender.hpp"
+
+#include <deque>
+#include <eventlog/clickhouse/errors.hpp>
+#include <eventlog/core/error.hpp>
+#include <eventlog/observability/log.hpp>
+#include <iterator>
+
+#include "relay/detail/retry_policy.hpp"
+
+namespace eventlog::relay::detail {
+namespace {
+
+/// A piece of the work list: rows not yet confirmed in ClickHouse.
+struct Chunk {
+    std::vector<PendingRow> rows;
+    bool reconcile{false};  ///< Ask ClickHouse which rows landed before sending.
+    bool split{false};      ///< After reconciling, send each half on its own.
+    int failures{0};        ///< Consecutive failed attempts of this chunk.
+};
+
+/// Moves rows [from, to) of `rows` into a new chunk.
+Chunk Slice(std::vector<PendingRow>& rows, std::size_t from, std::size_t to, int failures) {
+    Chunk c;
+    c.rows.assign(std::make_move_iterator(rows.begin() + static_cast<long>(from)),
+                  std::make_move_iterator(rows.begin() + static_cast<long>(to)));
+    c.failures = failures;
+    return c;
+}
+
+}  // namespace
+
+BatchSender::BatchSender(ClickHouseSink& sink, const RelayConfig& config, SenderHooks hooks, SendCounters& counters)
+    : sink_(sink), config_(config), hooks_(std::move(hooks)), counters_(counters) {}
+
+std::vector<PendingRow> BatchSender::Deliver(std::vector<PendingRow> rows, bool reconcile_first) {
+    std::vector<PendingRow> dead;
+    std::deque<Chunk> work;
+    work.push_back(Chunk{std::move(rows), reconcile_first, false, 0});
+    const auto limit = static_cast<std::size_t>(config_.clickhouse_batch_size);
+    while (!work.empty()) {
+        Chunk& chunk = work.front();
+        try {
+            if (chunk.reconcile) {
+                chunk.rows = sink_.Missing(chunk.rows);  // on a throw the chunk keeps its rows
+                chunk.reconcile = false;
+            }
+            if (chunk.rows.empty()) {
+                work.pop_front();
+                continue;
+            }
+            if (chunk.split && chunk.rows.size() > 1) {
+                Chunk whole = std::move(chunk);
+                work.pop_front();
+                const std::size_t half = whole.rows.size() / 2;
+                log::Info("batch_bisect", {{"batch_id", whole.rows.front().batch_id.ToString()},
+                                           {"left", static_cast<std::int64_t>(half)},
+                                           {"right", static_cast<std::int64_t>(whole.rows.size() - half)}});
+                work.push_front(Slice(whole.rows, half, whole.rows.size(), whole.failures));
+                work.push_front(Slice(whole.rows, 0, half, whole.failures));
+                continue;
+            }
+            chunk.split = false;
+            if (chunk.rows.size() > limit) {
+                // Each insert carries at most CLICKHOUSE_BATCH_SIZE rows, in outbox order.
+                Chunk whole = std::move(chunk);
+                work.pop_front();
+                for (std::size_t end = whole.rows.size(); end > 0;) {
+                    const std::size_t begin = end > limit ? ((end - 1) / limit) * limit : 0;
+                    work.push_front(Slice(whole.rows, begin, end, whole.failures));
+                    end = begin;
+                }
+                continue;
+            }
+            sink_.Insert(chunk.rows, dead);  // unencodable rows move to `dead` before anything is sent
+            work.pop_front();
+        } catch (const Error& e) {
+            ++counters_.retries;
+            SendState state;
+            state.rows = chunk.rows.size();
+            state.failures = chunk.failures;
+            state.row_attempts = chunk.rows.size() == 1 ? std::max(chunk.rows.front().attempts, chunk.failures) : 0;
+            state.max_attempts = config_.max_attempts;
+            state.session_lost = e.PoisonsConnection() && e.Source() == ErrorSource::kPostgres;
+            if (!state.session_lost && e.Kind() != ErrorKind::kRejected) state.session_lost = !hooks_.session_alive();
+            state.unknown_cause = clickhouse::IsUnknownServerError(e);
+            const Action action = Decide(e, state);
+            const std::string error_text = e.what();
+            log::Warning("delivery_failed",
+                         {{"batch_id", chunk.rows.empty() ? std::string() : chunk.rows.front().batch_id.ToString()},
+                          {"rows", static_cast<std::int64_t>(chunk.rows.size())},
+                          {"kind", std::string(ToString(e.Kind()))},
+                          {"code", e.Code()},
+                          {"action", std::string(ToString(action))},
+                          {"failures", static_cast<std::int64_t>(chunk.failures + 1)},
+                          {"error", error_text}});
+            switch (action) {
+                case Action::kPause:
+                case Action::kLeaveToRecovery:
+                case Action::kStop:
+                    throw;
+                case Action::kDeadLetter: {
+                    PendingRow row = std::move(chunk.rows.front());
+                    row.attempts = std::max(row.attempts, chunk.failures) + 1;
+                    row.error = error_text;
+                    log::Error("event_dead_lettered", {{"event_id", row.event.event_id.ToString()},
+                                                       {"attempts", static_cast<std::int64_t>(row.attempts)},
+                                                       {"error", error_text}});
+                    dead.push_back(std::move(row));
+                    work.pop_front();
+                    continue;
+                }
+                case Action::kBisect:
+                    chunk.reconcile = true;  // a failed multi-partition insert may have written some parts
+                    chunk.split = true;
+                    // An unknown cause keeps its count, so each half gets one try before it is split again.
+                    chunk.failures = e.Kind() == ErrorKind::kRejected ? 0 : chunk.failures;
+                    continue;
+                case Action::kRetry:
+                    if (chunk.rows.size() == 1) chunk.rows.front().attempts += 1;
+                    break;
+                case Action::kReconcileAndRetry:
+                    chunk.reconcile = true;
+                    break;
+            }
+            if (!hooks_.sleep(hooks_.backoff(chunk.failures++))) throw;
+        }
+    }
+    return dead;
+}
+
+}  // namespace eventlog::relay::detail

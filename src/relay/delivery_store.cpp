@@ -1,0 +1,238 @@
+#include "relay/detail/delivery_store.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <eventlog/core/error.hpp>
+#include <eventlog/core/json.hpp>
+#include <eventlog/observability/log.hpp>
+#include <random>
+
+#include "relay/detail/fault_point.hpp"
+
+namespace eventlog::relay::detail {
+namespace {
+
+/// Advisory-lock class id ("EVLG") under which each relay session holds its owner key.
+constexpr int kOwnerLockClass = 0x45564C47;
+
+// The claim moves up to $3 rows from the outbox into delivery records of at most $2 rows each, in one
+// statement, so each row is either still pending or durably held by exactly one record: never both, never
+// neither. $4 bounds the claim's bytes (the first row always fits), so no record nears PostgreSQL's 1 GB value
+// limit and the relay's memory stays bounded. The picked ids are materialised first: a `DELETE ... WHERE id IN
+// (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` may be planned as a nested loop that re-runs the locking subquery
+// per row and claims far more than n rows (the crash suite lost events that way). The last column tells a claim
+// cut by the byte bound from one that found the outbox empty. Every function is qualified: the session's
+// search_path is pinned as well.
+constexpr std::string_view kClaimSql = R"sql(
+WITH picked AS MATERIALIZED (
+    SELECT id, pg_catalog.octet_length(event_context::text) + pg_catalog.octet_length(event_type) + 64 AS size
+    FROM eventlog.outbox ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED
+), bounded AS MATERIALIZED (
+    SELECT id, (pg_catalog.row_number() OVER (ORDER BY id) - 1) / $2 AS part
+    FROM (SELECT id, size, pg_catalog.sum(size) OVER (ORDER BY id) AS running FROM picked) s
+    WHERE running - size < $4
+), parts AS MATERIALIZED (
+    SELECT part, pg_catalog.gen_random_uuid() AS batch_id FROM bounded GROUP BY part
+), claimed AS (
+    DELETE FROM eventlog.outbox o USING bounded b WHERE o.id = b.id
+    RETURNING o.id, o.event_id, o.event_type, o.event_date_time, o.environment, o.event_context,
+              o.metadata_version, o.trace_id, o.enqueued_at, b.part
+), recorded AS (
+    INSERT INTO eventlog.delivery (batch_id, owner, events)
+    SELECT p.batch_id, $1, pg_catalog.array_agg(ROW(c.id, c.event_id, c.event_type, c.event_date_time, c.environment,
+           c.event_context, c.metadata_version, c.trace_id, c.enqueued_at)::eventlog.pending_event ORDER BY c.id)
+    FROM claimed c JOIN parts p ON p.part = c.part GROUP BY p.batch_id
+)
+SELECT p.batch_id, c.event_id, c.event_type, (extract(epoch FROM c.event_date_time) * 1000000)::bigint,
+       c.environment, c.event_context, c.metadata_version, c.trace_id, (SELECT pg_catalog.count(*) FROM picked)
+FROM claimed c JOIN parts p ON p.part = c.part ORDER BY c.id)sql";
+
+constexpr std::string_view kLoadOwnerSql = R"sql(
+SELECT d.batch_id, e.event_id, e.event_type, (extract(epoch FROM e.event_date_time) * 1000000)::bigint,
+       e.environment, e.event_context, e.metadata_version, e.trace_id, 0
+FROM eventlog.delivery d, pg_catalog.unnest(d.events) e WHERE d.owner = $1 ORDER BY d.claimed_at, d.batch_id, e.id)sql";
+
+constexpr std::string_view kDeadLetterSql = R"sql(
+INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, environment, event_context,
+                                  metadata_version, trace_id, enqueued_at, error, attempts, batch_id)
+SELECT e.event_id, e.event_type, e.event_date_time, e.environment, e.event_context, e.metadata_version, e.trace_id,
+       e.enqueued_at, $3, $4, $1
+FROM eventlog.delivery d, pg_catalog.unnest(d.events) e WHERE d.batch_id = $1 AND e.event_id = $2
+ORDER BY e.id LIMIT 1
+ON CONFLICT (event_id) DO UPDATE SET error = EXCLUDED.error,
+    attempts = eventlog.dead_letter.attempts + EXCLUDED.attempts, last_failed_at = pg_catalog.now(),
+    batch_id = EXCLUDED.batch_id)sql";
+
+std::string UuidArray(const std::vector<Uuid>& ids) {
+    std::string text = "{";
+    for (const auto& id : ids) {
+        if (text.size() > 1) text += ',';
+        text += id.ToString();
+    }
+    return text + "}";
+}
+
+}  // namespace
+
+std::vector<Uuid> BatchIds(const std::vector<PendingRow>& rows) {
+    std::vector<Uuid> ids;
+    for (const auto& r : rows) {
+        if (ids.empty() || !(ids.back() == r.batch_id)) {
+            if (std::find(ids.begin(), ids.end(), r.batch_id) == ids.end()) ids.push_back(r.batch_id);
+        }
+    }
+    return ids;
+}
+
+OwnerLock::~OwnerLock() {
+    if (store_ != nullptr) store_->Unlock(owner_);
+}
+
+DeliveryStore::DeliveryStore(const Config& config) : config_(config) {}
+
+void DeliveryStore::Connect() {
+    // A claim started or collected on the old session is not lost: its delivery records are recovered.
+    claim_in_flight_ = false;
+    prefetched_.reset();
+    pg_.reset();
+    pg::ConnectOptions options;
+    options.conninfo = config_.postgres.ConnInfo();
+    options.application_name = "eventlog-relay";
+    pg_.emplace(pg::Connection::Open(options));
+    // The protocol's SQL runs over every producer's rows: no object a producer can create may shadow a built-in.
+    pg_->Exec("SET search_path = pg_catalog, pg_temp");
+    // A fresh owner key per session: records of an earlier session of this process are recovered like those of
+    // any dead relay.
+    std::random_device seed;
+    std::mt19937 rng(seed());
+    std::uniform_int_distribution<int> dist(1, INT32_MAX);
+    for (;;) {
+        const int candidate = dist(rng);
+        const auto r =
+            pg_->Exec(fmt::format("SELECT pg_catalog.pg_try_advisory_lock({}, {})", kOwnerLockClass, candidate));
+        if (r.Get(0, 0) == "t") {
+            owner_ = candidate;
+            break;
+        }
+    }
+    pg_->Exec("LISTEN eventlog_outbox");
+    // Let the server notice a vanished relay during a long statement instead of holding its row locks.
+    pg_->Exec("SET client_connection_check_interval = '1s'");
+    const auto id = pg_->Exec("SELECT pg_catalog.replace(outbox_id::text, '-', '') FROM eventlog.relay_identity");
+    if (id.Rows() != 1) throw ConfigError("postgresql: eventlog.relay_identity has no row; run `eventlog migrate`");
+    outbox_id_ = std::string(id.Get(0, 0).substr(0, 16));
+}
+
+bool DeliveryStore::Healthy() const noexcept { return pg_.has_value() && pg_->Healthy(); }
+
+int DeliveryStore::BackendPid() const noexcept { return pg_ ? pg_->BackendPid() : 0; }
+
+pg::Connection& DeliveryStore::Session() {
+    if (!pg_) throw TransientError("postgresql: not connected", true);
+    if (claim_in_flight_) prefetched_.emplace(Collect());
+    return *pg_;
+}
+
+void DeliveryStore::CheckSession() { Session().Exec("SELECT 1"); }
+
+void DeliveryStore::StartClaim() {
+    if (ClaimInFlight()) return;
+    const int limit = std::max(config_.relay.event_batch_size, config_.relay.clickhouse_batch_size);
+    Session().Send(kClaimSql, {std::to_string(owner_), std::to_string(config_.relay.event_batch_size),
+                               std::to_string(limit), std::to_string(config_.relay.claim_max_bytes)});
+    claim_in_flight_ = true;
+}
+
+std::vector<PendingRow> DeliveryStore::Collect() {
+    claim_in_flight_ = false;
+    const auto result = pg_->Receive();
+    auto rows = Decode(result);
+    const auto limit =
+        static_cast<std::size_t>(std::max(config_.relay.event_batch_size, config_.relay.clickhouse_batch_size));
+    // Full: the row bound was reached, or the byte bound left picked rows behind.
+    last_claim_full_ =
+        rows.size() >= limit || (!rows.empty() && result.GetInt(0, 8) > static_cast<std::int64_t>(rows.size()));
+    return rows;
+}
+
+std::vector<PendingRow> DeliveryStore::Claim() {
+    if (claim_in_flight_) return Collect();
+    if (prefetched_) {
+        auto rows = std::move(*prefetched_);
+        prefetched_.reset();
+        return rows;
+    }
+    StartClaim();
+    return Collect();
+}
+
+std::vector<PendingRow> DeliveryStore::Decode(const pg::Result& r) const {
+    std::vector<PendingRow> rows;
+    rows.reserve(static_cast<std::size_t>(r.Rows()));
+    for (int i = 0; i < r.Rows(); ++i) {
+        PendingRow row;
+        row.batch_id = Uuid::Parse(r.Get(i, 0)).value_or(Uuid{});
+        Event& e = row.event;
+        e.event_id = Uuid::Parse(r.Get(i, 1)).value_or(Uuid{});
+        e.event_type = std::string(r.Get(i, 2));
+        e.event_date_time_us = r.GetInt(i, 3);
+        e.environment = r.IsNull(i, 4) ? config_.environment : std::string(r.Get(i, 4));
+        e.event_context = MinifyTrustedJson(r.Get(i, 5));
+        e.metadata_version = static_cast<std::uint64_t>(r.GetInt(i, 6));
+        e.trace_id = std::string(r.Get(i, 7));
+        rows.push_back(std::move(row));
+    }
+    return rows;
+}
+
+void DeliveryStore::Acknowledge(const std::vector<Uuid>& batch_ids, const std::vector<PendingRow>& dead) {
+    auto& session = Session();
+    pg::Transaction tx(session);
+    for (const auto& d : dead) {
+        tx.Exec(kDeadLetterSql,
+                {d.batch_id.ToString(), d.event.event_id.ToString(),
+                 d.error.empty() ? std::string("rejected") : d.error, std::to_string(std::max(d.attempts, 1))});
+    }
+    tx.Exec("DELETE FROM eventlog.delivery WHERE batch_id = ANY($1::uuid[])", {UuidArray(batch_ids)});
+    FaultPoint("during_ack");
+    tx.Commit();
+}
+
+std::vector<int> DeliveryStore::OtherOwners() {
+    const auto r =
+        Session().Exec("SELECT DISTINCT owner FROM eventlog.delivery WHERE owner <> $1", {std::to_string(owner_)});
+    std::vector<int> owners;
+    for (int i = 0; i < r.Rows(); ++i) owners.push_back(static_cast<int>(r.GetInt(i, 0)));
+    return owners;
+}
+
+std::optional<OwnerLock> DeliveryStore::TryLock(int owner) {
+    if (owner == owner_) return std::nullopt;
+    const auto r =
+        Session().Exec(fmt::format("SELECT pg_catalog.pg_try_advisory_lock({}, {})", kOwnerLockClass, owner));
+    if (r.Get(0, 0) != "t") return std::nullopt;
+    return OwnerLock(*this, owner);
+}
+
+void DeliveryStore::Unlock(int owner) noexcept {
+    if (!Healthy()) return;  // a lost session has released it
+    try {
+        Session().Exec(fmt::format("SELECT pg_catalog.pg_advisory_unlock({}, {})", kOwnerLockClass, owner));
+    } catch (const Error& e) {
+        log::Warning("owner_unlock_failed",
+                     {{"owner", static_cast<std::int64_t>(owner)}, {"error", std::string(e.what())}});
+    }
+}
+
+std::vector<PendingRow> DeliveryStore::LoadOwner(int owner) {
+    return Decode(Session().Exec(kLoadOwnerSql, {std::to_string(owner)}));
+}
+
+std::int64_t DeliveryStore::InFlightRecords() {
+    return Session().Exec("SELECT pg_catalog.count(*) FROM eventlog.delivery").GetInt(0, 0);
+}
+
+bool DeliveryStore::WaitForNotify(std::chrono::milliseconds timeout) { return Session().WaitForNotify(timeout); }
+
+}  // namespace eventlog::relay::detail

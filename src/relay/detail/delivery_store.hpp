@@ -1,0 +1,100 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <eventlog/core/config.hpp>
+#include <eventlog/core/uuid.hpp>
+#include <eventlog/pg/connection.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "relay/detail/pending_row.hpp"
+
+namespace eventlog::relay::detail {
+
+class DeliveryStore;
+
+/// A session-level advisory lock on a relay owner key, held by this store's session. Move-only; the destructor
+/// releases it (when the session is still alive: a lost session has released it already). Must not outlive the
+/// store.
+class OwnerLock {
+public:
+    OwnerLock(DeliveryStore& store, int owner) : store_(&store), owner_(owner) {}
+    OwnerLock(OwnerLock&& other) noexcept : store_(other.store_), owner_(other.owner_) { other.store_ = nullptr; }
+    OwnerLock& operator=(OwnerLock&&) = delete;
+    OwnerLock(const OwnerLock&) = delete;
+    OwnerLock& operator=(const OwnerLock&) = delete;
+    ~OwnerLock();
+
+    /// The locked owner key.
+    int Owner() const noexcept { return owner_; }
+
+private:
+    DeliveryStore* store_;
+    int owner_;
+};
+
+/// The PostgreSQL side of delivery: one session (with its owner key and advisory lock), the claim, the
+/// acknowledgement, dead letters and the records of dead owners. All SQL of the protocol lives here. Not
+/// thread-safe; one per relay.
+class DeliveryStore {
+public:
+    explicit DeliveryStore(const Config& config);
+
+    /// Opens a new session (closing any old one, which releases its owner lock), takes a fresh owner key, pins
+    /// the search_path and LISTENs for the outbox's NOTIFY.
+    void Connect();
+    /// True while the session is open and not known to be broken.
+    bool Healthy() const noexcept;
+    /// The session's owner key (its advisory lock; delivery.owner of its records).
+    int Owner() const noexcept { return owner_; }
+    /// The server's pid of the session (for logs).
+    int BackendPid() const noexcept;
+    /// Fails unless the session still answers (so it still owns its records).
+    void CheckSession();
+    /// An identifier of this outbox shared by every relay of it (eventlog.relay_identity), 16 hex characters.
+    const std::string& OutboxId() const noexcept { return outbox_id_; }
+
+    /// Starts a claim without waiting (pipelined with the ClickHouse insert of the previous one).
+    void StartClaim();
+    /// Claims up to CLICKHOUSE_BATCH_SIZE rows (and RELAY_CLAIM_MAX_BYTES), recorded as delivery records of
+    /// EVENT_BATCH_SIZE rows each, in one statement; returns them in outbox order. Collects a started claim.
+    std::vector<PendingRow> Claim();
+    /// True when the last claim stopped at its row or byte bound (more is probably waiting).
+    bool LastClaimWasFull() const noexcept { return last_claim_full_; }
+    /// True while a claim started by StartClaim() has not been collected.
+    bool ClaimInFlight() const noexcept { return claim_in_flight_ || prefetched_.has_value(); }
+
+    /// Acknowledges delivered records: writes `dead` into eventlog.dead_letter and deletes the records, in one
+    /// transaction.
+    void Acknowledge(const std::vector<Uuid>& batch_ids, const std::vector<PendingRow>& dead);
+
+    /// Owners of delivery records other than this session's.
+    std::vector<int> OtherOwners();
+    /// Takes `owner`'s lock when its session is gone; nullopt while it is held (the owner lives).
+    std::optional<OwnerLock> TryLock(int owner);
+    /// Every row of `owner`'s records, in claim order.
+    std::vector<PendingRow> LoadOwner(int owner);
+    /// Delivery records in flight, of every owner.
+    std::int64_t InFlightRecords();
+    /// Waits up to `timeout` for the outbox's NOTIFY.
+    bool WaitForNotify(std::chrono::milliseconds timeout);
+
+private:
+    friend class OwnerLock;
+    pg::Connection& Session();
+    void Unlock(int owner) noexcept;
+    std::vector<PendingRow> Decode(const pg::Result& result) const;
+    std::vector<PendingRow> Collect();
+
+    const Config& config_;
+    std::optional<pg::Connection> pg_;
+    int owner_{0};
+    std::string outbox_id_;
+    bool claim_in_flight_{false};
+    std::optional<std::vector<PendingRow>> prefetched_;
+    bool last_claim_full_{false};
+};
+
+}  // namespace eventlog::relay::detail

@@ -1,0 +1,21 @@
+#pragma once
+
+#include <eventlog/core/event.hpp>
+#include <eventlog/core/uuid.hpp>
+#include <string>
+#include <vector>
+
+namespace eventlog::relay::detail {
+
+/// One claimed event on its way to ClickHouse, with the delivery record (batch) that holds it.
+struct PendingRow {
+    Event event;
+    Uuid batch_id;      ///< The delivery record; written into event_log.batch_id as lineage.
+    int attempts{0};    ///< Rejections of this row alone (or of an unknown cause), for the dead-letter decision.
+    std::string error;  ///< Why it is dead-lettered.
+};
+
+/// The distinct batch ids of `rows`, in first-seen order.
+std::vector<Uuid> BatchIds(const std::vector<PendingRow>& rows);
+
+}  // namespace eventlog::relay::detail
