@@ -22,7 +22,8 @@
 #      /proc (unshare --pid --fork --mount-proc): when it ends the kernel kills whatever it
 #      started. Afterwards any process whose root is still inside the folder is killed, every
 #      mount under it is unmounted (checked with findmnt), and only then is the folder deleted;
-#   5. prints each phase's time and the total, and exits with make test's status.
+#   5. prints each phase's time and the total, and exits with make test's status. When make test
+#      fails, the e2e logs and ctest's logs are copied to .local/verify-fresh-failed/ first.
 # The whole output also goes to .local/verify-fresh.log. Ctrl-C (or SIGTERM to its process group)
 # stops it and still cleans up.
 #
@@ -241,6 +242,17 @@ unshare --pid --fork --kill-child --mount-proc="$ROOT/proc" \
 status=$?
 set -e
 t_test=$(($(now) - t0))
+
+# On failure, keep what the tests left for forensics (the root itself goes unless --keep).
+ARTIFACTS="$LOCAL/verify-fresh-failed"
+if [ "$status" -ne 0 ]; then
+    rm -rf "$ARTIFACTS"
+    mkdir -p "$ARTIFACTS"
+    for a in .local/e2e-logs build/Testing/Temporary; do
+        if [ -d "$ROOT/root/eventlog/$a" ]; then cp -a "$ROOT/root/eventlog/$a" "$ARTIFACTS/"; fi
+    done
+    echo "test logs saved in $ARTIFACTS"
+fi
 
 say "done"
 printf '  %-15s %s\n' "$phase_root" "$(dur "$t_root")" clone "$(dur "$t_clone")" "make test" "$(dur "$t_test")" \
