@@ -23,6 +23,7 @@ namespace eventlog {
 namespace {
 
 using ::testing::AnyOf;
+using testing::BackgroundRelay;
 using ::testing::HasSubstr;
 using testing::StackTest;
 using testing::TestStack;
@@ -39,36 +40,6 @@ std::string CountAndUnique(TestStack& stack) {
 }
 
 std::string Pair(int count) { return std::to_string(count) + "\t" + std::to_string(count) + "\n"; }
-
-/// A relay running Run() (not drain) on its own thread until Stop(); records an escaping exception.
-class BackgroundRelay {
-public:
-    explicit BackgroundRelay(const Config& config) : relay_(config) {
-        thread_ = std::thread([this] {
-            try {
-                stats_ = relay_.Run();
-            } catch (const std::exception& e) {
-                error_ = e.what();
-            }
-        });
-    }
-    ~BackgroundRelay() { Stop(); }
-    /// Stops and joins; returns the stats of Run().
-    relay::Stats Stop() {
-        if (thread_.joinable()) {
-            relay_.Stop();
-            thread_.join();
-        }
-        return stats_;
-    }
-    const std::string& Error() const { return error_; }
-
-private:
-    relay::Relay relay_;
-    relay::Stats stats_;
-    std::string error_;
-    std::thread thread_;
-};
 
 class PoisonTest : public StackTest {
 protected:

@@ -205,4 +205,25 @@ void StackTest::SetUp() {
 
 void StackTest::TearDown() { stack_.reset(); }
 
+BackgroundRelay::BackgroundRelay(const eventlog::Config& config) : relay_(config) {
+    thread_ = std::thread([this] {
+        try {
+            stats_ = relay_.Run();
+        } catch (const std::exception& e) {
+            error_ = e.what();
+        }
+        finished_.store(true);
+    });
+}
+
+BackgroundRelay::~BackgroundRelay() { Stop(); }
+
+relay::Stats BackgroundRelay::Stop() {
+    if (thread_.joinable()) {
+        relay_.Stop();
+        thread_.join();
+    }
+    return stats_;
+}
+
 }  // namespace eventlog::testing

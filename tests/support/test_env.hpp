@@ -21,6 +21,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <eventlog/clickhouse/client.hpp>
@@ -32,6 +33,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 namespace eventlog::testing {
 
@@ -116,6 +118,29 @@ private:
     eventlog::Config config_;
     std::optional<pg::Connection> pg_;
     std::optional<clickhouse::Client> ch_;
+};
+
+/// A relay running Run() (not drain) on its own thread until Stop(); records an exception that escapes Run().
+/// Non-copyable; the destructor stops and joins.
+class BackgroundRelay {
+public:
+    explicit BackgroundRelay(const eventlog::Config& config);
+    ~BackgroundRelay();
+    BackgroundRelay(const BackgroundRelay&) = delete;
+    BackgroundRelay& operator=(const BackgroundRelay&) = delete;
+    /// Stops gracefully and joins; returns the stats of Run().
+    relay::Stats Stop();
+    /// True once Run() has returned or thrown (before Stop()).
+    bool Finished() const { return finished_.load(); }
+    /// The text of the exception that escaped Run(), or "".
+    const std::string& Error() const { return error_; }
+
+private:
+    relay::Relay relay_;
+    relay::Stats stats_;
+    std::string error_;
+    std::atomic<bool> finished_{false};
+    std::thread thread_;
 };
 
 /// A gtest fixture owning a TestStack built in SetUp() from StackOptions().
