@@ -10,6 +10,8 @@
 #include <sstream>
 #include <unordered_set>
 
+#include "relay/detail/fault_point.hpp"
+
 namespace eventlog::relay::detail {
 namespace {
 
@@ -95,6 +97,7 @@ void ClickHouseSink::Insert(std::vector<PendingRow>& rows, std::vector<PendingRo
     if (rows.empty()) return;
     clickhouse::InsertOptions options;
     options.query_id = fmt::format("{}-{}", rows.front().batch_id.ToString(), ++send_seq_);
+    FaultPoint("before_insert");
     client_.Insert(stage_, encoder_->ColumnList(), body, options);
 }
 
@@ -134,6 +137,7 @@ std::vector<PendingRow> ClickHouseSink::Missing(const std::vector<PendingRow>& r
             for (const auto& t : times) time_filter += (time_filter.empty() ? "" : ",") + t;
             time_filter = "event_date_time IN (" + time_filter + ") AND ";
         }
+        FaultPoint("before_presence_query");
         const std::string body = client_.Query(
             fmt::format("SELECT DISTINCT toString(event_id) FROM {} WHERE {}event_id IN ({}) FORMAT TabSeparated",
                         target, time_filter, ids),

@@ -8,6 +8,7 @@
 #include <eventlog/core/error.hpp>
 #include <eventlog/observability/log.hpp>
 #include <eventlog/relay/relay.hpp>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
@@ -26,16 +27,28 @@ using detail::PendingRow;
 namespace detail {
 
 void FaultPoint(const char* name) {
-    static const char* point = std::getenv("EVENTLOG_FAULT_POINT");
+    // Read on every call (a few per batch), so that an in-process test can arm a point after another.
+    const char* point = std::getenv("EVENTLOG_FAULT_POINT");
     if (point == nullptr || std::string_view(point) != name) return;
-    static int remaining = [] {
+    static std::mutex mutex;
+    static std::string armed;
+    static int remaining = 0;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (armed != point) {
+        armed = point;
         const char* after = std::getenv("EVENTLOG_FAULT_AFTER");
-        return after ? std::max(1, std::atoi(after)) : 1;
-    }();
-    if (--remaining == 0) {
-        log::Warning("fault_point_kill", {{"point", std::string(name)}});
-        ::kill(::getpid(), SIGKILL);
+        remaining = after ? std::max(1, std::atoi(after)) : 1;
     }
+    if (remaining <= 0 || --remaining > 0) return;
+    const char* action = std::getenv("EVENTLOG_FAULT_ACTION");
+    if (action != nullptr && std::string_view(action) == "throw") {
+        log::Warning("fault_point_throw", {{"point", std::string(name)}});
+        TransientError error(std::string("injected fault at ") + name, false);
+        error.SetOrigin(ErrorSource::kClickHouse, "210");  // NETWORK_ERROR: as if the server went away
+        throw error;
+    }
+    log::Warning("fault_point_kill", {{"point", std::string(name)}});
+    ::kill(::getpid(), SIGKILL);
 }
 
 }  // namespace detail
