@@ -115,10 +115,15 @@ void DeliveryStore::Connect() {
         const int candidate = dist(rng);
         const auto r =
             pg_->Exec(fmt::format("SELECT pg_catalog.pg_try_advisory_lock({}, {})", kOwnerLockClass, candidate));
-        if (r.Get(0, 0) == "t") {
+        if (r.Get(0, 0) != "t") continue;
+        // A key whose earlier (dead) session left records would make them look like ours: never reuse one.
+        const auto left = pg_->Exec("SELECT pg_catalog.count(*) FROM eventlog.delivery WHERE owner = $1",
+                                    {std::to_string(candidate)});
+        if (left.GetInt(0, 0) == 0) {
             owner_ = candidate;
             break;
         }
+        pg_->Exec(fmt::format("SELECT pg_catalog.pg_advisory_unlock({}, {})", kOwnerLockClass, candidate));
     }
     pg_->Exec("LISTEN eventlog_outbox");
     // Let the server notice a vanished relay during a long statement instead of holding its row locks.
