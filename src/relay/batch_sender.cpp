@@ -73,6 +73,7 @@ std::vector<PendingRow> BatchSender::Deliver(std::vector<PendingRow> rows, bool 
                 continue;
             }
             sink_.Insert(chunk.rows, dead);  // unencodable rows move to `dead` before anything is sent
+            counters_.sent += static_cast<std::int64_t>(chunk.rows.size());
             work.pop_front();
         } catch (const Error& e) {
             ++counters_.retries;

@@ -14,6 +14,7 @@ namespace eventlog::relay::detail {
 /// Counters the sender adds to.
 struct SendCounters {
     std::int64_t retries{0};  ///< Failed attempts that were retried.
+    std::int64_t sent{0};     ///< Rows ClickHouse confirmed (not counting rows found already present).
 };
 
 /// Hooks the sender needs from the relay.
