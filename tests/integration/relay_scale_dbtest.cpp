@@ -183,60 +183,12 @@ int DeliverPartOfBatchDirectly(TestStack& stack, const std::string& batch_id, co
     return inserted;
 }
 
-/// A relay running Run() on its own thread, with a bound on how long a test waits for it.
-class RelayThread {
-public:
-    RelayThread(const Config& config, bool drain) : relay_(config) {
-        thread_ = std::thread([this, drain] {
-            try {
-                stats_ = relay_.Run({.drain = drain});
-            } catch (const std::exception& e) {
-                std::lock_guard lock(mutex_);
-                error_ = e.what();
-            }
-            finished_.store(true);
-        });
-    }
-    ~RelayThread() { StopAndJoin(); }
-    RelayThread(const RelayThread&) = delete;
-    RelayThread& operator=(const RelayThread&) = delete;
-
-    /// Waits until Run() returns by itself or `bound` passes; true when it returned.
-    bool WaitFinished(milliseconds bound) {
-        return testing::WaitUntil([&] { return finished_.load(); }, bound, milliseconds(20));
-    }
-    /// True once Run() has returned (or thrown).
-    bool Finished() const { return finished_.load(); }
-    /// Stop(), then Abort() if Run() has not returned 5 s later; joins. Returns the stats of Run().
-    relay::Stats StopAndJoin() {
-        if (thread_.joinable()) {
-            relay_.Stop();
-            if (!WaitFinished(seconds(5))) relay_.Abort();
-            thread_.join();
-        }
-        return stats_;
-    }
-    /// What Run() threw ("" when it did not, or has not returned yet).
-    std::string Error() const {
-        std::lock_guard lock(mutex_);
-        return error_;
-    }
-
-private:
-    relay::Relay relay_;
-    relay::Stats stats_;
-    mutable std::mutex mutex_;
-    std::string error_;
-    std::atomic<bool> finished_{false};
-    std::thread thread_;
-};
-
 /// Runs a draining relay on `config` for at most `bound`; expects it to finish by itself without an error.
 relay::Stats DrainWithin(const Config& config, milliseconds bound) {
     const auto start = std::chrono::steady_clock::now();
-    RelayThread relay(config, true);
+    testing::BackgroundRelay relay(config, true);
     const bool finished = relay.WaitFinished(bound);
-    const relay::Stats stats = relay.StopAndJoin();
+    const relay::Stats stats = relay.Stop();
     const auto elapsed =
         std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start).count() / 1000.0;
     EXPECT_TRUE(finished) << "the draining relay was still running after " << bound.count() / 1000
@@ -389,7 +341,7 @@ TEST_F(RelayScaleTest, ADatabaseGoingReadOnlyForSomeSecondsDoesNotStopARunningRe
     const std::string db = stack_->DatabaseName();
     // Opened before the database goes read-only, so its own session stays writable; it survives the terminations.
     auto admin = stack_->OpenPg();
-    RelayThread relay(stack_->Config(), false);
+    testing::BackgroundRelay relay(stack_->Config(), false);
     ASSERT_TRUE(testing::WaitUntil(
         [&] {
             return admin
@@ -434,7 +386,7 @@ TEST_F(RelayScaleTest, ADatabaseGoingReadOnlyForSomeSecondsDoesNotStopARunningRe
         seconds(20), milliseconds(100));
     const bool alive_after = !relay.Finished();
     const std::string error = relay.Error();
-    relay.StopAndJoin();
+    relay.Stop();
 
     EXPECT_TRUE(alive_during) << "the relay exited while the database was read-only: " << error;
     EXPECT_TRUE(alive_after) << "the relay exited: " << error;
@@ -455,7 +407,7 @@ TEST_F(RelayScaleTest, ASessionLostDuringASlowUploadDoesNotDuplicateTheBatch) {
     const std::string relays_sql =
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'eventlog-relay'";
 
-    RelayThread relay_a(config_a, false);
+    testing::BackgroundRelay relay_a(config_a, false);
     ASSERT_TRUE(testing::WaitUntil([&] { return admin.Exec(relays_sql).Rows() == 1; }, seconds(10)));
     const std::string pid_a(admin.Exec(relays_sql).Get(0, 0));
     std::this_thread::sleep_for(milliseconds(500));  // A is idle, its target table described
@@ -480,7 +432,7 @@ TEST_F(RelayScaleTest, ASessionLostDuringASlowUploadDoesNotDuplicateTheBatch) {
     std::cout << "after B: " << State(*stack_) << "\n";
 
     // A's upload completes (joining A waits for its insert to return); then A is stopped.
-    relay_a.StopAndJoin();
+    relay_a.Stop();
     EXPECT_EQ(relay_a.Error(), "");
     EXPECT_EQ(State(*stack_), Expected(kEvents, 0));
 }

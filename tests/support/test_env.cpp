@@ -205,11 +205,12 @@ void StackTest::SetUp() {
 
 void StackTest::TearDown() { stack_.reset(); }
 
-BackgroundRelay::BackgroundRelay(const eventlog::Config& config) : relay_(config) {
-    thread_ = std::thread([this] {
+BackgroundRelay::BackgroundRelay(const eventlog::Config& config, bool drain) : relay_(config) {
+    thread_ = std::thread([this, drain] {
         try {
-            stats_ = relay_.Run();
+            stats_ = relay_.Run({.drain = drain});
         } catch (const std::exception& e) {
+            std::lock_guard lock(mutex_);
             error_ = e.what();
         }
         finished_.store(true);
@@ -218,12 +219,22 @@ BackgroundRelay::BackgroundRelay(const eventlog::Config& config) : relay_(config
 
 BackgroundRelay::~BackgroundRelay() { Stop(); }
 
+bool BackgroundRelay::WaitFinished(std::chrono::milliseconds bound) const {
+    return WaitUntil([&] { return finished_.load(); }, bound, std::chrono::milliseconds(20));
+}
+
 relay::Stats BackgroundRelay::Stop() {
     if (thread_.joinable()) {
         relay_.Stop();
+        if (!WaitFinished(std::chrono::seconds(5))) relay_.Abort();
         thread_.join();
     }
     return stats_;
+}
+
+std::string BackgroundRelay::Error() const {
+    std::lock_guard lock(mutex_);
+    return error_;
 }
 
 }  // namespace eventlog::testing

@@ -30,6 +30,7 @@
 #include <eventlog/relay/relay.hpp>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -120,24 +121,27 @@ private:
     std::optional<clickhouse::Client> ch_;
 };
 
-/// A relay running Run() (not drain) on its own thread until Stop(); records an exception that escapes Run().
-/// Non-copyable; the destructor stops and joins.
+/// A relay running Run() on its own thread (with drain, until it returns by itself; without, until Stop());
+/// records an exception that escapes Run(). Non-copyable; the destructor stops and joins.
 class BackgroundRelay {
 public:
-    explicit BackgroundRelay(const eventlog::Config& config);
+    explicit BackgroundRelay(const eventlog::Config& config, bool drain = false);
     ~BackgroundRelay();
     BackgroundRelay(const BackgroundRelay&) = delete;
     BackgroundRelay& operator=(const BackgroundRelay&) = delete;
-    /// Stops gracefully and joins; returns the stats of Run().
+    /// Stop(), then Abort() if Run() has not returned 5 s later; joins. Returns the stats of Run().
     relay::Stats Stop();
-    /// True once Run() has returned or thrown (before Stop()).
+    /// Waits until Run() returns by itself or `bound` passes; true when it returned.
+    bool WaitFinished(std::chrono::milliseconds bound) const;
+    /// True once Run() has returned or thrown.
     bool Finished() const { return finished_.load(); }
-    /// The text of the exception that escaped Run(), or "".
-    const std::string& Error() const { return error_; }
+    /// The text of the exception that escaped Run() ("" when none, or not returned yet).
+    std::string Error() const;
 
 private:
     relay::Relay relay_;
     relay::Stats stats_;
+    mutable std::mutex mutex_;
     std::string error_;
     std::atomic<bool> finished_{false};
     std::thread thread_;
