@@ -16,32 +16,31 @@ namespace {
 /// Advisory-lock class id ("EVLG") under which each relay session holds its owner key.
 constexpr int kOwnerLockClass = 0x45564C47;
 
-// The claim moves up to $3 rows from the outbox into delivery records of at most $2 rows each, in one
-// statement, so each row is either still pending or durably held by exactly one record: never both, never
-// neither. $4 bounds the claim's bytes (the first row always fits), so no record nears PostgreSQL's 1 GB value
-// limit and the relay's memory stays bounded. The picked ids are materialised first: a `DELETE ... WHERE id IN
-// (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` may be planned as a nested loop that re-runs the locking subquery
-// per row and claims far more than n rows (the crash suite lost events that way). The last column tells a claim
-// cut by the byte bound from one that found the outbox empty. The delete goes by `id = ANY(array)`: joined
-// with the window's output, whose row count the planner underestimates, it was planned as a hash join over a
-// sequential scan of the whole outbox (58 ms of 174 at a 100k backlog, and growing with it). Every function is
-// qualified: the session's search_path is pinned as well.
+// The claim moves up to $3 rows from the outbox into delivery records of at most $2 rows each (record k gets the
+// batch id $5[k]), in one statement, so each row is either still pending or durably held by exactly one record: never
+// both, never neither. $4 bounds the claim's bytes (the first row always fits), so no record nears PostgreSQL's 1 GB
+// value limit and the relay's memory stays bounded (the kept rows are a prefix, so one window numbers and sums them).
+// The picked ids are materialised first: a `DELETE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` may be
+// planned as a nested loop that re-runs the locking subquery per row and claims far more than n rows (the crash suite
+// lost events that way). The last column tells a claim cut by the byte bound from one that found the outbox empty. The
+// delete goes by `id = ANY(array)`: joined with the window's output, whose row count the planner underestimates, it was
+// planned as a hash join over a sequential scan of the whole outbox (58 ms of 174 at a 100k backlog, and growing with
+// it). Every function is qualified: the session's search_path is pinned as well.
 constexpr std::string_view kClaimSql = R"sql(
 WITH picked AS MATERIALIZED (
     SELECT id, pg_catalog.octet_length(event_context::text) + pg_catalog.octet_length(event_type) + 64 AS size
     FROM eventlog.outbox ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), bounded AS MATERIALIZED (
-    SELECT id, (pg_catalog.row_number() OVER (ORDER BY id) - 1) / $2 AS part
-    FROM (SELECT id, size, pg_catalog.sum(size) OVER (ORDER BY id) AS running FROM picked) s
-    WHERE running - size < $4
-), parts AS MATERIALIZED (
-    SELECT part, pg_catalog.gen_random_uuid() AS batch_id FROM bounded GROUP BY part
+    SELECT id, part FROM (
+        SELECT id, (pg_catalog.row_number() OVER w - 1) / $2 AS part, pg_catalog.sum(size) OVER w - size AS before
+        FROM picked WINDOW w AS (ORDER BY id)) s
+    WHERE before < $4
 ), deleted AS (
     DELETE FROM eventlog.outbox o WHERE o.id = ANY (ARRAY(SELECT id FROM bounded))
     RETURNING o.id, o.event_id, o.event_type, o.event_date_time, o.environment, o.event_context,
               o.metadata_version, o.trace_id, o.enqueued_at
 ), claimed AS MATERIALIZED (
-    SELECT d.*, p.batch_id FROM deleted d JOIN bounded b ON b.id = d.id JOIN parts p ON p.part = b.part
+    SELECT d.*, ($5::uuid[])[b.part + 1] AS batch_id FROM deleted d JOIN bounded b ON b.id = d.id
 ), recorded AS (
     INSERT INTO eventlog.delivery (batch_id, owner, events)
     SELECT c.batch_id, $1, pg_catalog.array_agg(ROW(c.id, c.event_id, c.event_type, c.event_date_time, c.environment,
@@ -148,8 +147,12 @@ void DeliveryStore::CheckSession() { Session().Exec("SELECT 1"); }
 void DeliveryStore::StartClaim() {
     if (ClaimInFlight()) return;
     const int limit = std::max(config_.relay.event_batch_size, config_.relay.clickhouse_batch_size);
-    Session().Send(kClaimSql, {std::to_string(owner_), std::to_string(config_.relay.event_batch_size),
-                               std::to_string(limit), std::to_string(config_.relay.claim_max_bytes)});
+    const int records = (limit + config_.relay.event_batch_size - 1) / config_.relay.event_batch_size;
+    std::vector<Uuid> batch_ids(static_cast<std::size_t>(records));
+    for (auto& id : batch_ids) id = Uuid::Random();
+    Session().Send(kClaimSql,
+                   {std::to_string(owner_), std::to_string(config_.relay.event_batch_size), std::to_string(limit),
+                    std::to_string(config_.relay.claim_max_bytes), UuidArray(batch_ids)});
     claim_in_flight_ = true;
 }
 
