@@ -102,6 +102,104 @@ inline int CountInFile(const std::string& path, const std::string& needle) {
     return n;
 }
 
+/// The value of `name` in a relay log line (a JSON object): a string field unescaped, a number as written;
+/// "" when absent. Enough for the relay's own fields (event, owner, action, kind, code, point).
+inline std::string JsonField(const std::string& line, const std::string& name) {
+    const std::string key = "\"" + name + "\":";
+    const auto at = line.find(key);
+    if (at == std::string::npos) return {};
+    auto pos = at + key.size();
+    if (pos < line.size() && line[pos] == '"') {
+        std::string out;
+        for (++pos; pos < line.size() && line[pos] != '"'; ++pos) {
+            if (line[pos] == '\\' && pos + 1 < line.size()) ++pos;
+            out += line[pos];
+        }
+        return out;
+    }
+    const auto end = line.find_first_of(",}", pos);
+    return line.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+}
+
+/// One JSON line of a relay's log.
+struct LogLine {
+    std::string path;       ///< The log file.
+    std::size_t offset{0};  ///< Byte offset of the line in that file.
+    std::string timestamp;  ///< "2026-01-02T03:04:05.123456Z": sorts as text, one clock for all relays.
+    std::string event;      ///< The "event" field.
+    std::int64_t owner{0};  ///< Owner key of the session that wrote it (its last relay_connected; 0 before one).
+    std::string text;       ///< The whole line.
+
+    std::string Field(const std::string& name) const { return JsonField(text, name); }
+    std::int64_t IntField(const std::string& name) const { return std::atoll(Field(name).c_str()); }
+};
+
+/// The complete JSON lines of a relay log at or after byte `from` (lines before it still set the owner).
+inline std::vector<LogLine> ParseLog(const std::string& path, std::size_t from = 0) {
+    const std::string text = ReadFile(path);
+    std::vector<LogLine> out;
+    std::int64_t owner = 0;
+    for (std::size_t pos = 0; pos < text.size();) {
+        const auto end = text.find('\n', pos);
+        if (end == std::string::npos) break;  // a line still being written
+        if (text[pos] == '{') {
+            LogLine l;
+            l.path = path;
+            l.offset = pos;
+            l.text = text.substr(pos, end - pos);
+            l.timestamp = JsonField(l.text, "timestamp");
+            l.event = JsonField(l.text, "event");
+            if (l.event == "relay_connected") owner = std::atoll(JsonField(l.text, "owner").c_str());
+            l.owner = owner;
+            if (pos >= from) out.push_back(std::move(l));
+        }
+        pos = end + 1;
+    }
+    return out;
+}
+
+/// The lines of `lines` with event `event` (and, when given, field `field` equal to `value`).
+inline std::vector<LogLine> Select(const std::vector<LogLine>& lines, const std::string& event,
+                                   const std::string& field = {}, const std::string& value = {}) {
+    std::vector<LogLine> out;
+    for (const auto& l : lines) {
+        if (l.event == event && (field.empty() || l.Field(field) == value)) out.push_back(l);
+    }
+    return out;
+}
+
+/// Index of the first line at or after `from` with event `event` (and field == value), or -1.
+inline long FindLine(const std::vector<LogLine>& lines, const std::string& event, std::size_t from = 0,
+                     const std::string& field = {}, const std::string& value = {}) {
+    for (std::size_t i = from; i < lines.size(); ++i) {
+        if (lines[i].event == event && (field.empty() || lines[i].Field(field) == value)) return static_cast<long>(i);
+    }
+    return -1;
+}
+
+/// "event event ..." of the lines, for failure messages.
+inline std::string EventList(const std::vector<LogLine>& lines) {
+    std::string out;
+    for (const auto& l : lines) out += (out.empty() ? "" : " ") + l.event;
+    return out;
+}
+
+inline std::size_t FileSize(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? static_cast<std::size_t>(st.st_size) : 0;
+}
+
+/// Polls `condition` every `step` until it holds or `timeout` passes; returns whether it held.
+template <typename F>
+bool WaitFor(F&& condition, milliseconds timeout, milliseconds step = milliseconds(20)) {
+    const auto until = Clock::now() + timeout;
+    for (;;) {
+        if (condition()) return true;
+        if (Clock::now() >= until) return false;
+        std::this_thread::sleep_for(step);
+    }
+}
+
 /// Describes a waitpid() status ("exit 0", "signal 9").
 inline std::string DescribeStatus(int status) {
     if (WIFEXITED(status)) return fmt::format("exit {}", WEXITSTATUS(status));
@@ -610,13 +708,120 @@ public:
         return *relays_.back();
     }
 
-    /// SIGKILLs a relay and notes it.
-    void KillRelay(Child& relay, const std::string& why = "kill -9") {
+    /// SIGKILLs a relay and notes it; returns whether it was still running (false: it had ended by itself).
+    bool KillRelay(Child& relay, const std::string& why = "kill -9") {
         const bool was_running = relay.Running();
         const int st = relay.Kill();
         Note(fmt::format("{} {} after {:.3f}s ({})", relay.Name(), why, relay.AgeSeconds(),
                          was_running ? "was running" : "had already ended: " + DescribeStatus(st)));
         if (was_running) ++counts_["relay_kill9"];
+        return was_running;
+    }
+
+    /// Path of relay#`id`'s log.
+    std::string RelayLogPath(int id) const { return fmt::format("{}/relay-{}.log", log_dir_, id); }
+
+    /// The sizes of all relay logs now: RelayLogLines(mark) returns only what was written after this moment.
+    using LogMark = std::map<std::string, std::size_t>;
+    LogMark MarkLogs() const {
+        LogMark mark;
+        for (int i = 1; i <= relay_seq_; ++i) mark[RelayLogPath(i)] = FileSize(RelayLogPath(i));
+        return mark;
+    }
+
+    /// The lines of every relay log (in relay order, each file in order), only those written after `since`.
+    std::vector<LogLine> RelayLogLines(const LogMark& since = {}) const {
+        std::vector<LogLine> out;
+        for (int i = 1; i <= relay_seq_; ++i) {
+            const auto path = RelayLogPath(i);
+            const auto at = since.find(path);
+            auto lines = ParseLog(path, at == since.end() ? 0 : at->second);
+            out.insert(out.end(), std::make_move_iterator(lines.begin()), std::make_move_iterator(lines.end()));
+        }
+        return out;
+    }
+
+    /// Waits until `relay`'s log (from byte `from`) has a line with event `event` (and `field` == `value`);
+    /// returns it, or nullopt after `timeout`.
+    std::optional<LogLine> WaitForLogLine(const Child& relay, const std::string& event,
+                                          milliseconds timeout = milliseconds(30'000), std::size_t from = 0,
+                                          const std::string& field = {}, const std::string& value = {}) {
+        std::optional<LogLine> found;
+        WaitFor(
+            [&] {
+                const auto lines = ParseLog(relay.LogPath(), from);
+                const long i = FindLine(lines, event, 0, field, value);
+                if (i >= 0) found = lines[static_cast<std::size_t>(i)];
+                return found.has_value();
+            },
+            timeout, milliseconds(20));
+        return found;
+    }
+
+    /// Emits `n` events in one committed transaction through SQL (event n° `poison` of type poison_event, the
+    /// others e2e_event); returns their ids in order.
+    std::vector<std::string> EmitCommitted(int n, int poison = -1) {
+        auto pg = Retrying([&] { return OpenPg(dsn_); });
+        pg::Transaction tx(pg);
+        const auto r = tx.Exec(
+            "SELECT eventlog.emit(CASE WHEN g = $2::int THEN 'poison_event' ELSE 'e2e_event' END, "
+            "json_build_object('n', g)::json) FROM generate_series(1, $1::int) g",
+            {std::to_string(n), std::to_string(poison)});
+        tx.Commit();
+        std::vector<std::string> ids;
+        for (int i = 0; i < r.Rows(); ++i) ids.emplace_back(r.Get(i, 0));
+        Note(fmt::format("{} events committed", ids.size()));
+        return ids;
+    }
+
+    /// SELECT count() of this test's event_log.
+    std::int64_t ChRows() {
+        auto ch = OpenCh(servers_.ch_url, name_, milliseconds(10'000));
+        return std::stoll(Retrying([&] { return ch.Query(fmt::format("SELECT count() FROM {}", Table())); }));
+    }
+
+    /// Number of stage tables (eventlog_stage_*, views included) in this test's ClickHouse database.
+    std::int64_t StageTables() {
+        auto ch = OpenCh(servers_.ch_url, name_, milliseconds(10'000));
+        return std::stoll(Retrying([&] {
+            return ch.Query(fmt::format(
+                "SELECT count() FROM system.tables WHERE database = '{}' AND name LIKE 'eventlog_stage_%'", name_));
+        }));
+    }
+
+    /// A one-integer query on this test's PostgreSQL database.
+    std::int64_t PgInt(const std::string& sql) {
+        auto pg = Retrying([&] { return OpenPg(dsn_); });
+        return pg.Exec(sql).GetInt(0, 0);
+    }
+
+    /// True when PostgreSQL backend `pid` has been waiting for its client for `quiet` or longer: idle, or stuck
+    /// sending a result nobody reads. For a relay with ClickHouse frozen, that means it is blocked in ClickHouse.
+    bool BackendQuiet(int pid, milliseconds quiet) {
+        auto pg = Retrying([&] { return OpenPg(dsn_); });
+        const auto r = pg.Exec(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int AND (state = 'idle' OR (state = 'active' "
+            "AND wait_event = 'ClientWrite')) AND clock_timestamp() - state_change >= $2::int * interval '1 ms'",
+            {std::to_string(pid), std::to_string(quiet.count())});
+        return r.GetInt(0, 0) == 1;
+    }
+
+    /// pg_terminate_backend(`pid`); true when it hit a live backend.
+    bool TerminateBackend(int pid) {
+        auto admin = Retrying([&] { return OpenPg(dsn_); });
+        const bool hit = admin.Exec("SELECT pg_terminate_backend($1::int)", {std::to_string(pid)}).Get(0, 0) == "t";
+        Note(fmt::format("pg_terminate_backend({}): {}", pid, hit));
+        ++counts_["pg_terminate_backend"];
+        return hit;
+    }
+
+    /// Number of live relay sessions (application_name 'eventlog-relay') in this test's database.
+    int RelaySessions() {
+        auto admin = Retrying([&] { return OpenPg(dsn_); });
+        return static_cast<int>(admin
+                                    .Exec("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                          "'eventlog-relay' AND datname = current_database()")
+                                    .GetInt(0, 0));
     }
 
     void KillAllRelays() {
@@ -670,8 +875,10 @@ public:
         ++counts_["clickhouse_sigstop"];
     }
 
-    /// pg_terminate_backend() of every session of application_name 'eventlog-relay' in this test's database.
+    /// pg_terminate_backend() of every session of application_name 'eventlog-relay' in this test's database, once
+    /// there is at least one (waits up to 30 s for it); returns how many it terminated.
     int TerminateRelayBackends() {
+        WaitFor([&] { return RelaySessions() > 0; }, milliseconds(30'000), milliseconds(50));
         auto admin = Retrying([&] { return OpenPg(dsn_); });
         const auto r = admin.Exec(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -695,9 +902,9 @@ public:
     }
 
     /// Runs `eventlog relay --drain` to completion; fails the test when it does not exit 0 in time.
-    void Drain(milliseconds timeout = milliseconds(180'000)) {
+    void Drain(milliseconds timeout = milliseconds(180'000), const std::map<std::string, std::string>& extra = {}) {
         const auto t0 = Clock::now();
-        Child& drain = StartRelay({}, true);
+        Child& drain = StartRelay(extra, true);
         auto st = drain.Wait(timeout);
         if (!st) {
             drain.Kill();
@@ -710,21 +917,31 @@ public:
                                                              << Tail(ReadFile(drain.LogPath()), 4000);
     }
 
-    /// The exactly-once check: ClickHouse holds every committed event once, no rolled-back event, and the outbox,
-    /// the delivery records and the dead letters are empty. Returns the number of committed events.
-    std::int64_t VerifyExactlyOnce(const ProducedEvents& produced) {
+    /// The exactly-once check: ClickHouse holds every committed event once except the `dead_lettered` ones, which
+    /// are exactly the contents of eventlog.dead_letter; no rolled-back event; the outbox and the delivery records
+    /// are empty. Fails when no event was committed (a run that delivered nothing proves nothing). Returns the
+    /// number of committed events expected in ClickHouse.
+    std::int64_t VerifyExactlyOnce(const ProducedEvents& produced, const std::vector<std::string>& dead_lettered = {}) {
         auto pg = Retrying([&] { return OpenPg(dsn_); });
         const auto left = pg.Exec(
             "SELECT (SELECT count(*) FROM eventlog.outbox), (SELECT count(*) FROM eventlog.delivery), "
             "(SELECT count(*) FROM eventlog.dead_letter)");
         EXPECT_EQ(left.GetInt(0, 0), 0) << "events left in eventlog.outbox";
         EXPECT_EQ(left.GetInt(0, 1), 0) << "batches left in eventlog.delivery";
-        EXPECT_EQ(left.GetInt(0, 2), 0) << "events in eventlog.dead_letter";
+        EXPECT_EQ(left.GetInt(0, 2), static_cast<std::int64_t>(dead_lettered.size()))
+            << "events in eventlog.dead_letter";
+        {
+            std::set<std::string> dead_expected(dead_lettered.begin(), dead_lettered.end()), dead_found;
+            const auto d = pg.Exec("SELECT event_id::text FROM eventlog.dead_letter");
+            for (int i = 0; i < d.Rows(); ++i) dead_found.emplace(d.Get(i, 0));
+            EXPECT_EQ(dead_found, dead_expected) << "eventlog.dead_letter holds other events than expected";
+        }
         const auto status = Eventlog({"status", "--json"}, {}, milliseconds(30'000));
         EXPECT_TRUE(status.Ok()) << status.output;
         EXPECT_NE(status.output.find("\"pending\":0,"), std::string::npos) << status.output;
         EXPECT_NE(status.output.find("\"in_flight_events\":0,"), std::string::npos) << status.output;
-        EXPECT_NE(status.output.find("\"dead_letters\":0}"), std::string::npos) << status.output;
+        EXPECT_NE(status.output.find(fmt::format("\"dead_letters\":{}}}", dead_lettered.size())), std::string::npos)
+            << status.output;
 
         auto ch = OpenCh(servers_.ch_url, name_, milliseconds(60'000));
         const auto totals = SplitLines(Retrying([&] {
@@ -738,13 +955,18 @@ public:
              }))) {
             ++seen[id];
         }
-        std::unordered_set<std::string> committed(produced.committed.begin(), produced.committed.end());
+        const std::unordered_set<std::string> dead(dead_lettered.begin(), dead_lettered.end());
+        std::unordered_set<std::string> committed;
+        for (const auto& id : produced.committed) {
+            if (!dead.count(id)) committed.insert(id);
+        }
+        EXPECT_GT(committed.size(), 0u) << "no committed event to deliver: this run proves nothing";
         std::int64_t in_doubt_present = 0;
         for (const auto& id : produced.in_doubt) {
             if (seen.count(id)) ++in_doubt_present;
         }
         const auto expected = static_cast<std::int64_t>(committed.size()) + in_doubt_present;
-        EXPECT_EQ(committed.size(), produced.committed.size()) << "the producer got a uuid twice?";
+        EXPECT_EQ(committed.size() + dead.size(), produced.committed.size()) << "the producer got a uuid twice?";
 
         std::vector<std::string> missing, duplicated, phantom, unexpected;
         for (const auto& id : committed) {
@@ -754,7 +976,7 @@ public:
         std::unordered_set<std::string> doubt(produced.in_doubt.begin(), produced.in_doubt.end());
         for (const auto& [id, n] : seen) {
             if (n > 1) duplicated.push_back(id);
-            if (rolled.count(id))
+            if (rolled.count(id) || dead.count(id))
                 phantom.push_back(id);
             else if (!committed.count(id) && !doubt.count(id))
                 unexpected.push_back(id);
@@ -767,7 +989,8 @@ public:
         EXPECT_EQ(count, expected) << "SELECT count() differs from the number of committed events";
         EXPECT_EQ(unique, expected) << "SELECT uniqExact(event_id) differs from the number of committed events";
         EXPECT_TRUE(missing.empty()) << missing.size() << " committed events are missing, e.g. " << missing.front();
-        EXPECT_TRUE(phantom.empty()) << phantom.size() << " rolled-back events are in ClickHouse, e.g. "
+        EXPECT_TRUE(phantom.empty()) << phantom.size()
+                                     << " rolled-back or dead-lettered events are in ClickHouse, e.g. "
                                      << phantom.front();
         EXPECT_TRUE(unexpected.empty()) << unexpected.size() << " unknown event ids in ClickHouse";
         EXPECT_TRUE(duplicated.empty()) << duplicated.size() << " events are in ClickHouse more than once:\n"
