@@ -1,7 +1,8 @@
 // Relay branches that only real processes and real faults reach, one deterministic test each:
 //   - a claim prefetched when SIGTERM arrives (full claims: EVENT_BATCH_SIZE < CLICKHOUSE_BATCH_SIZE);
 //   - the shutdown bound cutting a retry backoff short (ClickHouse unreachable behind a closed proxy);
-//   - the relay's PostgreSQL session terminated while its insert hangs in a frozen ClickHouse;
+//   - the relay's PostgreSQL session terminated while its send loop retries an unreachable ClickHouse, and while
+//     its insert hangs in a frozen ClickHouse;
 //   - the presence check failing (fault point, action throw) while a rejected chunk is being bisected;
 //   - a PostgreSQL error the relay classifies fatal (a trigger refusing the acknowledgement).
 // Each proves from the relay's log that it took the branch, and ends with the exactly-once check.
@@ -124,6 +125,50 @@ TEST_F(RelayBranches, SigtermDuringARetryBackoffExitsAtTheShutdownBound) {
     w.Drain();
     const auto drain = w.RelayLogLines(mark);
     EXPECT_GE(FindLine(drain, "batch_recovering"), 0) << "the drain recovered nothing: " << EventList(drain);
+    w.VerifyExactlyOnce(Committed(ids));
+}
+
+// ClickHouse is unreachable (closed proxy: connections refused, nothing in doubt), so the relay's send loop retries
+// its batch; then its PostgreSQL session is terminated. The next failed attempt must find the session gone and
+// leave the batch to recovery (a transient error that would otherwise be retried: delivery_failed kind transient,
+// action leave_to_recovery) instead of retrying rows it no longer owns. A relay that reaches ClickHouse fences the
+// lost session's stage and delivers its records exactly once.
+TEST_F(RelayBranches, SessionLostWhileRetryingAnUnreachableClickHouseLeavesTheBatchToRecovery) {
+    auto& w = *world_;
+    auto proxy = std::make_unique<testing::ThrottleProxy>("127.0.0.1", w.Srv().ch_port);
+    Child& relay = w.StartRelay({{"CLICKHOUSE_URI", proxy->Url() + "/" + w.Name()},
+                                 {"RELAY_SHUTDOWN_TIMEOUT_MS", "2000"},
+                                 {"RELAY_BACKOFF_BASE_MS", "100"},
+                                 {"RELAY_BACKOFF_CAP_MS", "300"}});
+    const auto connected = w.WaitForLogLine(relay, "relay_connected");
+    ASSERT_TRUE(connected) << LogOf(relay);
+    const std::int64_t owner = connected->IntField("owner");
+    auto ids = w.EmitCommitted(50);
+    ASSERT_TRUE(WaitFor([&] { return w.ChRows() == 50; }, 30s, 50ms))
+        << "the relay did not deliver through the proxy:\n"
+        << LogOf(relay);
+    proxy.reset();
+    w.Note("proxy closed: ClickHouse unreachable");
+    const auto more = w.EmitCommitted(500);
+    ids.insert(ids.end(), more.begin(), more.end());
+    const auto retrying = w.WaitForLogLine(relay, "delivery_failed", 30s, 0, "action", "reconcile_and_retry");
+    ASSERT_TRUE(retrying) << "the relay never retried a refused insert:\n" << LogOf(relay);
+    const std::size_t mark = FileSize(relay.LogPath());
+    ASSERT_TRUE(w.TerminateBackend(static_cast<int>(connected->IntField("backend_pid"))))
+        << "pg_terminate_backend hit no session:\n"
+        << LogOf(relay);
+    const auto left = w.WaitForLogLine(relay, "delivery_failed", 30s, mark, "action", "leave_to_recovery");
+    ASSERT_TRUE(left) << "the send loop went on retrying without its session:\n" << LogOf(relay);
+    EXPECT_EQ(left->Field("kind"), "transient") << left->text;
+    EXPECT_EQ(left->owner, owner) << left->text;
+    StopGracefully(relay);
+    EXPECT_GT(w.PgInt("SELECT count(*) FROM eventlog.delivery"), 0) << "the unsent batch's records are gone";
+    const auto marks = w.MarkLogs();
+    w.Drain();
+    const auto drain = w.RelayLogLines(marks);
+    const long fenced = FindLine(drain, "stage_fenced", 0, "owner", std::to_string(owner));
+    EXPECT_GE(fenced, 0) << EventList(drain);
+    EXPECT_GT(FindLine(drain, "batch_recovered", 0, "dead_owner", std::to_string(owner)), fenced) << EventList(drain);
     w.VerifyExactlyOnce(Committed(ids));
 }
 
