@@ -13,6 +13,8 @@ function(eventlog_embed_migrations out_file)
         get_filename_component(engine ${dir} NAME)
         get_filename_component(name ${path} NAME_WE)
         file(READ ${path} sql)
+        # Re-configure (and so re-generate) when a migration's text changes, not only when files come or go.
+        set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${path})
         string(APPEND body "        {\"${engine}\", \"${name}\", R\"eventlog_sql(${sql})eventlog_sql\"},\n")
     endforeach()
     string(APPEND body "    };\n    return kAll;\n}\n\n}  // namespace eventlog::outbox::detail\n")

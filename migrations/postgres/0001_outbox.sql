@@ -1,6 +1,6 @@
 -- The outbox, the in-flight delivery record, dead letters and the emit() producer API.
 CREATE SCHEMA IF NOT EXISTS eventlog;
-CREATE EXTENSION IF NOT EXISTS pgcrypto;
+-- gen_random_uuid() is built in from PostgreSQL 13 (no pgcrypto needed).
 
 -- Pending events. Producers insert inside their own transaction; the relay moves rows out in batches.
 CREATE TABLE eventlog.outbox (

@@ -7,9 +7,11 @@
 namespace eventlog::outbox {
 namespace {
 
+// Through emit(): one set of checks and limits for every producer path, and a producer role needs nothing but
+// EXECUTE on it.
 constexpr std::string_view kInsertSql =
-    "INSERT INTO eventlog.outbox (event_id, event_type, event_date_time, environment, event_context, "
-    "metadata_version, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    "SELECT eventlog.emit(event_type => $2, event_context => $5::json, event_id => $1::uuid, "
+    "event_date_time => $3::timestamptz, environment => $4, metadata_version => $6::bigint, trace_id => $7)";
 
 std::string PgTimestamp(std::int64_t micros) { return FormatTimestamp(micros) + "+00"; }
 
@@ -66,13 +68,41 @@ Uuid Emit(pg::Transaction& transaction, Event event) {
     return event.event_id;
 }
 
+Limits ReadLimits(pg::Connection& connection) {
+    const auto r = connection.Exec(
+        "SELECT max_event_type_bytes, max_context_bytes, max_environment_bytes, max_trace_id_bytes "
+        "FROM eventlog.limits");
+    Limits limits;
+    if (r.Rows() != 1) throw ConfigError("postgresql: eventlog.limits has no row; run `eventlog migrate`");
+    limits.max_event_type_bytes = r.GetInt(0, 0);
+    limits.max_context_bytes = r.GetInt(0, 1);
+    limits.max_environment_bytes = r.GetInt(0, 2);
+    limits.max_trace_id_bytes = r.GetInt(0, 3);
+    return limits;
+}
+
+std::optional<std::string> LimitViolation(const Event& event, const Limits& limits) {
+    const auto check = [](const char* field, std::size_t size, std::int64_t max) -> std::optional<std::string> {
+        if (static_cast<std::int64_t>(size) <= max) return std::nullopt;
+        return fmt::format("{}: expected at most {} bytes (eventlog.limits), got {}", field, max, size);
+    };
+    if (auto v = check("event_type", event.event_type.size(), limits.max_event_type_bytes)) return v;
+    if (auto v = check("event_context", event.event_context.size(), limits.max_context_bytes)) return v;
+    if (auto v = check("environment", event.environment.size(), limits.max_environment_bytes)) return v;
+    return check("trace_id", event.trace_id.size(), limits.max_trace_id_bytes);
+}
+
 std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> events) {
+    const Limits limits = ReadLimits(transaction.Conn());
     std::vector<Uuid> ids;
     ids.reserve(events.size());
     std::string data;
     data.reserve(events.size() * 256);
     for (auto& raw : events) {
         Event e = Normalize(std::move(raw));
+        if (auto violation = LimitViolation(e, limits)) {
+            throw InvalidInputError(fmt::format("events[{}]", ids.size()), *violation);
+        }
         ids.push_back(e.event_id);
         data += e.event_id.ToString();
         data.push_back('\t');

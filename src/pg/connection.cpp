@@ -156,6 +156,15 @@ Connection Connection::Open(const ConnectOptions& options) {
         }
         throw TransientError(fmt::format("postgresql: cannot connect: {}", message), true);
     }
+    // Every session eventlog opens resolves names in pg_catalog first and never in a schema another role can
+    // write: eventlog's SQL runs over producers' data, and an object a producer creates (public.array_agg for a
+    // type of ours, say) must not shadow a built-in (docs/security.md).
+    {
+        PGresult* pinned = PQexec(impl->conn, "SET search_path = pg_catalog, pg_temp");
+        const bool ok = pinned != nullptr && PQresultStatus(pinned) == PGRES_COMMAND_OK;
+        PQclear(pinned);
+        if (!ok) throw TransientError("postgresql: cannot pin the session's search_path", true);
+    }
     impl->cancel = PQgetCancel(impl->conn);
     // Silence NOTICE messages on stderr; they are not errors.
     PQsetNoticeProcessor(
@@ -286,16 +295,6 @@ void Transaction::Rollback() noexcept {
     } catch (...) {
         // The server drops the transaction with the session anyway.
     }
-}
-
-std::string QuoteLiteral(std::string_view text) {
-    std::string out = "'";
-    for (char c : text) {
-        if (c == '\'') out.push_back('\'');
-        out.push_back(c);
-    }
-    out.push_back('\'');
-    return out;
 }
 
 }  // namespace eventlog::pg

@@ -103,8 +103,6 @@ void DeliveryStore::Connect() {
     options.conninfo = config_.postgres.ConnInfo();
     options.application_name = "eventlog-relay";
     pg_.emplace(pg::Connection::Open(options));
-    // The protocol's SQL runs over every producer's rows: no object a producer can create may shadow a built-in.
-    pg_->Exec("SET search_path = pg_catalog, pg_temp");
     // A fresh owner key per session: records of an earlier session of this process are recovered like those of
     // any dead relay.
     std::random_device seed;
@@ -130,6 +128,7 @@ void DeliveryStore::Connect() {
     const auto id = pg_->Exec("SELECT pg_catalog.replace(outbox_id::text, '-', '') FROM eventlog.relay_identity");
     if (id.Rows() != 1) throw ConfigError("postgresql: eventlog.relay_identity has no row; run `eventlog migrate`");
     outbox_id_ = std::string(id.Get(0, 0).substr(0, 16));
+    limits_ = outbox::ReadLimits(*pg_);
 }
 
 bool DeliveryStore::Healthy() const noexcept { return pg_.has_value() && pg_->Healthy(); }

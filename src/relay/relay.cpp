@@ -7,7 +7,9 @@
 #include <cstdlib>
 #include <eventlog/core/error.hpp>
 #include <eventlog/observability/log.hpp>
+#include <eventlog/outbox/outbox.hpp>
 #include <eventlog/relay/relay.hpp>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -54,6 +56,25 @@ void FaultPoint(const char* name) {
 }  // namespace detail
 
 namespace {
+
+/// Moves the rows over `limits` (rows that reached the outbox without emit(), e.g. by COPY of a privileged role)
+/// into `dead` with the reason: one oversize event must never stop delivery for everyone.
+void TakeOverLimits(std::vector<PendingRow>& rows, const outbox::Limits& limits, std::vector<PendingRow>& dead) {
+    const auto over = [&](const PendingRow& r) { return outbox::LimitViolation(r.event, limits).has_value(); };
+    if (std::none_of(rows.begin(), rows.end(), over)) return;
+    std::vector<PendingRow> kept;
+    for (auto& r : rows) {
+        if (auto violation = outbox::LimitViolation(r.event, limits)) {
+            log::Error("event_over_limits", {{"event_id", r.event.event_id.ToString()}, {"error", *violation}});
+            r.error = *violation;
+            r.attempts = 1;
+            dead.push_back(std::move(r));
+        } else {
+            kept.push_back(std::move(r));
+        }
+    }
+    rows = std::move(kept);
+}
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -177,7 +198,10 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     // while ClickHouse takes this one.
     if (store_.LastClaimWasFull() && !stop_.load()) store_.StartClaim();
     const bool reconcile = Clock::now() < suspect_until_;
-    const auto dead = sender_.Deliver(std::move(rows), reconcile);
+    std::vector<PendingRow> over;
+    TakeOverLimits(rows, store_.Limits(), over);
+    auto dead = sender_.Deliver(std::move(rows), reconcile);
+    dead.insert(dead.end(), std::make_move_iterator(over.begin()), std::make_move_iterator(over.end()));
     const auto t2 = Clock::now();
     detail::FaultPoint("after_insert");
     store_.Acknowledge(batch_ids, dead);
@@ -216,7 +240,10 @@ void Relay::Impl::Recover() {
                                           {"batches", static_cast<std::int64_t>(batch_ids.size())},
                                           {"events", total}});
         const auto sent_before = counters_.sent;
-        const auto dead = sender_.Deliver(std::move(rows), /*reconcile_first=*/true);
+        std::vector<PendingRow> over;
+        TakeOverLimits(rows, store_.Limits(), over);
+        auto dead = sender_.Deliver(std::move(rows), /*reconcile_first=*/true);
+        dead.insert(dead.end(), std::make_move_iterator(over.begin()), std::make_move_iterator(over.end()));
         store_.Acknowledge(batch_ids, dead);
         stats_.recovered_batches += static_cast<std::int64_t>(batch_ids.size());
         stats_.delivered += counters_.sent - sent_before;  // only what recovery sent, not what it found present

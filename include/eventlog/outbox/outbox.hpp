@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <eventlog/core/event.hpp>
 #include <eventlog/pg/connection.hpp>
+#include <optional>
+#include <string>
 #include <vector>
 
 namespace eventlog::outbox {
@@ -12,11 +14,28 @@ namespace eventlog::outbox {
 /// Throws InvalidInputError naming the field.
 Event Normalize(Event event);
 
-/// Writes `event` into the outbox inside the caller's transaction; nothing is emitted if that
+/// Size limits on event fields, from eventlog.limits (one row an admin may change). Plain value type.
+struct Limits {
+    std::int64_t max_event_type_bytes{200};   ///< event_type, after snake_case.
+    std::int64_t max_context_bytes{1 << 20};  ///< event_context as stored (1 MiB).
+    std::int64_t max_environment_bytes{200};  ///< environment.
+    std::int64_t max_trace_id_bytes{128};     ///< trace_id.
+};
+
+/// Reads eventlog.limits.
+Limits ReadLimits(pg::Connection& connection);
+
+/// The first field of `event` over `limits` as "field: expected at most N bytes, got M"; nullopt when none is.
+std::optional<std::string> LimitViolation(const Event& event, const Limits& limits);
+
+/// Writes `event` into the outbox inside the caller's transaction (through eventlog.emit(), so the
+/// producer role needs only EXECUTE on it and eventlog.limits apply); nothing is emitted if that
 /// transaction rolls back. Returns the event's id.
 Uuid Emit(pg::Transaction& transaction, Event event);
 
-/// Writes many events with one COPY inside the caller's transaction. Returns their ids in order.
+/// Writes many events with one COPY inside the caller's transaction, after checking each against eventlog.limits
+/// (InvalidInputError naming the field and the event's index). Needs INSERT on eventlog.outbox (eventlog_admin).
+/// Returns their ids in order.
 std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> events);
 
 /// Backlog figures for `eventlog status`.

@@ -39,7 +39,8 @@ private:
     std::unique_ptr<void, Deleter> result_;
 };
 
-/// Connection options with documented defaults. TCP keepalives (idle 10 s, interval 5 s, 3 probes) and
+/// Connection options with documented defaults. Every session's search_path is pinned to `pg_catalog, pg_temp`
+/// (qualify every table). TCP keepalives (idle 10 s, interval 5 s, 3 probes) and
 /// tcp_user_timeout (30 s) are on unless `conninfo` sets those keywords itself.
 struct ConnectOptions {
     std::string conninfo;                               ///< libpq keyword/value string or URI.
@@ -112,8 +113,5 @@ private:
     Connection& connection_;
     bool open_{true};
 };
-
-/// Quotes `text` as a SQL string literal ('...' with quotes doubled).
-std::string QuoteLiteral(std::string_view text);
 
 }  // namespace eventlog::pg

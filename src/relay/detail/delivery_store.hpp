@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <eventlog/core/config.hpp>
 #include <eventlog/core/uuid.hpp>
+#include <eventlog/outbox/outbox.hpp>
 #include <eventlog/pg/connection.hpp>
 #include <optional>
 #include <string>
@@ -55,6 +56,8 @@ public:
     void CheckSession();
     /// An identifier of this outbox shared by every relay of it (eventlog.relay_identity), 16 hex characters.
     const std::string& OutboxId() const noexcept { return outbox_id_; }
+    /// eventlog.limits as read when the session opened.
+    const outbox::Limits& Limits() const noexcept { return limits_; }
 
     /// Starts a claim without waiting (pipelined with the ClickHouse insert of the previous one).
     void StartClaim();
@@ -92,6 +95,7 @@ private:
     std::optional<pg::Connection> pg_;
     int owner_{0};
     std::string outbox_id_;
+    outbox::Limits limits_;
     bool claim_in_flight_{false};
     std::optional<std::vector<PendingRow>> prefetched_;
     bool last_claim_full_{false};
