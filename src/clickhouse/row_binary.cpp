@@ -408,7 +408,7 @@ std::optional<std::string> RowBinaryEncoder::EventTimeLiteral(std::int64_t micro
         if (field.type.precision <= 0) {
             text.resize(19);
         } else if (field.type.precision < 6) {
-            text.resize(static_cast<std::size_t>(20 + field.type.precision));
+            text.resize(20 + static_cast<std::size_t>(field.type.precision));
         } else {
             text.append(static_cast<std::size_t>(field.type.precision - 6), '0');
         }

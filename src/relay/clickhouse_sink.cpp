@@ -17,7 +17,7 @@ namespace {
 
 constexpr std::string_view kStagePrefix = "eventlog_stage_";
 /// Bound on one presence query's SQL text; ClickHouse's default max_query_size is 262,144 bytes.
-constexpr std::size_t kMaxPresenceQueryBytes = 128 * 1024;
+constexpr std::size_t kMaxPresenceQueryBytes = std::size_t{128} * 1024;
 
 std::string RandomNonce() {
     const std::string id = Uuid::Random().ToString();
@@ -134,8 +134,12 @@ std::vector<PendingRow> ClickHouseSink::Missing(const std::vector<PendingRow>& r
         if (ids.empty()) continue;
         std::string time_filter;
         if (has_time) {
-            for (const auto& t : times) time_filter += (time_filter.empty() ? "" : ",") + t;
-            time_filter = "event_date_time IN (" + time_filter + ") AND ";
+            time_filter = "event_date_time IN (";
+            for (const auto& t : times) {
+                if (time_filter.back() != '(') time_filter += ',';
+                time_filter += t;
+            }
+            time_filter += ") AND ";
         }
         FaultPoint("before_presence_query");
         const std::string body = client_.Query(

@@ -214,6 +214,7 @@ std::vector<int> DeliveryStore::OtherOwners() {
     const auto r =
         Session().Exec("SELECT DISTINCT owner FROM eventlog.delivery WHERE owner <> $1", {std::to_string(owner_)});
     std::vector<int> owners;
+    owners.reserve(static_cast<std::size_t>(r.Rows()));
     for (int i = 0; i < r.Rows(); ++i) owners.push_back(static_cast<int>(r.GetInt(i, 0)));
     return owners;
 }
