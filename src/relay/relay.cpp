@@ -198,8 +198,10 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     // while ClickHouse takes this one.
     if (store_.LastClaimWasFull() && !stop_.load()) store_.StartClaim();
     const bool reconcile = Clock::now() < suspect_until_;
+    // Limits apply to rows never sent: a row that may already be in ClickHouse (recovery, the presence window)
+    // is never dead-lettered for its size, which would leave it in both places.
     std::vector<PendingRow> over;
-    TakeOverLimits(rows, store_.Limits(), over);
+    if (!reconcile) TakeOverLimits(rows, store_.Limits(), over);
     auto dead = sender_.Deliver(std::move(rows), reconcile);
     dead.insert(dead.end(), std::make_move_iterator(over.begin()), std::make_move_iterator(over.end()));
     const auto t2 = Clock::now();
@@ -240,10 +242,7 @@ void Relay::Impl::Recover() {
                                           {"batches", static_cast<std::int64_t>(batch_ids.size())},
                                           {"events", total}});
         const auto sent_before = counters_.sent;
-        std::vector<PendingRow> over;
-        TakeOverLimits(rows, store_.Limits(), over);
-        auto dead = sender_.Deliver(std::move(rows), /*reconcile_first=*/true);
-        dead.insert(dead.end(), std::make_move_iterator(over.begin()), std::make_move_iterator(over.end()));
+        const auto dead = sender_.Deliver(std::move(rows), /*reconcile_first=*/true);
         store_.Acknowledge(batch_ids, dead);
         stats_.recovered_batches += static_cast<std::int64_t>(batch_ids.size());
         stats_.delivered += counters_.sent - sent_before;  // only what recovery sent, not what it found present
