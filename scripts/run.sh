@@ -9,6 +9,7 @@
 # pointing at it, so that `build/eventlog emit|status|...` in a second terminal in this folder reach the
 # same servers. A `.env` written here carries an EVENTLOG_LOCAL_STACK line; later runs start that stack
 # again. A `.env` without that line (yours) or URLs in the environment: no local servers are started.
+# The local servers accept only the passwords generated for them (scripts/stack.sh), which go into `.env`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOCAL_DIR=${LOCAL_DIR:-.local/dev}
@@ -16,33 +17,49 @@ PG_PORT=${PG_PORT:-54329}
 CH_PORT=${CH_PORT:-18123}
 env_file=${EVENTLOG_ENV_FILE:-.env}
 
+# Writes $env_file for the local stack in $stack_dir: its generated credentials (hex, so nothing to encode in
+# the URLs), mode 600 from the start. Nothing of it is printed.
+write_env() {
+    local ch_native pg_password ch_password
+    ch_native=$(cat "$stack_dir/ch/tcp_port")
+    pg_password=$(scripts/stack.sh secret "$stack_dir" PG_PASSWORD)
+    ch_password=$(scripts/stack.sh secret "$stack_dir" CH_PASSWORD)
+    (
+        umask 077
+        rm -f "$env_file.tmp"
+        cat >"$env_file.tmp" <<ENV
+# Written by \`make run\` for the local servers it starts in $stack_dir (see .env.example for every
+# variable). Every eventlog command run in this folder reads this file; the environment wins over it.
+# The passwords were generated for these servers (scripts/stack.sh); keep this file private (mode 600).
+# Replace the URLs to use other servers (then delete the EVENTLOG_LOCAL_STACK line), or delete this
+# file and \`make run\` writes it again.
+EVENTLOG_LOCAL_STACK=$stack_dir:$PG_PORT:$CH_PORT
+DATABASE_URL=postgres://eventlog:$pg_password@127.0.0.1:$PG_PORT/eventlog
+CLICKHOUSE_URI=http://eventlog:$ch_password@127.0.0.1:$CH_PORT/eventlog
+CLICKHOUSE_NATIVE_PORT=$ch_native
+ENV
+        chmod 600 "$env_file.tmp"
+        mv "$env_file.tmp" "$env_file"
+    )
+    echo "wrote $env_file for the local servers"
+}
+
 stack_dir=""
 if [ -n "${DATABASE_URL:-}" ] || [ -n "${CLICKHOUSE_URI:-}" ]; then
     echo "using DATABASE_URL / CLICKHOUSE_URI from the environment; no local servers started"
 elif [ ! -e "$env_file" ]; then
     stack_dir=$LOCAL_DIR
     scripts/stack.sh start "$stack_dir" "$PG_PORT" "$CH_PORT"
-    ch_native=$(cat "$stack_dir/ch/tcp_port")
-    (
-        umask 077
-        cat >"$env_file.tmp" <<ENV
-# Written by \`make run\` for the local servers it starts in $stack_dir (see .env.example for every
-# variable). Every eventlog command run in this folder reads this file; the environment wins over it.
-# Replace the URLs to use other servers (then delete the EVENTLOG_LOCAL_STACK line), or delete this
-# file and \`make run\` writes it again.
-EVENTLOG_LOCAL_STACK=$stack_dir:$PG_PORT:$CH_PORT
-DATABASE_URL=postgres://eventlog:eventlog@127.0.0.1:$PG_PORT/eventlog
-CLICKHOUSE_URI=http://default:@127.0.0.1:$CH_PORT/eventlog
-CLICKHOUSE_NATIVE_PORT=$ch_native
-ENV
-        mv "$env_file.tmp" "$env_file"
-    )
-    echo "wrote $env_file for the local servers"
+    write_env
 elif line=$(grep -E '^EVENTLOG_LOCAL_STACK=' "$env_file" | tail -n 1); then
     IFS=: read -r stack_dir PG_PORT CH_PORT <<<"${line#EVENTLOG_LOCAL_STACK=}"
     [ -n "$stack_dir" ] && [ -n "$PG_PORT" ] && [ -n "$CH_PORT" ] ||
         { echo "run: $env_file: expected EVENTLOG_LOCAL_STACK=DIR:PG_PORT:CH_PORT, got '$line'" >&2; exit 2; }
+    fresh=0
+    [ -e "$stack_dir/credentials" ] || fresh=1
     scripts/stack.sh start "$stack_dir" "$PG_PORT" "$CH_PORT"
+    # The folder was deleted: the servers are new, and so are their passwords.
+    [ "$fresh" = 0 ] || write_env
 else
     echo "using the servers configured in $env_file; no local servers started"
 fi
@@ -63,6 +80,7 @@ $([ -n "$stack_dir" ] && echo "  local PostgreSQL on 127.0.0.1:$PG_PORT and Clic
 
 In another terminal, in this folder:
   build/eventlog emit UserCreated '{"email":"a@b.c","first_name":"A","last_name":"B"}'
+  echo 'SELECT * FROM eventlog.event_log FORMAT Vertical' | build/eventlog dbshell --clickhouse
   build/eventlog status
   make shell        (psql)      make ch-shell   (clickhouse-client)
 

@@ -5,11 +5,31 @@
 #   scripts/stack.sh stop DIR                          stop both (fast shutdown), keep data
 #   scripts/stack.sh remove DIR                        stop both and delete their data
 #   scripts/stack.sh start-pg DIR PORT | start-ch DIR HTTP_PORT | stop-pg DIR | stop-ch DIR
+#   scripts/stack.sh secret DIR NAME                   print one generated secret (for "$(...)" only):
+#                                                      PG_PASSWORD, PG_SUPERUSER_PASSWORD or CH_PASSWORD
 #   scripts/stack.sh free-port                         print a free TCP port on 127.0.0.1
 #
-# Both listen on 127.0.0.1 only. PostgreSQL refuses to run as root, so as root it runs as the
-# `postgres` user (DIR must be reachable by it). Data lives in DIR/pg and DIR/ch.
+# Both listen on 127.0.0.1 only and accept no connection without a password:
+#   PostgreSQL  scram-sha-256 on TCP for every role (no `trust` anywhere); the unix socket lies in a folder
+#               only the server's user can enter. Roles: `eventlog` (LOGIN, owner of database `eventlog`, no
+#               SUPERUSER/CREATEROLE/CREATEDB; password PG_PASSWORD), the NOLOGIN groups eventlog_producer,
+#               eventlog_relay, eventlog_admin (created here, so migrations need not create roles), and the
+#               superuser `postgres` (password PG_SUPERUSER_PASSWORD; for this script and the test harness).
+#   ClickHouse  user `eventlog` (password CH_PASSWORD, sha256 in users.xml); `default` has a random password
+#               nobody keeps, so a request without credentials (e.g. a page's cross-origin POST) is refused.
+#               EVENTLOG_STACK_CH_OPEN_DEFAULT=1 at the first start keeps `default` password-less instead
+#               (only for test code that cannot send credentials yet; see scripts/test.sh).
+# Secrets are generated at the first start into DIR/credentials (mode 600) and never printed.
+#
+# As root, each server runs as its own system user (PostgreSQL as `postgres`, ClickHouse as `clickhouse`)
+# in a folder made with `mktemp -d /var/tmp/eventlog-{pg,ch}.XXXXXXXXXX`, mode 700, owned by that user (the
+# checkout may lie where those users cannot enter, e.g. /root). Its path is kept in DIR/{pg,ch}/location and
+# checked (a directory, not a link, owned by that user, mode 700) before every use. This script writes,
+# reads and deletes in those folders only as their user, never as root. DIR itself (credentials, pid and
+# port files, ClickHouse's stdout) belongs to the caller. Without root, everything runs as the caller and
+# the server folders are made inside DIR.
 set -euo pipefail
+umask 077
 
 die() { echo "stack: $*" >&2; exit 1; }
 
@@ -18,10 +38,36 @@ alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$st" ] && [ "
 
 PG_BIN=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || true)
 [ -n "$PG_BIN" ] || PG_BIN=$(dirname "$(command -v initdb || echo /usr/bin/initdb)")
+SAFE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-as_pg() {
-    if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+is_root() { [ "$(id -u)" -eq 0 ]; }
+ME=$(id -un)
+
+# The system user a server runs as.
+svc_user() {
+    if ! is_root; then echo "$ME"; return; fi
+    case $1 in
+        pg) id -u postgres >/dev/null 2>&1 || die "no 'postgres' user (is postgresql-15 installed? scripts/install-deps.sh)"
+            echo postgres ;;
+        ch) id -u clickhouse >/dev/null 2>&1 ||
+                die "no 'clickhouse' user (the clickhouse-server package creates it; or: adduser --system --group clickhouse)"
+            echo clickhouse ;;
+    esac
 }
+
+# Runs a command as USER with a minimal environment (none of the caller's variables, secrets included).
+as_user() {
+    local user=$1
+    shift
+    if is_root; then
+        (cd / && runuser -u "$user" -- env -i PATH="$SAFE_PATH" LANG=C.UTF-8 "$@")
+    else
+        env -i PATH="$SAFE_PATH" LANG=C.UTF-8 HOME="${HOME:-/}" "$@"
+    fi
+}
+
+# Writes stdin to PATH as USER (mode 600): never a root write into a folder another user owns.
+write_as() { as_user "$1" sh -c 'umask 077 && cat >"$1"' sh "$2"; }
 
 free_port() {
     # Ask the kernel for an ephemeral port, then release it.
@@ -31,59 +77,190 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.clos
 PY
 }
 
+# "OWNER MODE TYPE" of a path, not following a link.
+stat_of() { stat -c '%U %a %F' -- "$1" 2>/dev/null; }
+
+# A folder of the stack that belongs to the caller (DIR, DIR/pg, DIR/ch): made mode 700, or checked (a
+# directory of the caller, not a link, that no one else may write to).
+own_dir() {
+    local d=$1 s
+    if [ ! -e "$d" ] && [ ! -L "$d" ]; then mkdir -m 700 -- "$d"; fi
+    s=$(stat -c '%U %F' -- "$d")
+    [ "$s" = "$ME directory" ] && [ $((0$(stat -c %a -- "$d") & 022)) -eq 0 ] ||
+        die "$d: expected a directory owned by $ME that only $ME may write to; found: $(stat_of "$d")"
+}
+
+# A DIR made by the stack.sh before generated credentials (trust authentication, ClickHouse without a
+# password, PostgreSQL data linked from a predictable /var/tmp path): refused, never reused.
+legacy_layout() {
+    local dir=$1
+    [ -L "$dir/pg" ] || [ -e "$dir/pg/data" ] || [ -e "$dir/ch/data" ] || [ -e "$dir/ch/config.xml" ]
+}
+refuse_legacy() {
+    legacy_layout "$1" || return 0
+    die "$1 was made by an older scripts/stack.sh (PostgreSQL trusting local connections, ClickHouse without a
+password, as root). Delete it and its data with: scripts/stack.sh remove $1
+(and delete a .env that names it; \`make run\` writes a new one)."
+}
+
+# Generates DIR/credentials at the first start; checks it afterwards.
+ensure_credentials() {
+    local f=$1/credentials
+    if [ ! -e "$f" ] && [ ! -L "$f" ]; then
+        local tmp; tmp=$(mktemp "$1/credentials.XXXXXX")
+        {
+            echo "# Generated by scripts/stack.sh for the servers of this folder. Keep private."
+            echo "PG_SUPERUSER_PASSWORD=$(random_hex)"
+            echo "PG_PASSWORD=$(random_hex)"
+            echo "CH_PASSWORD=$(random_hex)"
+        } >"$tmp"
+        mv -- "$tmp" "$f"
+    fi
+    [ "$(stat_of "$f")" = "$ME 600 regular file" ] || die "$f: expected a regular file owned by $ME, mode 600"
+}
+random_hex() { head -c 24 /dev/urandom | od -An -tx1 -v | tr -d ' \n'; }
+
+secret() {
+    local dir=$1 name=$2 f=$1/credentials v
+    [ "$(stat_of "$f")" = "$ME 600 regular file" ] || die "$f: missing, or not a private file of $ME"
+    v=$(sed -n "s/^$name=\([0-9a-f]\{16,\}\)\$/\1/p" "$f" | tail -n 1)
+    [ -n "$v" ] || die "$f has no $name"
+    printf '%s' "$v"
+}
+
+# The server folder of KIND (pg|ch) for DIR: made at the first start, checked at every use. Prints its path;
+# prints nothing when there is none yet and CREATE is not "create".
+server_home() {
+    local dir=$1 kind=$2 create=${3:-} user base loc s
+    user=$(svc_user "$kind")
+    if is_root; then base=/var/tmp; else base=$dir/$kind; fi
+    if [ -f "$dir/$kind/location" ] && [ ! -L "$dir/$kind/location" ]; then
+        loc=$(cat -- "$dir/$kind/location")
+        [[ "$loc" =~ ^/.*/eventlog-$kind\.[A-Za-z0-9]{10}$ ]] && [ "$(dirname -- "$loc")" = "$base" ] ||
+            die "$dir/$kind/location: unexpected path '$loc'"
+        if [ -e "$loc" ] || [ -L "$loc" ]; then
+            s=$(stat_of "$loc")
+            [ "$s" = "$user 700 directory" ] ||
+                die "$loc: expected a directory owned by $user, mode 700, not a link; found: $s. Refusing to use it."
+            echo "$loc"
+            return 0
+        fi
+        [ "$create" = create ] || return 0
+        echo "stack: $loc (named by $dir/$kind/location) is gone; starting with an empty one" >&2
+    fi
+    [ "$create" = create ] || return 0
+    loc=$(mktemp -d "$base/eventlog-$kind.XXXXXXXXXX")
+    is_root && chown -h "$user:$user" -- "$loc"
+    echo "$loc" >"$dir/$kind/location.tmp"
+    mv -- "$dir/$kind/location.tmp" "$dir/$kind/location"
+    echo "$loc"
+}
+
+pg_sql_as_superuser() {
+    local port=$1 password=$2
+    PGPASSWORD=$password PGPASSFILE=/nonexistent "$PG_BIN/psql" -qAtw -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+        -v ON_ERROR_STOP=1 >/dev/null
+}
+
 start_pg() {
-    local dir=$1 port=$2
-    local data="$dir/pg/data" sock="$dir/pg/run"
-    if [ "$(id -u)" -eq 0 ] && [ ! -e "$dir/pg" ] && ! runuser -u postgres -- test -x "$dir"; then
-        # The checkout lies under a folder the postgres user cannot enter (e.g. /root): keep the
-        # PostgreSQL data in /var/tmp and link it into place.
-        local outside
-        outside="/var/tmp/eventlog-pg-$(printf '%s' "$dir" | md5sum | cut -c1-12)"
-        mkdir -p "$outside"
-        ln -sfn "$outside" "$dir/pg"
+    local dir=$1 port=$2 user home data sock super app
+    refuse_legacy "$dir"
+    own_dir "$dir"
+    own_dir "$dir/pg"
+    ensure_credentials "$dir"
+    user=$(svc_user pg)
+    home=$(server_home "$dir" pg create)
+    data="$home/data"
+    sock="$home/run"
+    super=$(secret "$dir" PG_SUPERUSER_PASSWORD)
+    app=$(secret "$dir" PG_PASSWORD)
+    if ! as_user "$user" test -f "$data/PG_VERSION"; then
+        as_user "$user" mkdir -p -m 700 "$sock"
+        # The superuser's password reaches initdb through a file only the server's user can read.
+        printf '%s\n' "$super" | write_as "$user" "$home/pwfile"
+        if ! as_user "$user" "$PG_BIN/initdb" --nosync -D "$data" -U postgres --pwfile="$home/pwfile" \
+            --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$dir/pg/initdb.log" 2>&1; then
+            as_user "$user" rm -f "$home/pwfile"
+            cat "$dir/pg/initdb.log" >&2
+            die "initdb failed"
+        fi
+        as_user "$user" rm -f "$home/pwfile"
+        {
+            echo "# Written by scripts/stack.sh: a password (scram-sha-256) for every connection; no trust."
+            echo "# TYPE  DATABASE  USER      ADDRESS       METHOD"
+            is_root && echo "local   all       postgres                peer"
+            echo "local   all       all                     scram-sha-256"
+            echo "host    all       all       127.0.0.1/32  scram-sha-256"
+            echo "host    all       all       ::1/128       scram-sha-256"
+        } | write_as "$user" "$data/pg_hba.conf"
     fi
-    mkdir -p "$dir/pg/run"
-    if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$dir/pg/"; chmod 755 "$dir"; fi
-    local pgdir
-    pgdir=$(readlink -f "$dir/pg")
-    data="$pgdir/data"
-    sock="$pgdir/run"
-    if [ ! -f "$data/PG_VERSION" ]; then
-        as_pg "$PG_BIN/initdb" --nosync -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$pgdir/initdb.log" 2>&1 \
-            || { cat "$pgdir/initdb.log" >&2; die "initdb failed"; }
+    if as_user "$user" "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+        echo "postgresql already running in $data"
+    else
+        as_user "$user" setsid "$PG_BIN/pg_ctl" -D "$data" -l "$home/server.log" -w -t 60 start -o \
+            "-p $port -k $sock -c listen_addresses=127.0.0.1 -c password_encryption=scram-sha-256 -c fsync=${EVENTLOG_PG_FSYNC:-on} -c max_connections=200 -c max_prepared_transactions=50 -c shared_buffers=256MB" \
+            >/dev/null || { as_user "$user" tail -20 "$home/server.log" >&2; die "postgresql did not start"; }
     fi
-    if as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-        echo "postgresql already running in $data"; return 0
-    fi
-    as_pg setsid "$PG_BIN/pg_ctl" -D "$data" -l "$pgdir/server.log" -w -t 60 start -o \
-        "-p $port -k $sock -c listen_addresses=127.0.0.1 -c fsync=${EVENTLOG_PG_FSYNC:-on} -c max_connections=200 -c max_prepared_transactions=50 -c shared_buffers=256MB" \
-        >/dev/null || { tail -20 "$pgdir/server.log" >&2; die "postgresql did not start"; }
     echo "$port" >"$dir/pg/port"
-    # The application role and database.
-    "$PG_BIN/psql" -qAt -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 >/dev/null <<SQL
-SELECT 'CREATE ROLE eventlog LOGIN SUPERUSER PASSWORD ''eventlog'''
-WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'eventlog') \gexec
+    # The application role (no SUPERUSER, CREATEROLE or CREATEDB), its database, and the groups of
+    # migrations/postgres/0003_least_privilege.sql (made here so that the role needs no CREATEROLE).
+    # The password travels on psql's stdin, never on a command line.
+    pg_sql_as_superuser "$port" "$super" <<SQL
+SELECT 'CREATE ROLE eventlog LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'eventlog') \gexec
+ALTER ROLE eventlog WITH LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS PASSWORD '$app';
+SELECT format('CREATE ROLE %I NOLOGIN', r) FROM unnest(ARRAY['eventlog_producer', 'eventlog_relay', 'eventlog_admin']) r
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \gexec
 SELECT 'CREATE DATABASE eventlog OWNER eventlog'
 WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'eventlog') \gexec
 SQL
 }
 
 stop_pg() {
-    local data
-    data="$(readlink -f "$1/pg")/data"
-    [ -f "$data/PG_VERSION" ] || return 0
-    as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+    local dir=$1 user home
+    if legacy_layout "$dir"; then stop_legacy_pg "$dir"; return 0; fi
+    home=$(server_home "$dir" pg)
+    [ -n "$home" ] || return 0
+    user=$(svc_user pg)
+    as_user "$user" test -f "$home/data/PG_VERSION" || return 0
+    as_user "$user" "$PG_BIN/pg_ctl" -D "$home/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+}
+
+# An older layout's PostgreSQL data folder: DIR/pg, or the /var/tmp/eventlog-pg-<md5> folder DIR/pg links
+# to (resolved one step, checked, never followed as root). Prints nothing when it is neither.
+legacy_pg_home() {
+    local dir=$1 target
+    if [ -L "$dir/pg" ]; then
+        target=$(readlink -- "$dir/pg")
+        if [[ "$target" =~ ^/var/tmp/eventlog-pg-[0-9a-f]{12}$ ]] &&
+            [[ "$(stat_of "$target")" =~ ^postgres\ (700|750|755)\ directory$ ]]; then
+            echo "$target"
+        else
+            echo "stack: $dir/pg links to $target, which is not an eventlog PostgreSQL folder; left alone" >&2
+        fi
+    elif [ -d "$dir/pg" ]; then
+        echo "$dir/pg"
+    fi
+}
+
+# An older layout's server: stopped as the postgres user.
+stop_legacy_pg() {
+    local home user
+    home=$(legacy_pg_home "$1")
+    [ -n "$home" ] || return 0
+    user=$(svc_user pg)
+    as_user "$user" test -f "$home/data/PG_VERSION" || return 0
+    as_user "$user" "$PG_BIN/pg_ctl" -D "$home/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
 }
 
 ch_config() {
-    local dir=$1 http=$2 tcp=$3
-    cat >"$dir/ch/config.xml" <<XML
+    local home=$1 http=$2 tcp=$3
+    cat <<XML
 <?xml version="1.0"?>
 <yandex>
     <logger>
         <level>warning</level>
-        <log>$dir/ch/log/server.log</log>
-        <errorlog>$dir/ch/log/error.log</errorlog>
+        <log>$home/log/server.log</log>
+        <errorlog>$home/log/error.log</errorlog>
         <size>100M</size>
         <count>2</count>
     </logger>
@@ -95,18 +272,24 @@ ch_config() {
     <max_concurrent_queries>100</max_concurrent_queries>
     <uncompressed_cache_size>268435456</uncompressed_cache_size>
     <mark_cache_size>268435456</mark_cache_size>
-    <path>$dir/ch/data/</path>
-    <tmp_path>$dir/ch/tmp/</tmp_path>
-    <user_files_path>$dir/ch/user_files/</user_files_path>
-    <format_schema_path>$dir/ch/format_schemas/</format_schema_path>
-    <users_config>$dir/ch/users.xml</users_config>
+    <path>$home/data/</path>
+    <tmp_path>$home/tmp/</tmp_path>
+    <user_files_path>$home/user_files/</user_files_path>
+    <format_schema_path>$home/format_schemas/</format_schema_path>
+    <users_config>$home/users.xml</users_config>
     <default_profile>default</default_profile>
     <default_database>default</default_database>
     <timezone>UTC</timezone>
     <mlock_executable>false</mlock_executable>
 </yandex>
 XML
-    cat >"$dir/ch/users.xml" <<XML
+}
+
+# users.xml: `eventlog` with CH_PASSWORD; `default` with a random password that is not kept (or, in the
+# transitional open mode, none).
+ch_users() {
+    local eventlog_sha=$1 default_password=$2
+    cat <<XML
 <?xml version="1.0"?>
 <yandex>
     <profiles>
@@ -116,8 +299,14 @@ XML
         </default>
     </profiles>
     <users>
+        <eventlog>
+            <password_sha256_hex>$eventlog_sha</password_sha256_hex>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </eventlog>
         <default>
-            <password></password>
+            $default_password
             <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
             <profile>default</profile>
             <quota>default</quota>
@@ -136,29 +325,53 @@ ch_server_bin() {
     die "clickhouse-server is not installed (scripts/install-deps.sh)"
 }
 
+sha256_hex() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+
 start_ch() {
-    local dir=$1 http=$2
-    mkdir -p "$dir/ch/log" "$dir/ch/data" "$dir/ch/tmp" "$dir/ch/user_files" "$dir/ch/format_schemas"
+    local dir=$1 http=$2 user home tcp bin default_password
+    refuse_legacy "$dir"
+    own_dir "$dir"
+    own_dir "$dir/ch"
+    ensure_credentials "$dir"
     if [ -f "$dir/ch/pid" ] && alive "$(cat "$dir/ch/pid")"; then
         echo "clickhouse already running (pid $(cat "$dir/ch/pid"))"; return 0
     fi
+    user=$(svc_user ch)
+    home=$(server_home "$dir" ch create)
+    as_user "$user" mkdir -p "$home/log" "$home/data" "$home/tmp" "$home/user_files" "$home/format_schemas"
     # The native (TCP) port is kept across restarts: `.env` names it for clickhouse-client (make ch-shell).
-    local tcp
     tcp=$(cat "$dir/ch/tcp_port" 2>/dev/null || true)
     [ -n "$tcp" ] || tcp=$(free_port)
-    ch_config "$dir" "$http" "$tcp"
-    local bin; bin=$(ch_server_bin)
-    if [ "$(basename "$bin")" = clickhouse ]; then
-        setsid nohup "$bin" server --config-file="$dir/ch/config.xml" >"$dir/ch/log/stdout.log" 2>&1 &
-    else
-        setsid nohup "$bin" --config-file="$dir/ch/config.xml" >"$dir/ch/log/stdout.log" 2>&1 &
+    # The transitional open `default` is decided at the first start and kept by later ones (restarts).
+    if [ ! -e "$dir/ch/mode" ]; then
+        if [ "${EVENTLOG_STACK_CH_OPEN_DEFAULT:-0}" = 1 ]; then echo open-default >"$dir/ch/mode"; else echo closed >"$dir/ch/mode"; fi
     fi
+    if [ "$(cat "$dir/ch/mode")" = open-default ]; then
+        default_password="<password></password>"
+    else
+        default_password="<password_sha256_hex>$(sha256_hex "$(random_hex)")</password_sha256_hex>"
+    fi
+    ch_config "$home" "$http" "$tcp" | write_as "$user" "$home/config.xml"
+    ch_users "$(sha256_hex "$(secret "$dir" CH_PASSWORD)")" "$default_password" | write_as "$user" "$home/users.xml"
+    bin=$(ch_server_bin)
+    local -a cmd=("$bin")
+    [ "$(basename "$bin")" = clickhouse ] && cmd+=(server)
+    cmd+=("--config-file=$home/config.xml")
+    # setpriv and env exec in place, so $! is the server's pid (the e2e tests kill and freeze it).
+    if is_root; then
+        cmd=(setpriv --reuid="$user" --regid="$user" --init-groups -- "${cmd[@]}")
+    fi
+    (cd / && exec setsid nohup env -i PATH="$SAFE_PATH" LANG=C.UTF-8 "${cmd[@]}" >"$dir/ch/stdout.log" 2>&1) &
     echo $! >"$dir/ch/pid"
     echo "$http" >"$dir/ch/port"
     echo "$tcp" >"$dir/ch/tcp_port"
     for _ in $(seq 1 300); do
         if curl -fsS "http://127.0.0.1:$http/ping" >/dev/null 2>&1; then return 0; fi
-        alive "$(cat "$dir/ch/pid")" || { tail -20 "$dir/ch/log/stdout.log" "$dir/ch/log/error.log" >&2 || true; die "clickhouse exited"; }
+        alive "$(cat "$dir/ch/pid")" || {
+            tail -20 "$dir/ch/stdout.log" >&2 || true
+            as_user "$user" tail -20 "$home/log/error.log" >&2 || true
+            die "clickhouse exited"
+        }
         sleep 0.1
     done
     die "clickhouse did not answer /ping on port $http"
@@ -176,18 +389,55 @@ stop_ch() {
     rm -f "$dir/ch/pid"
 }
 
+# Deletes the stack: each server folder as its own user (a link or anything planted there can only lead
+# to what that user may delete anyway), then DIR, which holds only the caller's files, without crossing
+# file systems.
+remove_stack() {
+    local dir=$1 kind user home
+    [ -e "$dir" ] || return 0
+    [ -d "$dir" ] && [ ! -L "$dir" ] || die "$dir: not a directory"
+    for kind in pg ch; do
+        home=$(server_home "$dir" "$kind")
+        if [ -n "$home" ]; then as_user "$(svc_user "$kind")" rm -rf --one-file-system -- "$home"; fi
+    done
+    if is_root; then
+        # An older layout: PostgreSQL's data linked from /var/tmp/eventlog-pg-<md5>.
+        if [ -L "$dir/pg" ]; then
+            local legacy
+            legacy=$(legacy_pg_home "$dir")
+            [ -n "$legacy" ] && as_user postgres rm -rf --one-file-system -- "$legacy"
+            rm -f -- "$dir/pg"
+        fi
+        # Anything in DIR that belongs to a server's user goes as that user.
+        local path owner
+        while IFS= read -r -d '' path; do
+            owner=$(stat -c %U -- "$path")
+            case "$owner" in
+                postgres | clickhouse) as_user "$owner" rm -rf --one-file-system -- "$path" 2>/dev/null || true ;;
+            esac
+        done < <(find "$dir" -xdev -mindepth 1 \( -user postgres -o -user clickhouse \) -prune -print0)
+    fi
+    rm -rf --one-file-system -- "$dir"
+}
+
+stack_dir_arg() { realpath -m -- "$1"; }
+
 cmd=${1:-}
 case "$cmd" in
     start) [ $# -eq 4 ] || die "usage: start DIR PG_PORT CH_HTTP_PORT"
-           dir=$(realpath -m "$2"); mkdir -p "$dir"; start_pg "$dir" "$3"; start_ch "$dir" "$4" ;;
-    stop) [ $# -eq 2 ] || die "usage: stop DIR"; dir=$(realpath -m "$2"); stop_ch "$dir"; stop_pg "$dir" ;;
-    remove) [ $# -eq 2 ] || die "usage: remove DIR"; dir=$(realpath -m "$2"); stop_ch "$dir"; stop_pg "$dir"
-            [ -L "$dir/pg" ] && rm -rf "$(readlink -f "$dir/pg")"
-            rm -rf "$dir" ;;
-    start-pg) dir=$(realpath -m "$2"); mkdir -p "$dir"; start_pg "$dir" "$3" ;;
-    start-ch) dir=$(realpath -m "$2"); mkdir -p "$dir"; start_ch "$dir" "$3" ;;
-    stop-pg) stop_pg "$(realpath -m "$2")" ;;
-    stop-ch) stop_ch "$(realpath -m "$2")" ;;
+           dir=$(stack_dir_arg "$2"); mkdir -p -- "$(dirname -- "$dir")"; start_pg "$dir" "$3"; start_ch "$dir" "$4" ;;
+    stop) [ $# -eq 2 ] || die "usage: stop DIR"; dir=$(stack_dir_arg "$2"); stop_ch "$dir"; stop_pg "$dir" ;;
+    remove) [ $# -eq 2 ] || die "usage: remove DIR"; dir=$(stack_dir_arg "$2"); stop_ch "$dir"; stop_pg "$dir"
+            remove_stack "$dir" ;;
+    start-pg) [ $# -eq 3 ] || die "usage: start-pg DIR PORT"
+              dir=$(stack_dir_arg "$2"); mkdir -p -- "$(dirname -- "$dir")"; start_pg "$dir" "$3" ;;
+    start-ch) [ $# -eq 3 ] || die "usage: start-ch DIR HTTP_PORT"
+              dir=$(stack_dir_arg "$2"); mkdir -p -- "$(dirname -- "$dir")"; start_ch "$dir" "$3" ;;
+    stop-pg) [ $# -eq 2 ] || die "usage: stop-pg DIR"; stop_pg "$(stack_dir_arg "$2")" ;;
+    stop-ch) [ $# -eq 2 ] || die "usage: stop-ch DIR"; stop_ch "$(stack_dir_arg "$2")" ;;
+    secret) [ $# -eq 3 ] || die "usage: secret DIR NAME"
+            case $3 in PG_PASSWORD | PG_SUPERUSER_PASSWORD | CH_PASSWORD) ;; *) die "secret: unknown name $3" ;; esac
+            secret "$(stack_dir_arg "$2")" "$3" ;;
     free-port) free_port ;;
-    *) die "usage: start|stop|start-pg|start-ch|stop-pg|stop-ch|free-port (see the header)" ;;
+    *) die "usage: start|stop|remove|start-pg|start-ch|stop-pg|stop-ch|secret|free-port (see the header)" ;;
 esac

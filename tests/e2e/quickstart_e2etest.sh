@@ -9,6 +9,13 @@
 # 3. From a second process in the same folder: the commands of the README's "While `make run` is running"
 #    block, verbatim but for the local ports (54329, 18123 -> the throwaway ones). The emitted event must
 #    reach ClickHouse with the README's values, and status must answer.
+#    Then the local stack's security (each a reproduced review finding; all failures are listed together):
+#    - PostgreSQL refuses connections without a password, from root and from `nobody`, over TCP and the unix
+#      socket (the reproduction: `nobody` running COPY ... TO PROGRAM as the superuser);
+#    - ClickHouse refuses a request without credentials, and a page's cross-origin text/plain POST of DDL;
+#    - clickhouse-server does not run as root; .env is mode 600 and no password appears in make run's output;
+#    - the server folders are mktemp'd, private to their users, and a symlink planted (by `nobody`) at the
+#      formerly predictable /var/tmp/eventlog-pg-<md5> path leads root to change nothing.
 # 4. Ctrl-C (SIGINT to the process group): make returns, and no process of the stack is left.
 # 5. `make run` again in the same folder: it reuses the .env it wrote and the same data; status answers and
 #    shows nothing pending; Ctrl-C again leaves nothing behind.
@@ -31,20 +38,25 @@ pg_port=$("$src/scripts/stack.sh" free-port)
 ch_port=$("$src/scripts/stack.sh" free-port)
 while [ "$ch_port" = "$pg_port" ]; do ch_port=$("$src/scripts/stack.sh" free-port); done
 stack_dir="$work/.local/dev"
-pg_real=""
+server_homes=()
 make_pid=""
+as_root=0
+[ "$(id -u)" -eq 0 ] && as_root=1
+# The path the old scripts/stack.sh linked PostgreSQL's data from, predictable by any local user.
+planted="/var/tmp/eventlog-pg-$(printf '%s' "$stack_dir" | md5sum | cut -c1-12)"
+canary=""
 
 # The processes that belong to this run's stack: any whose command line or working folder mentions it.
 stack_processes() {
     local pid cmd cwd
     for p in /proc/[0-9]*; do
         pid=${p#/proc/}
-        cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
         cwd=$(readlink "$p/cwd" 2>/dev/null || true)
-        case "$cmd $cwd" in
-            *"$work"*) ;;
-            *) if [ -z "$pg_real" ] || [[ "$cmd $cwd" != *"$pg_real"* ]]; then continue; fi ;;
-        esac
+        local ours=0 home
+        [[ "$cmd $cwd" == *"$work"* ]] && ours=1
+        for home in "${server_homes[@]}"; do [[ "$cmd $cwd" == *"$home"* ]] && ours=1; done
+        [ "$ours" = 1 ] || continue
         [ "$pid" = "$$" ] && continue
         # A zombie is already gone; only its parent has not reaped it yet.
         [ "$(awk '{print $3}' "$p/stat" 2>/dev/null)" = Z ] && continue
@@ -55,14 +67,17 @@ stack_processes() {
 cleanup() {
     [ -n "$make_pid" ] && kill -KILL -- "-$make_pid" 2>/dev/null || true
     "$src/scripts/stack.sh" remove "$stack_dir" >/dev/null 2>&1 || true
-    rm -rf "$work"
+    rm -rf --one-file-system "$work"
+    [ -L "$planted" ] && rm -f "$planted"
+    [ -n "$canary" ] && rm -rf --one-file-system "$canary"
+    rm -f "/tmp/eventlog-quickstart-pwned-$$"
 }
 trap cleanup EXIT
 
 # Starts `make run` as its own process group and waits for its banner.
 start_make_run() {
     : >"$work/run.log"
-    (cd "$work" && exec env -u DATABASE_URL -u CLICKHOUSE_URI -u EVENTLOG_ENV_FILE PG_PORT="$pg_port" \
+    (cd "$work" && exec env -u DATABASE_URL -u CLICKHOUSE_URI -u EVENTLOG_ENV_FILE -u BUILD_DIR -u LOCAL_DIR PG_PORT="$pg_port" \
         CH_PORT="$ch_port" setsid make run >"$work/run.log" 2>&1) &
     make_pid=$!
     for _ in $(seq 1 1800); do
@@ -71,7 +86,11 @@ start_make_run() {
         sleep 0.1
     done
     grep -q '^eventlog is running' "$work/run.log" || fail "no banner from make run within 180 s"
-    [ -L "$stack_dir/pg" ] && pg_real=$(readlink -f "$stack_dir/pg")
+    local f
+    for f in "$stack_dir/pg/location" "$stack_dir/ch/location"; do
+        [ -f "$f" ] && server_homes+=("$(cat "$f")")
+    done
+    [ -L "$stack_dir/pg" ] && server_homes+=("$(readlink -f "$stack_dir/pg")")
     return 0
 }
 
@@ -112,14 +131,90 @@ emit_cmd="" query_cmd="" status_cmd=""
 for c in "${commands[@]}"; do
     case "$c" in
         *"eventlog emit "*) emit_cmd=$c ;;
-        *curl*) query_cmd=$c ;;
+        *"dbshell --clickhouse"*) query_cmd=$c ;;
         *"eventlog status"*) status_cmd=$c ;;
     esac
 done
 [ -n "$emit_cmd" ] && [ -n "$query_cmd" ] && [ -n "$status_cmd" ] ||
-    fail "the README block lacks one of emit / curl query / status: ${commands[*]}"
+    fail "the README block lacks one of emit / query (dbshell --clickhouse) / status: ${commands[*]}"
+
+# Runs a command as `nobody` (any local user), from a folder it may enter, with nothing of our environment.
+as_nobody() { (cd / && runuser -u nobody -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"); }
+
+# The review's findings on the local stack, as checks; prints one line per problem found.
+stack_security_problems() {
+    local code marker="/tmp/eventlog-quickstart-pwned-$$" sock_dir pid user f loc kind owner want
+    # PostgreSQL: no connection without a password (the reproduction ran shell commands as the superuser).
+    local copy="COPY (SELECT 1) TO PROGRAM 'touch $marker'"
+    if env -u PGPASSWORD PGPASSFILE=/nonexistent psql -qAtw -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres \
+        -c "$copy" >/dev/null 2>&1; then
+        echo "postgresql: root connected as postgres over TCP without a password (and ran COPY TO PROGRAM)"
+    fi
+    if env -u PGPASSWORD PGPASSFILE=/nonexistent psql -qAtw -h 127.0.0.1 -p "$pg_port" -U eventlog -d eventlog \
+        -c 'SELECT 1' >/dev/null 2>&1; then
+        echo "postgresql: root connected as eventlog over TCP without a password"
+    fi
+    if [ "$as_root" = 1 ]; then
+        if as_nobody psql -qAtw -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "$copy" >/dev/null 2>&1; then
+            echo "postgresql: nobody connected as postgres over TCP without a password (and ran COPY TO PROGRAM)"
+        fi
+        if [ -f "$stack_dir/pg/location" ]; then sock_dir="$(cat "$stack_dir/pg/location")/run"; else sock_dir="$(readlink -f "$stack_dir/pg")/run"; fi
+        if as_nobody psql -qAtw -h "$sock_dir" -p "$pg_port" -U postgres -d postgres -c "$copy" >/dev/null 2>&1; then
+            echo "postgresql: nobody connected as postgres through the unix socket in $sock_dir"
+        fi
+    fi
+    [ -e "$marker" ] && echo "postgresql: COPY ... TO PROGRAM ran for a client without a password ($marker exists)"
+    # ClickHouse: no request without credentials; a web page's forged cross-origin POST carries none.
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ch_port/" --data-binary 'SELECT 1' || true)
+    [ "$code" = 200 ] && echo "clickhouse: a query without credentials was answered (HTTP 200)"
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Origin: http://evil.example' -H 'Content-Type: text/plain' \
+        --data 'CREATE DATABASE pwned' "http://127.0.0.1:$ch_port/" || true)
+    [ "$code" = 200 ] && echo "clickhouse: a cross-origin text/plain POST ran CREATE DATABASE pwned (HTTP 200)"
+    local pwned
+    pwned=$(readme_command "echo \"SELECT count() FROM system.databases WHERE name = 'pwned'\" | build/eventlog dbshell --clickhouse" 2>&1 || true)
+    [ "$pwned" = 0 ] || echo "clickhouse: database pwned exists, or the check could not tell ($pwned)"
+    pid=$(cat "$stack_dir/ch/pid" 2>/dev/null || true)
+    user=$(ps -o user= -p "${pid:-0}" 2>/dev/null || true)
+    [ -n "$user" ] || echo "clickhouse: no server process for pid '$pid'"
+    [ "$user" = root ] && echo "clickhouse-server runs as root (pid $pid)"
+    # .env: private, and its passwords are generated and never printed.
+    [ "$(stat -c %a "$work/.env")" = 600 ] || echo ".env is mode $(stat -c %a "$work/.env"), not 600"
+    grep -q '^DATABASE_URL=postgres://eventlog:eventlog@' "$work/.env" && echo ".env: the fixed password eventlog:eventlog"
+    grep -q '^CLICKHOUSE_URI=http://[a-z]*:@' "$work/.env" && echo ".env: ClickHouse without a password"
+    local secret
+    for secret in $(sed -n -e 's|^DATABASE_URL=postgres://[^:]*:\([^@]*\)@.*|\1|p' \
+        -e 's|^CLICKHOUSE_URI=http://[^:]*:\([^@]*\)@.*|\1|p' "$work/.env"); do
+        [ "${#secret}" -ge 16 ] && grep -qF "$secret" "$work/run.log" && echo "make run printed a password from .env"
+    done
+    # Server folders: made with mktemp, private to the server's user; nothing at the predictable path.
+    [ -L "$stack_dir/pg" ] && echo "$stack_dir/pg is a link (to $(readlink "$stack_dir/pg"))"
+    if [ "$as_root" = 1 ]; then
+        for kind in pg ch; do
+            f="$stack_dir/$kind/location"
+            [ -f "$f" ] || { echo "no $f naming the server folder"; continue; }
+            loc=$(cat "$f")
+            [[ "$loc" =~ ^/var/tmp/eventlog-$kind\.[A-Za-z0-9]{10}$ ]] || echo "$kind folder $loc is not a mktemp'd /var/tmp/eventlog-$kind.XXXXXXXXXX"
+            if [ "$kind" = pg ]; then want=postgres; else want=clickhouse; fi
+            owner=$(stat -c '%U %a %F' "$loc" 2>/dev/null || true)
+            [ "$owner" = "$want 700 directory" ] || echo "$kind folder $loc: expected '$want 700 directory', found '$owner'"
+        done
+        [ "$(stat -c '%U %a' "$canary")" = "root 700" ] || echo "the planted link's target changed: $(stat -c '%U %a' "$canary")"
+        [ "$(stat -c '%U %a' "$canary/secret" 2>/dev/null)" = "root 600" ] && [ "$(cat "$canary/secret")" = canary ] ||
+            echo "the root-only file behind the planted link changed"
+        [ "$(find "$canary" -mindepth 1 | wc -l)" = 1 ] || echo "root wrote into the planted link's target: $(ls -A "$canary" | tr '\n' ' ')"
+        [ "$(readlink "$planted" 2>/dev/null)" = "$canary" ] || echo "the planted link $planted was replaced"
+    fi
+}
 
 # --- first run --------------------------------------------------------------------------------------
+if [ "$as_root" = 1 ]; then
+    # Another local user plants a link at the path the old stack.sh would have used, to a root-only folder.
+    canary=$(mktemp -d /var/tmp/eventlog-quickstart-canary.XXXXXX)
+    echo canary >"$canary/secret"
+    chmod 600 "$canary/secret"
+    rm -f "$planted"
+    as_nobody ln -s "$canary" "$planted"
+fi
 start_make_run
 [ -f "$work/.env" ] || fail "make run wrote no .env"
 [ "$(stat -c %a "$work/.env")" = 600 ] || fail ".env is not private (mode $(stat -c %a "$work/.env"))"
@@ -143,6 +238,9 @@ grep -q 'environment:.*Local' <<<"$arrived" || fail "environment is not Local: $
 status=$(readme_command "$status_cmd") || fail "README status failed: $status"
 grep -q '^pending:' <<<"$status" || fail "status printed no pending line: $status"
 
+problems=$(stack_security_problems)
+[ -z "$problems" ] || fail "the local stack is open:"$'\n'"$problems"
+
 stop_make_run
 
 # --- second run: the .env it wrote brings the same stack back ---------------------------------------
@@ -154,4 +252,4 @@ out=$(readme_command "$query_cmd") || fail "query after restart failed"
 grep -q "$event_id" <<<"$out" || fail "the event is gone after restart: $out"
 stop_make_run
 
-echo "quickstart: emit -> ClickHouse, status, Ctrl-C and restart all behave as the README says"
+echo "quickstart: emit -> ClickHouse, status, Ctrl-C and restart all behave as the README says; the local stack refuses clients without its generated passwords"
