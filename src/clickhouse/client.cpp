@@ -6,6 +6,7 @@
 #include <eventlog/clickhouse/errors.hpp>
 #include <eventlog/core/config.hpp>
 #include <eventlog/core/error.hpp>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -95,9 +96,22 @@ std::string UnescapeTsv(std::string_view field) {
     return out;
 }
 
+/// Where WriteBody collects a response body, up to `limit` bytes.
+struct BodySink {
+    std::string body;
+    std::size_t limit{0};
+    bool exceeded{false};
+};
+
 size_t WriteBody(char* data, size_t size, size_t count, void* user) {
-    static_cast<std::string*>(user)->append(data, size * count);
-    return size * count;
+    auto* sink = static_cast<BodySink*>(user);
+    const std::size_t n = size * count;
+    if (n > sink->limit - std::min(sink->limit, sink->body.size())) {
+        sink->exceeded = true;
+        return 0;  // libcurl aborts the transfer with CURLE_WRITE_ERROR; nothing more is read
+    }
+    sink->body.append(data, n);
+    return n;
 }
 
 struct ResponseHeaders {
@@ -127,7 +141,10 @@ ServerVersion ParseServerVersion(std::string_view text) {
     std::size_t part = 0;
     for (char c : version.text) {
         if (c >= '0' && c <= '9') {
-            *parts[part] = *parts[part] * 10 + (c - '0');
+            int& value = *parts[part];
+            const int digit = c - '0';
+            constexpr int kMax = std::numeric_limits<int>::max();
+            value = value > (kMax - digit) / 10 ? kMax : value * 10 + digit;
         } else if (c == '.') {
             if (++part == 3) break;
         } else {
@@ -170,6 +187,12 @@ struct Client::Impl {
         curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
         curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &WriteBody);
         curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &WriteHeader);
+        curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        // https: the certificate chain and the host name are always verified (libcurl's defaults, set explicitly
+        // so that no build or environment can turn them off).
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+        if (!options.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options.ca_file.c_str());
     }
 
     ~Impl() {
@@ -199,11 +222,12 @@ struct Client::Impl {
     // `body` == nullptr means GET. `what` describes the request for messages.
     std::string Perform(const std::string& url, const std::string_view* body, bool is_insert,
                         const std::string& what) const {
-        std::string response;
+        BodySink sink;
+        sink.limit = options.max_response_bytes;
         ResponseHeaders response_headers;
         char error_buffer[CURL_ERROR_SIZE] = {0};
         curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-        curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
+        curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
         curl_easy_setopt(curl, CURLOPT_HEADERDATA, &response_headers);
         curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_buffer);
         if (body == nullptr) {
@@ -219,6 +243,13 @@ struct Client::Impl {
         const CURLcode rc = curl_easy_perform(curl);
         curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
         const std::string where = "ClickHouse " + display_url + " (" + what + "): ";
+        if (sink.exceeded) {
+            const std::string message = where + "response larger than " + std::to_string(options.max_response_bytes) +
+                                        " bytes (max_response_bytes), abandoned";
+            // The server may have inserted the rows before answering.
+            if (is_insert) throw InDoubtError(message);
+            throw ConfigError(message, true);
+        }
         if (rc != CURLE_OK) {
             std::string detail = error_buffer[0] != '\0' ? std::string(error_buffer) : curl_easy_strerror(rc);
             // Never echo credentials a URL may carry.
@@ -253,7 +284,8 @@ struct Client::Impl {
         }
         long status = 0;
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-        if (status == 200 && !response_headers.exception_code) return response;
+        std::string& response = sink.body;
+        if (status == 200 && !response_headers.exception_code) return std::move(response);
 
         std::optional<int> code = response_headers.exception_code;
         if (!code) code = ParseServerErrorCode(response);

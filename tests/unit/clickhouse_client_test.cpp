@@ -12,6 +12,7 @@
 #include <eventlog/clickhouse/client.hpp>
 #include <eventlog/core/error.hpp>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -292,6 +293,52 @@ TEST(ClickHouseClientFakeServerTest, VersionIsCached) {
     EXPECT_TRUE(client.SupportsDeduplicationToken());
     EXPECT_TRUE(client.SupportsDateTime64());
     EXPECT_EQ(server.Requests().size(), 1u);
+}
+
+TEST(ClickHouseClientFakeServerTest, ResponseLargerThanTheCapIsRefused) {
+    const std::string big(256 * 1024, 'x');
+    FakeServer server([&](const std::string&) { return Reply{Http(200, big)}; });
+    ClientOptions options = FastOptions(server.Url());
+    options.max_response_bytes = 1000;
+    Client client(options);
+    const auto message = MessageOf<ConfigError>([&] { client.Query("SELECT repeat('x', 262144)"); });
+    EXPECT_THAT(message, HasSubstr("response larger than 1000 bytes"));
+    EXPECT_THAT(message, HasSubstr("max_response_bytes"));
+    EXPECT_THAT(MessageOf<InDoubtError>([&] { client.Insert("t", "(`a`)", "row"); }),
+                HasSubstr("response larger than 1000 bytes"));
+}
+
+TEST(ClickHouseClientFakeServerTest, ResponseUpToTheCapIsReturned) {
+    const std::string body(1000, 'x');
+    FakeServer server([&](const std::string&) { return Reply{Http(200, body)}; });
+    ClientOptions options = FastOptions(server.Url());
+    options.max_response_bytes = 1000;
+    Client client(options);
+    EXPECT_EQ(client.Query("SELECT 1"), body);
+}
+
+TEST(ClickHouseClientFakeServerTest, DefaultResponseCapIs64MiB) {
+    EXPECT_EQ(ClientOptions{}.max_response_bytes, std::size_t{64} << 20);
+}
+
+// The CA file reaches libcurl: a missing one fails the TLS setup before any byte is sent, as a ConfigError.
+TEST(ClickHouseClientFakeServerTest, CaFileIsUsedForHttps) {
+    FakeServer server([](const std::string&) { return Reply{Http(200, "Ok.\n")}; });
+    ClientOptions options = FastOptions("https://127.0.0.1:" + server.Url().substr(server.Url().rfind(':') + 1));
+    options.ca_file = "/nonexistent/eventlog-test-ca.pem";
+    Client client(options);
+    EXPECT_THAT(MessageOf<ConfigError>([&] { client.Ping(); }), HasSubstr("TLS"));
+}
+
+TEST(ClickHouseVersionOverflowTest, LongDigitRunsSaturate) {
+    const auto v = ParseServerVersion("99999999999999999999.1");
+    EXPECT_EQ(v.major, std::numeric_limits<int>::max());
+    EXPECT_EQ(v.minor, 1);
+    EXPECT_TRUE(v.AtLeast(22, 2));
+    const auto w = ParseServerVersion("23.99999999999999999999999.3");
+    EXPECT_EQ(w.major, 23);
+    EXPECT_EQ(w.minor, std::numeric_limits<int>::max());
+    EXPECT_EQ(w.patch, 3);
 }
 
 }  // namespace

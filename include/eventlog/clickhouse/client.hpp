@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,6 +32,12 @@ struct ClientOptions {
     /// whose reused keep-alive connection died before any response byte, which for an INSERT can duplicate rows or
     /// hide an in-doubt outcome; a fresh connection is never retried that way. Other requests always reuse.
     bool insert_on_fresh_connection{true};
+    /// Largest response body accepted (64 MiB). A larger one is abandoned as soon as it passes the limit, without
+    /// buffering the rest: ConfigError (InDoubtError for an insert). Bounds the memory one query can take.
+    std::size_t max_response_bytes{std::size_t{64} << 20};
+    /// CA bundle (PEM) used to verify an https server's certificate instead of the system's ("": system store).
+    /// Certificate and host name verification are always on.
+    std::string ca_file;
 };
 
 /// The server's version as reported by SELECT version().
@@ -44,7 +51,7 @@ struct ServerVersion {
     bool AtLeast(int maj, int min) const;
 };
 
-/// Parses "major.minor.patch[.build]"; missing parts stay 0.
+/// Parses "major.minor.patch[.build]"; missing parts stay 0, a part too large for int saturates at INT_MAX.
 ServerVersion ParseServerVersion(std::string_view text);
 
 /// One column of a table as listed in system.columns.
