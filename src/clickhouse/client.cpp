@@ -445,6 +445,7 @@ ClientOptions OptionsFrom(const ClickHouseConfig& config) {
     options.database = config.database;
     options.connect_timeout = config.connect_timeout;
     options.send_receive_timeout = config.send_receive_timeout;
+    options.ca_file = config.ca_file;
     return options;
 }
 

@@ -1,12 +1,19 @@
+#include <curl/curl.h>
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <eventlog/core/config.hpp>
 #include <eventlog/core/error.hpp>
-#include <fstream>
+#include <iterator>
+#include <memory>
+#include <optional>
 #include <sstream>
 
 extern char** environ;
@@ -21,80 +28,142 @@ std::string Trim(std::string_view s) {
     return std::string(s.substr(b, e - b + 1));
 }
 
+/// How to write a URL whose parts contain reserved characters; part of every URL error.
+constexpr std::string_view kEncodingHint =
+    "expected scheme://user:password@host:port/name, with reserved characters in the user name, password and name "
+    "percent-encoded (/ as %2F, ? as %3F, # as %23, @ as %40, : as %3A, % as %25, space as %20)";
+
+/// Strict %XX decoding for query-string pieces; the message never contains the text.
 std::string PercentDecode(std::string_view s, const char* variable) {
     std::string out;
     for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '%') {
-            int value = 0;
-            if (i + 2 >= s.size()) {
-                throw ConfigError(fmt::format("{}: truncated percent-escape in URL", variable));
-            }
-            auto [p, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, value, 16);
-            if (ec != std::errc() || p != s.data() + i + 3) {
-                throw ConfigError(fmt::format("{}: bad percent-escape in URL", variable));
-            }
-            out.push_back(static_cast<char>(value));
-            i += 2;
-        } else {
+        if (s[i] != '%') {
             out.push_back(s[i]);
+            continue;
         }
+        int value = 0;
+        const char* first = s.data() + i + 1;
+        const char* last = s.data() + std::min(i + 3, s.size());
+        auto [p, ec] = std::from_chars(first, last, value, 16);
+        if (last - first != 2 || ec != std::errc() || p != last) {
+            throw ConfigError(fmt::format("{}: bad percent-escape in the query string; {}", variable, kEncodingHint));
+        }
+        out.push_back(static_cast<char>(value));
+        i += 2;
     }
     return out;
 }
 
-/// scheme://[user[:password]@]host[:port][/path][?query]
+/// scheme://[user[:password]@]host[:port][/path][?query], parsed by libcurl's URL API. user, password and
+/// path are percent-decoded; query is raw.
 struct Url {
     std::string scheme, user, password, host, path, query;
     int port{0};
-    bool has_user{false}, has_password{false};
+    bool has_user{false};
 };
 
-int ParsePort(std::string_view text, const char* variable) {
-    int port = 0;
-    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
-    if (ec != std::errc() || p != text.data() + text.size() || port < 1 || port > 65535) {
-        throw ConfigError(fmt::format("{}: expected a port number 1..65535, got '{}'", variable, text));
+using CurlUrl = std::unique_ptr<CURLU, decltype(&curl_url_cleanup)>;
+
+/// One part of a parsed URL; nullopt when the URL has none. Messages name the part, never its value.
+std::optional<std::string> UrlPart(CURLU* url, CURLUPart part, unsigned int flags, const char* variable,
+                                   const char* what) {
+    char* text = nullptr;
+    const CURLUcode rc = curl_url_get(url, part, &text, flags);
+    if (rc == CURLUE_OK) {
+        std::string value(text);
+        curl_free(text);
+        return value;
     }
-    return port;
+    if (rc == CURLUE_NO_USER || rc == CURLUE_NO_PASSWORD || rc == CURLUE_NO_PORT || rc == CURLUE_NO_QUERY ||
+        rc == CURLUE_NO_FRAGMENT || rc == CURLUE_NO_HOST) {
+        return std::nullopt;
+    }
+    throw ConfigError(
+        fmt::format("{}: cannot read the URL's {} ({}); {}", variable, what, curl_url_strerror(rc), kEncodingHint));
 }
 
-Url ParseUrl(std::string_view text, const char* variable) {
-    Url url;
-    const auto scheme_end = text.find("://");
-    if (scheme_end == std::string_view::npos || scheme_end == 0) {
-        throw ConfigError(fmt::format("{}: expected a URL like scheme://user:password@host:port/name", variable));
-    }
-    url.scheme = std::string(text.substr(0, scheme_end));
-    std::string_view rest = text.substr(scheme_end + 3);
-    const auto q = rest.find('?');
-    if (q != std::string_view::npos) {
-        url.query = std::string(rest.substr(q + 1));
-        rest = rest.substr(0, q);
-    }
-    const auto slash = rest.find('/');
-    std::string_view authority = rest.substr(0, slash);
-    if (slash != std::string_view::npos) url.path = PercentDecode(rest.substr(slash + 1), variable);
-    const auto at = authority.rfind('@');
-    if (at != std::string_view::npos) {
-        std::string_view userinfo = authority.substr(0, at);
-        authority = authority.substr(at + 1);
-        const auto colon = userinfo.find(':');
-        url.has_user = true;
-        url.user = PercentDecode(userinfo.substr(0, colon), variable);
-        if (colon != std::string_view::npos) {
-            url.has_password = true;
-            url.password = PercentDecode(userinfo.substr(colon + 1), variable);
+Url ParseUrl(const std::string& text, const char* variable) {
+    // A '/', '?' or '#' written raw in a user name or password ends the authority early: the rest of the
+    // password and the real "@host" land in the path, query or fragment (or the password's head in the port).
+    // Refuse that, naming the cause, instead of connecting somewhere else with half a password.
+    const std::string raw_at_message = fmt::format(
+        "{}: a '/', '?', '#' or '@' in the user name or password must be percent-encoded; {}", variable, kEncodingHint);
+    if (const auto scheme_end = text.find("://"); scheme_end != std::string::npos) {
+        const auto at = text.rfind('@');
+        if (at != std::string::npos && at > scheme_end && text.find_first_of("/?#", scheme_end + 3) < at) {
+            throw ConfigError(raw_at_message);
         }
     }
-    const auto colon = authority.rfind(':');
-    if (colon != std::string_view::npos && authority.find(']') == std::string_view::npos) {
-        url.host = std::string(authority.substr(0, colon));
-        url.port = ParsePort(authority.substr(colon + 1), variable);
-    } else {
-        url.host = std::string(authority);
+    const CurlUrl handle(curl_url(), &curl_url_cleanup);
+    if (!handle) throw ConfigError(fmt::format("{}: out of memory parsing the URL", variable));
+    const CURLUcode rc = curl_url_set(handle.get(), CURLUPART_URL, text.c_str(), CURLU_NON_SUPPORT_SCHEME);
+    if (rc != CURLUE_OK) {
+        throw ConfigError(fmt::format("{}: not a valid URL ({}); {}", variable, curl_url_strerror(rc), kEncodingHint));
     }
-    if (url.host.empty()) throw ConfigError(fmt::format("{}: the URL has no host", variable));
+    CURLU* u = handle.get();
+    const auto raw_path = UrlPart(u, CURLUPART_PATH, 0, variable, "path");
+    const auto raw_query = UrlPart(u, CURLUPART_QUERY, 0, variable, "query string");
+    const auto fragment = UrlPart(u, CURLUPART_FRAGMENT, 0, variable, "fragment");
+    const auto has_at = [](const std::optional<std::string>& part) {
+        return part && part->find('@') != std::string::npos;
+    };
+    if (fragment || has_at(raw_path) || has_at(raw_query)) throw ConfigError(raw_at_message);
+    const auto after_scheme = text.find("://");
+    if (after_scheme != std::string::npos && text.compare(after_scheme + 3, 1, "/") == 0) {
+        throw ConfigError(fmt::format("{}: the URL has no host; {}", variable, kEncodingHint));
+    }
+    Url url;
+    url.scheme = UrlPart(u, CURLUPART_SCHEME, 0, variable, "scheme").value_or("");
+    url.host = UrlPart(u, CURLUPART_HOST, 0, variable, "host").value_or("");
+    if (url.host.size() >= 2 && url.host.front() == '[' && url.host.back() == ']') {
+        url.host = url.host.substr(1, url.host.size() - 2);
+    }
+    if (url.host.empty()) throw ConfigError(fmt::format("{}: the URL has no host; {}", variable, kEncodingHint));
+    if (const auto user = UrlPart(u, CURLUPART_USER, CURLU_URLDECODE, variable, "user name")) {
+        url.has_user = true;
+        url.user = *user;
+        url.password = UrlPart(u, CURLUPART_PASSWORD, CURLU_URLDECODE, variable, "password").value_or("");
+    } else if (const auto password = UrlPart(u, CURLUPART_PASSWORD, CURLU_URLDECODE, variable, "password")) {
+        url.has_user = true;
+        url.password = *password;
+    }
+    if (const auto port = UrlPart(u, CURLUPART_PORT, 0, variable, "port")) {
+        int value = 0;
+        auto [p, ec] = std::from_chars(port->data(), port->data() + port->size(), value);
+        if (ec != std::errc() || p != port->data() + port->size() || value < 1 || value > 65535) {
+            throw ConfigError(fmt::format("{}: expected a port number 1..65535", variable));
+        }
+        url.port = value;
+    }
+    url.path = UrlPart(u, CURLUPART_PATH, CURLU_URLDECODE, variable, "path").value_or("");
+    if (!url.path.empty() && url.path.front() == '/') url.path.erase(0, 1);
+    url.query = raw_query.value_or("");
     return url;
+}
+
+/// True for variables whose values are secrets: never shown in messages.
+bool IsSecretName(std::string_view name) {
+    const auto ends_with = [&](std::string_view suffix) {
+        return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix;
+    };
+    return name == "SECRET_KEY" || name == "DATABASE_URL" || name == "CLICKHOUSE_URI" || ends_with("_PASSWORD") ||
+           ends_with("_DSN");
+}
+
+/// `value` quoted for a message, or a placeholder when `name` holds a secret.
+std::string Shown(std::string_view name, const std::string& value) {
+    return IsSecretName(name) ? std::string("a value (not shown)") : fmt::format("'{}'", value);
+}
+
+bool IsSslmode(std::string_view mode) {
+    return mode == "disable" || mode == "allow" || mode == "prefer" || mode == "require" || mode == "verify-ca" ||
+           mode == "verify-full";
+}
+
+void CheckReadableFile(const std::string& path, const char* name) {
+    if (::access(path.c_str(), R_OK) != 0) {
+        throw ConfigError(fmt::format("{}: cannot read '{}': {}", name, path, std::strerror(errno)));
+    }
 }
 
 class Reader {
@@ -117,7 +186,7 @@ public:
         std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
         if (s == "1" || s == "true" || s == "yes" || s == "on") return true;
         if (s == "0" || s == "false" || s == "no" || s == "off") return false;
-        throw ConfigError(fmt::format("{}: expected true or false, got '{}'", name, *v));
+        throw ConfigError(fmt::format("{}: expected true or false, got {}", name, Shown(name, *v)));
     }
     long Int(const char* name, long fallback, long min, long max) const {
         const auto* v = Find(name);
@@ -125,7 +194,8 @@ public:
         long value = 0;
         auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), value);
         if (ec != std::errc() || p != v->data() + v->size() || value < min || value > max) {
-            throw ConfigError(fmt::format("{}: expected an integer from {} to {}, got '{}'", name, min, max, *v));
+            throw ConfigError(
+                fmt::format("{}: expected an integer from {} to {}, got {}", name, min, max, Shown(name, *v)));
         }
         return value;
     }
@@ -139,7 +209,7 @@ public:
         const double value = std::strtod(v->c_str(), &end);
         if (errno != 0 || end != v->c_str() + v->size() || !(value >= min && value <= max)) {
             throw ConfigError(
-                fmt::format("{}: expected a number of seconds from {} to {}, got '{}'", name, min, max, *v));
+                fmt::format("{}: expected a number of seconds from {} to {}, got {}", name, min, max, Shown(name, *v)));
         }
         return std::chrono::milliseconds(static_cast<long long>(value * 1000.0));
     }
@@ -148,12 +218,14 @@ private:
     const EnvMap& env_;
 };
 
+bool IsIdentifier(const std::string& value) {
+    return !value.empty() && value.size() <= 128 &&
+           std::all_of(value.begin(), value.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; }) &&
+           !std::isdigit(static_cast<unsigned char>(value[0]));
+}
+
 void CheckIdentifier(const std::string& value, const char* name) {
-    const bool ok =
-        !value.empty() && value.size() <= 128 &&
-        std::all_of(value.begin(), value.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; }) &&
-        !std::isdigit(static_cast<unsigned char>(value[0]));
-    if (!ok) {
+    if (!IsIdentifier(value)) {
         throw ConfigError(fmt::format(
             "{}: expected an identifier (letters, digits, _; not starting with a digit), got '{}'", name, value));
     }
@@ -169,9 +241,10 @@ std::string QuoteConnValue(const std::string& v) {
     return out;
 }
 
-}  // namespace
+/// A host as written in a URL: an IPv6 address in brackets.
+std::string UrlHost(const std::string& host) { return host.find(':') != std::string::npos ? "[" + host + "]" : host; }
 
-EnvMap ParseDotenv(const std::string& text) {
+EnvMap ParseDotenvNamed(const std::string& text, const std::string& source) {
     EnvMap env;
     std::istringstream in(text);
     std::string line;
@@ -183,12 +256,15 @@ EnvMap ParseDotenv(const std::string& text) {
         if (t.rfind("export ", 0) == 0) t = Trim(t.substr(7));
         const auto eq = t.find('=');
         if (eq == std::string::npos || eq == 0) {
-            throw ConfigError(fmt::format(".env line {}: expected NAME=value", line_no));
+            throw ConfigError(fmt::format("{} line {}: expected NAME=value", source, line_no));
         }
         std::string name = Trim(t.substr(0, eq));
         std::string value = Trim(t.substr(eq + 1));
         if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front()) {
             value = value.substr(1, value.size() - 2);
+        } else if (!value.empty() && value.front() == '#' && eq + 1 < t.size() &&
+                   (t[eq + 1] == ' ' || t[eq + 1] == '\t')) {
+            value.clear();  // "NAME=   # comment": an empty value ("NAME=#x" is "#x")
         } else {
             const auto hash = value.find(" #");
             if (hash != std::string::npos) value = Trim(value.substr(0, hash));
@@ -198,22 +274,85 @@ EnvMap ParseDotenv(const std::string& text) {
     return env;
 }
 
-EnvMap ReadEnvironment(const std::string& dotenv_path) {
-    EnvMap env;
-    if (!dotenv_path.empty()) {
-        std::ifstream file(dotenv_path);
-        if (file) {
-            std::stringstream buffer;
-            buffer << file.rdbuf();
-            env = ParseDotenv(buffer.str());
-        }
+/// Closes a file descriptor on scope exit.
+struct FdCloser {
+    explicit FdCloser(int descriptor) : fd(descriptor) {}
+    ~FdCloser() { ::close(fd); }
+    int fd;
+    FdCloser(const FdCloser&) = delete;
+    FdCloser& operator=(const FdCloser&) = delete;
+};
+
+/// Reads and parses a `.env` file, refusing one that another user could have written. Checked on the open
+/// descriptor, so the file checked is the file read. Missing: empty; /dev/null: empty.
+EnvMap ReadDotenvFile(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR) return {};
+        throw ConfigError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
     }
+    const FdCloser closer(fd);
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw ConfigError(fmt::format("{}: cannot stat: {}", path, std::strerror(errno)));
+    struct stat null_st {};
+    if (S_ISCHR(st.st_mode) && ::stat("/dev/null", &null_st) == 0 && st.st_rdev == null_st.st_rdev) return {};
+    if (st.st_uid != ::geteuid()) {
+        throw ConfigError(fmt::format(
+            "{}: refusing to read it: owned by uid {}, not by this process's user (uid {}); a file another user "
+            "controls could send the credentials elsewhere",
+            path, st.st_uid, ::geteuid()));
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        throw ConfigError(fmt::format(
+            "{}: refusing to read it: writable by group or others (mode {:o}); run chmod go-w on it (make run writes "
+            "it with mode 600)",
+            path, st.st_mode & 07777));
+    }
+    std::string text;
+    char buffer[8192];
+    for (;;) {
+        const ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n == 0) break;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw ConfigError(fmt::format("{}: cannot read: {}", path, std::strerror(errno)));
+        }
+        text.append(buffer, static_cast<std::size_t>(n));
+    }
+    return ParseDotenvNamed(text, path);
+}
+
+}  // namespace
+
+EnvMap ParseDotenv(const std::string& text) { return ParseDotenvNamed(text, ".env"); }
+
+EnvMap ReadEnvironment(const std::string& dotenv_path, std::vector<std::string>* ignored) {
+    EnvMap file = dotenv_path.empty() ? EnvMap{} : ReadDotenvFile(dotenv_path);
+    EnvMap process;
     for (char** e = environ; e && *e; ++e) {
         std::string_view kv(*e);
         const auto eq = kv.find('=');
         if (eq == std::string_view::npos) continue;
-        env[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
+        process[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
     }
+    // One source per connection: credentials never go to a host (or trust store) named by the other source.
+    const auto drop_group_if_environment_sets_it = [&](const auto& group) {
+        const bool environment_sets = std::any_of(std::begin(group), std::end(group), [&](const char* name) {
+            const auto it = process.find(name);
+            return it != process.end() && !it->second.empty();
+        });
+        if (!environment_sets) return;
+        for (const char* name : group) {
+            const auto it = file.find(name);
+            if (it == file.end()) continue;
+            if (ignored != nullptr && !it->second.empty()) ignored->emplace_back(name);
+            file.erase(it);
+        }
+    };
+    drop_group_if_environment_sets_it(kPostgresConnectionVariables);
+    drop_group_if_environment_sets_it(kClickHouseConnectionVariables);
+    EnvMap env = std::move(file);
+    for (auto& [name, value] : process) env[name] = std::move(value);
     return env;
 }
 
@@ -221,18 +360,20 @@ std::string PostgresConfig::ConnInfo() const {
     std::string s = fmt::format("host={} port={} user={} dbname={}", QuoteConnValue(host), port, QuoteConnValue(user),
                                 QuoteConnValue(database));
     if (!password.empty()) s += " password=" + QuoteConnValue(password);
-    if (!options.empty()) s += " " + options;
+    if (!sslmode.empty()) s += " sslmode=" + QuoteConnValue(sslmode);
+    if (!sslrootcert.empty()) s += " sslrootcert=" + QuoteConnValue(sslrootcert);
+    for (const auto& [keyword, value] : options) s += " " + keyword + "=" + QuoteConnValue(value);
     return s;
 }
 
 std::string PostgresConfig::Redacted() const {
-    return fmt::format("postgres://{}@{}:{}/{}", user, host, port, database);
+    return fmt::format("postgres://{}@{}:{}/{}", user, UrlHost(host), port, database);
 }
 
-std::string ClickHouseConfig::BaseUrl() const { return fmt::format("{}://{}:{}", protocol, host, port); }
+std::string ClickHouseConfig::BaseUrl() const { return fmt::format("{}://{}:{}", protocol, UrlHost(host), port); }
 
 std::string ClickHouseConfig::Redacted() const {
-    return fmt::format("{}://{}@{}:{}/{}", protocol, user, host, port, database);
+    return fmt::format("{}://{}@{}:{}/{}", protocol, user, UrlHost(host), port, database);
 }
 
 Config LoadConfig(const EnvMap& env) {
@@ -256,8 +397,16 @@ Config LoadConfig(const EnvMap& env) {
         throw ConfigError(fmt::format("LOG_LEVEL: expected debug, info, warning or error, got '{}'", c.log_level));
     }
 
-    // PostgreSQL: DATABASE_URL wins over POSTGRES_*.
+    // PostgreSQL: DATABASE_URL wins over POSTGRES_* (credentials included); its ?sslmode= and ?sslrootcert= win
+    // over POSTGRES_SSLMODE and POSTGRES_SSLROOTCERT.
     auto& pg = c.postgres;
+    pg.sslmode = r.String("POSTGRES_SSLMODE", "");
+    if (!pg.sslmode.empty() && !IsSslmode(pg.sslmode)) {
+        throw ConfigError(fmt::format(
+            "POSTGRES_SSLMODE: expected disable, allow, prefer, require, verify-ca or verify-full, got '{}'",
+            pg.sslmode));
+    }
+    pg.sslrootcert = r.String("POSTGRES_SSLROOTCERT", "");
     if (const auto* url_text = r.Find("DATABASE_URL")) {
         const Url url = ParseUrl(*url_text, "DATABASE_URL");
         if (url.scheme != "postgres" && url.scheme != "postgresql") {
@@ -266,12 +415,37 @@ Config LoadConfig(const EnvMap& env) {
         }
         pg.host = url.host;
         pg.port = url.port ? url.port : 5432;
-        if (url.has_user) pg.user = url.user;
+        if (url.has_user && !url.user.empty()) pg.user = url.user;
         pg.password = url.password;
         if (!url.path.empty()) pg.database = url.path;
-        std::string opts = url.query;
-        std::replace(opts.begin(), opts.end(), '&', ' ');
-        pg.options = opts;
+        std::stringstream query(url.query);
+        std::string item;
+        while (std::getline(query, item, '&')) {
+            if (item.empty()) continue;
+            const auto eq = item.find('=');
+            const std::string keyword = PercentDecode(item.substr(0, eq), "DATABASE_URL");
+            const std::string value =
+                eq == std::string::npos ? std::string() : PercentDecode(item.substr(eq + 1), "DATABASE_URL");
+            const bool keyword_ok = !keyword.empty() && std::all_of(keyword.begin(), keyword.end(), [](char ch) {
+                return (ch >= 'a' && ch <= 'z') || ch == '_';
+            });
+            if (!keyword_ok) {
+                throw ConfigError(
+                    "DATABASE_URL: expected query parameters that are libpq keywords (lower-case letters and _), "
+                    "as in ?sslmode=verify-full");
+            }
+            if (keyword == "sslmode") {
+                if (!IsSslmode(value)) {
+                    throw ConfigError(
+                        "DATABASE_URL: expected sslmode disable, allow, prefer, require, verify-ca or verify-full");
+                }
+                pg.sslmode = value;
+            } else if (keyword == "sslrootcert") {
+                pg.sslrootcert = value;
+            } else {
+                pg.options.emplace_back(keyword, value);
+            }
+        }
     } else {
         pg.host = r.String("POSTGRES_HOST", pg.host);
         pg.port = static_cast<int>(r.Int("POSTGRES_PORT", pg.port, 1, 65535));
@@ -279,31 +453,60 @@ Config LoadConfig(const EnvMap& env) {
         pg.password = r.String("POSTGRES_PASSWORD", "");
         pg.database = r.String("POSTGRES_DB", pg.database);
     }
+    if (!pg.sslrootcert.empty() && pg.sslrootcert != "system")
+        CheckReadableFile(pg.sslrootcert, "POSTGRES_SSLROOTCERT");
 
-    // ClickHouse: CLICKHOUSE_URI wins over the parts.
+    // ClickHouse: CLICKHOUSE_URI wins over the parts; credentials in it win over CLICKHOUSE_USER/PASSWORD.
     auto& ch = c.clickhouse;
     ch.protocol = r.String("CLICKHOUSE_PROTOCOL", ch.protocol);
+    if (ch.protocol != "http" && ch.protocol != "https") {
+        throw ConfigError(fmt::format("CLICKHOUSE_PROTOCOL: expected http or https, got '{}'", ch.protocol));
+    }
     ch.host = r.String("CLICKHOUSE_HOST", ch.host);
     ch.port = static_cast<int>(r.Int("CLICKHOUSE_PORT", ch.port, 1, 65535));
     ch.user = r.String("CLICKHOUSE_USER", ch.user);
     ch.password = r.String("CLICKHOUSE_PASSWORD", "");
     ch.database = r.String("CLICKHOUSE_SCHEMA", ch.database);
+    bool database_from_uri = false;
     if (const auto* uri = r.Find("CLICKHOUSE_URI")) {
         const Url url = ParseUrl(*uri, "CLICKHOUSE_URI");
+        if (url.scheme != "http" && url.scheme != "https") {
+            throw ConfigError(
+                fmt::format("CLICKHOUSE_URI: expected scheme http:// or https://, got '{}://'", url.scheme));
+        }
         ch.protocol = url.scheme;
         ch.host = url.host;
         ch.port = url.port ? url.port : (url.scheme == "https" ? 8443 : 8123);
-        if (url.has_user) ch.user = url.user;
-        if (url.has_user) ch.password = url.password;
-        if (!url.path.empty()) ch.database = url.path;
-    }
-    if (ch.protocol != "http" && ch.protocol != "https") {
-        throw ConfigError(fmt::format("CLICKHOUSE_PROTOCOL: expected http or https, got '{}'", ch.protocol));
+        if (url.has_user) {
+            ch.user = url.user;
+            ch.password = url.password;
+        }
+        if (!url.path.empty()) {
+            ch.database = url.path;
+            database_from_uri = true;
+        }
     }
     if (ch.user.empty()) ch.user = "default";
+    ch.ca_file = r.String("CLICKHOUSE_CA_FILE", "");
+    if (!ch.ca_file.empty()) {
+        if (ch.protocol != "https") {
+            throw ConfigError(
+                "CLICKHOUSE_CA_FILE: set, but the ClickHouse connection is http://; use https:// (CLICKHOUSE_URI or "
+                "CLICKHOUSE_PROTOCOL) so that the certificate is verified");
+        }
+        CheckReadableFile(ch.ca_file, "CLICKHOUSE_CA_FILE");
+    }
     ch.table = r.String("CLICKHOUSE_EVENT_LOG_TABLE_NAME", ch.table);
     CheckIdentifier(ch.table, "CLICKHOUSE_EVENT_LOG_TABLE_NAME");
-    CheckIdentifier(ch.database, "CLICKHOUSE_SCHEMA");
+    if (database_from_uri) {
+        if (!IsIdentifier(ch.database)) {
+            throw ConfigError(
+                "CLICKHOUSE_URI: expected the path to be a database name (letters, digits, _; not starting with a "
+                "digit)");
+        }
+    } else {
+        CheckIdentifier(ch.database, "CLICKHOUSE_SCHEMA");
+    }
     ch.connect_timeout = r.Seconds("CLICKHOUSE_CONNECT_TIMEOUT", ch.connect_timeout, 0.001, 3600);
     ch.send_receive_timeout = r.Seconds("CLICKHOUSE_SEND_RECEIVE_TIMEOUT", ch.send_receive_timeout, 0.001, 3600);
 

@@ -75,7 +75,7 @@ TEST(Config, DatabaseUrlWinsOverPostgresParts) {
     EXPECT_EQ(c.postgres.user, "test_user");
     EXPECT_EQ(c.postgres.password, "12/3456");
     EXPECT_EQ(c.postgres.database, "test_database");
-    EXPECT_EQ(c.postgres.options, "sslmode=disable");
+    EXPECT_EQ(c.postgres.sslmode, "disable");
     EXPECT_EQ(c.postgres.Redacted().find("12/3456"), std::string::npos);
 }
 

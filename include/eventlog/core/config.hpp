@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace eventlog {
@@ -11,9 +12,22 @@ namespace eventlog {
 /// Variable name -> value. The process environment layered over a `.env` file.
 using EnvMap = std::map<std::string, std::string>;
 
-/// Reads `.env` at `dotenv_path` (missing file: empty) and overlays the process environment, which wins.
+/// Reads `.env` at `dotenv_path` (missing file or "": empty) and overlays the process environment, which wins.
 /// Lines are `NAME=value`, `export NAME=value`, `# comments`; values may be single- or double-quoted.
-EnvMap ReadEnvironment(const std::string& dotenv_path = ".env");
+/// The file must be owned by the effective user and not writable by group or others, else ConfigError naming
+/// the file and the reason. The environment wins per connection: when it sets any of a connection's endpoint,
+/// credential or TLS variables (kPostgresConnectionVariables, kClickHouseConnectionVariables), that connection's
+/// variables in the file are ignored and their names appended to `ignored` (when not null).
+EnvMap ReadEnvironment(const std::string& dotenv_path = ".env", std::vector<std::string>* ignored = nullptr);
+
+/// The variables that together say where the PostgreSQL connection goes and with which credentials and trust.
+inline constexpr const char* kPostgresConnectionVariables[] = {
+    "DATABASE_URL",      "POSTGRES_HOST",    "POSTGRES_PORT",       "POSTGRES_USER",
+    "POSTGRES_PASSWORD", "POSTGRES_SSLMODE", "POSTGRES_SSLROOTCERT"};
+/// The same for ClickHouse.
+inline constexpr const char* kClickHouseConnectionVariables[] = {
+    "CLICKHOUSE_URI",  "CLICKHOUSE_PROTOCOL", "CLICKHOUSE_HOST",    "CLICKHOUSE_PORT",
+    "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_CA_FILE", "CLICKHOUSE_NATIVE_PORT"};
 
 /// Parses a `.env` file's text. Throws ConfigError naming the line when a line is malformed.
 EnvMap ParseDotenv(const std::string& text);
@@ -25,9 +39,12 @@ struct PostgresConfig {
     std::string user{"eventlog"};
     std::string password;
     std::string database{"eventlog"};
-    std::string options;  ///< Extra libpq keywords from DATABASE_URL's query string ("sslmode=require ...").
+    std::string sslmode;      ///< libpq sslmode (POSTGRES_SSLMODE or DATABASE_URL's ?sslmode=); "" = libpq's default.
+    std::string sslrootcert;  ///< libpq sslrootcert (POSTGRES_SSLROOTCERT or ?sslrootcert=); "" = libpq's default.
+    /// Other libpq keywords from DATABASE_URL's query string, percent-decoded, in order.
+    std::vector<std::pair<std::string, std::string>> options;
 
-    /// A libpq keyword/value connection string (contains the password).
+    /// A libpq keyword/value connection string, every value quoted (contains the password).
     std::string ConnInfo() const;
     /// The same without the password, for logs.
     std::string Redacted() const;
@@ -44,8 +61,9 @@ struct ClickHouseConfig {
     std::string table{"event_log"};   ///< CLICKHOUSE_EVENT_LOG_TABLE_NAME.
     std::chrono::milliseconds connect_timeout{30'000};
     std::chrono::milliseconds send_receive_timeout{10'000};
+    std::string ca_file;  ///< CLICKHOUSE_CA_FILE: CA bundle to verify the server's certificate (https only).
 
-    /// "http://host:port" (no credentials).
+    /// "http://host:port" (no credentials; an IPv6 host in brackets).
     std::string BaseUrl() const;
     /// The same as BaseUrl() plus user and database, for logs (never the password).
     std::string Redacted() const;
@@ -82,7 +100,10 @@ struct Config {
 };
 
 /// Builds the configuration from `env`. DATABASE_URL wins over POSTGRES_*, CLICKHOUSE_URI over the
-/// CLICKHOUSE_* parts. Throws ConfigError naming the variable and the expected form on a bad value.
+/// CLICKHOUSE_* parts (credentials in the URI over CLICKHOUSE_USER/PASSWORD; a URI without them uses those).
+/// URLs are parsed by libcurl; user, password and database must be percent-encoded when they contain
+/// reserved characters. Throws ConfigError naming the variable and the expected form on a bad value;
+/// messages never contain a password, a URL's user information or SECRET_KEY.
 Config LoadConfig(const EnvMap& env);
 
 }  // namespace eventlog
