@@ -6,14 +6,15 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <eventlog/clickhouse/client.hpp>
 #include <eventlog/core/config.hpp>
 #include <eventlog/core/error.hpp>
 #include <eventlog/core/json.hpp>
+#include <eventlog/core/text.hpp>
 #include <eventlog/observability/log.hpp>
 #include <eventlog/outbox/dead_letters.hpp>
 #include <eventlog/outbox/migrate.hpp>
@@ -21,6 +22,8 @@
 #include <eventlog/pg/connection.hpp>
 #include <eventlog/relay/relay.hpp>
 #include <iostream>
+#include <mutex>
+#include <stop_token>
 #include <thread>
 
 namespace {
@@ -30,7 +33,17 @@ using namespace eventlog;
 /// The environment layered over `.env` (or the file EVENTLOG_ENV_FILE names): every command's configuration.
 EnvMap ReadConfiguredEnvironment() {
     const char* env_file = std::getenv("EVENTLOG_ENV_FILE");
-    return ReadEnvironment(env_file ? env_file : ".env");
+    const std::string path = env_file ? env_file : ".env";
+    std::vector<std::string> ignored;
+    EnvMap env = ReadEnvironment(path, &ignored);
+    for (const auto& name : ignored) {
+        log::Warning("dotenv_variable_ignored",
+                     {{"file", path},
+                      {"variable", name},
+                      {"reason", std::string("the environment configures this connection; its endpoint, credentials "
+                                             "and TLS settings come from one source")}});
+    }
+    return env;
 }
 
 Config LoadFromEnvironment() {
@@ -67,78 +80,94 @@ int CmdMigrate() {
     auto pg = OpenPostgres(config);
     auto ch = OpenClickHouse(config);
     const auto report = outbox::Migrate(pg, ch, config);
-    for (const auto& name : report.applied) std::cout << "applied " << name << "\n";
+    for (const auto& name : report.applied) std::cout << "applied " << SafeForTerminal(name) << "\n";
     std::cout << fmt::format("migrations: {} applied, {} already applied\n", report.applied.size(),
                              report.already_applied);
     return 0;
 }
+
+/// Bounds a graceful stop: started by the first signal, it calls `abort` after `timeout` and then, if the relay has
+/// still not returned `grace` later, exits the process (a blocking ClickHouse request cannot be interrupted; the
+/// batch in flight stays in its delivery record for the next relay). Owns its thread; destroying it (when Run()
+/// has returned) wakes and joins the thread, which then does nothing more. Start() is called at most once.
+class ShutdownWatchdog {
+public:
+    ShutdownWatchdog(std::chrono::milliseconds timeout, std::chrono::milliseconds grace)
+        : timeout_(timeout), grace_(grace) {}
+
+    /// Starts the countdown; `abort` runs on the watchdog's thread.
+    template <typename Abort>
+    void Start(Abort abort) {
+        thread_ = std::jthread([this, abort](std::stop_token stop) mutable {
+            if (WaitUnlessStopped(stop, timeout_)) return;
+            log::Warning("relay_shutdown_timeout", {});
+            abort();
+            if (WaitUnlessStopped(stop, grace_)) return;
+            _exit(0);
+        });
+    }
+
+private:
+    /// True when stop was requested before `duration` elapsed.
+    bool WaitUnlessStopped(std::stop_token& stop, std::chrono::milliseconds duration) {
+        std::unique_lock lock(mutex_);
+        return wake_.wait_for(lock, stop, duration, [] { return false; }) || stop.stop_requested();
+    }
+
+    std::chrono::milliseconds timeout_;
+    std::chrono::milliseconds grace_;
+    std::mutex mutex_;
+    std::condition_variable_any wake_;
+    std::jthread thread_;  // last: joined first, while the members it uses are alive
+};
 
 int CmdRelay(bool drain) {
     const Config config = LoadFromEnvironment();
     relay::Relay relay(config);
 
     // Signals go to one thread: the first SIGTERM/SIGINT asks for a graceful stop (bounded by
-    // RELAY_SHUTDOWN_TIMEOUT_MS), a second exits at once. Either way the delivery record keeps the
-    // batch in flight for recovery, so nothing is lost or duplicated.
+    // RELAY_SHUTDOWN_TIMEOUT_MS, then Abort(), then exit 200 ms later), a second exits at once. Either way the
+    // delivery record keeps the batch in flight for recovery, so nothing is lost or duplicated.
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    std::atomic<bool> finished{false};
-    std::thread signals([&] {
-        int received = 0;
-        for (;;) {
-            int sig = 0;
-            timespec timeout{0, 100'000'000};
-            siginfo_t info;
-            sig = sigtimedwait(&set, &info, &timeout);
-            if (finished.load()) return;
-            if (sig < 0) continue;
-            if (sig == SIGHUP) {
-                log::Info("relay_sighup",
-                          {{"action", std::string("nothing to reload; configuration is read at start")}});
-                continue;
+    const auto stats = [&] {
+        // Both threads are owned here and joined when Run() returns or throws: the signal thread first (so it
+        // cannot start the watchdog any more), then the watchdog, before `relay` goes away.
+        ShutdownWatchdog watchdog(config.relay.shutdown_timeout, std::chrono::milliseconds(200));
+        const std::jthread signals([&](const std::stop_token& stop) {
+            int received = 0;
+            while (!stop.stop_requested()) {
+                timespec timeout{0, 100'000'000};
+                siginfo_t info;
+                const int sig = sigtimedwait(&set, &info, &timeout);
+                if (sig < 0 || stop.stop_requested()) continue;
+                if (sig == SIGHUP) {
+                    log::Info("relay_sighup",
+                              {{"action", std::string("nothing to reload; configuration is read at start")}});
+                    continue;
+                }
+                if (++received == 1) {
+                    log::Info("relay_stopping",
+                              {{"signal", static_cast<std::int64_t>(sig)},
+                               {"timeout_ms", static_cast<std::int64_t>(config.relay.shutdown_timeout.count())}});
+                    relay.Stop();
+                    watchdog.Start([&relay] { relay.Abort(); });
+                } else {
+                    log::Warning("relay_exit_now", {{"signal", static_cast<std::int64_t>(sig)}});
+                    _exit(130);
+                }
             }
-            if (++received == 1) {
-                log::Info("relay_stopping",
-                          {{"signal", static_cast<std::int64_t>(sig)},
-                           {"timeout_ms", static_cast<std::int64_t>(config.relay.shutdown_timeout.count())}});
-                relay.Stop();
-                std::thread([&relay, &finished, timeout_ms = config.relay.shutdown_timeout] {
-                    const auto until = std::chrono::steady_clock::now() + timeout_ms;
-                    while (!finished.load() && std::chrono::steady_clock::now() < until) {
-                        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-                    }
-                    if (!finished.load()) {
-                        log::Warning("relay_shutdown_timeout", {});
-                        relay.Abort();
-                        // A blocking ClickHouse request cannot be interrupted: exit now. The batch in flight
-                        // stays in its delivery record and is recovered by the next relay.
-                        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-                        if (!finished.load()) _exit(0);
-                    }
-                }).detach();
-            } else {
-                log::Warning("relay_exit_now", {{"signal", static_cast<std::int64_t>(sig)}});
-                _exit(130);
-            }
-        }
-    });
-    try {
+        });
         relay::RunOptions options;
         options.drain = drain;
-        const auto stats = relay.Run(options);
-        std::cout << fmt::format("delivered {} events in {} batches, {} dead-lettered, {} batches recovered\n",
-                                 stats.delivered, stats.batches, stats.dead_lettered, stats.recovered_batches);
-    } catch (...) {
-        finished.store(true);
-        signals.join();
-        throw;
-    }
-    finished.store(true);
-    signals.join();
+        return relay.Run(options);
+    }();
+    std::cout << fmt::format("delivered {} events in {} batches, {} dead-lettered, {} batches recovered\n",
+                             stats.delivered, stats.batches, stats.dead_lettered, stats.recovered_batches);
     return 0;
 }
 
@@ -198,7 +227,7 @@ int CmdDlqList(bool json, int limit) {
             if (i) out += ",";
             out += rows[i].ToJson();
         }
-        std::cout << out << "]\n";
+        std::cout << SafeJsonForTerminal(out) << "]\n";
         return 0;
     }
     if (rows.empty()) {
@@ -206,8 +235,10 @@ int CmdDlqList(bool json, int limit) {
         return 0;
     }
     for (const auto& d : rows) {
-        std::cout << fmt::format("{}  {:<24} attempts={} failed={}  {}\n", d.event_id, d.event_type, d.attempts,
-                                 d.last_failed_at, d.error.substr(0, 160));
+        // Event fields and server errors are data, not terminal commands.
+        std::cout << fmt::format("{}  {:<24} attempts={} failed={}  {}\n", SafeForTerminal(d.event_id),
+                                 SafeForTerminal(d.event_type), d.attempts, SafeForTerminal(d.last_failed_at),
+                                 SafeForTerminal(d.error.substr(0, 160)));
     }
     return 0;
 }
@@ -217,10 +248,10 @@ int CmdDlqShow(const std::string& id) {
     auto pg = OpenPostgres(config);
     const auto d = outbox::FindDeadLetter(pg, ParseIds({id}).front());
     if (!d) {
-        std::cerr << "error: no dead letter with event_id " << id << "\n";
+        std::cerr << "error: no dead letter with event_id " << SafeForTerminal(id) << "\n";
         return 1;
     }
-    std::cout << d->ToJson() << "\n";
+    std::cout << SafeJsonForTerminal(d->ToJson()) << "\n";
     return 0;
 }
 
@@ -232,6 +263,33 @@ int CmdDlqChange(bool replay, bool all, const std::vector<std::string>& ids) {
     const auto n = replay ? outbox::ReplayDeadLetters(pg, parsed) : outbox::DiscardDeadLetters(pg, parsed);
     std::cout << fmt::format("{} {} dead letters\n", replay ? "replayed" : "discarded", n);
     return 0;
+}
+
+/// `text` with the five XML special characters escaped, for a value inside an element.
+std::string XmlEscape(std::string_view text) {
+    std::string out;
+    for (const char c : text) {
+        switch (c) {
+            case '&':
+                out += "&amp;";
+                break;
+            case '<':
+                out += "&lt;";
+                break;
+            case '>':
+                out += "&gt;";
+                break;
+            case '"':
+                out += "&quot;";
+                break;
+            case '\'':
+                out += "&apos;";
+                break;
+            default:
+                out.push_back(c);
+        }
+    }
+    return out;
 }
 
 /// Runs `argv` as a child process with `extra_env` added, waits for it and returns its exit code.
@@ -279,7 +337,7 @@ int CmdDbShell(bool clickhouse) {
     char path[] = "/tmp/eventlog-dbshell-XXXXXX";
     const int fd = ::mkstemp(path);  // mode 0600
     if (fd < 0) throw Error(ErrorKind::kFatal, "dbshell: cannot create a temporary file");
-    const std::string xml = "<config><password>" + config.clickhouse.password + "</password></config>\n";
+    const std::string xml = "<config><password>" + XmlEscape(config.clickhouse.password) + "</password></config>\n";
     const bool written = ::write(fd, xml.data(), xml.size()) == static_cast<ssize_t>(xml.size());
     ::close(fd);
     if (!written) {
@@ -358,11 +416,12 @@ int main(int argc, char** argv) {
         if (*dlq_discard) return CmdDlqChange(false, discard_all, discard_ids);
         if (*dbshell) return CmdDbShell(dbshell_clickhouse);
     } catch (const eventlog::Error& e) {
-        std::cerr << "error: " << e.what() << "\n";
+        // Messages may quote server answers and event data.
+        std::cerr << "error: " << eventlog::SafeForTerminal(e.what()) << "\n";
         return e.Kind() == eventlog::ErrorKind::kConfiguration || e.Kind() == eventlog::ErrorKind::kInvalidInput ? 2
                                                                                                                  : 1;
     } catch (const std::exception& e) {
-        std::cerr << "error: " << e.what() << "\n";
+        std::cerr << "error: " << eventlog::SafeForTerminal(e.what()) << "\n";
         return 1;
     }
     return 0;
