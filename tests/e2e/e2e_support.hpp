@@ -442,9 +442,13 @@ inline pg::Connection OpenPg(const std::string& dsn, const std::string& app = "e
     return pg::Connection::Open(o);
 }
 
+/// A ClickHouse client for the test servers, with the credentials from EVENTLOG_TEST_CH_USER /
+/// EVENTLOG_TEST_CH_PASSWORD when set.
 inline clickhouse::Client OpenCh(const std::string& url, const std::string& database, milliseconds timeout) {
     clickhouse::ClientOptions o;
     o.base_url = url;
+    if (!GetEnv("EVENTLOG_TEST_CH_USER").empty()) o.user = GetEnv("EVENTLOG_TEST_CH_USER");
+    o.password = GetEnv("EVENTLOG_TEST_CH_PASSWORD");
     o.database = database;
     o.connect_timeout = milliseconds(2000);
     o.send_receive_timeout = timeout;
@@ -637,6 +641,11 @@ public:
         SetVar(base_env_, "EVENTLOG_ENV_FILE", "/dev/null");
         SetVar(base_env_, "DATABASE_URL", dsn_);
         SetVar(base_env_, "CLICKHOUSE_URI", servers_.ch_url + "/" + name_);
+        if (!GetEnv("EVENTLOG_TEST_CH_USER").empty())
+            SetVar(base_env_, "CLICKHOUSE_USER", GetEnv("EVENTLOG_TEST_CH_USER"));
+        if (!GetEnv("EVENTLOG_TEST_CH_PASSWORD").empty()) {
+            SetVar(base_env_, "CLICKHOUSE_PASSWORD", GetEnv("EVENTLOG_TEST_CH_PASSWORD"));
+        }
         SetVar(base_env_, "ENVIRONMENT", "e2e");
         SetVar(base_env_, "LOG_LEVEL", "info");
         SetVar(base_env_, "EVENT_BATCH_SIZE", "1000");
