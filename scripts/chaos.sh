@@ -30,11 +30,7 @@ cleanup() {
     scripts/stack.sh remove "$stack_dir" || true
 }
 trap cleanup EXIT
-# Transitional, as in scripts/test.sh: the e2e tests send no ClickHouse credentials until
-# tests/e2e/e2e_support.hpp reads EVENTLOG_TEST_CH_USER / EVENTLOG_TEST_CH_PASSWORD.
-open_default=0
-grep -q EVENTLOG_TEST_CH_PASSWORD tests/e2e/e2e_support.hpp || open_default=1
-EVENTLOG_STACK_CH_OPEN_DEFAULT=$open_default EVENTLOG_PG_FSYNC=off scripts/stack.sh start "$stack_dir" "$pg_port" "$ch_port"
+EVENTLOG_PG_FSYNC=off scripts/stack.sh start "$stack_dir" "$pg_port" "$ch_port"
 
 # The superuser DSN is for the test harness only; secrets go through the environment, never printed.
 EVENTLOG_TEST_PG_DSN="postgres://postgres:$(scripts/stack.sh secret "$stack_dir" PG_SUPERUSER_PASSWORD)@127.0.0.1:$pg_port/eventlog"

@@ -17,8 +17,6 @@
 #               superuser `postgres` (password PG_SUPERUSER_PASSWORD; for this script and the test harness).
 #   ClickHouse  user `eventlog` (password CH_PASSWORD, sha256 in users.xml); `default` has a random password
 #               nobody keeps, so a request without credentials (e.g. a page's cross-origin POST) is refused.
-#               EVENTLOG_STACK_CH_OPEN_DEFAULT=1 at the first start keeps `default` password-less instead
-#               (only for test code that cannot send credentials yet; see scripts/test.sh).
 # Secrets are generated at the first start into DIR/credentials (mode 600) and never printed.
 #
 # As root, each server runs as its own system user (PostgreSQL as `postgres`, ClickHouse as `clickhouse`)
@@ -285,10 +283,9 @@ ch_config() {
 XML
 }
 
-# users.xml: `eventlog` with CH_PASSWORD; `default` with a random password that is not kept (or, in the
-# transitional open mode, none).
+# users.xml: `eventlog` with CH_PASSWORD; `default` with a random password that is not kept.
 ch_users() {
-    local eventlog_sha=$1 default_password=$2
+    local eventlog_sha=$1 default_sha=$2
     cat <<XML
 <?xml version="1.0"?>
 <yandex>
@@ -306,7 +303,7 @@ ch_users() {
             <quota>default</quota>
         </eventlog>
         <default>
-            $default_password
+            <password_sha256_hex>$default_sha</password_sha256_hex>
             <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
             <profile>default</profile>
             <quota>default</quota>
@@ -328,7 +325,7 @@ ch_server_bin() {
 sha256_hex() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 
 start_ch() {
-    local dir=$1 http=$2 user home tcp bin default_password
+    local dir=$1 http=$2 user home tcp bin
     refuse_legacy "$dir"
     own_dir "$dir"
     own_dir "$dir/ch"
@@ -342,17 +339,9 @@ start_ch() {
     # The native (TCP) port is kept across restarts: `.env` names it for clickhouse-client (make ch-shell).
     tcp=$(cat "$dir/ch/tcp_port" 2>/dev/null || true)
     [ -n "$tcp" ] || tcp=$(free_port)
-    # The transitional open `default` is decided at the first start and kept by later ones (restarts).
-    if [ ! -e "$dir/ch/mode" ]; then
-        if [ "${EVENTLOG_STACK_CH_OPEN_DEFAULT:-0}" = 1 ]; then echo open-default >"$dir/ch/mode"; else echo closed >"$dir/ch/mode"; fi
-    fi
-    if [ "$(cat "$dir/ch/mode")" = open-default ]; then
-        default_password="<password></password>"
-    else
-        default_password="<password_sha256_hex>$(sha256_hex "$(random_hex)")</password_sha256_hex>"
-    fi
     ch_config "$home" "$http" "$tcp" | write_as "$user" "$home/config.xml"
-    ch_users "$(sha256_hex "$(secret "$dir" CH_PASSWORD)")" "$default_password" | write_as "$user" "$home/users.xml"
+    ch_users "$(sha256_hex "$(secret "$dir" CH_PASSWORD)")" "$(sha256_hex "$(random_hex)")" |
+        write_as "$user" "$home/users.xml"
     bin=$(ch_server_bin)
     local -a cmd=("$bin")
     [ "$(basename "$bin")" = clickhouse ] && cmd+=(server)

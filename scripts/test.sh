@@ -34,15 +34,7 @@ if [ -z "${EVENTLOG_TEST_PG_DSN:-}" ] || [ -z "${EVENTLOG_TEST_CH_URL:-}" ]; the
         "$ROOT/scripts/stack.sh" remove "$ROOT/$started" || true
     }
     trap cleanup EXIT
-    # Transitional: until tests/e2e/e2e_support.hpp sends EVENTLOG_TEST_CH_USER / EVENTLOG_TEST_CH_PASSWORD,
-    # the e2e tests reach ClickHouse as a password-less `default`, which the stack then keeps open (the
-    # `eventlog` user still needs its password). The sanitizer run has no e2e tests.
-    open_default=0
-    if [ "${EVENTLOG_SANITIZE:-0}" != 1 ] && ! grep -q EVENTLOG_TEST_CH_PASSWORD tests/e2e/e2e_support.hpp; then
-        open_default=1
-        echo "test servers: ClickHouse's \`default\` user has no password (the e2e tests send no credentials yet)"
-    fi
-    EVENTLOG_STACK_CH_OPEN_DEFAULT=$open_default EVENTLOG_PG_FSYNC=off scripts/stack.sh start "$stack_dir" "$pg_port" "$ch_port"
+    EVENTLOG_PG_FSYNC=off scripts/stack.sh start "$stack_dir" "$pg_port" "$ch_port"
     # The superuser DSN is for the test harness only (CREATE DATABASE and roles, a security test that needs a
     # superuser to prove its trap is armed). Secrets reach the tests through the environment, never printed.
     EVENTLOG_TEST_PG_DSN="postgres://postgres:$(scripts/stack.sh secret "$stack_dir" PG_SUPERUSER_PASSWORD)@127.0.0.1:$pg_port/eventlog"
