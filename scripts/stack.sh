@@ -343,14 +343,14 @@ start_ch() {
     ch_users "$(sha256_hex "$(secret "$dir" CH_PASSWORD)")" "$(sha256_hex "$(random_hex)")" |
         write_as "$user" "$home/users.xml"
     bin=$(ch_server_bin)
-    local -a cmd=("$bin")
-    [ "$(basename "$bin")" = clickhouse ] && cmd+=(server)
-    cmd+=("--config-file=$home/config.xml")
+    local -a server=("$bin")
+    [ "$(basename "$bin")" = clickhouse ] && server+=(server)
+    server+=("--config-file=$home/config.xml")
     # setpriv and env exec in place, so $! is the server's pid (the e2e tests kill and freeze it).
     if is_root; then
-        cmd=(setpriv --reuid="$user" --regid="$user" --init-groups -- "${cmd[@]}")
+        server=(setpriv --reuid="$user" --regid="$user" --init-groups -- "${server[@]}")
     fi
-    (cd / && exec setsid nohup env -i PATH="$SAFE_PATH" LANG=C.UTF-8 "${cmd[@]}" >"$dir/ch/stdout.log" 2>&1) &
+    (cd / && exec setsid nohup env -i PATH="$SAFE_PATH" LANG=C.UTF-8 "${server[@]}" >"$dir/ch/stdout.log" 2>&1) &
     echo $! >"$dir/ch/pid"
     echo "$http" >"$dir/ch/port"
     echo "$tcp" >"$dir/ch/tcp_port"
