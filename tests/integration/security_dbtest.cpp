@@ -177,7 +177,7 @@ TEST_F(SecurityTest, TheProducerRoleCanOnlyEmit) {
 }
 
 TEST_F(SecurityTest, TheRelayDeliversAsTheRelayRoleAlone) {
-    const std::string relay_login = MakeLogin("relay", "eventlog_relay");
+    const std::string relay_login = MakeLogin("relay_login", "eventlog_relay");
     for (int i = 0; i < 50; ++i) EmitOne(R"({"i":)" + std::to_string(i) + "}");
     relay::Relay relay(ConfigAs(relay_login));
     const auto stats = relay.Run({.drain = true});
@@ -188,6 +188,11 @@ TEST_F(SecurityTest, TheRelayDeliversAsTheRelayRoleAlone) {
     EXPECT_THROW(session.Exec("INSERT INTO eventlog.outbox (event_id, event_type, event_context) VALUES "
                               "(gen_random_uuid(), 'x', '{}')"),
                  ConfigError);
+    // And every relay the suite runs uses such a role (TestStack::Config()), never a superuser.
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM pg_roles WHERE rolname = '" + stack_->Config().postgres.user +
+                              "' AND NOT rolsuper AND NOT rolcreaterole AND NOT rolcreatedb AND "
+                              "pg_has_role(rolname, 'eventlog_relay', 'MEMBER')"),
+              1);
 }
 
 TEST_F(SecurityTest, AnEventOverTheLimitsIsRefusedByEmitAndDeadLetteredIfItGotIn) {

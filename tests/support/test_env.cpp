@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <eventlog/core/error.hpp>
+#include <eventlog/core/uuid.hpp>
 #include <eventlog/outbox/migrate.hpp>
 #include <stdexcept>
 #include <thread>
@@ -81,6 +82,14 @@ TestStack::TestStack(Options options) {
         {"RELAY_BACKOFF_CAP_MS", "200"},
     };
     for (const auto& [key, value] : options.overrides) env_[key] = value;
+    admin_config_ = LoadConfig(env_);
+    // The relay's login: a role of this stack that holds only eventlog_relay (created in Create()).
+    relay_role_ = name_ + "_relay";
+    relay_password_ = Uuid::Random().ToString();
+    if (options.overrides.count("DATABASE_URL") == 0) {
+        env_["DATABASE_URL"] = "postgres://" + relay_role_ + ":" + relay_password_ + "@" + admin_config_.postgres.host +
+                               ":" + std::to_string(admin_config_.postgres.port) + "/" + name_;
+    }
     config_ = LoadConfig(env_);
     try {
         Create(options.migrate);
@@ -108,7 +117,14 @@ void TestStack::Create(bool migrate) {
         admin.Execute("CREATE DATABASE " + clickhouse::QuoteIdentifier(name_));
         ch_created_ = true;
     }
-    if (migrate) outbox::Migrate(Pg(), Ch(), config_);
+    if (migrate) outbox::Migrate(Pg(), Ch(), admin_config_);
+    auto& admin = Pg();
+    admin.Exec("CREATE ROLE " + relay_role_ + " LOGIN PASSWORD '" + relay_password_ + "'");
+    relay_role_created_ = true;
+    admin.Exec("GRANT CONNECT ON DATABASE " + name_ + " TO " + relay_role_);
+    if (admin.Exec("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'eventlog_relay'").Rows() == 1) {
+        admin.Exec("GRANT eventlog_relay TO " + relay_role_);
+    }
 }
 
 TestStack::~TestStack() { Cleanup(); }
@@ -134,6 +150,8 @@ void TestStack::Cleanup() noexcept {
             auto admin = pg::Connection::Open(admin_options);
             admin.Exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
             pg_created_ = false;
+            if (relay_role_created_) admin.Exec("DROP ROLE IF EXISTS " + relay_role_);
+            relay_role_created_ = false;
         }
     } catch (const std::exception& e) {
         ADD_FAILURE() << "cannot drop PostgreSQL database " << name_ << ": " << e.what();
@@ -153,7 +171,7 @@ pg::Connection& TestStack::Pg() {
 
 pg::Connection TestStack::OpenPg() const {
     pg::ConnectOptions options;
-    options.conninfo = config_.postgres.ConnInfo();
+    options.conninfo = admin_config_.postgres.ConnInfo();
     options.application_name = "eventlog-test";
     return pg::Connection::Open(options);
 }

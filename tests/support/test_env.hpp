@@ -73,7 +73,9 @@ public:
     TestStack(const TestStack&) = delete;
     TestStack& operator=(const TestStack&) = delete;
 
-    /// The configuration built by LoadConfig from Env().
+    /// The configuration built by LoadConfig from Env(): the relay's. Its PostgreSQL user is a login role of this
+    /// stack that holds only eventlog_relay, so every relay a test runs has the least privilege that works (Pg()
+    /// and OpenPg() stay the administrator's, for setting up and inspecting).
     const eventlog::Config& Config() const { return config_; }
     /// A configuration for the same databases with `extra` variables layered over Env().
     eventlog::Config ConfigWith(const EnvMap& extra) const;
@@ -117,6 +119,10 @@ private:
     bool ch_created_{false};
     EnvMap env_;
     eventlog::Config config_;
+    eventlog::Config admin_config_;  // the same with the administrator's PostgreSQL user (EVENTLOG_TEST_PG_DSN)
+    std::string relay_role_;
+    std::string relay_password_;
+    bool relay_role_created_{false};
     std::optional<pg::Connection> pg_;
     std::optional<clickhouse::Client> ch_;
 };
