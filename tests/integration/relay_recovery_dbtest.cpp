@@ -7,6 +7,8 @@
 // 3. A dead owner that left only a stage (no records) is swept: its stage tables are dropped.
 // 4. A stage fenced under a live relay (an operator, or a recovering relay that believed it dead): the relay's
 //    next insert fails with "table doesn't exist", the session ends, a new stage is built and nothing is lost.
+// 5. Claims bounded by bytes: with a small RELAY_CLAIM_MAX_BYTES each claim stops early and later claims take the
+//    rest (a claim once passed PostgreSQL's 1 GB value limit and failed forever).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -145,6 +147,27 @@ TEST_F(RelayRecoveryTest, AStageDroppedUnderALiveRelayEndsItsSessionAndLosesNoth
     relay.Stop();
     EXPECT_EQ(relay.Error(), "");
     EXPECT_EQ(CountAndUnique(), "200\t200\n");
+}
+
+TEST_F(RelayRecoveryTest, AClaimStopsAtItsByteBoundAndTheRestFollowsInLaterClaims) {
+    // 10 events of ~700 bytes with RELAY_CLAIM_MAX_BYTES=1024: a claim takes rows while the bytes before the row
+    // are under the bound, so each claim (one record, as EVENT_BATCH_SIZE is larger) holds 2 events.
+    std::vector<Event> events;
+    for (int i = 0; i < 10; ++i) {
+        Event e;
+        e.event_type = "sized_event";
+        e.event_context = R"({"i":)" + std::to_string(i) + R"(,"blob":")" + std::string(600, 'x') + "\"}";
+        events.push_back(std::move(e));
+    }
+    {
+        pg::Transaction tx(stack_->Pg());
+        outbox::EmitMany(tx, std::move(events));
+        tx.Commit();
+    }
+    const auto bounded = stack_->Drain({{"RELAY_CLAIM_MAX_BYTES", "1024"}});
+    EXPECT_EQ(bounded.delivered, 10);
+    EXPECT_EQ(bounded.batches, 5) << "each claim must stop at the byte bound";
+    EXPECT_EQ(CountAndUnique(), "10\t10\n");
 }
 
 }  // namespace
