@@ -137,7 +137,11 @@ int DeliveryStore::BackendPid() const noexcept { return pg_ ? pg_->BackendPid() 
 
 pg::Connection& DeliveryStore::Session() {
     if (!pg_) throw TransientError("postgresql: not connected", true);
-    if (claim_in_flight_) prefetched_.emplace(Collect());
+    if (claim_in_flight_) {
+        // Another statement needs the session: take the claim's result off the wire, decode it later.
+        claim_in_flight_ = false;
+        prefetched_.emplace(pg_->Receive());
+    }
     return *pg_;
 }
 
@@ -155,27 +159,27 @@ void DeliveryStore::StartClaim() {
     claim_in_flight_ = true;
 }
 
-std::vector<PendingRow> DeliveryStore::Collect() {
-    claim_in_flight_ = false;
-    const auto result = pg_->Receive();
-    auto rows = Decode(result);
-    const auto limit =
-        static_cast<std::size_t>(std::max(config_.relay.event_batch_size, config_.relay.clickhouse_batch_size));
-    // Full: the row bound was reached, or the byte bound left picked rows behind.
-    last_claim_full_ =
-        rows.size() >= limit || (!rows.empty() && result.GetInt(0, 8) > static_cast<std::int64_t>(rows.size()));
-    return rows;
-}
-
-std::vector<PendingRow> DeliveryStore::Claim() {
-    if (claim_in_flight_) return Collect();
-    if (prefetched_) {
-        auto rows = std::move(*prefetched_);
+std::vector<PendingRow> DeliveryStore::Claim(bool prefetch_next) {
+    pg::Result result;
+    if (claim_in_flight_) {
+        claim_in_flight_ = false;
+        result = pg_->Receive();
+    } else if (prefetched_) {
+        result = std::move(*prefetched_);
         prefetched_.reset();
-        return rows;
+    } else {
+        StartClaim();
+        claim_in_flight_ = false;
+        result = pg_->Receive();
     }
-    StartClaim();
-    return Collect();
+    const auto limit =
+        static_cast<std::int64_t>(std::max(config_.relay.event_batch_size, config_.relay.clickhouse_batch_size));
+    // Full: the row bound was reached, or the byte bound left picked rows behind.
+    const auto rows = static_cast<std::int64_t>(result.Rows());
+    last_claim_full_ = rows >= limit || (rows > 0 && result.GetInt(0, 8) > rows);
+    // The next claim starts before this one is decoded, so PostgreSQL claims while the relay decodes and inserts.
+    if (prefetch_next && last_claim_full_) StartClaim();
+    return Decode(result);
 }
 
 std::vector<PendingRow> DeliveryStore::Decode(const pg::Result& r) const {

@@ -188,15 +188,12 @@ void Relay::Impl::Connect(bool after_loss) {
 
 std::size_t Relay::Impl::ClaimAndDeliver() {
     const auto t0 = Clock::now();
-    auto rows = store_.Claim();
+    auto rows = store_.Claim(/*prefetch_next=*/!stop_.load());
     if (rows.empty()) return 0;
     const auto t1 = Clock::now();
     detail::FaultPoint("after_claim");
     const std::size_t n = rows.size();
     const auto batch_ids = detail::BatchIds(rows);
-    // A full claim means more work is likely waiting: claim the next one now, so that PostgreSQL works on it
-    // while ClickHouse takes this one.
-    if (store_.LastClaimWasFull() && !stop_.load()) store_.StartClaim();
     const bool reconcile = Clock::now() < suspect_until_;
     // Limits apply to rows never sent: a row that may already be in ClickHouse (recovery, the presence window)
     // is never dead-lettered for its size, which would leave it in both places.

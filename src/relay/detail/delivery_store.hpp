@@ -62,8 +62,9 @@ public:
     /// Starts a claim without waiting (pipelined with the ClickHouse insert of the previous one).
     void StartClaim();
     /// Claims up to CLICKHOUSE_BATCH_SIZE rows (and RELAY_CLAIM_MAX_BYTES), recorded as delivery records of
-    /// EVENT_BATCH_SIZE rows each, in one statement; returns them in outbox order. Collects a started claim.
-    std::vector<PendingRow> Claim();
+    /// EVENT_BATCH_SIZE rows each, in one statement; returns them in outbox order. Collects a started claim. With
+    /// `prefetch_next`, a full claim starts the next one on the server before its rows are decoded.
+    std::vector<PendingRow> Claim(bool prefetch_next);
     /// True when the last claim stopped at its row or byte bound (more is probably waiting).
     bool LastClaimWasFull() const noexcept { return last_claim_full_; }
     /// True while a claim started by StartClaim() has not been collected.
@@ -89,7 +90,6 @@ private:
     pg::Connection& Session();
     void Unlock(int owner) noexcept;
     std::vector<PendingRow> Decode(const pg::Result& result) const;
-    std::vector<PendingRow> Collect();
 
     const Config& config_;
     std::optional<pg::Connection> pg_;
@@ -97,7 +97,7 @@ private:
     std::string outbox_id_;
     outbox::Limits limits_;
     bool claim_in_flight_{false};
-    std::optional<std::vector<PendingRow>> prefetched_;
+    std::optional<pg::Result> prefetched_;  // a started claim's result, received but not decoded
     bool last_claim_full_{false};
 };
 
