@@ -34,6 +34,30 @@ protected:
         EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << DescribeStatus(*st) << "\n" << LogOf(relay);
         world_->Note(fmt::format("{} stopped: {}", relay.Name(), DescribeStatus(*st)));
     }
+
+    /// Starts a relay (with `settings`) whose ClickHouse traffic goes through a proxy, lets it deliver 50 events,
+    /// closes the proxy while the relay is idle (ClickHouse unreachable: inserts are refused, nothing is in
+    /// doubt), emits 500 more and waits until the relay retries a refused insert. Sets `relay` and appends the
+    /// committed ids to `ids`. Call with ASSERT_NO_FATAL_FAILURE.
+    void StartRelayThenCutClickHouse(std::map<std::string, std::string> settings, Child*& relay,
+                                     std::vector<std::string>& ids) {
+        auto& w = *world_;
+        auto proxy = std::make_unique<testing::ThrottleProxy>("127.0.0.1", w.Srv().ch_port);
+        settings["CLICKHOUSE_URI"] = proxy->Url() + "/" + w.Name();
+        relay = &w.StartRelay(settings);
+        const auto first = w.EmitCommitted(50);
+        ids.insert(ids.end(), first.begin(), first.end());
+        ASSERT_TRUE(WaitFor([&] { return w.ChRows() == 50; }, 30s, 50ms))
+            << "the relay did not deliver through the proxy:\n"
+            << LogOf(*relay);
+        proxy.reset();
+        w.Note("proxy closed: ClickHouse unreachable");
+        const auto more = w.EmitCommitted(500);
+        ids.insert(ids.end(), more.begin(), more.end());
+        const auto retrying = w.WaitForLogLine(*relay, "delivery_failed", 30s, 0, "action", "reconcile_and_retry");
+        ASSERT_TRUE(retrying) << "the relay never retried a refused insert:\n" << LogOf(*relay);
+        w.Note("relay retrying: " + retrying->Field("error"));
+    }
 };
 
 // Claims of 2,000 rows (20 records of 100) come back full, so the relay starts the next claim before sending
@@ -82,23 +106,13 @@ TEST_F(RelayBranches, PrefetchedClaimPendingAtSigtermIsDeliveredBeforeTheRelayEx
 TEST_F(RelayBranches, SigtermDuringARetryBackoffExitsAtTheShutdownBound) {
     auto& w = *world_;
     constexpr int kBoundMs = 2000;
-    auto proxy = std::make_unique<testing::ThrottleProxy>("127.0.0.1", w.Srv().ch_port);
-    Child& relay = w.StartRelay({{"CLICKHOUSE_URI", proxy->Url() + "/" + w.Name()},
-                                 {"RELAY_SHUTDOWN_TIMEOUT_MS", std::to_string(kBoundMs)},
-                                 {"RELAY_BACKOFF_BASE_MS", "4000"},
-                                 {"RELAY_BACKOFF_CAP_MS", "4000"}});
-    auto ids = w.EmitCommitted(50);
-    ASSERT_TRUE(WaitFor([&] { return w.ChRows() == 50; }, 30s, 50ms))
-        << "the relay did not deliver through the proxy:\n"
-        << LogOf(relay);
-    // Closed while the relay is idle, so that its next insert is refused rather than cut off in flight.
-    proxy.reset();
-    w.Note("proxy closed: ClickHouse unreachable");
-    const auto more = w.EmitCommitted(500);
-    ids.insert(ids.end(), more.begin(), more.end());
-    const auto refused = w.WaitForLogLine(relay, "delivery_failed", 30s, 0, "action", "reconcile_and_retry");
-    ASSERT_TRUE(refused) << "the relay never retried a refused insert:\n" << LogOf(relay);
-    w.Note("relay retrying: " + refused->Field("error"));
+    Child* cut = nullptr;
+    std::vector<std::string> ids;
+    ASSERT_NO_FATAL_FAILURE(StartRelayThenCutClickHouse({{"RELAY_SHUTDOWN_TIMEOUT_MS", std::to_string(kBoundMs)},
+                                                         {"RELAY_BACKOFF_BASE_MS", "4000"},
+                                                         {"RELAY_BACKOFF_CAP_MS", "4000"}},
+                                                        cut, ids));
+    Child& relay = *cut;
     const auto t0 = Clock::now();
     relay.Signal(SIGTERM);
     w.Note("SIGTERM");
@@ -135,24 +149,15 @@ TEST_F(RelayBranches, SigtermDuringARetryBackoffExitsAtTheShutdownBound) {
 // lost session's stage and delivers its records exactly once.
 TEST_F(RelayBranches, SessionLostWhileRetryingAnUnreachableClickHouseLeavesTheBatchToRecovery) {
     auto& w = *world_;
-    auto proxy = std::make_unique<testing::ThrottleProxy>("127.0.0.1", w.Srv().ch_port);
-    Child& relay = w.StartRelay({{"CLICKHOUSE_URI", proxy->Url() + "/" + w.Name()},
-                                 {"RELAY_SHUTDOWN_TIMEOUT_MS", "2000"},
-                                 {"RELAY_BACKOFF_BASE_MS", "100"},
-                                 {"RELAY_BACKOFF_CAP_MS", "300"}});
+    Child* cut = nullptr;
+    std::vector<std::string> ids;
+    ASSERT_NO_FATAL_FAILURE(StartRelayThenCutClickHouse(
+        {{"RELAY_SHUTDOWN_TIMEOUT_MS", "2000"}, {"RELAY_BACKOFF_BASE_MS", "100"}, {"RELAY_BACKOFF_CAP_MS", "300"}}, cut,
+        ids));
+    Child& relay = *cut;
     const auto connected = w.WaitForLogLine(relay, "relay_connected");
     ASSERT_TRUE(connected) << LogOf(relay);
     const std::int64_t owner = connected->IntField("owner");
-    auto ids = w.EmitCommitted(50);
-    ASSERT_TRUE(WaitFor([&] { return w.ChRows() == 50; }, 30s, 50ms))
-        << "the relay did not deliver through the proxy:\n"
-        << LogOf(relay);
-    proxy.reset();
-    w.Note("proxy closed: ClickHouse unreachable");
-    const auto more = w.EmitCommitted(500);
-    ids.insert(ids.end(), more.begin(), more.end());
-    const auto retrying = w.WaitForLogLine(relay, "delivery_failed", 30s, 0, "action", "reconcile_and_retry");
-    ASSERT_TRUE(retrying) << "the relay never retried a refused insert:\n" << LogOf(relay);
     const std::size_t mark = FileSize(relay.LogPath());
     ASSERT_TRUE(w.TerminateBackend(static_cast<int>(connected->IntField("backend_pid"))))
         << "pg_terminate_backend hit no session:\n"
