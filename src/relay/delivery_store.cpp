@@ -56,6 +56,24 @@ SELECT d.batch_id, e.event_id, e.event_type, (extract(epoch FROM e.event_date_ti
        e.environment, e.event_context, e.metadata_version, e.trace_id, 0
 FROM eventlog.delivery d, pg_catalog.unnest(d.events) e WHERE d.owner = $1 ORDER BY d.claimed_at, d.batch_id, e.id)sql";
 
+// A holder of an owner's lock that is not a relay: a session of a role outside eventlog_relay (superusers are members
+// of every role). Without that role in the cluster, only a superuser is trusted.
+constexpr std::string_view kStrangerSql = R"sql(
+SELECT pg_catalog.count(*) FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = 2
+  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+  AND CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'eventlog_relay')
+           THEN NOT pg_catalog.pg_has_role(a.usesysid, 'eventlog_relay', 'MEMBER')
+           ELSE NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE oid = a.usesysid) END)sql";
+
+constexpr std::string_view kAdoptSql = R"sql(
+WITH moved AS (
+    UPDATE eventlog.delivery SET owner = $1 WHERE owner = $2 RETURNING batch_id, claimed_at, events
+)
+SELECT m.batch_id, e.event_id, e.event_type, (extract(epoch FROM e.event_date_time) * 1000000)::bigint,
+       e.environment, e.event_context, e.metadata_version, e.trace_id, 0
+FROM moved m, pg_catalog.unnest(m.events) e ORDER BY m.claimed_at, m.batch_id, e.id)sql";
+
 constexpr std::string_view kDeadLetterSql = R"sql(
 INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, environment, event_context,
                                   metadata_version, trace_id, enqueued_at, error, attempts, batch_id)
@@ -239,6 +257,14 @@ void DeliveryStore::Unlock(int owner) noexcept {
         log::Warning("owner_unlock_failed",
                      {{"owner", static_cast<std::int64_t>(owner)}, {"error", std::string(e.what())}});
     }
+}
+
+bool DeliveryStore::HeldByStranger(int owner) {
+    return Session().Exec(kStrangerSql, {std::to_string(kOwnerLockClass), std::to_string(owner)}).GetInt(0, 0) > 0;
+}
+
+std::vector<PendingRow> DeliveryStore::Adopt(int owner) {
+    return Decode(Session().Exec(kAdoptSql, {std::to_string(owner_), std::to_string(owner)}));
 }
 
 std::vector<PendingRow> DeliveryStore::LoadOwner(int owner) {

@@ -229,9 +229,18 @@ void Relay::Impl::Recover() {
     }
     for (const int owner : owners) {
         const auto lock = store_.TryLock(owner);  // released when it goes out of scope, whatever happens
-        if (!lock) continue;                      // its session lives: not ours to touch
+        // Held: its session lives and it is not ours to touch, unless the holder is no relay. Then the owner is
+        // dead, and its records move to this session's key: fenced first, then adopted by one relay only.
+        const bool stranger = !lock && store_.HeldByStranger(owner);
+        if (!lock && !stranger) continue;
+        if (stranger) {
+            log::Warning("owner_lock_held_by_stranger",
+                         {{"dead_owner", static_cast<std::int64_t>(owner)},
+                          {"hint", std::string("a session outside eventlog_relay holds a relay's advisory lock; its "
+                                               "records are recovered all the same")}});
+        }
         sink_.Fence(owner);
-        auto rows = store_.LoadOwner(owner);
+        auto rows = stranger ? store_.Adopt(owner) : store_.LoadOwner(owner);
         if (rows.empty()) continue;
         const auto batch_ids = detail::BatchIds(rows);
         const auto total = static_cast<std::int64_t>(rows.size());

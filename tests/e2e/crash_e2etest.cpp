@@ -196,7 +196,7 @@ TEST_F(Crash, ChaosExactlyOnce) {
     auto& w = *world_;
     const long rounds = std::max(1L, EnvInt("EVENTLOG_CHAOS_ROUNDS", 3));
     const long min_seconds = EnvInt("EVENTLOG_CHAOS_SECONDS", 0);
-    Producer producer(w.Dsn(), w.Rng()());
+    Producer producer(w.ProducerDsn(), w.Rng()());
     producer.Start();
     const auto t0 = Clock::now();
     for (long round = 0; round < rounds || SecondsSince(t0) < static_cast<double>(min_seconds); ++round) {
@@ -236,7 +236,7 @@ TEST_F(Crash, ChaosExactlyOnce) {
 /// fault; every relay that dies by itself must have died at its fault point, after its fault_point_kill line.
 void ConcurrentRelays(E2eTest& test, World& w, int n) {
     const long seconds = EnvInt("EVENTLOG_MULTI_SECONDS", 20);
-    Producer producer(w.Dsn(), w.Rng()());
+    Producer producer(w.ProducerDsn(), w.Rng()());
     producer.Start();
     static const char* kPoints[] = {"after_claim", "after_insert", "during_ack"};
     struct Slot {
@@ -314,7 +314,7 @@ void ConcurrentRelays(E2eTest& test, World& w, int n) {
 TEST_F(Crash, RepeatedClickHouseFreezes) {
     auto& w = *world_;
     const long seconds = EnvInt("EVENTLOG_FREEZE_SECONDS", 20);
-    Producer producer(w.Dsn(), w.Rng()(), milliseconds(2));
+    Producer producer(w.ProducerDsn(), w.Rng()(), milliseconds(2));
     producer.Start();
     Child& a = w.StartRelay({{"EVENT_BATCH_SIZE", "1000"}});
     Child& b = w.StartRelay({{"EVENT_BATCH_SIZE", "300"}});

@@ -424,7 +424,16 @@ struct Servers {
     }
 
     /// The DSN with its database path replaced.
-    std::string DsnFor(const std::string& database) const {
+    /// The admin DSN for `database`, as `user` with `password` when given.
+    std::string DsnFor(const std::string& database, const std::string& user = {},
+                       const std::string& password = {}) const {
+        if (!user.empty()) {
+            const auto scheme_end = pg_dsn.find("://") + 3;
+            const auto at = pg_dsn.find('@', scheme_end);
+            Servers as = *this;
+            as.pg_dsn = pg_dsn.substr(0, scheme_end) + user + ":" + password + pg_dsn.substr(at);
+            return as.DsnFor(database);
+        }
         const auto scheme_end = pg_dsn.find("://") + 3;
         const auto slash = pg_dsn.find('/', scheme_end);
         const auto query = pg_dsn.find('?', scheme_end);
@@ -658,13 +667,34 @@ public:
         ch_created_ = true;
         const auto m = Eventlog({"migrate"}, {}, milliseconds(60'000));
         if (!m.Ok()) return "eventlog migrate failed (" + DescribeStatus(m.status) + "):\n" + m.output;
+        // Migrated as the administrator; from here on relays (and `status`) run as a role holding only
+        // eventlog_relay, and producers as one holding only eventlog_producer: the least privilege that works.
+        try {
+            auto admin = OpenPg(servers_.pg_dsn);
+            for (const auto& [suffix, group] :
+                 {std::pair{"relay", "eventlog_relay"}, {"producer", "eventlog_producer"}}) {
+                const std::string role = name_ + "_" + suffix;
+                const std::string password = fmt::format("{:016x}", rng_());
+                admin.Exec(fmt::format("CREATE ROLE {} LOGIN PASSWORD '{}' IN ROLE {}", role, password, group));
+                roles_.push_back(role);
+                admin.Exec(fmt::format("GRANT CONNECT ON DATABASE {} TO {}", name_, role));
+                (std::string_view(suffix) == "relay" ? relay_dsn_ : producer_dsn_) =
+                    servers_.DsnFor(name_, role, password);
+            }
+        } catch (const Error& e) {
+            return std::string("creating the relay and producer roles: ") + e.what();
+        }
+        SetVar(base_env_, "DATABASE_URL", relay_dsn_);
         Note(fmt::format("world {} seed={} logs={}", name_, seed_, log_dir_));
         return {};
     }
 
     std::mt19937_64& Rng() { return rng_; }
     std::uint64_t Seed() const { return seed_; }
+    /// The administrator's DSN for this world's database (setting up, inspecting, faults).
     const std::string& Dsn() const { return dsn_; }
+    /// A DSN for this world's database as a role that holds only eventlog_producer (it may only call emit()).
+    const std::string& ProducerDsn() const { return producer_dsn_; }
     const std::string& Name() const { return name_; }
     const std::string& LogDir() const { return log_dir_; }
     const Servers& Srv() const { return servers_; }
@@ -1101,6 +1131,7 @@ private:
             try {
                 auto admin = OpenPg(servers_.pg_dsn);
                 admin.Exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+                for (const auto& role : roles_) admin.Exec("DROP ROLE IF EXISTS " + role);
             } catch (const std::exception&) {
             }
         }
@@ -1113,6 +1144,9 @@ private:
     std::mt19937_64 rng_;
     std::string name_;
     std::string dsn_;
+    std::string relay_dsn_;
+    std::string producer_dsn_;
+    std::vector<std::string> roles_;
     std::string log_dir_;
     std::vector<std::string> base_env_;
     bool pg_created_{false};

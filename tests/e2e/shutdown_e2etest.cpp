@@ -79,7 +79,7 @@ protected:
 
 TEST_F(Shutdown, SigtermFinishesTheBatchAndExitsZero) {
     auto& w = *world_;
-    Producer producer(w.Dsn(), w.Rng()());
+    Producer producer(w.ProducerDsn(), w.Rng()());
     WithBacklog(producer);
     Child& relay =
         w.StartRelay({{"EVENT_BATCH_SIZE", "1000"}, {"RELAY_SHUTDOWN_TIMEOUT_MS", std::to_string(kShutdownTimeoutMs)}});
@@ -112,7 +112,7 @@ TEST_F(Shutdown, SigtermFinishesTheBatchAndExitsZero) {
 // drain.
 TEST_F(Shutdown, SecondSignalExitsAtOnce) {
     auto& w = *world_;
-    Producer producer(w.Dsn(), w.Rng()());
+    Producer producer(w.ProducerDsn(), w.Rng()());
     WithBacklog(producer);
     Child& relay = StartRelayThenFreezeClickHouse("60000", "60");
     const pid_t ch = w.ClickHousePid();
@@ -149,7 +149,7 @@ TEST_F(Shutdown, SecondSignalExitsAtOnce) {
 // bound), although the insert in flight would block for 60 s; the abandoned batch is recovered by the drain.
 TEST_F(Shutdown, SigtermWhileClickHouseHangsRespectsTheTimeout) {
     auto& w = *world_;
-    Producer producer(w.Dsn(), w.Rng()());
+    Producer producer(w.ProducerDsn(), w.Rng()());
     WithBacklog(producer);
     Child& relay = StartRelayThenFreezeClickHouse("1000", "60");
     const pid_t ch = w.ClickHousePid();

@@ -104,9 +104,9 @@ TEST_F(OutboxRelayTest, EmitThenDrainDeliversExactlyThatRow) {
 
 TEST_F(OutboxRelayTest, SqlEmitDeliversMinifiedContextInKeyOrder) {
     const std::string id = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
-    const auto r =
-        stack_->Pg().Exec("SELECT eventlog.emit('OrderPlaced', '{\"b\": 1,  \"a\": [1, 2]}'::json, event_id => '" + id +
-                          "'::uuid, environment => 'prod', metadata_version => 3)");
+    const auto r = stack_->Producer().Exec(
+        "SELECT eventlog.emit('OrderPlaced', '{\"b\": 1,  \"a\": [1, 2]}'::json, event_id => '" + id +
+        "'::uuid, environment => 'prod', metadata_version => 3)");
     ASSERT_EQ(r.Rows(), 1);
     EXPECT_EQ(r.Get(0, 0), id);
 
@@ -121,20 +121,20 @@ TEST_F(OutboxRelayTest, SqlEmitDeliversMinifiedContextInKeyOrder) {
 
 TEST_F(OutboxRelayTest, SqlEmitRejectsBadInputNamingTheFieldAndWritesNothing) {
     try {
-        stack_->Pg().Exec("SELECT eventlog.emit('  ', '{}'::json)");
+        stack_->Producer().Exec("SELECT eventlog.emit('  ', '{}'::json)");
         FAIL() << "empty event_type was accepted";
     } catch (const InvalidInputError& e) {
         EXPECT_THAT(e.what(), HasSubstr("event_type"));
         EXPECT_THAT(e.what(), HasSubstr("22023"));
     }
     try {
-        stack_->Pg().Exec("SELECT eventlog.emit('OrderPlaced', '[1, 2]'::json)");
+        stack_->Producer().Exec("SELECT eventlog.emit('OrderPlaced', '[1, 2]'::json)");
         FAIL() << "a JSON array was accepted as event_context";
     } catch (const InvalidInputError& e) {
         EXPECT_THAT(e.what(), HasSubstr("event_context"));
     }
     try {
-        stack_->Pg().Exec("SELECT eventlog.emit('OrderPlaced', '{}'::json, metadata_version => -1)");
+        stack_->Producer().Exec("SELECT eventlog.emit('OrderPlaced', '{}'::json, metadata_version => -1)");
         FAIL() << "a negative metadata_version was accepted";
     } catch (const InvalidInputError& e) {
         EXPECT_THAT(e.what(), HasSubstr("metadata_version"));
@@ -181,10 +181,10 @@ TEST_F(OutboxRelayTest, RolledBackTransactionsEmitNothing) {
         // no Commit(): the destructor rolls back
     }
     {
-        stack_->Pg().Exec("BEGIN");
-        const auto r = stack_->Pg().Exec("SELECT eventlog.emit('RolledBack', '{\"api\":\"sql\"}'::json)");
+        stack_->Producer().Exec("BEGIN");
+        const auto r = stack_->Producer().Exec("SELECT eventlog.emit('RolledBack', '{\"api\":\"sql\"}'::json)");
         rolled_back.push_back(*Uuid::Parse(r.Get(0, 0)));
-        stack_->Pg().Exec("ROLLBACK");
+        stack_->Producer().Exec("ROLLBACK");
     }
     // A committed control event proves the relay did run.
     Uuid committed;

@@ -110,7 +110,7 @@ TEST_F(UnencodableTest, OutOfRangeTimestampIsDeadLetteredNamingTheColumn) {
     std::vector<std::string> good;
     std::string bad;
     {
-        pg::Transaction tx(stack_->Pg());
+        pg::Transaction tx(stack_->Producer());
         for (int i = 0; i < 5; ++i) {
             if (i == 2) {
                 bad = std::string(tx.Exec("SELECT eventlog.emit('FarFuture', '{\"i\": 2}'::json, event_date_time => '" +
@@ -188,10 +188,10 @@ TEST_F(UnencodableTest, DuplicateEventIdPoisonIsDeadLetteredOnce) {
     const std::string bad_time =
         stack_->Ch().SupportsDateTime64() ? "2300-01-01 00:00:00+00" : "2200-01-01 00:00:00+00";
     for (int i = 0; i < 2; ++i) {
-        stack_->Pg().Exec("SELECT eventlog.emit('FarFuture', '{}'::json, event_id => '" + id +
-                          "', event_date_time => '" + bad_time + "')");
+        stack_->Producer().Exec("SELECT eventlog.emit('FarFuture', '{}'::json, event_id => '" + id +
+                                "', event_date_time => '" + bad_time + "')");
     }
-    stack_->Pg().Exec("SELECT eventlog.emit('Normal', '{}'::json)");
+    stack_->Producer().Exec("SELECT eventlog.emit('Normal', '{}'::json)");
     const relay::Stats stats = stack_->Drain();
     EXPECT_EQ(stats.delivered, 1);
     const auto dead = outbox::ListDeadLetters(stack_->Pg());

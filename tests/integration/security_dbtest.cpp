@@ -12,6 +12,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <eventlog/core/error.hpp>
 #include <eventlog/outbox/dead_letters.hpp>
 #include <eventlog/outbox/outbox.hpp>
@@ -78,7 +79,7 @@ protected:
     }
 
     void EmitOne(const std::string& context = R"({"a":1})") {
-        stack_->Pg().Exec("SELECT eventlog.emit('security_test', $1::json)", {context});
+        stack_->Producer().Exec("SELECT eventlog.emit('security_test', $1::json)", {context});
     }
 
     std::vector<std::string> roles_;
@@ -149,7 +150,7 @@ LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.escalate(); RETURN pg_catalog.cardi
 }
 
 TEST_F(SecurityTest, TheProducerRoleCanOnlyEmit) {
-    const std::string producer = MakeLogin("producer", "eventlog_producer");
+    const std::string producer = MakeLogin("app_producer", "eventlog_producer");
     auto session = ConnectAs(producer);
     const auto id = session.Exec("SELECT eventlog.emit('UserCreated', '{\"email\":\"a@b.c\"}')");
     EXPECT_EQ(id.Get(0, 0).size(), 36u);
@@ -192,6 +193,40 @@ TEST_F(SecurityTest, TheRelayDeliversAsTheRelayRoleAlone) {
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM pg_roles WHERE rolname = '" + stack_->Config().postgres.user +
                               "' AND NOT rolsuper AND NOT rolcreaterole AND NOT rolcreatedb AND "
                               "pg_has_role(rolname, 'eventlog_relay', 'MEMBER')"),
+              1);
+}
+
+// Advisory locks are open to every role: a stranger takes the key of a dead relay before any relay recovers it. Two
+// relays must still finish that owner's records, once: the one that adopts them delivers them, the other finds none.
+TEST_F(SecurityTest, AStrangerHoldingADeadRelaysLockDoesNotBlockItsRecovery) {
+    for (int i = 0; i < 50; ++i) EmitOne(R"({"i":)" + std::to_string(i) + "}");
+    stack_->Pg().Exec(
+        "BEGIN;"
+        "INSERT INTO eventlog.delivery (batch_id, owner, events) SELECT gen_random_uuid(), 4243, "
+        "pg_catalog.array_agg(ROW(o.*)::eventlog.pending_event ORDER BY o.id) FROM eventlog.outbox o;"
+        "DELETE FROM eventlog.outbox;"
+        "COMMIT");
+    const std::string stranger = MakeLogin("stranger", "");
+    auto session = ConnectAs(stranger);
+    session.Exec("SELECT pg_advisory_lock(1163283527, 4243)");  // the relay's lock class, the dead owner's key
+    ASSERT_EQ(stack_->PgCount("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = 4243"),
+              1);
+
+    testing::BackgroundRelay first(stack_->Config());
+    testing::BackgroundRelay second(stack_->Config());
+    ASSERT_TRUE(testing::WaitUntil([&] { return stack_->PgCount("SELECT count(*) FROM eventlog.delivery") == 0; },
+                                   std::chrono::seconds(30)))
+        << "the dead owner's records were not recovered while a stranger held its lock";
+    first.Stop();
+    second.Stop();
+    EXPECT_EQ(first.Error(), "");
+    EXPECT_EQ(second.Error(), "");
+    EXPECT_EQ(stack_->ChQuery("SELECT count(), uniqExact(event_id) FROM " + stack_->ChTable()), "50\t50\n");
+    // The stranger's lock was not touched.
+    EXPECT_EQ(session
+                  .Exec("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4243 AND pid = "
+                        "pg_backend_pid()")
+                  .GetInt(0, 0),
               1);
 }
 

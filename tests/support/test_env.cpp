@@ -86,6 +86,7 @@ TestStack::TestStack(Options options) {
     // The relay's login: a role of this stack that holds only eventlog_relay (created in Create()).
     relay_role_ = name_ + "_relay";
     relay_password_ = Uuid::Random().ToString();
+    producer_role_ = name_ + "_producer";
     if (options.overrides.count("DATABASE_URL") == 0) {
         env_["DATABASE_URL"] = "postgres://" + relay_role_ + ":" + relay_password_ + "@" + admin_config_.postgres.host +
                                ":" + std::to_string(admin_config_.postgres.port) + "/" + name_;
@@ -122,8 +123,12 @@ void TestStack::Create(bool migrate) {
     admin.Exec("CREATE ROLE " + relay_role_ + " LOGIN PASSWORD '" + relay_password_ + "'");
     relay_role_created_ = true;
     admin.Exec("GRANT CONNECT ON DATABASE " + name_ + " TO " + relay_role_);
+    admin.Exec("CREATE ROLE " + producer_role_ + " LOGIN PASSWORD '" + relay_password_ + "'");
+    producer_role_created_ = true;
+    admin.Exec("GRANT CONNECT ON DATABASE " + name_ + " TO " + producer_role_);
     if (admin.Exec("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'eventlog_relay'").Rows() == 1) {
         admin.Exec("GRANT eventlog_relay TO " + relay_role_);
+        admin.Exec("GRANT eventlog_producer TO " + producer_role_);
     }
 }
 
@@ -131,6 +136,7 @@ TestStack::~TestStack() { Cleanup(); }
 
 void TestStack::Cleanup() noexcept {
     pg_.reset();
+    producer_.reset();
     ch_.reset();
     try {
         if (ch_created_) {
@@ -152,6 +158,8 @@ void TestStack::Cleanup() noexcept {
             pg_created_ = false;
             if (relay_role_created_) admin.Exec("DROP ROLE IF EXISTS " + relay_role_);
             relay_role_created_ = false;
+            if (producer_role_created_) admin.Exec("DROP ROLE IF EXISTS " + producer_role_);
+            producer_role_created_ = false;
         }
     } catch (const std::exception& e) {
         ADD_FAILURE() << "cannot drop PostgreSQL database " << name_ << ": " << e.what();
@@ -174,6 +182,19 @@ pg::Connection TestStack::OpenPg() const {
     options.conninfo = admin_config_.postgres.ConnInfo();
     options.application_name = "eventlog-test";
     return pg::Connection::Open(options);
+}
+
+pg::Connection& TestStack::Producer() {
+    if (!producer_ || !producer_->Healthy()) {
+        auto config = config_.postgres;
+        config.user = producer_role_;
+        config.password = relay_password_;
+        pg::ConnectOptions options;
+        options.conninfo = config.ConnInfo();
+        options.application_name = "eventlog-test-producer";
+        producer_.emplace(pg::Connection::Open(options));
+    }
+    return *producer_;
 }
 
 clickhouse::Client& TestStack::Ch() {

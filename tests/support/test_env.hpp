@@ -86,6 +86,9 @@ public:
     pg::Connection& Pg();
     /// A new connection to the test's PostgreSQL database (for other threads).
     pg::Connection OpenPg() const;
+    /// A connection as this stack's producer login, a role that holds only eventlog_producer: it may call
+    /// eventlog.emit() and nothing else (opened once, reused). Tests emit through it as an application would.
+    pg::Connection& Producer();
     /// A client for the test's ClickHouse database (created once, reused).
     clickhouse::Client& Ch();
     /// A new ClickHouse client for the test's database (for other threads).
@@ -123,7 +126,10 @@ private:
     std::string relay_role_;
     std::string relay_password_;
     bool relay_role_created_{false};
+    std::string producer_role_;
+    bool producer_role_created_{false};
     std::optional<pg::Connection> pg_;
+    std::optional<pg::Connection> producer_;
     std::optional<clickhouse::Client> ch_;
 };
 

@@ -78,6 +78,13 @@ public:
     std::vector<int> OtherOwners();
     /// Takes `owner`'s lock when its session is gone; nullopt while it is held (the owner lives).
     std::optional<OwnerLock> TryLock(int owner);
+    /// True when `owner`'s lock is held by a session whose role is not a relay's (not a member of eventlog_relay):
+    /// advisory locks are open to every role, so a stranger can take a dead owner's key; the owner is dead all the
+    /// same, because a live relay holds its own key for its session's life.
+    bool HeldByStranger(int owner);
+    /// Moves `owner`'s records to this session's owner key, in one statement (of two relays adopting at once, one
+    /// gets them), and returns their rows in claim order. For a dead owner whose lock a stranger holds.
+    std::vector<PendingRow> Adopt(int owner);
     /// Every row of `owner`'s records, in claim order.
     std::vector<PendingRow> LoadOwner(int owner);
     /// Delivery records in flight, of every owner.
