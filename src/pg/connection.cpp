@@ -16,7 +16,10 @@ SqlstateClass ClassifySqlstate(std::string_view s) {
     if (starts("08") || s == "57P01" || s == "57P02" || s == "57P03" || s == "25006") {
         return {ErrorKind::kTransient, true};
     }
-    if (s == "40001" || s == "40P01" || s == "55P03" || s == "57014" || starts("53")) {
+    // Class 54 (program limit exceeded, e.g. a value over 1 GB): claims are bounded by bytes so none should reach
+    // it; if one does, a retry with backoff keeps the relay alive and its records safe, where exiting would only
+    // be restarted into the same error.
+    if (s == "40001" || s == "40P01" || s == "55P03" || s == "57014" || starts("53") || starts("54")) {
         return {ErrorKind::kTransient, false};
     }
     if (starts("28") || s == "3D000" || s == "42P01" || s == "3F000" || s == "42883" || s == "42501") {

@@ -98,7 +98,7 @@ TEST(SqlstateTest, ClassifiesEachFamily) {
         {"53100", ErrorKind::kTransient, false},     {"28P01", ErrorKind::kConfiguration, false},
         {"3D000", ErrorKind::kConfiguration, false}, {"42P01", ErrorKind::kConfiguration, false},
         {"42501", ErrorKind::kConfiguration, false}, {"22023", ErrorKind::kInvalidInput, false},
-        {"23505", ErrorKind::kInvalidInput, false},  {"54000", ErrorKind::kFatal, false},
+        {"23505", ErrorKind::kInvalidInput, false},  {"54000", ErrorKind::kTransient, false},
         {"XX000", ErrorKind::kFatal, false},
     };
     for (const auto& r : rows) {
