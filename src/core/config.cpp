@@ -526,6 +526,9 @@ Config LoadConfig(const EnvMap& env) {
     relay.shutdown_timeout =
         std::chrono::milliseconds(r.Int("RELAY_SHUTDOWN_TIMEOUT_MS", relay.shutdown_timeout.count(), 0, 3'600'000));
     relay.claim_max_bytes = r.Int("RELAY_CLAIM_MAX_BYTES", relay.claim_max_bytes, 1024, 512LL << 20);
+    relay.poll_interval = std::chrono::milliseconds(r.Int("RELAY_POLL_MS", relay.poll_interval.count(), 0, 60'000));
+    relay.idle_linger =
+        std::chrono::milliseconds(r.Int("RELAY_IDLE_LINGER_MS", relay.idle_linger.count(), 0, 3'600'000));
 
     c.http_host = r.String("HTTP_HOST", c.http_host);
     c.http_port = static_cast<int>(r.Int("HTTP_PORT", c.http_port, 1, 65535));

@@ -91,6 +91,7 @@ std::int64_t ReplayDeadLetters(pg::Connection& connection, const std::vector<Uui
         "INSERT INTO eventlog.outbox (event_id, event_type, event_date_time, environment, event_context, "
         "metadata_version, trace_id) SELECT * FROM moved";
     const auto r = ids.empty() ? tx.Exec(sql) : tx.Exec(sql, {UuidArray(ids)});
+    tx.Exec("SELECT eventlog.wake_relays()");
     tx.Commit();
     return r.AffectedRows();
 }

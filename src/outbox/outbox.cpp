@@ -128,6 +128,8 @@ std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> even
             "COPY eventlog.outbox (event_id, event_type, event_date_time, environment, event_context, "
             "metadata_version, trace_id) FROM STDIN",
             data);
+        // Wakes a sleeping relay at commit (emit() does this inline).
+        transaction.Exec("SELECT eventlog.wake_relays()");
     }
     return ids;
 }

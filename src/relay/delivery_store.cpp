@@ -13,6 +13,9 @@
 namespace eventlog::relay::detail {
 namespace {
 
+/// How often a claim starts from the head of the outbox instead of the floor (see kClaimSql).
+constexpr std::chrono::seconds kSweepInterval{5};
+
 /// Advisory-lock class id ("EVLG") under which each relay session holds its owner key.
 constexpr int kOwnerLockClass = 0x45564C47;
 
@@ -26,10 +29,20 @@ constexpr int kOwnerLockClass = 0x45564C47;
 // delete goes by `id = ANY(array)`: joined with the window's output, whose row count the planner underestimates, it was
 // planned as a hash join over a sequential scan of the whole outbox (58 ms of 174 at a 100k backlog, and growing with
 // it). Every function is qualified: the session's search_path is pinned as well.
+//
+// $6 is the session's floor: every outbox row at or below it was claimed or rolled back, as far as this session can
+// tell, so the scan starts above it and never walks the dead index entries that deleted rows leave behind while some
+// session on the server holds an old snapshot (vacuum cannot remove them then, and a claim from the head of the
+// index once slowed from 55k to 4k events/s that way). A claim returns its transaction id and its snapshot's xmin:
+// once every transaction older than claim k has ended, no row at or below k's highest id can still appear, and the
+// floor moves there. A periodic sweep from the head (floor 0) picks up anything the floor skipped: a row whose id
+// was drawn before its transaction got its id, or rows another relay's claim locked and then rolled back. A sweep
+// is only slower, never needed for correctness of what is claimed. One summary row comes back even when nothing was
+// claimed (its batch id is NULL), so the floor moves while the relay polls an empty outbox.
 constexpr std::string_view kClaimSql = R"sql(
 WITH picked AS MATERIALIZED (
     SELECT id, pg_catalog.octet_length(event_context::text) + pg_catalog.octet_length(event_type) + 64 AS size
-    FROM eventlog.outbox ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED
+    FROM eventlog.outbox WHERE id > $6 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), bounded AS MATERIALIZED (
     SELECT id, part FROM (
         SELECT id, (pg_catalog.row_number() OVER w - 1) / $2 AS part, pg_catalog.sum(size) OVER w - size AS before
@@ -46,10 +59,14 @@ WITH picked AS MATERIALIZED (
     SELECT c.batch_id, $1, pg_catalog.array_agg(ROW(c.id, c.event_id, c.event_type, c.event_date_time, c.environment,
            c.event_context, c.metadata_version, c.trace_id, c.enqueued_at)::eventlog.pending_event ORDER BY c.id)
     FROM claimed c GROUP BY c.batch_id
+), summary AS (
+    SELECT (SELECT pg_catalog.count(*) FROM picked) AS picked,
+           pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint AS xmin
 )
 SELECT c.batch_id, c.event_id, c.event_type, (extract(epoch FROM c.event_date_time) * 1000000)::bigint,
-       c.environment, c.event_context, c.metadata_version, c.trace_id, (SELECT pg_catalog.count(*) FROM picked)
-FROM claimed c ORDER BY c.id)sql";
+       c.environment, c.event_context, c.metadata_version, c.trace_id, s.picked, c.id,
+       CASE WHEN c.id IS NOT NULL THEN pg_catalog.pg_current_xact_id()::text::bigint END, s.xmin
+FROM summary s LEFT JOIN claimed c ON true ORDER BY c.id)sql";
 
 constexpr std::string_view kLoadOwnerSql = R"sql(
 SELECT d.batch_id, e.event_id, e.event_type, (extract(epoch FROM e.event_date_time) * 1000000)::bigint,
@@ -115,6 +132,10 @@ DeliveryStore::DeliveryStore(const Config& config) : config_(config) {}
 void DeliveryStore::Connect() {
     // A claim started or collected on the old session is not lost: its delivery records are recovered.
     claim_in_flight_ = false;
+    // Rows may come back below the old floor (a failover that lost commits): the new session starts from the head.
+    floor_ = 0;
+    floor_candidates_.clear();
+    next_sweep_ = {};
     prefetched_.reset();
     pg_.reset();
     pg::ConnectOptions options;
@@ -171,9 +192,14 @@ void DeliveryStore::StartClaim() {
     const int records = (limit + config_.relay.event_batch_size - 1) / config_.relay.event_batch_size;
     std::vector<Uuid> batch_ids(static_cast<std::size_t>(records));
     for (auto& id : batch_ids) id = Uuid::Random();
+    std::int64_t floor = floor_;
+    if (std::chrono::steady_clock::now() >= next_sweep_) {
+        floor = 0;
+        next_sweep_ = std::chrono::steady_clock::now() + kSweepInterval;
+    }
     Session().Send(kClaimSql,
                    {std::to_string(owner_), std::to_string(config_.relay.event_batch_size), std::to_string(limit),
-                    std::to_string(config_.relay.claim_max_bytes), UuidArray(batch_ids)});
+                    std::to_string(config_.relay.claim_max_bytes), UuidArray(batch_ids), std::to_string(floor)});
     claim_in_flight_ = true;
 }
 
@@ -192,18 +218,55 @@ std::vector<PendingRow> DeliveryStore::Claim(bool prefetch_next) {
     }
     const auto limit =
         static_cast<std::int64_t>(std::max(config_.relay.event_batch_size, config_.relay.clickhouse_batch_size));
+    // The summary row alone (NULL batch id) when nothing was claimed.
+    const bool empty = result.Rows() == 0 || result.IsNull(0, 0);
+    const auto rows = empty ? std::int64_t{0} : static_cast<std::int64_t>(result.Rows());
+    if (result.Rows() > 0) AdvanceFloor(result, rows);
     // Full: the row bound was reached, or the byte bound left picked rows behind.
-    const auto rows = static_cast<std::int64_t>(result.Rows());
     last_claim_full_ = rows >= limit || (rows > 0 && result.GetInt(0, 8) > rows);
     // The next claim starts before this one is decoded, so PostgreSQL claims while the relay decodes and inserts.
     if (prefetch_next && last_claim_full_) StartClaim();
     return Decode(result);
 }
 
+void DeliveryStore::AdvanceFloor(const pg::Result& r, std::int64_t claimed) {
+    const std::int64_t xmin = r.GetInt(0, 11);
+    while (!floor_candidates_.empty() && xmin > floor_candidates_.front().second) {
+        floor_ = std::max(floor_, floor_candidates_.front().first);
+        floor_candidates_.pop_front();
+    }
+    if (claimed > 0) {
+        const int last = static_cast<int>(claimed) - 1;  // rows come in id order
+        floor_candidates_.emplace_back(r.GetInt(last, 9), r.GetInt(last, 10));
+        // Bounded: a transaction that never ends keeps them all waiting, and the oldest are the ones that matter.
+        if (floor_candidates_.size() > 1024) floor_candidates_.pop_back();
+    }
+}
+
+std::int64_t DeliveryStore::RequestWakeup(std::chrono::milliseconds until) {
+    auto& session = Session();
+    session.Exec(
+        "SELECT pg_catalog.setval('eventlog.relay_wakeup', "
+        "(extract(epoch FROM pg_catalog.clock_timestamp()) * 1000)::bigint + $1)",
+        {std::to_string(until.count())});
+    // A transaction id drawn after the flag was set: every producer that read the old value has a smaller one.
+    return session.Exec("SELECT pg_catalog.pg_current_xact_id()::text::bigint").GetInt(0, 0);
+}
+
+bool DeliveryStore::OlderTransactionsEnded(std::int64_t mark) {
+    return Session()
+               .Exec("SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint > $1",
+                     {std::to_string(mark)})
+               .Get(0, 0) == "t";
+}
+
+void DeliveryStore::CancelWakeup() { Session().Exec("SELECT pg_catalog.setval('eventlog.relay_wakeup', 0)"); }
+
 std::vector<PendingRow> DeliveryStore::Decode(const pg::Result& r) const {
     std::vector<PendingRow> rows;
     rows.reserve(static_cast<std::size_t>(r.Rows()));
     for (int i = 0; i < r.Rows(); ++i) {
+        if (r.IsNull(i, 0)) continue;  // the claim's summary row: nothing claimed
         PendingRow row;
         row.batch_id = Uuid::Parse(r.Get(i, 0)).value_or(Uuid{});
         Event& e = row.event;

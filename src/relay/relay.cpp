@@ -115,6 +115,7 @@ private:
     void Connect(bool after_loss);
     bool SessionAlive();
     std::size_t ClaimAndDeliver();
+    bool SleepUntilWoken(Clock::time_point last_recovery);
     void Recover();
     bool SleepInterruptible(milliseconds duration);
     milliseconds Backoff(int failures);
@@ -219,6 +220,39 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     return n;
 }
 
+// Sleeping without losing a wake-up (docs/delivery.md, "Waking the relay"): producers are asked to NOTIFY, then
+// the relay waits until every transaction older than that request has ended, looking at the outbox meanwhile, and
+// looks once more; only then does it wait for a NOTIFY. A producer that read the old flag wrote its row before
+// reading it, so its transaction is one of those waited for, and the last look sees its events. Returns true when
+// woken by events (a NOTIFY, or events found on the way to sleep), false on a timeout or a stop request.
+bool Relay::Impl::SleepUntilWoken(Clock::time_point last_recovery) {
+    const auto until = std::min<Clock::duration>(config_.relay.processing_interval,
+                                                 kRecoveryInterval - (Clock::now() - last_recovery));
+    if (until <= Clock::duration::zero()) return false;
+    // The flag outlives the sleep by a margin, so it never expires while this relay still sleeps.
+    const auto flag = std::chrono::duration_cast<milliseconds>(until) + milliseconds(1000);
+    const auto deadline = Clock::now() + until;
+    const std::int64_t mark = store_.RequestWakeup(flag);
+    for (;;) {
+        const bool ended = store_.OlderTransactionsEnded(mark);
+        if (ClaimAndDeliver() > 0) {
+            store_.CancelWakeup();
+            return true;
+        }
+        if (ended) break;  // the claim above came after every producer that may have read the old flag
+        if (stop_.load() || Clock::now() >= deadline) return false;
+        SleepInterruptible(config_.relay.poll_interval);
+    }
+    while (!stop_.load() && Clock::now() < deadline) {
+        const auto slice = std::min<Clock::duration>(milliseconds(250), deadline - Clock::now());
+        if (store_.WaitForNotify(std::chrono::duration_cast<milliseconds>(slice))) {
+            store_.CancelWakeup();  // a NOTIFY wakes every listening relay
+            return true;
+        }
+    }
+    return false;
+}
+
 void Relay::Impl::Recover() {
     // Owners with records, and owners with only a stage left (a relay that died before claiming, or after its
     // last acknowledgement): every dead one is fenced, and its records are finished.
@@ -267,6 +301,8 @@ Stats Relay::Impl::Run(const RunOptions& options) {
     bool recovery_due = true;
     bool lost = false;
     auto last_recovery = Clock::now();
+    constexpr auto kBusy = Clock::time_point::max();
+    auto idle_since = kBusy;  // when claims started coming back empty
     while (!stop_.load()) {
         try {
             if (!connected_) {
@@ -280,7 +316,13 @@ Stats Relay::Impl::Run(const RunOptions& options) {
             }
             const std::size_t n = ClaimAndDeliver();
             failures = 0;
-            if (n > 0) continue;
+            if (n > 0) {
+                idle_since = kBusy;
+                // A claim that was not full: let the next events gather for a moment, so that a steady trickle
+                // becomes a few large inserts instead of many tiny parts in ClickHouse.
+                if (!options.drain && !store_.LastClaimWasFull()) SleepInterruptible(config_.relay.poll_interval);
+                continue;
+            }
             if (options.drain) {
                 if (store_.InFlightRecords() == 0) break;
                 Recover();
@@ -288,13 +330,13 @@ Stats Relay::Impl::Run(const RunOptions& options) {
                 if (store_.InFlightRecords() > 0) SleepInterruptible(milliseconds(200));  // live relays' batches
                 continue;
             }
-            // Idle: sleep until NOTIFY, the poll interval, a stop request or the next recovery pass.
-            const auto deadline = Clock::now() + config_.relay.processing_interval;
-            while (!stop_.load() && Clock::now() < deadline) {
-                const auto slice = std::min<Clock::duration>(milliseconds(250), deadline - Clock::now());
-                if (store_.WaitForNotify(std::chrono::duration_cast<milliseconds>(slice))) break;
-                if (Clock::now() - last_recovery >= kRecoveryInterval) break;
+            // Idle: poll for a while (a pause between events is usually short), then sleep until woken.
+            if (idle_since == kBusy) idle_since = Clock::now();
+            if (Clock::now() - idle_since < config_.relay.idle_linger) {
+                SleepInterruptible(config_.relay.poll_interval);
+                continue;
             }
+            if (SleepUntilWoken(last_recovery)) idle_since = kBusy;
         } catch (const Error& e) {
             if (e.Kind() == ErrorKind::kFatal || e.Kind() == ErrorKind::kInvalidInput) {
                 log::Error("relay_fatal", {{"error", std::string(e.what())}, {"code", e.Code()}});

@@ -294,7 +294,15 @@ TEST_F(NotifyLatencyTest, NotifyWakesAnIdleRelayWithinASecond) {
         },
         std::chrono::seconds(10));
     EXPECT_TRUE(connected);
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+    // Asleep: it has asked producers to NOTIFY (eventlog.relay_wakeup holds a time in the future).
+    EXPECT_TRUE(testing::WaitUntil(
+        [&] {
+            return stack_->PgCount(
+                       "SELECT count(*) FROM eventlog.relay_wakeup WHERE last_value > "
+                       "(extract(epoch FROM clock_timestamp()) * 1000)::bigint") == 1;
+        },
+        std::chrono::seconds(10)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
 
     const auto start = std::chrono::steady_clock::now();
     Uuid id;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <eventlog/core/config.hpp>
 #include <eventlog/core/uuid.hpp>
 #include <eventlog/outbox/outbox.hpp>
@@ -92,11 +93,20 @@ public:
     /// Waits up to `timeout` for the outbox's NOTIFY.
     bool WaitForNotify(std::chrono::milliseconds timeout);
 
+    /// Asks producers to NOTIFY for the next `until` (eventlog.relay_wakeup); returns a mark for
+    /// OlderTransactionsEnded(): a look at the outbox after it is true cannot miss a producer that read the old flag.
+    std::int64_t RequestWakeup(std::chrono::milliseconds until);
+    /// True once every transaction that began before RequestWakeup() returned `mark` has ended.
+    bool OlderTransactionsEnded(std::int64_t mark);
+    /// Producers stop notifying (every listening relay has woken).
+    void CancelWakeup();
+
 private:
     friend class OwnerLock;
     pg::Connection& Session();
     void Unlock(int owner) noexcept;
     std::vector<PendingRow> Decode(const pg::Result& result) const;
+    void AdvanceFloor(const pg::Result& result, std::int64_t claimed);
 
     const Config& config_;
     std::optional<pg::Connection> pg_;
@@ -106,6 +116,9 @@ private:
     bool claim_in_flight_{false};
     std::optional<pg::Result> prefetched_;  // a started claim's result, received but not decoded
     bool last_claim_full_{false};
+    std::int64_t floor_{0};                                               // claims scan ids above it (see kClaimSql)
+    std::deque<std::pair<std::int64_t, std::int64_t>> floor_candidates_;  // (highest id claimed, claim's xid)
+    std::chrono::steady_clock::time_point next_sweep_{};
 };
 
 }  // namespace eventlog::relay::detail

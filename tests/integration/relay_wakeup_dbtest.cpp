@@ -1,0 +1,129 @@
+// Waking the relay and the claim floor, against real servers (label db). Interleavings walked here:
+// 1. A producer commits while the relay falls asleep: it read the wake-up flag before the relay set it (so it sends
+//    no NOTIFY) and commits after the relay's last look would have been taken, were the relay not waiting for
+//    older transactions. The relay must still deliver it at once, not at its next timed wake-up (5 s here). Each
+//    round wakes the relay with one event, emits the probe while the relay is busy with it, holds the probe's
+//    transaction open for a random time, and then lets nothing else happen (a later event's NOTIFY would hide a
+//    lost wake-up). The version without the wait for older transactions fails this test.
+// 2. A row appears below the relay's floor (written with an explicit, old id: a restore, or a failover that brings
+//    back rows): the periodic sweep from the head of the outbox delivers it.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <eventlog/outbox/outbox.hpp>
+#include <eventlog/pg/connection.hpp>
+#include <iostream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/test_env.hpp"
+
+namespace eventlog {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using testing::BackgroundRelay;
+using testing::StackTest;
+using testing::TestStack;
+using testing::WaitUntil;
+using Clock = std::chrono::steady_clock;
+
+class RelayWakeupTest : public StackTest {
+protected:
+    TestStack::Options StackOptions() override {
+        // Sleep as soon as the outbox is empty, for as long as the relay may (its recovery pass wakes it every 5 s).
+        return {
+            .overrides = {{"EVENT_PROCESSING_INTERVAL", "60"}, {"RELAY_IDLE_LINGER_MS", "0"}, {"RELAY_POLL_MS", "1"}}};
+    }
+
+    bool Visible(const std::string& id) {
+        return stack_->ChCount("SELECT count() FROM " + stack_->ChTable() + " WHERE event_id = toUUID('" + id + "')") ==
+               1;
+    }
+
+    /// True while a relay asks producers to NOTIFY (it is asleep or on its way there).
+    bool RelayAsleep() {
+        return stack_->PgCount(
+                   "SELECT count(*) FROM eventlog.relay_wakeup WHERE last_value > "
+                   "(extract(epoch FROM clock_timestamp()) * 1000)::bigint") == 1;
+    }
+};
+
+TEST_F(RelayWakeupTest, ACommitRacingTheRelayFallingAsleepIsDeliveredAtOnce) {
+    BackgroundRelay relay(stack_->Config());
+    ASSERT_TRUE(WaitUntil([&] { return RelayAsleep(); }, seconds(10))) << "the relay never went to sleep";
+    std::mt19937 rng(std::random_device{}());
+    std::uniform_int_distribution<int> delay(0, 20), open(0, 60);
+    auto waker = stack_->OpenPg();
+    std::vector<double> latencies_ms;
+    int awake_at_emit = 0;
+    constexpr int kRounds = 60;
+    for (int i = 0; i < kRounds; ++i) {
+        // Each round: one event wakes the relay; while it is busy with it, the probe is emitted (so it reads the
+        // flag as "awake" and sends no NOTIFY) and committed a random time later, often after the relay's last
+        // look on its way back to sleep. Then nothing else happens until the probe is visible: a lost wake-up
+        // would leave it for the relay's next timed wake-up.
+        waker.Exec("SELECT eventlog.emit('wakeup_trigger', '{}'::json)");
+        std::this_thread::sleep_for(milliseconds(delay(rng)));
+        pg::Connection& producer = stack_->Producer();
+        producer.Exec("BEGIN");
+        const std::string id(
+            producer.Exec("SELECT eventlog.emit('wakeup_probe', '{\"i\":" + std::to_string(i) + "}'::json)::text")
+                .Get(0, 0));
+        if (!RelayAsleep()) ++awake_at_emit;
+        std::this_thread::sleep_for(milliseconds(open(rng)));
+        producer.Exec("COMMIT");
+        const auto committed = Clock::now();
+        ASSERT_TRUE(WaitUntil([&] { return Visible(id); }, seconds(10), milliseconds(2)))
+            << "probe " << i << " never arrived";
+        latencies_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - committed).count());
+        ASSERT_TRUE(WaitUntil([&] { return RelayAsleep(); }, seconds(10))) << "the relay did not sleep again";
+    }
+    relay.Stop();
+    EXPECT_EQ(relay.Error(), "");
+    std::sort(latencies_ms.begin(), latencies_ms.end());
+    std::cout << "commit_to_visible_ms p50=" << latencies_ms[latencies_ms.size() / 2] << " max=" << latencies_ms.back()
+              << " relay_awake_at_probe_emit=" << awake_at_emit << "/" << kRounds << "\n";
+    // The premise: probes were often emitted while the relay was awake (no NOTIFY from them).
+    EXPECT_GE(awake_at_emit, kRounds / 6);
+    // A lost wake-up waits for the relay's next timed wake-up, up to 5 s; delivery otherwise takes milliseconds.
+    EXPECT_LT(latencies_ms.back(), 1500.0);
+    EXPECT_EQ(stack_->ChQuery("SELECT count(), uniqExact(event_id) FROM " + stack_->ChTable()),
+              std::to_string(2 * kRounds) + "\t" + std::to_string(2 * kRounds) + "\n");
+}
+
+TEST_F(RelayWakeupTest, ARowBelowTheFloorIsDeliveredByTheSweep) {
+    for (int i = 0; i < 50; ++i) {
+        stack_->Producer().Exec("SELECT eventlog.emit('floor_test', '{\"i\":" + std::to_string(i) + "}'::json)");
+    }
+    BackgroundRelay relay(stack_->Config());
+    ASSERT_TRUE(
+        WaitUntil([&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) == 50; }, seconds(20)));
+    // More claims, so that the floor moves past the first ids.
+    for (int i = 0; i < 5; ++i) {
+        stack_->Producer().Exec("SELECT eventlog.emit('floor_test', '{\"late\":" + std::to_string(i) + "}'::json)");
+        std::this_thread::sleep_for(milliseconds(100));
+    }
+    ASSERT_TRUE(
+        WaitUntil([&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) == 55; }, seconds(20)));
+    // A row with an id far below the floor, as a restore would write it.
+    const auto id = stack_->Pg().Exec(
+        "INSERT INTO eventlog.outbox (id, event_id, event_type, event_context) OVERRIDING SYSTEM VALUE "
+        "VALUES (3, gen_random_uuid(), 'restored', '{}') RETURNING event_id::text");
+    const std::string restored(id.Get(0, 0));
+    stack_->Pg().Exec("SELECT eventlog.wake_relays()");
+    EXPECT_TRUE(WaitUntil([&] { return Visible(restored); }, seconds(20)))
+        << "a row below the floor was never delivered";
+    relay.Stop();
+    EXPECT_EQ(relay.Error(), "");
+    EXPECT_EQ(stack_->PendingEvents(), 0);
+    EXPECT_EQ(stack_->ChQuery("SELECT count(), uniqExact(event_id) FROM " + stack_->ChTable()), "56\t56\n");
+}
+
+}  // namespace
+}  // namespace eventlog
