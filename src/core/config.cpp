@@ -529,6 +529,8 @@ Config LoadConfig(const EnvMap& env) {
     relay.poll_interval = std::chrono::milliseconds(r.Int("RELAY_POLL_MS", relay.poll_interval.count(), 0, 60'000));
     relay.idle_linger =
         std::chrono::milliseconds(r.Int("RELAY_IDLE_LINGER_MS", relay.idle_linger.count(), 0, 3'600'000));
+    relay.idempotency_window =
+        std::chrono::seconds(r.Int("IDEMPOTENCY_WINDOW", relay.idempotency_window.count(), 1, 366LL * 86'400));
 
     c.http_host = r.String("HTTP_HOST", c.http_host);
     c.http_port = static_cast<int>(r.Int("HTTP_PORT", c.http_port, 1, 65535));

@@ -3,6 +3,8 @@
 #include <eventlog/core/error.hpp>
 #include <eventlog/core/json.hpp>
 #include <eventlog/outbox/outbox.hpp>
+#include <string>
+#include <unordered_set>
 
 namespace eventlog::outbox {
 namespace {
@@ -92,18 +94,39 @@ std::optional<std::string> LimitViolation(const Event& event, const Limits& limi
     return check("trace_id", event.trace_id.size(), limits.max_trace_id_bytes);
 }
 
-std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> events) {
+std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> events, std::vector<bool>* accepted) {
     const Limits limits = ReadLimits(transaction.Conn());
     std::vector<Uuid> ids;
     ids.reserve(events.size());
-    std::string data;
-    data.reserve(events.size() * 256);
     for (auto& raw : events) {
-        Event e = Normalize(std::move(raw));
-        if (auto violation = LimitViolation(e, limits)) {
+        raw = Normalize(std::move(raw));
+        if (auto violation = LimitViolation(raw, limits)) {
             throw InvalidInputError(fmt::format("events[{}]", ids.size()), *violation);
         }
-        ids.push_back(e.event_id);
+        ids.push_back(raw.event_id);
+    }
+    if (accepted != nullptr) accepted->assign(events.size(), false);
+    if (ids.empty()) return ids;
+    // The registry first (docs/delivery.md, "Idempotency"): only ids it takes now are written, each once.
+    std::string array = "{";
+    for (const auto& id : ids) {
+        if (array.size() > 1) array += ',';
+        array += id.ToString();
+    }
+    array += '}';
+    const auto fresh = transaction.Exec(
+        "INSERT INTO eventlog.event_ids (event_id) SELECT pg_catalog.unnest($1::uuid[]) "
+        "ON CONFLICT ON CONSTRAINT event_ids_pkey DO NOTHING RETURNING event_id",
+        {array});
+    std::unordered_set<std::string> take;
+    take.reserve(static_cast<std::size_t>(fresh.Rows()));
+    for (int i = 0; i < fresh.Rows(); ++i) take.emplace(fresh.Get(i, 0));
+    std::string data;
+    data.reserve(take.size() * 256);
+    for (std::size_t i = 0; i < events.size(); ++i) {
+        const Event& e = events[i];
+        if (take.erase(e.event_id.ToString()) == 0) continue;  // a duplicate, or a repeat within this batch
+        if (accepted != nullptr) (*accepted)[i] = true;
         data += e.event_id.ToString();
         data.push_back('\t');
         AppendCopyField(data, e.event_type);
@@ -123,7 +146,7 @@ std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> even
         AppendCopyField(data, e.trace_id);
         data.push_back('\n');
     }
-    if (!ids.empty()) {
+    if (!data.empty()) {
         transaction.Conn().CopyIn(
             "COPY eventlog.outbox (event_id, event_type, event_date_time, environment, event_context, "
             "metadata_version, trace_id) FROM STDIN",

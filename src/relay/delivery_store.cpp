@@ -334,6 +334,15 @@ std::vector<PendingRow> DeliveryStore::LoadOwner(int owner) {
     return Decode(Session().Exec(kLoadOwnerSql, {std::to_string(owner)}));
 }
 
+std::int64_t DeliveryStore::PruneEventIds(std::chrono::seconds window) {
+    return Session()
+        .Exec(
+            "DELETE FROM eventlog.event_ids WHERE ctid = ANY (ARRAY(SELECT ctid FROM eventlog.event_ids WHERE "
+            "accepted_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1::float8) LIMIT 10000))",
+            {std::to_string(window.count())})
+        .AffectedRows();
+}
+
 std::int64_t DeliveryStore::InFlightRecords() {
     return Session().Exec("SELECT pg_catalog.count(*) FROM eventlog.delivery").GetInt(0, 0);
 }

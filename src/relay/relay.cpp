@@ -117,6 +117,7 @@ private:
     std::size_t ClaimAndDeliver();
     bool SleepUntilWoken(Clock::time_point last_recovery);
     void Recover();
+    void PruneEventIds();
     bool SleepInterruptible(milliseconds duration);
     milliseconds Backoff(int failures);
 
@@ -253,6 +254,14 @@ bool Relay::Impl::SleepUntilWoken(Clock::time_point last_recovery) {
     return false;
 }
 
+// Accepted event ids past IDEMPOTENCY_WINDOW leave the registry, a bounded amount per recovery pass (up to 100,000,
+// i.e. 20,000 a second), so a long backlog of them never holds up delivery.
+void Relay::Impl::PruneEventIds() {
+    for (int i = 0; i < 10 && !stop_.load(); ++i) {
+        if (store_.PruneEventIds(config_.relay.idempotency_window) < 10'000) break;
+    }
+}
+
 void Relay::Impl::Recover() {
     // Owners with records, and owners with only a stage left (a relay that died before claiming, or after its
     // last acknowledgement): every dead one is fenced, and its records are finished.
@@ -311,6 +320,7 @@ Stats Relay::Impl::Run(const RunOptions& options) {
             }
             if (recovery_due || Clock::now() - last_recovery >= kRecoveryInterval) {
                 Recover();
+                PruneEventIds();
                 recovery_due = false;
                 last_recovery = Clock::now();
             }

@@ -83,6 +83,8 @@ struct RelayConfig {
     /// poll interval while idle for RELAY_IDLE_LINGER_MS before the relay sleeps until NOTIFY.
     std::chrono::milliseconds poll_interval{20};
     std::chrono::milliseconds idle_linger{1000};  ///< RELAY_IDLE_LINGER_MS.
+    /// IDEMPOTENCY_WINDOW (seconds): how long an accepted event_id keeps a later copy out (the relay prunes older).
+    std::chrono::seconds idempotency_window{86'400};
 };
 
 /// The whole configuration, read once at start-up. Plain value type.

@@ -34,9 +34,11 @@ std::optional<std::string> LimitViolation(const Event& event, const Limits& limi
 Uuid Emit(pg::Transaction& transaction, Event event);
 
 /// Writes many events with one COPY inside the caller's transaction, after checking each against eventlog.limits
-/// (InvalidInputError naming the field and the event's index). Needs INSERT on eventlog.outbox (eventlog_admin).
-/// Returns their ids in order.
-std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> events);
+/// (InvalidInputError naming the field and the event's index). Needs INSERT on eventlog.outbox and eventlog.event_ids
+/// (eventlog_admin). An event whose event_id was accepted before (within IDEMPOTENCY_WINDOW), or earlier in the same
+/// call, is not written; `accepted`, when given, says which were. Returns every event's id, in order.
+std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> events,
+                           std::vector<bool>* accepted = nullptr);
 
 /// Backlog figures for `eventlog status`.
 struct Status {

@@ -88,6 +88,8 @@ public:
     std::vector<PendingRow> Adopt(int owner);
     /// Every row of `owner`'s records, in claim order.
     std::vector<PendingRow> LoadOwner(int owner);
+    /// Removes up to 10,000 accepted event ids older than `window` from eventlog.event_ids; returns how many.
+    std::int64_t PruneEventIds(std::chrono::seconds window);
     /// Delivery records in flight, of every owner.
     std::int64_t InFlightRecords();
     /// Waits up to `timeout` for the outbox's NOTIFY.
