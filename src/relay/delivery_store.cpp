@@ -164,6 +164,9 @@ void DeliveryStore::Connect() {
     pg_->Exec("LISTEN eventlog_outbox");
     // Let the server notice a vanished relay during a long statement instead of holding its row locks.
     pg_->Exec("SET client_connection_check_interval = '1s'");
+    // A full claim materialises a few MB of rows twice (the deleted rows, the claimed rows): with the default 4 MB
+    // they spilled to temporary files.
+    pg_->Exec("SET work_mem = '64MB'");
     const auto id = pg_->Exec("SELECT pg_catalog.replace(outbox_id::text, '-', '') FROM eventlog.relay_identity");
     if (id.Rows() != 1) throw ConfigError("postgresql: eventlog.relay_identity has no row; run `eventlog migrate`");
     outbox_id_ = std::string(id.Get(0, 0).substr(0, 16));

@@ -79,8 +79,9 @@ struct RelayConfig {
     int max_attempts{5};                                    ///< RELAY_MAX_ATTEMPTS before a row is dead-lettered.
     std::chrono::milliseconds shutdown_timeout{30'000};     ///< RELAY_SHUTDOWN_TIMEOUT_MS: drain bound on SIGTERM.
     std::int64_t claim_max_bytes{64LL << 20};  ///< RELAY_CLAIM_MAX_BYTES: bound on one claim's events (64 MiB).
-    /// RELAY_POLL_MS: pause after a claim that was not full (events gather into fewer, larger inserts), and the
-    /// poll interval while idle for RELAY_IDLE_LINGER_MS before the relay sleeps until NOTIFY.
+    /// RELAY_POLL_MS: after a claim that was not full, the next starts this long after it at the earliest (events
+    /// gather into fewer, larger inserts); also the poll interval while idle for RELAY_IDLE_LINGER_MS before the
+    /// relay sleeps until NOTIFY.
     std::chrono::milliseconds poll_interval{20};
     std::chrono::milliseconds idle_linger{1000};  ///< RELAY_IDLE_LINGER_MS.
     /// IDEMPOTENCY_WINDOW (seconds): how long an accepted event_id keeps a later copy out (the relay prunes older).
