@@ -21,6 +21,8 @@ PACKAGES=(
     libpq-dev libcurl4-openssl-dev libssl-dev libsimdjson-dev libfmt-dev libcli11-dev
     # Tests: GoogleTest and GoogleMock (tests/unit, tests/integration, tests/e2e).
     libgtest-dev libgmock-dev
+    # Protocol tests: promtool (`promtool check metrics` on the rendered metrics; also the real scrape test).
+    prometheus
     # Servers the local stack and the tests run as plain processes (psql for `make shell`, the bench).
     postgresql-15 postgresql-client-15 clickhouse-server clickhouse-client
     # `make lint` (run in CI): formatting, clang-tidy, cppcheck.
