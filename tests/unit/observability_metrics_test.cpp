@@ -13,39 +13,17 @@
 #include <thread>
 #include <vector>
 
+#include "support/run_command.hpp"
+
 namespace m = eventlog::metrics;
+using eventlog::testing::CommandResult;
+using eventlog::testing::RunCommand;
 
 namespace {
 
-struct CommandResult {
-    int exit_code{-1};
-    std::string output;  // stdout and stderr
-};
-
-/// Runs `command` through sh, feeding `input` from a file; fails the test when the shell cannot run it.
-CommandResult RunWithInput(const std::string& command, const std::string& input) {
-    const auto path = std::filesystem::temp_directory_path() /
-                      ("eventlog_promtool_" + std::to_string(::getpid()) + "_" +
-                       std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id())) + ".prom");
-    {
-        std::ofstream f(path, std::ios::binary);
-        f << input;
-    }
-    CommandResult result;
-    FILE* p = ::popen((command + " < '" + path.string() + "' 2>&1").c_str(), "r");
-    if (p == nullptr) throw std::runtime_error("popen failed");
-    char buf[4096];
-    std::size_t n = 0;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) result.output.append(buf, n);
-    const int status = ::pclose(p);
-    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::filesystem::remove(path);
-    return result;
-}
-
 /// promtool from Debian's `prometheus` package; a missing promtool is a failure, never a skip.
 void RequirePromtool() {
-    const CommandResult r = RunWithInput("command -v promtool", "");
+    const CommandResult r = RunCommand("command -v promtool", "");
     ASSERT_EQ(r.exit_code, 0) << "promtool not found: install Debian's `prometheus` package "
                                  "(scripts/install-deps.sh does)";
 }
@@ -94,7 +72,7 @@ m::Registry& FilledRegistry() {
 TEST(ObservabilityMetrics, RenderedTextPassesPromtoolCheckMetrics) {
     ASSERT_NO_FATAL_FAILURE(RequirePromtool());
     const std::string text = FilledRegistry().Render();
-    const CommandResult r = RunWithInput("promtool check metrics", text);
+    const CommandResult r = RunCommand("promtool check metrics", text);
     EXPECT_EQ(r.exit_code, 0) << r.output << "\n--- text ---\n" << text;
     EXPECT_EQ(r.output, "");
 }
@@ -102,7 +80,7 @@ TEST(ObservabilityMetrics, RenderedTextPassesPromtoolCheckMetrics) {
 TEST(ObservabilityMetrics, PromtoolRejectsAnUnescapedLabelValueSoTheCheckAboveIsReal) {
     ASSERT_NO_FATAL_FAILURE(RequirePromtool());
     const CommandResult r =
-        RunWithInput("promtool check metrics", "# HELP x_total x\n# TYPE x_total counter\nx_total{a=\"q\"q\"} 1\n");
+        RunCommand("promtool check metrics", "# HELP x_total x\n# TYPE x_total counter\nx_total{a=\"q\"q\"} 1\n");
     EXPECT_NE(r.exit_code, 0) << r.output;
 }
 
