@@ -220,9 +220,8 @@ T& Family<T>::WithLabels(const std::vector<std::string>& values) {
     } else {
         series = std::make_unique<T>();
     }
-    T& ref = *series;
-    series_.emplace(*key, std::move(series));
-    return ref;
+    const auto inserted = series_.emplace(*key, std::move(series)).first;
+    return *inserted->second;
 }
 
 template <typename T>
