@@ -7,6 +7,7 @@
 #include <eventlog/core/json.hpp>
 #include <eventlog/observability/log.hpp>
 #include <eventlog/observability/tracing.hpp>
+#include <eventlog/observability/version.hpp>
 #include <observability/detail/http_post.hpp>
 #include <random>
 
@@ -15,7 +16,6 @@ namespace {
 
 constexpr char kHexDigits[] = "0123456789abcdef";
 constexpr std::string_view kScopeName = "eventlog";
-constexpr std::string_view kSdkVersion = "0.1.0";
 
 template <std::size_t N>
 std::string Hex(const std::array<std::uint8_t, N>& bytes) {
@@ -366,7 +366,7 @@ ExporterOptions ExporterOptions::FromEnvironment(const std::map<std::string, std
     for (auto& attribute : attributes) add(std::move(attribute));
     add({"telemetry.sdk.name", "eventlog"});
     add({"telemetry.sdk.language", "cpp"});
-    add({"telemetry.sdk.version", std::string(kSdkVersion)});
+    add({"telemetry.sdk.version", std::string(observability::Version())});
     return o;
 }
 
@@ -380,7 +380,7 @@ std::string EncodeTraceRequest(const std::vector<std::pair<std::string, std::str
     out += "},\"scopeSpans\":[{\"scope\":{\"name\":";
     AppendJsonString(out, kScopeName);
     out += ",\"version\":";
-    AppendJsonString(out, kSdkVersion);
+    AppendJsonString(out, observability::Version());
     out += "},\"spans\":[";
     for (std::size_t i = 0; i < spans.size(); ++i) {
         if (i > 0) out.push_back(',');
