@@ -21,6 +21,10 @@ PACKAGES=(
     libpq-dev libcurl4-openssl-dev libssl-dev libsimdjson-dev libfmt-dev libcli11-dev
     # Tests: GoogleTest and GoogleMock (tests/unit, tests/integration, tests/e2e).
     libgtest-dev libgmock-dev
+    # Protocol tests against the protocols' reference parsers: promtool (`promtool check metrics` on the rendered
+    # metrics), Sentry's Python SDK (its envelope parser, run with /usr/bin/python3). Node.js and npm for the
+    # OpenTelemetry proto check are added below unless a node with npm is already installed.
+    prometheus python3-sentry-sdk
     # Servers the local stack and the tests run as plain processes (psql for `make shell`, the bench).
     postgresql-15 postgresql-client-15 clickhouse-server clickhouse-client
     # `make lint` (run in CI): formatting, clang-tidy, cppcheck.
@@ -34,7 +38,25 @@ for p in "${PACKAGES[@]}"; do
     fi
 done
 
+# Node.js and npm (tests/protocol: the OTLP check). A node that came with its own npm (NodeSource's nodejs
+# package bundles it and conflicts with Debian's npm package) is used as it is.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    missing+=(nodejs npm)
+fi
+
+# The npm packages of tests/protocol, exactly as package-lock.json pins them, from the npm registry; again only
+# when the installed tree is older than the lock file. Install scripts are not run (none is needed).
+install_protocol_packages() {
+    local dir=tests/protocol
+    cd "$(dirname "$0")/.."
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        echo "installing the npm packages of $dir (npm ci)"
+        (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+    fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+    install_protocol_packages
     exit 0
 fi
 
@@ -64,3 +86,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 echo "installed: ${missing[*]}"
+install_protocol_packages
