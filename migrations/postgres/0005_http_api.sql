@@ -58,6 +58,30 @@ BEGIN
 END
 $$;
 
+-- Where event `event_id` is in PostgreSQL, for GET /api/v1/events/{event_id}: at most one row, 'pending' (in the
+-- outbox), 'in_flight' (inside a delivery record) or 'dead_lettered', in that order; no row when it is in none of
+-- them (then it was delivered, or never accepted: the server asks ClickHouse). One statement, one snapshot: a claim
+-- moves rows from the outbox to a delivery record atomically, and a delivery record is deleted only after
+-- ClickHouse acknowledged the insert, so asking ClickHouse after this cannot miss an event that was here.
+-- Producers may call it, not read the tables. Cost: the outbox and the delivery records are scanned (event_id is
+-- not indexed there); acceptable for an occasional lookup, not for polling at high rates.
+CREATE FUNCTION eventlog.event_status(event_id uuid)
+RETURNS TABLE (state text, since timestamptz, attempts integer, error text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.state, s.since, s.attempts, s.error FROM (
+        (SELECT 1 AS rank, 'pending'::text AS state, o.enqueued_at AS since, NULL::integer AS attempts,
+                NULL::text AS error
+         FROM eventlog.outbox o WHERE o.event_id = event_status.event_id LIMIT 1)
+        UNION ALL
+        (SELECT 2, 'in_flight', d.claimed_at, d.attempts, NULL
+         FROM eventlog.delivery d
+         WHERE EXISTS (SELECT 1 FROM pg_catalog.unnest(d.events) e WHERE e.event_id = event_status.event_id) LIMIT 1)
+        UNION ALL
+        (SELECT 3, 'dead_lettered', x.last_failed_at, x.attempts, x.error
+         FROM eventlog.dead_letter x WHERE x.event_id = event_status.event_id)
+    ) s ORDER BY s.rank LIMIT 1
+$$;
+
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eventlog FROM PUBLIC;
 REVOKE ALL ON SCHEMA eventlog_demo FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA eventlog_demo FROM PUBLIC;
@@ -67,7 +91,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'eventlog_producer') THEN
         RETURN;
     END IF;
-    GRANT EXECUTE ON FUNCTION eventlog.api_key_hash(bigint) TO eventlog_producer;
+    GRANT EXECUTE ON FUNCTION eventlog.api_key_hash(bigint), eventlog.event_status(uuid) TO eventlog_producer;
     GRANT EXECUTE ON FUNCTION eventlog.api_key_create(text, bytea), eventlog.api_key_list(),
         eventlog.api_key_revoke(text) TO eventlog_admin;
     GRANT USAGE ON SCHEMA eventlog_demo TO eventlog_producer;

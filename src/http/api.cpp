@@ -4,12 +4,16 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <eventlog/clickhouse/client.hpp>
 #include <eventlog/core/error.hpp>
 #include <eventlog/core/json.hpp>
+#include <eventlog/core/uuid.hpp>
 #include <eventlog/http/api.hpp>
 #include <eventlog/http/api_keys.hpp>
 #include <eventlog/http/errors.hpp>
 #include <eventlog/observability/log.hpp>
+#include <mutex>
+#include <vector>
 
 #include "http/input.hpp"
 
@@ -237,6 +241,116 @@ private:
     EventBounds bounds_;
 };
 
+/// "YYYY-MM-DD HH:MM:SS[.ffffff]" (UTC, as PostgreSQL and ClickHouse print it here) as RFC 3339.
+std::string Rfc3339(std::string_view text) {
+    std::string out(text);
+    if (out.size() > 10 && out[10] == ' ') out[10] = 'T';
+    return out + "Z";
+}
+
+/// ClickHouse clients for the lookups: not thread-safe each, so checked out one per request and kept for reuse.
+class ClickHousePool {
+public:
+    explicit ClickHousePool(clickhouse::ClientOptions options) : options_(std::move(options)) {}
+    /// Runs `sql` on an idle client (a new one when none is idle) and returns the body.
+    std::string Query(const std::string& sql) {
+        std::unique_ptr<clickhouse::Client> client;
+        {
+            const std::lock_guard lock(mutex_);
+            if (!idle_.empty()) {
+                client = std::move(idle_.back());
+                idle_.pop_back();
+            }
+        }
+        if (!client) client = std::make_unique<clickhouse::Client>(options_);
+        std::string body = client->Query(sql);  // a client that threw is dropped, not reused
+        const std::lock_guard lock(mutex_);
+        if (idle_.size() < kMaxIdle) idle_.push_back(std::move(client));
+        return body;
+    }
+
+private:
+    static constexpr std::size_t kMaxIdle = 8;
+    clickhouse::ClientOptions options_;
+    std::mutex mutex_;
+    std::vector<std::unique_ptr<clickhouse::Client>> idle_;
+};
+
+/// GET /api/v1/events/{event_id}: pending, in_flight or dead_lettered from PostgreSQL (one snapshot, through
+/// eventlog.event_status), else delivered when ClickHouse has it, else 404. Asking in this order cannot miss an
+/// event that moves meanwhile: a delivery record is deleted only after ClickHouse acknowledged its rows.
+class EventStatusHandler : public Handler {
+public:
+    EventStatusHandler(pg::Pool& pool, std::string secret_key, const ServeSettings& settings)
+        : pool_(pool), secret_key_(std::move(secret_key)) {
+        if (settings.clickhouse) {
+            clickhouse_.emplace(*settings.clickhouse);
+            table_ = clickhouse::QuoteIdentifier(settings.clickhouse->database) + "." +
+                     clickhouse::QuoteIdentifier(settings.clickhouse_table);
+        }
+    }
+
+    /// The answer for a row of eventlog.event_status appended to `body`.
+    static std::string FromPostgres(std::string body, const pg::Result& r) {
+        const std::string_view state = r.Get(0, 0);
+        AppendJsonString(body, state);
+        body += state == "pending"     ? ",\"enqueued_at\":"
+                : state == "in_flight" ? ",\"claimed_at\":"
+                                       : ",\"failed_at\":";
+        AppendJsonString(body, r.Get(0, 1));
+        if (!r.IsNull(0, 2)) body += ",\"attempts\":" + std::string(r.Get(0, 2));
+        if (state == "dead_lettered") {
+            body += ",\"error\":";
+            AppendJsonString(body, r.Get(0, 3));
+        }
+        return body + "}";
+    }
+
+    Response Handle(const Request& request) override {
+        std::string event_id;
+        std::string body;
+        {  // the session goes back to the pool before ClickHouse is asked
+            auto session = Checkout(pool_);
+            Authenticate(request, *session, secret_key_);
+            const auto id = Uuid::Parse(request.params.at("event_id"));
+            if (!id) Refuse(400, "expected a UUID", "event_id");
+            event_id = id->ToString();
+            const auto r = session->Exec(
+                "SELECT state, pg_catalog.to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+                "attempts, error FROM eventlog.event_status($1::uuid)",
+                {event_id});
+            body = "{\"event_id\":\"" + event_id + "\",\"status\":";
+            if (r.Rows() == 1) return JsonResponse(200, FromPostgres(std::move(body), r));
+        }
+        if (clickhouse_) {
+            const std::string found = clickhouse_->Query(
+                "SELECT toString(min(inserted_at), 'UTC') FROM " + table_ + " WHERE event_id = toUUID(" +
+                clickhouse::QuoteString(event_id) + ") HAVING count() > 0 FORMAT TabSeparated");
+            std::string_view inserted_at(found);
+            while (!inserted_at.empty() && (inserted_at.back() == '\n' || inserted_at.back() == '\r')) {
+                inserted_at.remove_suffix(1);
+            }
+            if (!inserted_at.empty()) {
+                body += "\"delivered\",\"inserted_at\":";
+                AppendJsonString(body, Rfc3339(inserted_at));
+                body += "}";
+                return JsonResponse(200, std::move(body));
+            }
+        }
+        Problem p;
+        p.status = 404;
+        p.error = "event not found";
+        p.field = "event_id";
+        throw ProblemError(p);
+    }
+
+private:
+    pg::Pool& pool_;
+    std::string secret_key_;
+    std::optional<ClickHousePool> clickhouse_;
+    std::string table_;
+};
+
 std::int64_t ReadInt(const EnvMap& env, const char* name, std::int64_t fallback, std::int64_t min, std::int64_t max) {
     const auto it = env.find(name);
     if (it == env.end() || it->second.empty()) return fallback;
@@ -280,6 +394,8 @@ ServeSettings LoadServeSettings(const EnvMap& env, const Config& config) {
     RequireSecretKey(config.secret_key);
     ServeSettings s;
     s.secret_key = config.secret_key;
+    s.clickhouse = clickhouse::OptionsFrom(config.clickhouse);
+    s.clickhouse_table = config.clickhouse.table;
     s.server.host = config.http_host;
     s.server.port = static_cast<std::uint16_t>(config.http_port);
     if (const auto it = env.find("HTTP_LISTEN"); it != env.end() && !it->second.empty()) {
@@ -313,6 +429,8 @@ std::shared_ptr<Router> MakeApiRouter(pg::Pool& pool, const ServeSettings& setti
     router->Add("GET", "/readyz", std::make_shared<ReadyzHandler>(pool, std::move(stopping)));
     router->Add("POST", "/api/v1/users", std::make_shared<UsersHandler>(pool, settings.secret_key));
     router->Add("POST", "/api/v1/events", std::make_shared<EventsHandler>(pool, settings.secret_key, settings.events));
+    router->Add("GET", "/api/v1/events/{event_id}",
+                std::make_shared<EventStatusHandler>(pool, settings.secret_key, settings));
     return router;
 }
 

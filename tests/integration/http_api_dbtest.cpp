@@ -57,6 +57,8 @@ protected:
     void StartServer(const std::function<void(http::ServeSettings&, pg::PoolOptions&)>& adjust = {}) {
         http::ServeSettings settings;
         settings.secret_key = kSecretKey;
+        settings.clickhouse = testing::ClientOptionsFor(stack_->Config());
+        settings.clickhouse_table = stack_->Config().clickhouse.table;
         settings.server.port = 0;
         settings.server.io_threads = 2;
         settings.server.worker_threads = 4;
@@ -314,6 +316,25 @@ TEST_F(HttpApiTest, AFullPoolAnswers503WithRetryAfter) {
     EXPECT_EQ(Post("/api/v1/events", R"({"event_type":"a","event_context":{}})").status, 202);
 }
 
+TEST_F(HttpApiTest, ConnectionsOverTheCapAreAnswered503AndClosed) {
+    StartServer([](http::ServeSettings& s, pg::PoolOptions&) { s.server.max_connections = 2; });
+    HttpConnection first(Port());
+    HttpConnection second(Port());
+    ASSERT_TRUE(first.SendRaw(testing::FormatRequest("GET", "/healthz", "", {}, true)));
+    ASSERT_TRUE(second.SendRaw(testing::FormatRequest("GET", "/healthz", "", {}, true)));
+    EXPECT_EQ(first.Read().status, 200);
+    EXPECT_EQ(second.Read().status, 200);
+    const auto refused = HttpRequest(Port(), "GET", "/healthz");
+    EXPECT_EQ(refused.status, 503);
+    EXPECT_EQ(refused.headers.at("retry-after"), "1");
+    // The kept-alive connections still work, and a slot frees when one closes.
+    ASSERT_TRUE(first.SendRaw(testing::FormatRequest("GET", "/healthz", "", {}, false)));
+    EXPECT_EQ(first.Read().status, 200);
+    ASSERT_TRUE(first.ClosedByPeer(std::chrono::seconds(3)));
+    EXPECT_TRUE(testing::WaitUntil([&] { return HttpRequest(Port(), "GET", "/healthz").status == 200; },
+                                   std::chrono::seconds(3)));
+}
+
 TEST_F(HttpApiTest, KeepAliveServesSeveralRequestsOnOneConnection) {
     StartServer();
     HttpConnection connection(Port());
@@ -349,6 +370,55 @@ TEST_F(HttpApiTest, StopFinishesTheRequestInFlightAndClosesIdleConnections) {
     EXPECT_EQ(Users(), 1);
 }
 
+TEST_F(HttpApiTest, AnEventsStatusIsFoundInEveryState) {
+    StartServer();
+    const auto get = [&](const std::string& id) {
+        return HttpRequest(Port(), "GET", "/api/v1/events/" + id, "", {{"Authorization", "Bearer " + token_}});
+    };
+    const std::string pending = "00000000-0000-4000-8000-000000000001";
+    const std::string in_flight = "00000000-0000-4000-8000-000000000002";
+    const std::string dead = "00000000-0000-4000-8000-000000000003";
+    const std::string delivered = "00000000-0000-4000-8000-000000000004";
+    const std::string unknown = "00000000-0000-4000-8000-000000000005";
+
+    ASSERT_EQ(Post("/api/v1/events", R"({"event_type":"a","event_context":{},"event_id":")" + delivered + "\"}").status,
+              202);
+    stack_->Drain();
+    for (const auto& id : {pending, in_flight}) {
+        ASSERT_EQ(Post("/api/v1/events", R"({"event_type":"a","event_context":{},"event_id":")" + id + "\"}").status,
+                  202);
+    }
+    // A delivery record as a claim leaves it (no relay runs meanwhile), and a dead letter.
+    stack_->Pg().Exec(
+        "WITH moved AS (DELETE FROM eventlog.outbox o WHERE o.event_id = '" + in_flight +
+        "' RETURNING o.*) INSERT INTO eventlog.delivery (batch_id, owner, events) SELECT gen_random_uuid(), 0, "
+        "array_agg(ROW(m.id, m.event_id, m.event_type, m.event_date_time, m.environment, m.event_context, "
+        "m.metadata_version, m.trace_id, m.enqueued_at)::eventlog.pending_event) FROM moved m");
+    stack_->Pg().Exec(
+        "INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, event_context, "
+        "metadata_version, enqueued_at, error, attempts) VALUES ('" +
+        dead + "', 'a', now(), '{}', 1, now(), 'Code: 27. Cannot parse', 5)");
+
+    auto answer = get(pending);
+    EXPECT_EQ(answer.status, 200);
+    EXPECT_THAT(answer.body, HasSubstr(R"("status":"pending","enqueued_at":")"));
+    answer = get(in_flight);
+    EXPECT_EQ(answer.status, 200);
+    EXPECT_THAT(answer.body, HasSubstr(R"("status":"in_flight","claimed_at":")"));
+    answer = get(dead);
+    EXPECT_EQ(answer.status, 200);
+    EXPECT_THAT(answer.body, HasSubstr(R"("status":"dead_lettered")"));
+    EXPECT_THAT(answer.body, HasSubstr(R"("attempts":5,"error":"Code: 27. Cannot parse")"));
+    answer = get(delivered);
+    EXPECT_EQ(answer.status, 200) << answer.body;
+    EXPECT_THAT(answer.body, HasSubstr(R"("event_id":")" + delivered + R"(","status":"delivered","inserted_at":")"));
+    answer = get(unknown);
+    EXPECT_EQ(answer.status, 404);
+    EXPECT_EQ(answer.body, R"({"error":"event not found","field":"event_id"})");
+    EXPECT_EQ(get("not-a-uuid").status, 400);
+    EXPECT_EQ(HttpRequest(Port(), "GET", "/api/v1/events/" + pending).status, 401);
+}
+
 TEST_F(HttpApiTest, TheServersRoleCanCheckKeysAndCreateUsersButNotReadOrManageThem) {
     pg::ConnectOptions options;
     auto postgres = stack_->Config().postgres;
@@ -357,6 +427,7 @@ TEST_F(HttpApiTest, TheServersRoleCanCheckKeysAndCreateUsersButNotReadOrManageTh
     options.conninfo = postgres.ConnInfo();
     auto session = pg::Connection::Open(options);
     EXPECT_EQ(session.Exec("SELECT eventlog.api_key_hash(1) IS NOT NULL").Get(0, 0), "t");
+    EXPECT_EQ(session.Exec("SELECT count(*) FROM eventlog.event_status(gen_random_uuid())").Get(0, 0), "0");
     for (const char* sql :
          {"SELECT * FROM eventlog.api_key", "SELECT * FROM eventlog.api_key_list()",
           "SELECT eventlog.api_key_revoke('tests')", "SELECT eventlog.api_key_create('mine', pg_catalog.sha256(''))",
