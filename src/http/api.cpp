@@ -212,6 +212,7 @@ public:
                 Problem p;
                 p.status = 400;
                 p.error = "refused by the database's event limits";
+                if (events.size() == 1) p.index = 0;  // in a batch the set-based statement does not say which
                 const std::string text = e.what();
                 for (const char* field : {"event_type", "event_context", "environment", "trace_id", "metadata_version",
                                           "event_date_time"}) {

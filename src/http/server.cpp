@@ -151,7 +151,7 @@ private:
 
     void OnBody(beast::error_code ec) {
         if (ec == bhttp::error::body_limit) return Fail(MakeProblem(413, "request body too large"));
-        if (ec == beast::error::timeout) return Fail(MakeProblem(408, "request body not received in time"));
+        // A deadline that passed has already closed the socket (beast::tcp_stream): no 408 can be sent.
         if (ec) return Close();
         stream_.expires_never();
         request_ = parser_->release();

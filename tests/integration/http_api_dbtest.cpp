@@ -301,6 +301,33 @@ TEST_F(HttpApiTest, ASlowClientIsCutOffAndDoesNotDelayOthers) {
     for (auto& c : slow) EXPECT_TRUE(c.ClosedByPeer(std::chrono::seconds(3)));
 }
 
+TEST_F(HttpApiTest, ABodyThatStopsArrivingIsCutOffAndDoesNotDelayOthers) {
+    StartServer(
+        [](http::ServeSettings& s, pg::PoolOptions&) { s.server.body_timeout = std::chrono::milliseconds(500); });
+    HttpConnection slow(Port());
+    ASSERT_TRUE(
+        slow.SendRaw("POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 100\r\n\r\n{\"event_type\""));
+    EXPECT_EQ(HttpRequest(Port(), "GET", "/healthz").status, 200);
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_TRUE(slow.ClosedByPeer(std::chrono::seconds(3)));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+    EXPECT_EQ(Outbox(), 0);
+}
+
+TEST_F(HttpApiTest, AnEventRefusedByTheDatabaseLimitsNamesItsFieldAndWritesNothing) {
+    StartServer();
+    stack_->Pg().Exec("UPDATE eventlog.limits SET max_trace_id_bytes = 2");
+    const auto one = Post("/api/v1/events", R"({"event_type":"a","event_context":{},"trace_id":"abc"})");
+    EXPECT_EQ(one.status, 400);
+    EXPECT_EQ(one.body, R"({"error":"refused by the database's event limits","field":"trace_id","index":0})");
+    const auto batch = Post("/api/v1/events", R"([{"event_type":"a","event_context":{}},)"
+                                              R"({"event_type":"a","event_context":{},"trace_id":"abc"}])");
+    EXPECT_EQ(batch.status, 400);
+    EXPECT_THAT(batch.body, HasSubstr(R"("field":"trace_id")"));
+    EXPECT_EQ(Outbox(), 0);
+}
+
 TEST_F(HttpApiTest, AFullPoolAnswers503WithRetryAfter) {
     StartServer([](http::ServeSettings&, pg::PoolOptions& p) {
         p.max_size = 1;
@@ -333,6 +360,28 @@ TEST_F(HttpApiTest, ConnectionsOverTheCapAreAnswered503AndClosed) {
     ASSERT_TRUE(first.ClosedByPeer(std::chrono::seconds(3)));
     EXPECT_TRUE(testing::WaitUntil([&] { return HttpRequest(Port(), "GET", "/healthz").status == 200; },
                                    std::chrono::seconds(3)));
+}
+
+TEST_F(HttpApiTest, ALostDatabaseSessionAnswers503AndIsNotReused) {
+    StartServer([](http::ServeSettings&, pg::PoolOptions& p) { p.max_size = 1; });
+    auto locker = stack_->OpenPg();
+    locker.Exec("BEGIN");
+    locker.Exec("LOCK TABLE eventlog_demo.users IN ACCESS EXCLUSIVE MODE");
+    HttpAnswer answer;
+    std::thread client([&] { answer = Post("/api/v1/users", R"({"email":"cut@example.com"})"); });
+    const std::string waiting =
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = '" + producer_ + "' AND wait_event_type = 'Lock'";
+    ASSERT_TRUE(testing::WaitUntil([&] { return stack_->PgCount(waiting) == 1; }, std::chrono::seconds(5)));
+    stack_->Pg().Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '" + producer_ + "'");
+    client.join();
+    locker.Exec("ROLLBACK");
+    EXPECT_EQ(answer.status, 503) << answer.body;
+    EXPECT_EQ(answer.headers.count("retry-after"), 1u);
+    EXPECT_THAT(answer.body, Not(HasSubstr("terminat")));
+    // The pool's only slot held the dead session: it was closed, and the next request gets a new one.
+    const auto again = Post("/api/v1/users", R"({"email":"cut@example.com"})");
+    EXPECT_EQ(again.status, 201) << again.body;
+    EXPECT_EQ(Users(), 1);
 }
 
 TEST_F(HttpApiTest, KeepAliveServesSeveralRequestsOnOneConnection) {
