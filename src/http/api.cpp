@@ -166,6 +166,38 @@ FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]), pg
                 pg_catalog.unnest($7::text[])) WITH ORDINALITY AS u(t, c, id, ts, env, mv, tr, i)
 ORDER BY u.i)sql";
 
+/// The field emit() names first in its message ("event_context: expected at most ..."), "" when none: the name is
+/// ours, the rest of the server's text stays in the log.
+std::string FieldNamedIn(const std::string& text) {
+    for (const char* field :
+         {"event_type", "event_context", "environment", "trace_id", "metadata_version", "event_date_time"}) {
+        if (text.find(std::string(field) + ":") != std::string::npos) return field;
+    }
+    return {};
+}
+
+/// The index of the first event emit() refuses, found by emitting them one by one in a transaction that is rolled
+/// back (only after the set-based statement failed, so that a bad batch costs at most twice its work); nullopt
+/// when every one passes alone.
+std::optional<std::size_t> FirstRefused(pg::Connection& session, const std::vector<detail::IncomingEvent>& events) {
+    pg::Transaction tx(session);
+    for (std::size_t i = 0; i < events.size(); ++i) {
+        const auto& e = events[i];
+        const std::optional<std::string> version =
+            e.metadata_version ? std::optional<std::string>(std::to_string(*e.metadata_version)) : std::nullopt;
+        const auto view = [](const std::optional<std::string>& v) { return v ? pg::Param(*v) : pg::Param(); };
+        try {
+            tx.Exec("SELECT eventlog.emit($1, $2::json, $3::uuid, $4::timestamptz, $5, COALESCE($6::bigint, 1), $7)",
+                    {e.event_type, e.event_context, view(e.event_id), view(e.event_date_time), view(e.environment),
+                     view(version), view(e.trace_id)});
+        } catch (const Error& error) {
+            if (error.Kind() == ErrorKind::kInvalidInput) return i;
+            throw;
+        }
+    }
+    return std::nullopt;  // the destructor rolls back
+}
+
 class EventsHandler : public Handler {
 public:
     EventsHandler(pg::Pool& pool, std::string secret_key, EventBounds bounds)
@@ -207,20 +239,12 @@ public:
             throw;
         } catch (const Error& e) {
             if (e.Kind() == ErrorKind::kInvalidInput && e.Source() == ErrorSource::kPostgres) {
-                // emit() names the field first ("event_context: expected at most ..."); keep the name only.
                 log::Warning("http_events_refused", {{"error", std::string(e.what())}});
                 Problem p;
                 p.status = 400;
-                p.error = "refused by the database's event limits";
-                if (events.size() == 1) p.index = 0;  // in a batch the set-based statement does not say which
-                const std::string text = e.what();
-                for (const char* field : {"event_type", "event_context", "environment", "trace_id", "metadata_version",
-                                          "event_date_time"}) {
-                    if (text.find(std::string(field) + ":") != std::string::npos) {
-                        p.field = field;
-                        break;
-                    }
-                }
+                p.error = "refused by the database (eventlog.emit)";
+                p.field = FieldNamedIn(e.what());
+                p.index = events.size() == 1 ? std::optional<std::size_t>(0) : FirstRefused(*session, events);
                 throw ProblemError(p);
             }
             throw;

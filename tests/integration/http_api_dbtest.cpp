@@ -320,11 +320,11 @@ TEST_F(HttpApiTest, AnEventRefusedByTheDatabaseLimitsNamesItsFieldAndWritesNothi
     stack_->Pg().Exec("UPDATE eventlog.limits SET max_trace_id_bytes = 2");
     const auto one = Post("/api/v1/events", R"({"event_type":"a","event_context":{},"trace_id":"abc"})");
     EXPECT_EQ(one.status, 400);
-    EXPECT_EQ(one.body, R"({"error":"refused by the database's event limits","field":"trace_id","index":0})");
+    EXPECT_EQ(one.body, R"x({"error":"refused by the database (eventlog.emit)","field":"trace_id","index":0})x");
     const auto batch = Post("/api/v1/events", R"([{"event_type":"a","event_context":{}},)"
                                               R"({"event_type":"a","event_context":{},"trace_id":"abc"}])");
     EXPECT_EQ(batch.status, 400);
-    EXPECT_THAT(batch.body, HasSubstr(R"("field":"trace_id")"));
+    EXPECT_THAT(batch.body, HasSubstr(R"("field":"trace_id","index":1)"));
     EXPECT_EQ(Outbox(), 0);
 }
 
