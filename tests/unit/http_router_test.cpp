@@ -3,6 +3,8 @@
 
 #include <eventlog/http/api.hpp>
 #include <eventlog/http/server.hpp>
+#include <fstream>
+#include <iterator>
 
 namespace eventlog::http {
 namespace {
@@ -105,6 +107,30 @@ TEST(HttpSettingsTest, AnEmptySecretKeyIsRefusedNamingTheVariableNotTheValue) {
         EXPECT_THAT(e.what(), ::testing::StartsWith("HTTP_MAX_EVENTS:"));
         EXPECT_THAT(e.what(), ::testing::Not(::testing::HasSubstr("s3cr3t")));
     }
+}
+
+TEST(HttpSettingsTest, TheExampleFileGivesTheDefaults) {
+    std::string source = __FILE__;
+    source = source.substr(0, source.rfind("/tests/unit/"));
+    std::ifstream file(source + "/.env.example");
+    ASSERT_TRUE(file) << source << "/.env.example";
+    const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    EnvMap env = ParseDotenv(text);
+    env["SECRET_KEY"] = "x";
+    const auto s = LoadServeSettings(env, LoadConfig(env));
+    const ServeSettings defaults;
+    EXPECT_EQ(s.server.host, "127.0.0.1");
+    EXPECT_EQ(s.server.port, 8000);
+    EXPECT_EQ(s.server.allowed_hosts, (std::vector<std::string>{"localhost", "127.0.0.1"}));
+    EXPECT_EQ(s.server.max_body_bytes, defaults.server.max_body_bytes);
+    EXPECT_EQ(s.server.max_connections, defaults.server.max_connections);
+    EXPECT_EQ(s.server.worker_threads, defaults.server.worker_threads);
+    EXPECT_EQ(s.server.header_timeout, defaults.server.header_timeout);
+    EXPECT_EQ(s.server.body_timeout, defaults.server.body_timeout);
+    EXPECT_EQ(s.pool_size, defaults.pool_size);
+    EXPECT_EQ(s.acquire_timeout, defaults.acquire_timeout);
+    EXPECT_EQ(s.events.max_events, defaults.events.max_events);
+    EXPECT_EQ(s.events.max_context_bytes, defaults.events.max_context_bytes);
 }
 
 }  // namespace
