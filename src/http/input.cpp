@@ -30,6 +30,15 @@ namespace {
     throw ProblemError(p);
 }
 
+/// A client's key as echoed in an error: at most 64 bytes, cut at a UTF-8 character boundary.
+std::string EchoedKey(const std::string& key) {
+    constexpr std::size_t kMax = 64;
+    if (key.size() <= kMax) return key;
+    std::size_t end = kMax;
+    while (end > 0 && (static_cast<unsigned char>(key[end]) & 0xC0) == 0x80) --end;
+    return key.substr(0, end) + "...";
+}
+
 /// A string field: refuses other types, NUL bytes (PostgreSQL text cannot hold them) and more than `max_bytes`.
 std::string ReadStringField(JsonReader& reader, const std::string& field, std::size_t max_bytes,
                             std::optional<std::size_t> index) {
@@ -69,7 +78,9 @@ IncomingEvent ReadEvent(JsonReader& reader, std::size_t index, const EventLimits
             const std::string key = reader.ReadString();
             reader.SkipWhitespace();
             reader.Expect(':', "':' after an object key");
-            if (std::find(seen.begin(), seen.end(), key) != seen.end()) Refuse(400, "duplicate field", key, index);
+            if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+                Refuse(400, "duplicate field", EchoedKey(key), index);
+            }
             seen.push_back(key);
             if (key == "event_type") {
                 event.event_type = ReadStringField(reader, key, limits.max_event_type_bytes, index);
@@ -120,7 +131,7 @@ IncomingEvent ReadEvent(JsonReader& reader, std::size_t index, const EventLimits
                     event.metadata_version = value;
                 }
             } else {
-                Refuse(400, "unknown field", key, index);
+                Refuse(400, "unknown field", EchoedKey(key), index);
             }
             reader.SkipWhitespace();
             if (reader.Consume('}')) break;
@@ -244,7 +255,7 @@ IncomingUser ParseUser(std::string_view body) {
                 reader.SkipWhitespace();
                 reader.Expect(':', "':' after an object key");
                 if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
-                    Refuse(400, "duplicate field", key, std::nullopt);
+                    Refuse(400, "duplicate field", EchoedKey(key), std::nullopt);
                 }
                 seen.push_back(key);
                 if (key == "email") {
@@ -255,7 +266,7 @@ IncomingUser ParseUser(std::string_view body) {
                 } else if (key == "last_name") {
                     user.last_name = ReadStringField(reader, key, 150, std::nullopt);
                 } else {
-                    Refuse(400, "unknown field", key, std::nullopt);
+                    Refuse(400, "unknown field", EchoedKey(key), std::nullopt);
                 }
                 reader.SkipWhitespace();
                 if (reader.Consume('}')) break;

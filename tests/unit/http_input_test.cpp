@@ -115,6 +115,12 @@ TEST(HttpInputTest, FieldErrorsNameTheFieldAndTheIndex) {
     EXPECT_EQ(ProblemOf([] { Parse("", BodyFormat::kNdjson); }).status, 400);
 }
 
+TEST(HttpInputTest, AnUnknownKeyIsEchoedAtMost64BytesAndNeverCutInsideACharacter) {
+    const std::string key = std::string(63, 'k') + "\xc3\xa9" + std::string(1000, 'x');
+    const auto p = ProblemOf([&] { Parse(R"({"event_type":"a","event_context":{},")" + key + R"(":1})"); });
+    EXPECT_EQ(p.field, std::string(63, 'k') + "...");
+}
+
 TEST(HttpInputTest, SizeLimitsAre413) {
     EventLimits limits;
     limits.max_events = 2;
