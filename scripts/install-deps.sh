@@ -19,6 +19,9 @@ PACKAGES=(
     # Libraries linked by the code: libpq (pg), libcurl (clickhouse), OpenSSL (hashes),
     # simdjson (JSON input), fmt (formatting), CLI11 (the eventlog command line).
     libpq-dev libcurl4-openssl-dev libssl-dev libsimdjson-dev libfmt-dev libcli11-dev
+    # The HTTP API (`eventlog serve`): Boost.Beast and Boost.Asio (header-only; Debian 12 ships 1.74),
+    # zlib (gzip request bodies).
+    libboost1.74-dev zlib1g-dev
     # Tests: GoogleTest and GoogleMock (tests/unit, tests/integration, tests/e2e).
     libgtest-dev libgmock-dev
     # Protocol tests against the protocols' reference parsers: promtool (`promtool check metrics` on the rendered

@@ -1,4 +1,4 @@
-// The `eventlog` command: migrate, relay, status, emit, dlq.
+// The `eventlog` command: migrate, relay, serve, apikey, status, emit, dlq.
 #include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -15,11 +16,15 @@
 #include <eventlog/core/error.hpp>
 #include <eventlog/core/json.hpp>
 #include <eventlog/core/text.hpp>
+#include <eventlog/http/api.hpp>
+#include <eventlog/http/api_keys.hpp>
+#include <eventlog/http/server.hpp>
 #include <eventlog/observability/log.hpp>
 #include <eventlog/outbox/dead_letters.hpp>
 #include <eventlog/outbox/migrate.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/pg/connection.hpp>
+#include <eventlog/pg/pool.hpp>
 #include <eventlog/relay/relay.hpp>
 #include <iostream>
 #include <mutex>
@@ -92,15 +97,16 @@ int CmdMigrate() {
 /// has returned) wakes and joins the thread, which then does nothing more. Start() is called at most once.
 class ShutdownWatchdog {
 public:
-    ShutdownWatchdog(std::chrono::milliseconds timeout, std::chrono::milliseconds grace)
-        : timeout_(timeout), grace_(grace) {}
+    ShutdownWatchdog(std::chrono::milliseconds timeout, std::chrono::milliseconds grace,
+                     const char* timeout_event = "relay_shutdown_timeout")
+        : timeout_(timeout), grace_(grace), timeout_event_(timeout_event) {}
 
     /// Starts the countdown; `abort` runs on the watchdog's thread.
     template <typename Abort>
     void Start(Abort abort) {
         thread_ = std::jthread([this, abort](std::stop_token stop) mutable {
             if (WaitUnlessStopped(stop, timeout_)) return;
-            log::Warning("relay_shutdown_timeout", {});
+            log::Warning(timeout_event_, {});
             abort();
             if (WaitUnlessStopped(stop, grace_)) return;
             _exit(0);
@@ -116,6 +122,7 @@ private:
 
     std::chrono::milliseconds timeout_;
     std::chrono::milliseconds grace_;
+    const char* timeout_event_;
     std::mutex mutex_;
     std::condition_variable_any wake_;
     std::jthread thread_;  // last: joined first, while the members it uses are alive
@@ -168,6 +175,104 @@ int CmdRelay(bool drain) {
     }();
     std::cout << fmt::format("delivered {} events in {} batches, {} dead-lettered, {} batches recovered\n",
                              stats.delivered, stats.batches, stats.dead_lettered, stats.recovered_batches);
+    return 0;
+}
+
+/// `eventlog serve`: the HTTP API (docs/http-api.md) until SIGTERM/SIGINT. The first signal stops accepting, closes
+/// idle connections and lets requests in flight answer (bounded by RELAY_SHUTDOWN_TIMEOUT_MS, then the rest are
+/// abandoned); a second exits at once. In production DATABASE_URL names a role that is a member of
+/// eventlog_producer only.
+int CmdServe(const std::string& listen) {
+    const EnvMap env = ReadConfiguredEnvironment();
+    const Config config = LoadConfig(env);
+    log::SetLevel(config.log_level);
+    http::ServeSettings settings = http::LoadServeSettings(env, config);  // refuses an empty SECRET_KEY
+    if (!listen.empty()) http::ParseListen(listen, "--listen", settings.server);
+
+    // Blocked before any thread starts (the server's worker pool starts its threads when constructed), so that
+    // only the signal thread below receives them.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+    pg::PoolOptions pool_options;
+    pool_options.connect.conninfo = config.postgres.ConnInfo();
+    pool_options.connect.application_name = "eventlog-serve";
+    pool_options.max_size = settings.pool_size;
+    pool_options.acquire_timeout = settings.acquire_timeout;
+    pg::Pool pool(pool_options);  // outlives the server, whose Wait() returns every session
+    std::atomic<bool> stopping{false};
+    http::Server server(settings.server, http::MakeApiRouter(pool, settings, [&stopping] { return stopping.load(); }));
+
+    server.Start();
+    {
+        ShutdownWatchdog watchdog(config.relay.shutdown_timeout, std::chrono::milliseconds(200),
+                                  "serve_shutdown_timeout");
+        const std::jthread signals([&](const std::stop_token& stop) {
+            int received = 0;
+            while (!stop.stop_requested()) {
+                timespec timeout{0, 100'000'000};
+                siginfo_t info;
+                const int sig = sigtimedwait(&set, &info, &timeout);
+                if (sig < 0 || stop.stop_requested()) continue;
+                if (sig == SIGHUP) {
+                    log::Info("serve_sighup",
+                              {{"action", std::string("nothing to reload; configuration is read at start")}});
+                    continue;
+                }
+                if (++received == 1) {
+                    log::Info("serve_stopping", {{"signal", static_cast<std::int64_t>(sig)}});
+                    stopping.store(true);
+                    server.Stop();
+                    watchdog.Start([&server] { server.Abort(); });
+                } else {
+                    log::Warning("serve_exit_now", {{"signal", static_cast<std::int64_t>(sig)}});
+                    _exit(130);
+                }
+            }
+        });
+        server.Wait();
+    }
+    return 0;
+}
+
+int CmdApiKeyCreate(const std::string& name) {
+    const Config config = LoadFromEnvironment();
+    http::RequireSecretKey(config.secret_key);
+    auto pg = OpenPostgres(config);
+    const std::string token = http::CreateApiKey(pg, config.secret_key, name);
+    std::cout << "created API key " << SafeForTerminal(name)
+              << "; the token below is shown once and stored nowhere (only its HMAC is):\n"
+              << token << "\n";
+    return 0;
+}
+
+int CmdApiKeyList() {
+    const Config config = LoadFromEnvironment();
+    auto pg = OpenPostgres(config);
+    const auto keys = http::ListApiKeys(pg);
+    if (keys.empty()) {
+        std::cout << "no API keys\n";
+        return 0;
+    }
+    for (const auto& k : keys) {
+        std::cout << fmt::format("{:<32} created={} {}\n", SafeForTerminal(k.name), k.created_at,
+                                 k.revoked_at.empty() ? std::string("active") : "revoked=" + k.revoked_at);
+    }
+    return 0;
+}
+
+int CmdApiKeyRevoke(const std::string& name) {
+    const Config config = LoadFromEnvironment();
+    auto pg = OpenPostgres(config);
+    if (!http::RevokeApiKey(pg, name)) {
+        std::cerr << "error: no active API key named " << SafeForTerminal(name) << "\n";
+        return 1;
+    }
+    std::cout << "revoked API key " << SafeForTerminal(name) << "\n";
     return 0;
 }
 
@@ -363,6 +468,19 @@ int main(int argc, char** argv) {
     auto* relay = app.add_subcommand("relay", "Deliver events from the outbox to ClickHouse until stopped");
     relay->add_flag("--drain", drain, "Deliver everything pending, then exit 0");
 
+    std::string serve_listen;
+    auto* serve = app.add_subcommand("serve", "Serve the HTTP API (docs/http-api.md) until stopped");
+    serve->add_option("--listen", serve_listen, "HOST:PORT to listen on (default: HTTP_LISTEN, else 127.0.0.1:8000)");
+
+    auto* apikey = app.add_subcommand("apikey", "Create, list or revoke API keys for the HTTP API");
+    apikey->require_subcommand(1);
+    std::string apikey_name, apikey_revoke_name;
+    auto* apikey_create = apikey->add_subcommand("create", "Create a key; prints its token once, as the last line");
+    apikey_create->add_option("--name", apikey_name, "A unique name for the key")->required();
+    auto* apikey_list = apikey->add_subcommand("list", "List keys (names and dates, never tokens)");
+    auto* apikey_revoke = apikey->add_subcommand("revoke", "Revoke a key; every server refuses it at once");
+    apikey_revoke->add_option("NAME", apikey_revoke_name, "The key's name")->required();
+
     bool status_json = false;
     auto* status = app.add_subcommand("status", "Print backlog, oldest pending age, in-flight batches, dead letters");
     status->add_flag("--json", status_json, "Print one JSON object");
@@ -408,6 +526,10 @@ int main(int argc, char** argv) {
     try {
         if (*migrate) return CmdMigrate();
         if (*relay) return CmdRelay(drain);
+        if (*serve) return CmdServe(serve_listen);
+        if (*apikey_create) return CmdApiKeyCreate(apikey_name);
+        if (*apikey_list) return CmdApiKeyList();
+        if (*apikey_revoke) return CmdApiKeyRevoke(apikey_revoke_name);
         if (*status) return CmdStatus(status_json);
         if (*emit) return CmdEmit(emit_type, emit_context, emit_id, emit_env, emit_version, emit_count);
         if (*dlq_list) return CmdDlqList(dlq_json, dlq_limit);

@@ -1,0 +1,168 @@
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <charconv>
+#include <eventlog/core/error.hpp>
+#include <eventlog/http/api_keys.hpp>
+
+namespace eventlog::http {
+namespace {
+
+constexpr std::string_view kPrefix = "elk_";
+constexpr char kBase64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+std::string Base64Url(const unsigned char* data, std::size_t size) {
+    std::string out;
+    std::uint32_t buffer = 0;
+    int bits = 0;
+    for (std::size_t i = 0; i < size; ++i) {
+        buffer = (buffer << 8) | data[i];
+        bits += 8;
+        while (bits >= 6) {
+            out.push_back(kBase64Url[(buffer >> (bits - 6)) & 0x3F]);
+            bits -= 6;
+        }
+    }
+    if (bits > 0) out.push_back(kBase64Url[(buffer << (6 - bits)) & 0x3F]);
+    return out;
+}
+
+std::optional<std::array<unsigned char, 32>> FromBase64Url(std::string_view text) {
+    if (text.size() != 43) return std::nullopt;
+    std::array<unsigned char, 32> out{};
+    std::uint32_t buffer = 0;
+    int bits = 0;
+    std::size_t n = 0;
+    for (const char c : text) {
+        const char* p = std::char_traits<char>::find(kBase64Url, 64, c);
+        if (p == nullptr) return std::nullopt;
+        buffer = (buffer << 6) | static_cast<std::uint32_t>(p - kBase64Url);
+        bits += 6;
+        if (bits >= 8) {
+            if (n < out.size()) out[n] = static_cast<unsigned char>((buffer >> (bits - 8)) & 0xFF);
+            ++n;
+            bits -= 8;
+        }
+    }
+    if (n != 32 || (buffer & ((1u << bits) - 1)) != 0) return std::nullopt;  // canonical: unused bits are zero
+    return out;
+}
+
+std::string ByteaHex(const std::array<unsigned char, 32>& bytes) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out = "\\x";
+    for (const unsigned char b : bytes) {
+        out.push_back(kHex[b >> 4]);
+        out.push_back(kHex[b & 0x0F]);
+    }
+    return out;
+}
+
+std::optional<std::array<unsigned char, 32>> FromByteaHex(std::string_view text) {
+    if (text.size() != 66 || text.substr(0, 2) != "\\x") return std::nullopt;
+    std::array<unsigned char, 32> out{};
+    for (std::size_t i = 0; i < 32; ++i) {
+        unsigned value = 0;
+        const auto [end, ec] = std::from_chars(text.data() + 2 + 2 * i, text.data() + 4 + 2 * i, value, 16);
+        if (ec != std::errc() || end != text.data() + 4 + 2 * i) return std::nullopt;
+        out[i] = static_cast<unsigned char>(value);
+    }
+    return out;
+}
+
+void CheckName(std::string_view name) {
+    if (name.empty() || name.size() > 200) throw InvalidInputError("--name", "expected 1 to 200 characters");
+    for (const char c : name) {
+        if (c < 0x21 || c > 0x7E) throw InvalidInputError("--name", "expected printable ASCII without spaces");
+    }
+}
+
+}  // namespace
+
+void RequireSecretKey(std::string_view secret_key) {
+    if (secret_key.empty()) {
+        throw ConfigError(
+            "SECRET_KEY: required for API keys and not set (set it in the environment or .env, e.g. 64 random "
+            "hexadecimal characters; every server and `apikey create` must use the same value)");
+    }
+}
+
+std::optional<ParsedToken> ParseToken(std::string_view token) {
+    if (token.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
+    token.remove_prefix(kPrefix.size());
+    const auto underscore = token.find('_');
+    if (underscore == std::string_view::npos || underscore == 0 || underscore > 18) return std::nullopt;
+    ParsedToken parsed;
+    const auto [end, ec] = std::from_chars(token.data(), token.data() + underscore, parsed.key_id);
+    if (ec != std::errc() || end != token.data() + underscore || parsed.key_id <= 0) return std::nullopt;
+    const auto secret = FromBase64Url(token.substr(underscore + 1));
+    if (!secret) return std::nullopt;
+    parsed.secret = *secret;
+    return parsed;
+}
+
+std::array<unsigned char, 32> HashTokenSecret(std::string_view secret_key,
+                                              const std::array<unsigned char, 32>& secret) {
+    RequireSecretKey(secret_key);
+    std::array<unsigned char, 32> out{};
+    unsigned int length = 0;
+    if (HMAC(EVP_sha256(), secret_key.data(), static_cast<int>(secret_key.size()), secret.data(), secret.size(),
+             out.data(), &length) == nullptr ||
+        length != out.size()) {
+        throw Error(ErrorKind::kFatal, "api keys: HMAC-SHA256 failed");
+    }
+    return out;
+}
+
+std::string CreateApiKey(pg::Connection& connection, std::string_view secret_key, std::string_view name) {
+    RequireSecretKey(secret_key);
+    CheckName(name);
+    std::array<unsigned char, 32> secret{};
+    if (RAND_bytes(secret.data(), static_cast<int>(secret.size())) != 1) {
+        throw Error(ErrorKind::kFatal, "api keys: RAND_bytes failed");
+    }
+    const std::string hash = ByteaHex(HashTokenSecret(secret_key, secret));
+    pg::Result r;
+    try {
+        r = connection.Exec("SELECT eventlog.api_key_create($1, $2::bytea)", {name, hash});
+    } catch (const Error& e) {
+        if (e.Source() == ErrorSource::kPostgres && e.Code() == "23505") {
+            throw InvalidInputError("--name", "a key with this name already exists");
+        }
+        throw;
+    }
+    return std::string(kPrefix) + std::string(r.Get(0, 0)) + "_" + Base64Url(secret.data(), secret.size());
+}
+
+std::vector<ApiKeyInfo> ListApiKeys(pg::Connection& connection) {
+    const auto r = connection.Exec(
+        "SELECT name, pg_catalog.to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+        "coalesce(pg_catalog.to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') "
+        "FROM eventlog.api_key_list()");
+    std::vector<ApiKeyInfo> out;
+    out.reserve(static_cast<std::size_t>(r.Rows()));
+    for (int i = 0; i < r.Rows(); ++i) {
+        out.push_back({std::string(r.Get(i, 0)), std::string(r.Get(i, 1)), std::string(r.Get(i, 2))});
+    }
+    return out;
+}
+
+bool RevokeApiKey(pg::Connection& connection, std::string_view name) {
+    return connection.Exec("SELECT eventlog.api_key_revoke($1)", {name}).Get(0, 0) == "t";
+}
+
+bool VerifyToken(pg::Connection& connection, std::string_view secret_key, std::string_view token) {
+    const auto parsed = ParseToken(token);
+    if (!parsed) return false;
+    const std::string id = std::to_string(parsed->key_id);
+    const auto r = connection.Exec("SELECT eventlog.api_key_hash($1::bigint)", {id});
+    if (r.Rows() != 1 || r.IsNull(0, 0)) return false;
+    const auto stored = FromByteaHex(r.Get(0, 0));
+    if (!stored) return false;
+    const auto presented = HashTokenSecret(secret_key, parsed->secret);
+    return CRYPTO_memcmp(stored->data(), presented.data(), presented.size()) == 0;
+}
+
+}  // namespace eventlog::http

@@ -1,0 +1,398 @@
+// The HTTP/1.1 server on Boost.Beast. Network I/O runs on an io_context shared by io_threads; each connection's
+// handlers are serialised on its own strand. A complete request is handed to a worker pool (handlers block on
+// PostgreSQL), and the answer is posted back to the connection's strand. Deadlines: headers (also the keep-alive
+// idle time), body, write. A slow client holds one socket and nothing else.
+// clang-format off
+#include <utility>  // first: Boost 1.74's asio/awaitable.hpp uses std::exchange without including it
+// Boost 1.74's beast::http::basic_parser returns boost::none in a way GCC 12 reports as maybe-uninitialized when
+// inlined under -fsanitize (a false positive inside the library): silenced for Boost's headers only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#pragma GCC diagnostic pop
+// clang-format on
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cctype>
+#include <eventlog/core/error.hpp>
+#include <eventlog/http/errors.hpp>
+#include <eventlog/http/server.hpp>
+#include <eventlog/observability/log.hpp>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "http/gzip.hpp"
+
+namespace eventlog::http {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+using BeastRequest = bhttp::request<bhttp::string_body>;
+using BeastResponse = bhttp::response<bhttp::string_body>;
+
+std::string Lower(std::string_view text) {
+    std::string out(text);
+    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+    return out;
+}
+
+Problem MakeProblem(int status, std::string error) {
+    Problem p;
+    p.status = status;
+    p.error = std::move(error);
+    return p;
+}
+
+/// The host part of a Host header value: "[::1]:8000" -> "::1", "example.com:80" -> "example.com".
+std::string HostWithoutPort(std::string_view host) {
+    if (!host.empty() && host.front() == '[') {
+        const auto close = host.find(']');
+        return close == std::string_view::npos ? std::string() : std::string(host.substr(1, close - 1));
+    }
+    return Lower(host.substr(0, host.find(':')));
+}
+
+}  // namespace
+
+struct Server::Impl {
+    class Session;
+
+    Impl(ServerOptions o, std::shared_ptr<const Router> r)
+        : options(std::move(o)),
+          router(std::move(r)),
+          ioc(static_cast<int>(IoThreads())),
+          acceptor(net::make_strand(ioc)),
+          workers(std::max(1u, options.worker_threads)) {}
+
+    unsigned IoThreads() const {
+        if (options.io_threads != 0) return options.io_threads;
+        return std::max(1u, std::thread::hardware_concurrency());
+    }
+
+    Response Handle(BeastRequest& beast_request) noexcept;
+    Response Dispatch(Request& request);
+    void Accept();
+    void OnAccept(beast::error_code ec, tcp::socket socket);
+
+    ServerOptions options;
+    std::shared_ptr<const Router> router;
+    net::io_context ioc;
+    tcp::acceptor acceptor;
+    net::thread_pool workers;
+    std::vector<std::thread> threads;
+    std::atomic<bool> stopping{false};
+    std::atomic<std::size_t> connections{0};
+    std::mutex sessions_mutex;
+    std::set<std::shared_ptr<Session>> sessions;  // live connections, for Stop()
+    std::uint16_t port{0};
+    bool joined{false};
+};
+
+/// One connection. Owned by shared_ptrs held by its pending operations and by Impl::sessions until it closes.
+class Server::Impl::Session : public std::enable_shared_from_this<Session> {
+public:
+    Session(Impl& server, tcp::socket&& socket) : server_(server), stream_(std::move(socket)) {}
+
+    void Start() {
+        net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadHeader(); });
+    }
+
+    /// Called on Stop(): an idle connection (waiting for a request) is closed; one with a request in flight
+    /// finishes it and closes after the answer.
+    void StopIfIdle() {
+        net::post(stream_.get_executor(), [self = shared_from_this()] {
+            if (!self->busy_) self->Close();
+        });
+    }
+
+private:
+    void ReadHeader() {
+        if (server_.stopping.load()) return Close();
+        busy_ = false;
+        parser_.emplace();
+        parser_->header_limit(static_cast<std::uint32_t>(server_.options.max_header_bytes));
+        parser_->body_limit(server_.options.max_body_bytes);
+        stream_.expires_after(server_.options.header_timeout);
+        bhttp::async_read_header(
+            stream_, buffer_, *parser_,
+            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnHeader(ec); });
+    }
+
+    void OnHeader(beast::error_code ec) {
+        if (ec == bhttp::error::header_limit) return Fail(MakeProblem(431, "request headers too large"));
+        // The parser compares Content-Length with the body limit as soon as the headers are complete.
+        if (ec == bhttp::error::body_limit) return Fail(MakeProblem(413, "request body too large"));
+        if (ec) return Close();  // end of stream, timeout (slow or idle client), reset, malformed request line
+        busy_ = true;
+        const auto length = parser_->content_length();
+        if (length && *length > server_.options.max_body_bytes) return Fail(MakeProblem(413, "request body too large"));
+        const auto& header = parser_->get();
+        const auto expect = header[bhttp::field::expect];
+        if (!expect.empty() && beast::iequals(expect, "100-continue")) {
+            static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+            stream_.expires_after(server_.options.write_timeout);
+            net::async_write(stream_, net::buffer(kContinue),
+                             [self = shared_from_this()](beast::error_code write_ec, std::size_t) {
+                                 if (write_ec) return self->Close();
+                                 self->ReadBody();
+                             });
+            return;
+        }
+        ReadBody();
+    }
+
+    void ReadBody() {
+        stream_.expires_after(server_.options.body_timeout);
+        bhttp::async_read(stream_, buffer_, *parser_,
+                          [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnBody(ec); });
+    }
+
+    void OnBody(beast::error_code ec) {
+        if (ec == bhttp::error::body_limit) return Fail(MakeProblem(413, "request body too large"));
+        // A deadline that passed has already closed the socket (beast::tcp_stream): no 408 can be sent.
+        if (ec) return Close();
+        stream_.expires_never();
+        request_ = parser_->release();
+        keep_alive_ = request_.keep_alive();
+        // The work guard keeps io_context::run() going while the handler runs on a worker thread.
+        net::post(server_.workers, [self = shared_from_this(), guard = net::make_work_guard(server_.ioc)]() mutable {
+            Response response = self->server_.Handle(self->request_);
+            net::post(self->stream_.get_executor(),
+                      [self, response = std::move(response), guard = std::move(guard)]() mutable {
+                          self->Write(std::move(response), self->keep_alive_);
+                      });
+        });
+    }
+
+    /// Answers a request that is refused before its body was read, then closes (the rest of the body is unread).
+    void Fail(const Problem& problem) {
+        busy_ = true;
+        Write(ToResponse(problem), false);
+    }
+
+    void Write(Response response, bool keep_alive) {
+        keep_alive = keep_alive && !server_.stopping.load();
+        auto message = std::make_shared<BeastResponse>(static_cast<bhttp::status>(response.status), 11);
+        message->set(bhttp::field::content_type, response.content_type);
+        for (const auto& [name, value] : response.headers) message->set(name, value);
+        message->body() = std::move(response.body);
+        message->keep_alive(keep_alive);
+        message->prepare_payload();
+        stream_.expires_after(server_.options.write_timeout);
+        bhttp::async_write(stream_, *message,
+                           [self = shared_from_this(), message, keep_alive](beast::error_code ec, std::size_t) {
+                               if (ec) return self->Close();
+                               if (!keep_alive) return self->LingerClose();
+                               self->ReadHeader();
+                           });
+    }
+
+    /// Half-closes, then reads and drops what the client still sends (the rest of a refused body) for a short
+    /// while: closing with unread data makes the kernel send a reset that can destroy the answer in flight.
+    void LingerClose() {
+        beast::error_code ignored;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        stream_.expires_after(std::chrono::seconds(1));
+        Drain(0);
+    }
+
+    void Drain(std::size_t drained) {
+        constexpr std::size_t kMaxDrain = 1u << 20;
+        if (drained > kMaxDrain) return Close();
+        stream_.async_read_some(net::buffer(scratch_),
+                                [self = shared_from_this(), drained](beast::error_code ec, std::size_t n) {
+                                    if (ec) return self->Close();
+                                    self->Drain(drained + n);
+                                });
+    }
+
+    void Close() {
+        if (closed_) return;
+        closed_ = true;
+        beast::error_code ignored;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        stream_.close();
+        server_.connections.fetch_sub(1);
+        const std::lock_guard lock(server_.sessions_mutex);
+        server_.sessions.erase(shared_from_this());
+    }
+
+    Impl& server_;
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+    BeastRequest request_;
+    std::array<char, 16384> scratch_{};
+    bool keep_alive_{false};
+    bool busy_{false};
+    bool closed_{false};
+};
+
+Response Server::Impl::Handle(BeastRequest& beast_request) noexcept {
+    try {
+        Request request;
+        request.method = std::string(beast_request.method_string());
+        const auto beast_target = beast_request.target();
+        const std::string_view target(beast_target.data(), beast_target.size());
+        const auto question = target.find('?');
+        request.path = std::string(target.substr(0, question));
+        if (question != std::string_view::npos) request.query = std::string(target.substr(question + 1));
+        for (const auto& field : beast_request) {
+            const auto name = field.name_string();
+            request.headers[Lower(std::string_view(name.data(), name.size()))] = std::string(field.value());
+        }
+        request.body = std::move(beast_request.body());
+        return Dispatch(request);
+    } catch (const ProblemError& e) {
+        return ToResponse(e.Get());
+    } catch (const Error& e) {
+        log::Error("http_request_failed",
+                   {{"kind", std::string(ToString(e.Kind()))}, {"error", std::string(e.what())}});
+        return ToResponse(ProblemFor(e));
+    } catch (const std::exception& e) {
+        log::Error("http_request_failed", {{"kind", std::string("fatal")}, {"error", std::string(e.what())}});
+        return ToResponse(MakeProblem(500, "internal error"));
+    } catch (...) {
+        return ToResponse(MakeProblem(500, "internal error"));
+    }
+}
+
+Response Server::Impl::Dispatch(Request& request) {
+    const std::string host = HostWithoutPort(request.Header("host"));
+    const auto& allowed = options.allowed_hosts;
+    if (std::find(allowed.begin(), allowed.end(), "*") == allowed.end() &&
+        std::find(allowed.begin(), allowed.end(), host) == allowed.end()) {
+        Problem p = MakeProblem(400, "Host not allowed");
+        p.field = "Host";
+        throw ProblemError(p);
+    }
+    const auto match = router->Find(request.method, request.path);
+    if (match.status == 404) throw ProblemError(MakeProblem(404, "not found"));
+    if (match.status == 405) {
+        Problem p = MakeProblem(405, "method not allowed");
+        p.allow = match.allow;
+        throw ProblemError(p);
+    }
+    const std::string encoding = Lower(request.Header("content-encoding"));
+    if (encoding == "gzip") {
+        request.body = detail::Gunzip(request.body, options.max_body_bytes);
+    } else if (!encoding.empty() && encoding != "identity") {
+        Problem p = MakeProblem(415, "unsupported Content-Encoding (gzip or identity)");
+        p.field = "Content-Encoding";
+        throw ProblemError(p);
+    }
+    request.params = match.params;
+    return match.handler->Handle(request);
+}
+
+void Server::Impl::Accept() {
+    acceptor.async_accept(net::make_strand(ioc),
+                          [this](beast::error_code ec, tcp::socket socket) { OnAccept(ec, std::move(socket)); });
+}
+
+void Server::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+    if (!ec) {
+        if (connections.load() >= options.max_connections) {
+            // Refuse without queueing: a short answer on a fresh socket fits its send buffer, so this never blocks.
+            static const std::string kBusy =
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+                "Connection: close\r\nContent-Length: 33\r\n\r\n{\"error\":\"too many connections\"}\n";
+            beast::error_code ignored;
+            socket.non_blocking(true, ignored);
+            socket.write_some(net::buffer(kBusy), ignored);
+            socket.shutdown(tcp::socket::shutdown_both, ignored);
+            socket.close(ignored);
+            log::Warning("http_connection_refused", {{"reason", std::string("max_connections")}});
+        } else {
+            connections.fetch_add(1);
+            auto session = std::make_shared<Session>(*this, std::move(socket));
+            {
+                const std::lock_guard lock(sessions_mutex);
+                sessions.insert(session);
+            }
+            session->Start();
+        }
+    }
+    if (!stopping.load()) Accept();
+}
+
+Server::Server(ServerOptions options, std::shared_ptr<const Router> router)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(router))) {}
+
+Server::~Server() {
+    if (!impl_->threads.empty() && !impl_->joined) {
+        Abort();
+        Wait();
+    }
+}
+
+void Server::Start() {
+    auto& s = *impl_;
+    beast::error_code ec;
+    const auto address = net::ip::make_address(s.options.host, ec);
+    if (ec) throw ConfigError("HTTP_LISTEN: expected a literal IP address as host, got '" + s.options.host + "'");
+    const tcp::endpoint endpoint(address, s.options.port);
+    s.acceptor.open(endpoint.protocol(), ec);
+    if (!ec) s.acceptor.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) s.acceptor.bind(endpoint, ec);
+    if (!ec) s.acceptor.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+        throw ConfigError("HTTP_LISTEN: cannot listen on " + s.options.host + ":" + std::to_string(s.options.port) +
+                          " (" + ec.message() + ")");
+    }
+    s.port = s.acceptor.local_endpoint().port();
+    s.Accept();
+    for (unsigned i = 0; i < s.IoThreads(); ++i) s.threads.emplace_back([&s] { s.ioc.run(); });
+    log::Info("http_listening", {{"host", s.options.host},
+                                 {"port", static_cast<std::int64_t>(s.port)},
+                                 {"io_threads", static_cast<std::int64_t>(s.IoThreads())},
+                                 {"worker_threads", static_cast<std::int64_t>(s.options.worker_threads)}});
+}
+
+std::uint16_t Server::Port() const { return impl_->port; }
+
+bool Server::Stopping() const noexcept { return impl_->stopping.load(); }
+
+void Server::Stop() {
+    auto& s = *impl_;
+    if (s.stopping.exchange(true)) return;
+    log::Info("http_stopping", {});
+    net::post(s.acceptor.get_executor(), [&s] {
+        beast::error_code ignored;
+        s.acceptor.close(ignored);
+    });
+    std::vector<std::shared_ptr<Impl::Session>> live;
+    {
+        const std::lock_guard lock(s.sessions_mutex);
+        live.assign(s.sessions.begin(), s.sessions.end());
+    }
+    for (const auto& session : live) session->StopIfIdle();
+}
+
+void Server::Abort() {
+    impl_->stopping.store(true);
+    impl_->ioc.stop();
+}
+
+void Server::Wait() {
+    auto& s = *impl_;
+    if (s.joined) return;
+    for (auto& t : s.threads) t.join();
+    s.workers.join();
+    s.joined = true;
+    {
+        const std::lock_guard lock(s.sessions_mutex);
+        s.sessions.clear();
+    }
+    log::Info("http_stopped", {});
+}
+
+}  // namespace eventlog::http

@@ -1,0 +1,529 @@
+// The HTTP API through real HTTP against a real PostgreSQL (and ClickHouse for the users flow end to end): the
+// server runs in-process on an ephemeral loopback port, connected as a login role that holds only
+// eventlog_producer, and the tests talk to it over a raw socket (label db).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <eventlog/http/api.hpp>
+#include <eventlog/http/api_keys.hpp>
+#include <eventlog/http/server.hpp>
+#include <eventlog/pg/pool.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http/gzip.hpp"
+#include "support/http_client.hpp"
+#include "support/test_env.hpp"
+
+namespace eventlog {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::HttpAnswer;
+using testing::HttpConnection;
+using testing::HttpRequest;
+using ::testing::Not;
+using testing::StackTest;
+
+constexpr const char* kSecretKey = "http-api-test-secret";
+
+class HttpApiTest : public StackTest {
+protected:
+    void SetUp() override {
+        StackTest::SetUp();
+        if (HasFatalFailure()) return;
+        producer_ = stack_->DatabaseName() + "_http_producer";
+        stack_->Pg().Exec("CREATE ROLE " + producer_ + " LOGIN PASSWORD 'pw' IN ROLE eventlog_producer");
+        stack_->Pg().Exec("GRANT CONNECT ON DATABASE " + stack_->DatabaseName() + " TO " + producer_);
+        token_ = http::CreateApiKey(stack_->Pg(), kSecretKey, "tests");
+    }
+
+    void TearDown() override {
+        StopServer();
+        if (stack_ && !producer_.empty()) {
+            try {
+                stack_->Pg().Exec("DROP OWNED BY " + producer_ + " CASCADE");
+                stack_->Pg().Exec("DROP ROLE IF EXISTS " + producer_);
+            } catch (const std::exception& e) {
+                ADD_FAILURE() << "cleanup of role " << producer_ << ": " << e.what();
+            }
+        }
+        StackTest::TearDown();
+    }
+
+    /// Starts the server as the producer role; `adjust` changes the settings first.
+    void StartServer(const std::function<void(http::ServeSettings&, pg::PoolOptions&)>& adjust = {}) {
+        http::ServeSettings settings;
+        settings.secret_key = kSecretKey;
+        settings.clickhouse = testing::ClientOptionsFor(stack_->Config());
+        settings.clickhouse_table = stack_->Config().clickhouse.table;
+        settings.server.port = 0;
+        settings.server.io_threads = 2;
+        settings.server.worker_threads = 4;
+        pg::PoolOptions pool_options;
+        auto postgres = stack_->Config().postgres;
+        postgres.user = producer_;
+        postgres.password = "pw";
+        pool_options.connect.conninfo = postgres.ConnInfo();
+        pool_options.max_size = 4;
+        if (adjust) adjust(settings, pool_options);
+        pool_ = std::make_unique<pg::Pool>(pool_options);
+        server_ = std::make_unique<http::Server>(
+            settings.server, http::MakeApiRouter(*pool_, settings, [this] { return server_->Stopping(); }));
+        server_->Start();
+    }
+
+    void StopServer() {
+        if (server_) {
+            server_->Stop();
+            server_->Wait();
+            server_.reset();
+        }
+        pool_.reset();
+    }
+
+    std::uint16_t Port() const { return server_->Port(); }
+
+    HttpAnswer Post(const std::string& path, const std::string& body, const std::string& type = "application/json",
+                    std::vector<std::pair<std::string, std::string>> extra = {}) {
+        extra.emplace_back("Content-Type", type);
+        extra.emplace_back("Authorization", "Bearer " + token_);
+        return HttpRequest(Port(), "POST", path, body, extra);
+    }
+
+    std::int64_t Outbox() { return stack_->PgCount("SELECT count(*) FROM eventlog.outbox"); }
+    std::int64_t Users() { return stack_->PgCount("SELECT count(*) FROM eventlog_demo.users"); }
+
+    std::string producer_;
+    std::string token_;
+    std::unique_ptr<pg::Pool> pool_;
+    std::unique_ptr<http::Server> server_;
+};
+
+TEST_F(HttpApiTest, HealthAndReadinessAreOpenWithoutAKey) {
+    StartServer();
+    const auto health = HttpRequest(Port(), "GET", "/healthz");
+    EXPECT_EQ(health.status, 200);
+    EXPECT_EQ(health.body, R"({"status":"ok"})");
+    const auto ready = HttpRequest(Port(), "GET", "/readyz");
+    EXPECT_EQ(ready.status, 200) << ready.body;
+}
+
+TEST_F(HttpApiTest, TheUsersFlowWritesTheUserAndItsEventAndADuplicateEmailWritesNothing) {
+    StartServer();
+    const auto created =
+        Post("/api/v1/users", R"({"email":"test@example.com","first_name":"Test","last_name":"Testovich"})");
+    ASSERT_EQ(created.status, 201) << created.body;
+    EXPECT_THAT(created.body, HasSubstr(R"("email":"test@example.com","first_name":"Test","last_name":"Testovich")"));
+    EXPECT_EQ(Users(), 1);
+    EXPECT_EQ(Outbox(), 1);
+
+    const auto duplicate = Post("/api/v1/users", R"({"email":"test@example.com","first_name":"Other"})");
+    EXPECT_EQ(duplicate.status, 409);
+    EXPECT_EQ(duplicate.body, R"({"error":"User with this email already exists"})");
+    EXPECT_EQ(Users(), 1);
+    EXPECT_EQ(Outbox(), 1);
+
+    stack_->Drain();
+    EXPECT_EQ(stack_->ChQuery("SELECT event_type, environment, event_context FROM " + stack_->ChTable()),
+              "user_created\tintegration_test\t"
+              "{\"email\":\"test@example.com\",\"first_name\":\"Test\",\"last_name\":\"Testovich\"}\n");
+}
+
+TEST_F(HttpApiTest, AUserIsNotCreatedWhenItsEventCannotBeWritten) {
+    StartServer();
+    // emit() refuses contexts over eventlog.limits: the user insert in the same function call is undone.
+    stack_->Pg().Exec("UPDATE eventlog.limits SET max_context_bytes = 10");
+    const auto answer = Post("/api/v1/users", R"({"email":"a@example.com","first_name":"A","last_name":"B"})");
+    EXPECT_EQ(answer.status, 400) << answer.body;
+    EXPECT_THAT(answer.body, Not(HasSubstr("SQLSTATE")));
+    EXPECT_EQ(Users(), 0);
+    EXPECT_EQ(Outbox(), 0);
+}
+
+TEST_F(HttpApiTest, EventsAreAcceptedAsAnObjectAnArrayAndNdjsonInOneTransactionEach) {
+    StartServer();
+    const auto one =
+        Post("/api/v1/events",
+             R"({"event_type":"OrderPlaced","event_context":{"order_id":42, "total":"9.90"},)"
+             R"("event_id":"5f0c8f3e-58c7-4b4c-9a59-1f1d1c7e2a10","event_date_time":"2024-05-01T12:00:00Z",)"
+             R"("environment":"staging","metadata_version":3,"trace_id":"abc"})");
+    ASSERT_EQ(one.status, 202) << one.body;
+    EXPECT_EQ(one.body, R"([{"index":0,"event_id":"5f0c8f3e-58c7-4b4c-9a59-1f1d1c7e2a10","status":"accepted"}])");
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox WHERE event_type = 'order_placed' AND "
+                              "event_context::text = '{\"order_id\":42,\"total\":\"9.90\"}' AND environment = "
+                              "'staging' AND metadata_version = 3 AND trace_id = 'abc' AND event_date_time = "
+                              "'2024-05-01T12:00:00Z'"),
+              1);
+
+    const auto batch = Post("/api/v1/events", R"([{"event_type":"a","event_context":{}},)"
+                                              R"({"event_type":"b","event_context":{"x":[1,2]}}])");
+    ASSERT_EQ(batch.status, 202) << batch.body;
+    EXPECT_THAT(batch.body, HasSubstr(R"({"index":1,"event_id":")"));
+    EXPECT_EQ(Outbox(), 3);
+
+    const auto ndjson = Post("/api/v1/events",
+                             "{\"event_type\":\"c\",\"event_context\":{}}\n\n"
+                             "{\"event_type\":\"d\",\"event_context\":{}}\n",
+                             "application/x-ndjson");
+    ASSERT_EQ(ndjson.status, 202) << ndjson.body;
+    EXPECT_EQ(Outbox(), 5);
+}
+
+// Exact idempotency through HTTP: a retry of an accepted event_id, before and after the relay delivered the first
+// copy, and a repeat inside one request, are "duplicate" and stored nowhere.
+TEST_F(HttpApiTest, ARetriedEventIdIsADuplicateBeforeAndAfterDelivery) {
+    StartServer();
+    const std::string body =
+        R"({"event_type":"payment_captured","event_context":{"n":1},"event_id":"7a1d9c52-1111-4e2a-9b1c-0c4f2b7d9e01"})";
+    const auto first = Post("/api/v1/events", body);
+    ASSERT_EQ(first.status, 202) << first.body;
+    EXPECT_THAT(first.body, HasSubstr(R"("status":"accepted")"));
+    const auto before = Post("/api/v1/events", body);
+    ASSERT_EQ(before.status, 202) << before.body;
+    EXPECT_EQ(before.body, R"([{"index":0,"event_id":"7a1d9c52-1111-4e2a-9b1c-0c4f2b7d9e01","status":"duplicate"}])");
+    EXPECT_EQ(Outbox(), 1);
+    stack_->Drain();
+    const auto after = Post("/api/v1/events", "[" + body + "," + body + "]");
+    ASSERT_EQ(after.status, 202) << after.body;
+    EXPECT_THAT(after.body,
+                HasSubstr(R"({"index":0,"event_id":"7a1d9c52-1111-4e2a-9b1c-0c4f2b7d9e01","status":"duplicate"})"));
+    EXPECT_THAT(after.body,
+                HasSubstr(R"({"index":1,"event_id":"7a1d9c52-1111-4e2a-9b1c-0c4f2b7d9e01","status":"duplicate"})"));
+    EXPECT_EQ(Outbox(), 0);
+    stack_->Drain();
+    EXPECT_EQ(stack_->ChQuery("SELECT count(), uniqExact(event_id) FROM " + stack_->ChTable()), "1\t1\n");
+    // A repeat inside one request: the first is accepted, the second is a duplicate.
+    const std::string fresh =
+        R"({"event_type":"x","event_context":{},"event_id":"7a1d9c52-2222-4e2a-9b1c-0c4f2b7d9e02"})";
+    const auto repeat = Post("/api/v1/events", "[" + fresh + "," + fresh + "]");
+    ASSERT_EQ(repeat.status, 202) << repeat.body;
+    EXPECT_THAT(repeat.body,
+                HasSubstr(R"("index":0,"event_id":"7a1d9c52-2222-4e2a-9b1c-0c4f2b7d9e02","status":"accepted")"));
+    EXPECT_THAT(repeat.body,
+                HasSubstr(R"("index":1,"event_id":"7a1d9c52-2222-4e2a-9b1c-0c4f2b7d9e02","status":"duplicate")"));
+    EXPECT_EQ(Outbox(), 1);
+}
+
+struct BadInput {
+    const char* name;
+    std::string body;
+    std::string content_type;
+    int status;
+    std::string body_part;
+};
+
+TEST_F(HttpApiTest, EachClassOfBadInputIsRefusedWithItsFieldAndWritesNothing) {
+    StartServer([](http::ServeSettings& s, pg::PoolOptions&) {
+        s.events.max_events = 3;
+        s.events.max_context_bytes = 100;
+    });
+    const std::string good = R"({"event_type":"a","event_context":{}})";
+    const std::vector<BadInput> cases = {
+        {"malformed", R"([{"event_type":"a","event_context":{]})", "application/json", 400, R"("offset":36)"},
+        {"missing type", R"([{"event_type":"a","event_context":{}},{"event_context":{}}])", "application/json", 400,
+         R"("field":"event_type","index":1)"},
+        {"context not object", R"({"event_type":"a","event_context":[1]})", "application/json", 400,
+         R"("field":"event_context","index":0)"},
+        {"type not string", R"({"event_type":5,"event_context":{}})", "application/json", 400,
+         R"("field":"event_type")"},
+        {"bad uuid", R"({"event_type":"a","event_context":{},"event_id":"nope"})", "application/json", 400,
+         R"("field":"event_id")"},
+        {"bad time", R"({"event_type":"a","event_context":{},"event_date_time":"2024-13-01T00:00:00Z"})",
+         "application/json", 400, R"("field":"event_date_time")"},
+        {"negative version", R"({"event_type":"a","event_context":{},"metadata_version":-1})", "application/json", 400,
+         R"("field":"metadata_version")"},
+        {"unknown field", R"({"event_type":"a","event_context":{},"colour":"red"})", "application/json", 400,
+         R"("field":"colour")"},
+        {"too many", "[" + good + "," + good + "," + good + "," + good + "]", "application/json", 413, "events"},
+        {"context too large", R"({"event_type":"a","event_context":{"k":")" + std::string(200, 'x') + "\"}}",
+         "application/json", 413, R"("field":"event_context")"},
+        {"bad ndjson line", good + "\n{\"event_type\":\"a\"}\n", "application/x-ndjson", 400,
+         R"("field":"event_context","index":1)"},
+        {"content type", good, "text/plain", 415, R"("field":"Content-Type")"},
+        {"empty", "[]", "application/json", 400, "no events"},
+    };
+    for (const auto& c : cases) {
+        const auto answer = Post("/api/v1/events", c.body, c.content_type);
+        EXPECT_EQ(answer.status, c.status) << c.name << ": " << answer.body;
+        EXPECT_THAT(answer.body, HasSubstr(c.body_part)) << c.name;
+        EXPECT_THAT(answer.body, HasSubstr(R"({"error":)")) << c.name;
+    }
+    EXPECT_EQ(Outbox(), 0);
+}
+
+TEST_F(HttpApiTest, UnknownPathsWrongMethodsAndForeignHostsAreRefused) {
+    StartServer();
+    EXPECT_EQ(HttpRequest(Port(), "GET", "/nope").status, 404);
+    const auto wrong_method = HttpRequest(Port(), "GET", "/api/v1/events");
+    EXPECT_EQ(wrong_method.status, 405);
+    EXPECT_EQ(wrong_method.headers.at("allow"), "POST");
+    const auto foreign = HttpRequest(Port(), "GET", "/healthz", "", {{"Host", "evil.example"}});
+    EXPECT_EQ(foreign.status, 400);
+    EXPECT_THAT(foreign.body, HasSubstr(R"("field":"Host")"));
+    EXPECT_EQ(HttpRequest(Port(), "GET", "/healthz", "", {{"Host", "localhost:8000"}}).status, 200);
+}
+
+TEST_F(HttpApiTest, AMissingWrongOrRevokedKeyGets401AtOnce) {
+    StartServer();
+    const std::string good = R"({"event_type":"a","event_context":{}})";
+    EXPECT_EQ(HttpRequest(Port(), "POST", "/api/v1/events", good, {{"Content-Type", "application/json"}}).status, 401);
+    std::string wrong = token_;
+    wrong.back() = wrong.back() == 'A' ? 'B' : 'A';
+    EXPECT_EQ(HttpRequest(Port(), "POST", "/api/v1/events", good,
+                          {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + wrong}})
+                  .status,
+              401);
+    EXPECT_EQ(HttpRequest(Port(), "POST", "/api/v1/events", good,
+                          {{"Content-Type", "application/json"}, {"Authorization", "Bearer elk_1_short"}})
+                  .status,
+              401);
+    // A key made with another SECRET_KEY does not verify either.
+    const std::string other = http::CreateApiKey(stack_->Pg(), "another-secret", "other");
+    EXPECT_EQ(HttpRequest(Port(), "POST", "/api/v1/events", good,
+                          {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + other}})
+                  .status,
+              401);
+    EXPECT_EQ(Post("/api/v1/events", good).status, 202);
+    ASSERT_TRUE(http::RevokeApiKey(stack_->Pg(), "tests"));
+    const auto revoked = Post("/api/v1/events", good);
+    EXPECT_EQ(revoked.status, 401);
+    EXPECT_EQ(revoked.body, R"({"error":"missing or invalid API key","field":"Authorization"})");
+    EXPECT_EQ(Outbox(), 1);
+}
+
+TEST_F(HttpApiTest, GzipBodiesAreInflatedAndABombGets413) {
+    StartServer([](http::ServeSettings& s, pg::PoolOptions&) { s.server.max_body_bytes = 64 * 1024; });
+    const std::string good = R"([{"event_type":"a","event_context":{}},{"event_type":"b","event_context":{}}])";
+    const auto answer =
+        Post("/api/v1/events", http::detail::Gzip(good), "application/json", {{"Content-Encoding", "gzip"}});
+    EXPECT_EQ(answer.status, 202) << answer.body;
+    EXPECT_EQ(Outbox(), 2);
+    // 10 MB of spaces compress to about 10 KB: well under the limit as sent, far over it once inflated.
+    const std::string bomb = http::detail::Gzip("[" + std::string(10'000'000, ' ') + "]");
+    ASSERT_LT(bomb.size(), 64u * 1024);
+    const auto refused = Post("/api/v1/events", bomb, "application/json", {{"Content-Encoding", "gzip"}});
+    EXPECT_EQ(refused.status, 413) << refused.body;
+    const auto garbage = Post("/api/v1/events", "not gzip", "application/json", {{"Content-Encoding", "gzip"}});
+    EXPECT_EQ(garbage.status, 400);
+    const auto unknown = Post("/api/v1/events", good, "application/json", {{"Content-Encoding", "br"}});
+    EXPECT_EQ(unknown.status, 415);
+    EXPECT_EQ(Outbox(), 2);
+}
+
+TEST_F(HttpApiTest, ABodyOverTheLimitGets413BeforeItIsRead) {
+    StartServer([](http::ServeSettings& s, pg::PoolOptions&) { s.server.max_body_bytes = 1024; });
+    const auto answer = Post("/api/v1/events", std::string(2048, ' '));
+    EXPECT_EQ(answer.status, 413);
+    EXPECT_EQ(Outbox(), 0);
+}
+
+TEST_F(HttpApiTest, ASlowClientIsCutOffAndDoesNotDelayOthers) {
+    StartServer([](http::ServeSettings& s, pg::PoolOptions&) {
+        s.server.header_timeout = std::chrono::milliseconds(500);
+        s.server.io_threads = 1;  // one network thread: a blocking server would stall
+    });
+    std::vector<HttpConnection> slow;
+    for (int i = 0; i < 20; ++i) {
+        slow.emplace_back(Port());
+        ASSERT_TRUE(slow.back().SendRaw("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "));
+    }
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(HttpRequest(Port(), "GET", "/healthz").status, 200);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
+    for (auto& c : slow) EXPECT_TRUE(c.ClosedByPeer(std::chrono::seconds(3)));
+}
+
+TEST_F(HttpApiTest, ABodyThatStopsArrivingIsCutOffAndDoesNotDelayOthers) {
+    StartServer(
+        [](http::ServeSettings& s, pg::PoolOptions&) { s.server.body_timeout = std::chrono::milliseconds(500); });
+    HttpConnection slow(Port());
+    ASSERT_TRUE(
+        slow.SendRaw("POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 100\r\n\r\n{\"event_type\""));
+    EXPECT_EQ(HttpRequest(Port(), "GET", "/healthz").status, 200);
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_TRUE(slow.ClosedByPeer(std::chrono::seconds(3)));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+    EXPECT_EQ(Outbox(), 0);
+}
+
+TEST_F(HttpApiTest, AnEventRefusedByTheDatabaseLimitsNamesItsFieldAndWritesNothing) {
+    StartServer();
+    stack_->Pg().Exec("UPDATE eventlog.limits SET max_trace_id_bytes = 2");
+    const auto one = Post("/api/v1/events", R"({"event_type":"a","event_context":{},"trace_id":"abc"})");
+    EXPECT_EQ(one.status, 400);
+    EXPECT_EQ(one.body, R"x({"error":"refused by the database (eventlog.emit)","field":"trace_id","index":0})x");
+    const auto batch = Post("/api/v1/events", R"([{"event_type":"a","event_context":{}},)"
+                                              R"({"event_type":"a","event_context":{},"trace_id":"abc"}])");
+    EXPECT_EQ(batch.status, 400);
+    EXPECT_THAT(batch.body, HasSubstr(R"("field":"trace_id","index":1)"));
+    EXPECT_EQ(Outbox(), 0);
+}
+
+TEST_F(HttpApiTest, AFullPoolAnswers503WithRetryAfter) {
+    StartServer([](http::ServeSettings&, pg::PoolOptions& p) {
+        p.max_size = 1;
+        p.acquire_timeout = std::chrono::milliseconds(100);
+    });
+    {
+        auto held = pool_->Acquire();
+        const auto busy = Post("/api/v1/events", R"({"event_type":"a","event_context":{}})");
+        EXPECT_EQ(busy.status, 503);
+        EXPECT_EQ(busy.headers.at("retry-after"), "1");
+        EXPECT_EQ(HttpRequest(Port(), "GET", "/healthz").status, 200);
+    }
+    EXPECT_EQ(Post("/api/v1/events", R"({"event_type":"a","event_context":{}})").status, 202);
+}
+
+TEST_F(HttpApiTest, ConnectionsOverTheCapAreAnswered503AndClosed) {
+    StartServer([](http::ServeSettings& s, pg::PoolOptions&) { s.server.max_connections = 2; });
+    HttpConnection first(Port());
+    HttpConnection second(Port());
+    ASSERT_TRUE(first.SendRaw(testing::FormatRequest("GET", "/healthz", "", {}, true)));
+    ASSERT_TRUE(second.SendRaw(testing::FormatRequest("GET", "/healthz", "", {}, true)));
+    EXPECT_EQ(first.Read().status, 200);
+    EXPECT_EQ(second.Read().status, 200);
+    const auto refused = HttpRequest(Port(), "GET", "/healthz");
+    EXPECT_EQ(refused.status, 503);
+    EXPECT_EQ(refused.headers.at("retry-after"), "1");
+    // The kept-alive connections still work, and a slot frees when one closes.
+    ASSERT_TRUE(first.SendRaw(testing::FormatRequest("GET", "/healthz", "", {}, false)));
+    EXPECT_EQ(first.Read().status, 200);
+    ASSERT_TRUE(first.ClosedByPeer(std::chrono::seconds(3)));
+    EXPECT_TRUE(testing::WaitUntil([&] { return HttpRequest(Port(), "GET", "/healthz").status == 200; },
+                                   std::chrono::seconds(3)));
+}
+
+TEST_F(HttpApiTest, ALostDatabaseSessionAnswers503AndIsNotReused) {
+    StartServer([](http::ServeSettings&, pg::PoolOptions& p) { p.max_size = 1; });
+    auto locker = stack_->OpenPg();
+    locker.Exec("BEGIN");
+    locker.Exec("LOCK TABLE eventlog_demo.users IN ACCESS EXCLUSIVE MODE");
+    HttpAnswer answer;
+    std::thread client([&] { answer = Post("/api/v1/users", R"({"email":"cut@example.com"})"); });
+    const std::string waiting =
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = '" + producer_ + "' AND wait_event_type = 'Lock'";
+    ASSERT_TRUE(testing::WaitUntil([&] { return stack_->PgCount(waiting) == 1; }, std::chrono::seconds(5)));
+    stack_->Pg().Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '" + producer_ + "'");
+    client.join();
+    locker.Exec("ROLLBACK");
+    EXPECT_EQ(answer.status, 503) << answer.body;
+    EXPECT_EQ(answer.headers.count("retry-after"), 1u);
+    EXPECT_THAT(answer.body, Not(HasSubstr("terminat")));
+    // The pool's only slot held the dead session: it was closed, and the next request gets a new one.
+    const auto again = Post("/api/v1/users", R"({"email":"cut@example.com"})");
+    EXPECT_EQ(again.status, 201) << again.body;
+    EXPECT_EQ(Users(), 1);
+}
+
+TEST_F(HttpApiTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+    StartServer();
+    HttpConnection connection(Port());
+    for (int i = 0; i < 3; ++i) {
+        ASSERT_TRUE(connection.SendRaw(testing::FormatRequest(
+            "POST", "/api/v1/events", R"({"event_type":"a","event_context":{}})",
+            {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + token_}}, true)));
+        EXPECT_EQ(connection.Read().status, 202);
+    }
+    EXPECT_EQ(Outbox(), 3);
+}
+
+TEST_F(HttpApiTest, StopFinishesTheRequestInFlightAndClosesIdleConnections) {
+    StartServer();
+    HttpConnection idle(Port());
+    ASSERT_TRUE(idle.SendRaw(testing::FormatRequest("GET", "/healthz", "", {}, true)));
+    EXPECT_EQ(idle.Read().status, 200);
+    // A request that waits on a lock while the stop begins still gets its answer.
+    auto locker = stack_->OpenPg();
+    locker.Exec("BEGIN");
+    locker.Exec("LOCK TABLE eventlog_demo.users IN ACCESS EXCLUSIVE MODE");
+    HttpAnswer in_flight;
+    std::thread client([&] { in_flight = Post("/api/v1/users", R"({"email":"late@example.com"})"); });
+    ASSERT_TRUE(testing::WaitUntil([&] { return pool_->InUse() == 1; }, std::chrono::seconds(5)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    server_->Stop();
+    EXPECT_TRUE(idle.ClosedByPeer(std::chrono::seconds(3)));
+    EXPECT_THROW(HttpConnection late(Port(), std::chrono::milliseconds(500)), std::runtime_error);
+    locker.Exec("COMMIT");
+    client.join();
+    EXPECT_EQ(in_flight.status, 201) << in_flight.body;
+    server_->Wait();
+    EXPECT_EQ(Users(), 1);
+}
+
+TEST_F(HttpApiTest, AnEventsStatusIsFoundInEveryState) {
+    StartServer();
+    const auto get = [&](const std::string& id) {
+        return HttpRequest(Port(), "GET", "/api/v1/events/" + id, "", {{"Authorization", "Bearer " + token_}});
+    };
+    const std::string pending = "00000000-0000-4000-8000-000000000001";
+    const std::string in_flight = "00000000-0000-4000-8000-000000000002";
+    const std::string dead = "00000000-0000-4000-8000-000000000003";
+    const std::string delivered = "00000000-0000-4000-8000-000000000004";
+    const std::string unknown = "00000000-0000-4000-8000-000000000005";
+
+    ASSERT_EQ(Post("/api/v1/events", R"({"event_type":"a","event_context":{},"event_id":")" + delivered + "\"}").status,
+              202);
+    stack_->Drain();
+    for (const auto& id : {pending, in_flight}) {
+        ASSERT_EQ(Post("/api/v1/events", R"({"event_type":"a","event_context":{},"event_id":")" + id + "\"}").status,
+                  202);
+    }
+    // A delivery record as a claim leaves it (no relay runs meanwhile), and a dead letter.
+    stack_->Pg().Exec(
+        "WITH moved AS (DELETE FROM eventlog.outbox o WHERE o.event_id = '" + in_flight +
+        "' RETURNING o.*) INSERT INTO eventlog.delivery (batch_id, owner, events) SELECT gen_random_uuid(), 0, "
+        "array_agg(ROW(m.id, m.event_id, m.event_type, m.event_date_time, m.environment, m.event_context, "
+        "m.metadata_version, m.trace_id, m.enqueued_at)::eventlog.pending_event) FROM moved m");
+    stack_->Pg().Exec(
+        "INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, event_context, "
+        "metadata_version, enqueued_at, error, attempts) VALUES ('" +
+        dead + "', 'a', now(), '{}', 1, now(), 'Code: 27. Cannot parse', 5)");
+
+    auto answer = get(pending);
+    EXPECT_EQ(answer.status, 200);
+    EXPECT_THAT(answer.body, HasSubstr(R"("status":"pending","enqueued_at":")"));
+    answer = get(in_flight);
+    EXPECT_EQ(answer.status, 200);
+    EXPECT_THAT(answer.body, HasSubstr(R"("status":"in_flight","claimed_at":")"));
+    answer = get(dead);
+    EXPECT_EQ(answer.status, 200);
+    EXPECT_THAT(answer.body, HasSubstr(R"("status":"dead_lettered")"));
+    EXPECT_THAT(answer.body, HasSubstr(R"("attempts":5,"error":"Code: 27. Cannot parse")"));
+    answer = get(delivered);
+    EXPECT_EQ(answer.status, 200) << answer.body;
+    EXPECT_THAT(answer.body, HasSubstr(R"("event_id":")" + delivered + R"(","status":"delivered","inserted_at":")"));
+    answer = get(unknown);
+    EXPECT_EQ(answer.status, 404);
+    EXPECT_EQ(answer.body, R"({"error":"event not found","field":"event_id"})");
+    EXPECT_EQ(get("not-a-uuid").status, 400);
+    EXPECT_EQ(HttpRequest(Port(), "GET", "/api/v1/events/" + pending).status, 401);
+}
+
+TEST_F(HttpApiTest, TheServersRoleCanCheckKeysAndCreateUsersButNotReadOrManageThem) {
+    pg::ConnectOptions options;
+    auto postgres = stack_->Config().postgres;
+    postgres.user = producer_;
+    postgres.password = "pw";
+    options.conninfo = postgres.ConnInfo();
+    auto session = pg::Connection::Open(options);
+    EXPECT_EQ(session.Exec("SELECT eventlog.api_key_hash(1) IS NOT NULL").Get(0, 0), "t");
+    EXPECT_EQ(session.Exec("SELECT count(*) FROM eventlog.event_status(gen_random_uuid())").Get(0, 0), "0");
+    for (const char* sql :
+         {"SELECT * FROM eventlog.api_key", "SELECT * FROM eventlog.api_key_list()",
+          "SELECT eventlog.api_key_revoke('tests')", "SELECT eventlog.api_key_create('mine', pg_catalog.sha256(''))",
+          "SELECT * FROM eventlog_demo.users", "DELETE FROM eventlog_demo.users"}) {
+        try {
+            session.Exec(sql);
+            ADD_FAILURE() << "allowed: " << sql;
+        } catch (const Error& e) {
+            EXPECT_EQ(e.Code(), "42501") << sql << ": " << e.what();
+        }
+    }
+}
+
+}  // namespace
+}  // namespace eventlog
