@@ -106,6 +106,7 @@ public:
 
     /// Appends the samples in text format (used by Registry::Render).
     void RenderSamples(std::string& out) const;
+    /// The label names, in order.
     const std::vector<std::string>& LabelNames() const { return label_names_; }
 
 private:
