@@ -322,7 +322,7 @@ TEST_F(HttpApiTest, ABodyOverTheLimitGets413BeforeItIsRead) {
 
 TEST_F(HttpApiTest, ASlowClientIsCutOffAndDoesNotDelayOthers) {
     StartServer([](http::ServeSettings& s, pg::PoolOptions&) {
-        s.server.header_timeout = std::chrono::milliseconds(500);
+        s.server.header_timeout = std::chrono::milliseconds(2000);
         s.server.io_threads = 1;  // one network thread: a blocking server would stall
     });
     std::vector<HttpConnection> slow;
@@ -332,8 +332,9 @@ TEST_F(HttpApiTest, ASlowClientIsCutOffAndDoesNotDelayOthers) {
     }
     const auto start = std::chrono::steady_clock::now();
     EXPECT_EQ(HttpRequest(Port(), "GET", "/healthz").status, 200);
-    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
-    for (auto& c : slow) EXPECT_TRUE(c.ClosedByPeer(std::chrono::seconds(3)));
+    // Well before the slow clients' deadline: nothing waited for them.
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1000));
+    for (auto& c : slow) EXPECT_TRUE(c.ClosedByPeer(std::chrono::seconds(5)));
 }
 
 TEST_F(HttpApiTest, ABodyThatStopsArrivingIsCutOffAndDoesNotDelayOthers) {
