@@ -31,6 +31,8 @@
 #include <stop_token>
 #include <thread>
 
+#include "cli/relay_ops.hpp"
+
 namespace {
 
 using namespace eventlog;
@@ -130,7 +132,11 @@ private:
 
 int CmdRelay(bool drain) {
     const Config config = LoadFromEnvironment();
-    relay::Relay relay(config);
+    // Metrics and health for a long-running relay; a drain (a one-off job) runs without a listener.
+    Config ops_config = config;
+    if (drain) ops_config.relay.metrics_listen.clear();
+    cli::RelayOps ops(ops_config);
+    relay::Relay relay(config, &ops.Registry());
 
     // Signals go to one thread: the first SIGTERM/SIGINT asks for a graceful stop (bounded by
     // RELAY_SHUTDOWN_TIMEOUT_MS, then Abort(), then exit 200 ms later), a second exits at once. Either way the
@@ -171,6 +177,12 @@ int CmdRelay(bool drain) {
         });
         relay::RunOptions options;
         options.drain = drain;
+        ops.Start(relay);
+        // Stopped before `relay` goes, on every path: its monitor and listener read the relay.
+        const struct StopOps {
+            cli::RelayOps& ops;
+            ~StopOps() { ops.Stop(); }
+        } stop_ops{ops};
         return relay.Run(options);
     }();
     std::cout << fmt::format("delivered {} events in {} batches, {} dead-lettered, {} batches recovered\n",

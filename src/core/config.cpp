@@ -531,6 +531,8 @@ Config LoadConfig(const EnvMap& env) {
         std::chrono::milliseconds(r.Int("RELAY_IDLE_LINGER_MS", relay.idle_linger.count(), 0, 3'600'000));
     relay.idempotency_window =
         std::chrono::seconds(r.Int("IDEMPOTENCY_WINDOW", relay.idempotency_window.count(), 1, 366LL * 86'400));
+    relay.stall_after = std::chrono::seconds(r.Int("RELAY_STALL_SECONDS", relay.stall_after.count(), 1, 86'400));
+    relay.metrics_listen = r.String("METRICS_LISTEN", relay.metrics_listen);
 
     c.http_host = r.String("HTTP_HOST", c.http_host);
     c.http_port = static_cast<int>(r.Int("HTTP_PORT", c.http_port, 1, 65535));

@@ -65,7 +65,8 @@ WITH picked AS MATERIALIZED (
 )
 SELECT c.batch_id, c.event_id, c.event_type, (extract(epoch FROM c.event_date_time) * 1000000)::bigint,
        c.environment, c.event_context, c.metadata_version, c.trace_id, s.picked, c.id,
-       CASE WHEN c.id IS NOT NULL THEN pg_catalog.pg_current_xact_id()::text::bigint END, s.xmin
+       CASE WHEN c.id IS NOT NULL THEN pg_catalog.pg_current_xact_id()::text::bigint END, s.xmin,
+       (extract(epoch FROM c.enqueued_at) * 1000000)::bigint
 FROM summary s LEFT JOIN claimed c ON true ORDER BY c.id)sql";
 
 constexpr std::string_view kLoadOwnerSql = R"sql(
@@ -280,6 +281,7 @@ std::vector<PendingRow> DeliveryStore::Decode(const pg::Result& r) const {
         e.event_context = MinifyTrustedJson(r.Get(i, 5));
         e.metadata_version = static_cast<std::uint64_t>(r.GetInt(i, 6));
         e.trace_id = std::string(r.Get(i, 7));
+        if (r.Columns() > 12) row.enqueued_us = r.GetInt(i, 12);  // claims only (recovered rows: unknown)
         rows.push_back(std::move(row));
     }
     return rows;

@@ -1,3 +1,4 @@
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <cstdlib>
 #include <eventlog/core/error.hpp>
 #include <eventlog/observability/log.hpp>
+#include <eventlog/observability/metrics.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/relay/relay.hpp>
 #include <iterator>
@@ -90,7 +92,7 @@ constexpr milliseconds kSuspectWindow{60'000};
 
 class Relay::Impl {
 public:
-    explicit Impl(Config config)
+    Impl(Config config, metrics::Registry* registry)
         : config_(std::move(config)),
           rng_(std::random_device{}()),
           store_(config_),
@@ -99,7 +101,11 @@ public:
                   detail::SenderHooks{[this](milliseconds d) { return SleepInterruptible(d); },
                                       [this](int failures) { return Backoff(failures); },
                                       [this] { return SessionAlive(); }},
-                  counters_) {}
+                  counters_) {
+        if (registry != nullptr) RegisterMetrics(*registry);
+    }
+
+    Health GetHealth() const;
 
     Stats Run(const RunOptions& options);
     void Stop() noexcept {
@@ -121,7 +127,33 @@ private:
     bool SleepInterruptible(milliseconds duration);
     milliseconds Backoff(int failures);
 
+    void RegisterMetrics(metrics::Registry& registry);
+    /// Work began (or goes on): starts the stall clock unless it runs.
+    void MarkBusy() noexcept {
+        Clock::rep idle = 0;
+        busy_since_.compare_exchange_strong(idle, Clock::now().time_since_epoch().count());
+    }
+    /// Records an acknowledgement of `rows` (`lags`: seconds from each row's write to now, where known).
+    void RecordAck(std::int64_t delivered, std::int64_t records, const char* outcome,
+                   const std::vector<detail::PendingRow>& rows);
+
+    /// The relay's meters; null without a registry.
+    struct Meters {
+        metrics::Counter* delivered{nullptr};
+        metrics::CounterFamily* batches{nullptr};
+        metrics::Histogram* lag{nullptr};
+        metrics::Histogram* insert{nullptr};
+        metrics::CounterFamily* retries{nullptr};
+        metrics::Gauge* last_success{nullptr};
+    };
+
     Config config_;
+    Meters meters_;
+    std::atomic<bool> healthy_session_{false};
+    std::atomic<double> last_ack_unix_{0.0};
+    std::atomic<Clock::rep> last_ack_{0};
+    std::atomic<Clock::rep> busy_since_{0};  // 0: idle
+    mutable std::atomic<bool> stall_reported_{false};
     std::mt19937_64 rng_;
     std::atomic<bool> stop_{false};
     std::atomic<bool> abort_{false};
@@ -136,7 +168,60 @@ private:
     Stats stats_;
 };
 
-Relay::Relay(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+Relay::Relay(Config config, metrics::Registry* registry) : impl_(std::make_unique<Impl>(std::move(config), registry)) {}
+Health Relay::GetHealth() const { return impl_->GetHealth(); }
+
+void Relay::Impl::RegisterMetrics(metrics::Registry& registry) {
+    meters_.delivered = &registry.AddCounter(metrics::kRelayDeliveredEvents).Get();
+    meters_.batches = &registry.AddCounter(metrics::kRelayBatches);
+    meters_.lag = &registry.AddHistogram(metrics::kRelayDeliveryLag).Get();
+    meters_.insert = &registry.AddHistogram(metrics::kRelayInsertDuration).Get();
+    meters_.retries = &registry.AddCounter(metrics::kRelayRetries);
+    meters_.last_success = &registry.AddGauge(metrics::kRelayLastSuccess).Get();
+}
+
+void Relay::Impl::RecordAck(std::int64_t delivered, std::int64_t records, const char* outcome,
+                            const std::vector<detail::PendingRow>& rows) {
+    const auto now = Clock::now();
+    last_ack_.store(now.time_since_epoch().count());
+    const double unix_now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    last_ack_unix_.store(unix_now);
+    if (meters_.delivered == nullptr) return;
+    meters_.delivered->Inc(static_cast<double>(delivered));
+    meters_.batches->WithLabels({outcome}).Inc(static_cast<double>(records));
+    meters_.last_success->Set(unix_now);
+    for (const auto& row : rows) {
+        if (row.enqueued_us > 0) meters_.lag->Observe(unix_now - static_cast<double>(row.enqueued_us) / 1e6);
+    }
+}
+
+// Stalled: work was pending or held (a batch, or failures being retried) and nothing was acknowledged for
+// RELAY_STALL_SECONDS. Whoever observes the change first (a health probe, a scrape, the CLI's monitor) logs it once.
+Health Relay::Impl::GetHealth() const {
+    Health h;
+    h.connected = healthy_session_.load();
+    h.last_ack_unix = last_ack_unix_.load();
+    const Clock::rep busy = busy_since_.load();
+    if (busy != 0) {
+        const Clock::rep since = std::max(busy, last_ack_.load());
+        h.busy_seconds =
+            std::chrono::duration<double>(Clock::now().time_since_epoch() - Clock::duration(since)).count();
+        h.stalled = h.busy_seconds >= static_cast<double>(config_.relay.stall_after.count());
+    }
+    if (h.stalled) {
+        h.reason = fmt::format("stalled: work pending and nothing acknowledged for {:.0f} s", h.busy_seconds);
+    } else if (!h.connected) {
+        h.reason = "not connected to PostgreSQL and ClickHouse";
+    }
+    if (h.stalled && !stall_reported_.exchange(true)) {
+        log::Error("relay_stalled",
+                   {{"seconds_without_ack", h.busy_seconds},
+                    {"stall_after_seconds", static_cast<std::int64_t>(config_.relay.stall_after.count())}});
+    } else if (!h.stalled && stall_reported_.exchange(false)) {
+        log::Info("relay_stall_cleared", {{"last_ack_unix", h.last_ack_unix}});
+    }
+    return h;
+}
 Relay::~Relay() = default;
 Stats Relay::Run(const RunOptions& options) { return impl_->Run(options); }
 void Relay::Stop() noexcept { impl_->Stop(); }
@@ -182,6 +267,7 @@ void Relay::Impl::Connect(bool after_loss) {
     // The stage is created after the owner lock is taken and before any claim: see ClickHouseSink.
     sink_.Open(store_.OutboxId(), store_.Owner());
     connected_ = true;
+    healthy_session_.store(true);
     if (after_loss) suspect_until_ = Clock::now() + kSuspectWindow;
     log::Info("relay_connected", {{"postgres", config_.postgres.Redacted()},
                                   {"clickhouse", config_.clickhouse.Redacted()},
@@ -193,7 +279,11 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     const auto t0 = Clock::now();
     last_claim_started_ = t0;
     auto rows = store_.Claim(/*prefetch_next=*/!stop_.load());
-    if (rows.empty()) return 0;
+    if (rows.empty()) {
+        if (!store_.ClaimInFlight()) busy_since_.store(0);  // idle: nothing pending, nothing held
+        return 0;
+    }
+    MarkBusy();
     const auto t1 = Clock::now();
     detail::FaultPoint("after_claim");
     const std::size_t n = rows.size();
@@ -203,11 +293,16 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     // is never dead-lettered for its size, which would leave it in both places.
     std::vector<PendingRow> over;
     if (!reconcile) TakeOverLimits(rows, store_.Limits(), over);
+    std::vector<PendingRow> lag_rows;
+    if (meters_.lag != nullptr) lag_rows = rows;  // only with metrics: a copy for the lag histogram
     auto dead = sender_.Deliver(std::move(rows), reconcile);
     dead.insert(dead.end(), std::make_move_iterator(over.begin()), std::make_move_iterator(over.end()));
     const auto t2 = Clock::now();
     detail::FaultPoint("after_insert");
     store_.Acknowledge(batch_ids, dead);
+    if (meters_.insert != nullptr) meters_.insert->Observe(std::chrono::duration<double>(t2 - t1).count());
+    RecordAck(static_cast<std::int64_t>(n - dead.size()), static_cast<std::int64_t>(batch_ids.size()), "delivered",
+              lag_rows);
     const auto us = [](Clock::duration d) {
         return static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
     };
@@ -293,8 +388,10 @@ void Relay::Impl::Recover() {
                                           {"batches", static_cast<std::int64_t>(batch_ids.size())},
                                           {"events", total}});
         const auto sent_before = counters_.sent;
+        MarkBusy();
         const auto dead = sender_.Deliver(std::move(rows), /*reconcile_first=*/true);
         store_.Acknowledge(batch_ids, dead);
+        RecordAck(counters_.sent - sent_before, static_cast<std::int64_t>(batch_ids.size()), "recovered", {});
         stats_.recovered_batches += static_cast<std::int64_t>(batch_ids.size());
         stats_.delivered += counters_.sent - sent_before;  // only what recovery sent, not what it found present
         stats_.batches += static_cast<std::int64_t>(batch_ids.size());
@@ -364,6 +461,9 @@ Stats Relay::Impl::Run(const RunOptions& options) {
             // still be running cannot land after the rows are checked, then finishes its records.
             lost = lost || e.PoisonsConnection() || !store_.Healthy();
             connected_ = false;
+            healthy_session_.store(false);
+            MarkBusy();  // failures count as work that does not progress
+            if (meters_.retries != nullptr) meters_.retries->WithLabels({std::string(ToString(e.Kind()))}).Inc();
             if (e.Kind() == ErrorKind::kConfiguration) {
                 log::Error("delivery_paused", {{"reason", std::string(e.what())},
                                                {"code", e.Code()},

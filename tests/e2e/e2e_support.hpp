@@ -18,8 +18,10 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -55,6 +57,19 @@ namespace eventlog::e2e {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+
+/// A port that was free a moment ago on the loopback interface.
+inline std::uint16_t FreeLoopbackPort() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    socklen_t length = sizeof(address);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+    ::close(fd);
+    return ntohs(address.sin_port);
+}
 
 inline std::string GetEnv(const char* name) {
     const char* v = std::getenv(name);
@@ -664,6 +679,7 @@ public:
         SetVar(base_env_, "RELAY_BACKOFF_BASE_MS", "20");
         SetVar(base_env_, "RELAY_BACKOFF_CAP_MS", "300");
         SetVar(base_env_, "RELAY_SHUTDOWN_TIMEOUT_MS", "5000");
+        SetVar(base_env_, "METRICS_LISTEN", "off");  // relays run side by side; a test that needs it sets a port
         ch_created_ = true;
         const auto m = Eventlog({"migrate"}, {}, milliseconds(60'000));
         if (!m.Ok()) return "eventlog migrate failed (" + DescribeStatus(m.status) + "):\n" + m.output;

@@ -1,8 +1,6 @@
 // `eventlog serve` and `eventlog apikey` as processes: SECRET_KEY fails closed, a token printed once by the CLI
 // authenticates requests to the binary until it is revoked, and the stop: the first SIGTERM lets the request in
 // flight answer and exits 0, a second signal exits at once.
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include "e2e_support.hpp"
 #include "support/http_client.hpp"
@@ -16,22 +14,9 @@ constexpr const char* kSecret = "e2e-serve-secret-value";
 
 class Serve : public E2eTest {
 protected:
-    /// A port that was free a moment ago on the loopback interface.
-    static std::uint16_t FreePort() {
-        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in address{};
-        address.sin_family = AF_INET;
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-        socklen_t length = sizeof(address);
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-        ::close(fd);
-        return ntohs(address.sin_port);
-    }
-
     /// Starts `eventlog serve` on a free port and waits until it listens.
     Child StartServe() {
-        port_ = FreePort();
+        port_ = FreeLoopbackPort();
         log_ = world_->LogDir() + "/serve.log";
         Child child =
             Child::Spawn("serve", {EVENTLOG_BINARY, "serve", "--listen", "127.0.0.1:" + std::to_string(port_)},

@@ -86,6 +86,8 @@ struct RelayConfig {
     std::chrono::milliseconds idle_linger{1000};  ///< RELAY_IDLE_LINGER_MS.
     /// IDEMPOTENCY_WINDOW (seconds): how long an accepted event_id keeps a later copy out (the relay prunes older).
     std::chrono::seconds idempotency_window{86'400};
+    std::chrono::seconds stall_after{300};         ///< RELAY_STALL_SECONDS: work and no acknowledgement for this long.
+    std::string metrics_listen{"127.0.0.1:9464"};  ///< METRICS_LISTEN: the relay's /metrics, /healthz, /readyz.
 };
 
 /// The whole configuration, read once at start-up. Plain value type.

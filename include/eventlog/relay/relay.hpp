@@ -4,6 +4,11 @@
 #include <cstdint>
 #include <eventlog/core/config.hpp>
 #include <memory>
+#include <string>
+
+namespace eventlog::metrics {
+class Registry;
+}
 
 namespace eventlog::relay {
 
@@ -14,6 +19,17 @@ struct Stats {
     std::int64_t dead_lettered{0};      ///< Events moved to the dead-letter table.
     std::int64_t recovered_batches{0};  ///< Batches of dead relays finished by this one.
     std::int64_t retries{0};            ///< Failed attempts that were retried.
+};
+
+/// What a relay reports about itself to /healthz and /readyz. Plain value type.
+struct Health {
+    bool connected{false};  ///< Its PostgreSQL session and ClickHouse stage are up.
+    /// Work is pending or held (a batch in flight, or failures being retried) and nothing has been acknowledged for
+    /// RELAY_STALL_SECONDS.
+    bool stalled{false};
+    std::string reason;       ///< Why it is not ready ("" when it is).
+    double last_ack_unix{0};  ///< Unix time of the last acknowledgement (0: none yet).
+    double busy_seconds{0};   ///< How long it has had work without an acknowledgement (0 when idle).
 };
 
 /// How Run() ends.
@@ -27,7 +43,9 @@ struct RunOptions {
 /// thread or a signal handler.
 class Relay {
 public:
-    explicit Relay(Config config);
+    /// With `registry`, the relay registers and updates its eventlog_relay_* metrics there (docs/observability.md);
+    /// the registry must outlive it.
+    explicit Relay(Config config, metrics::Registry* registry = nullptr);
     ~Relay();
     Relay(const Relay&) = delete;
     Relay& operator=(const Relay&) = delete;
@@ -38,6 +56,8 @@ public:
     void Stop() noexcept;
     /// Asks Run() to return as soon as possible, abandoning the batch in flight to recovery.
     void Abort() noexcept;
+    /// The relay's state for health checks. Thread-safe; cheap (no I/O).
+    Health GetHealth() const;
 
 private:
     class Impl;

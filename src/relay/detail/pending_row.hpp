@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <eventlog/core/event.hpp>
 #include <eventlog/core/uuid.hpp>
 #include <string>
@@ -13,6 +14,7 @@ struct PendingRow {
     Uuid batch_id;      ///< The delivery record; written into event_log.batch_id as lineage.
     int attempts{0};    ///< Rejections of this row alone (or of an unknown cause), for the dead-letter decision.
     std::string error;  ///< Why it is dead-lettered.
+    std::int64_t enqueued_us{0};  ///< When the producer's transaction wrote it (unix µs; 0 when unknown).
 };
 
 /// The distinct batch ids of `rows`, in first-seen order.

@@ -1,0 +1,138 @@
+#include "cli/relay_ops.hpp"
+
+#include <chrono>
+#include <eventlog/core/error.hpp>
+#include <eventlog/http/api.hpp>
+#include <eventlog/http/ops.hpp>
+#include <eventlog/http/server.hpp>
+#include <eventlog/observability/log.hpp>
+#include <eventlog/observability/metrics.hpp>
+#include <eventlog/observability/version.hpp>
+#include <eventlog/outbox/outbox.hpp>
+#include <eventlog/pg/connection.hpp>
+#include <eventlog/relay/relay.hpp>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#ifndef EVENTLOG_COMMIT
+#define EVENTLOG_COMMIT "unknown"
+#endif
+
+namespace eventlog::cli {
+namespace {
+
+/// The backlog figures that live in PostgreSQL, so they are right after a restart: read on its own session at
+/// scrape time, at most once a second for the three gauges of one scrape.
+class BacklogReader {
+public:
+    explicit BacklogReader(std::string conninfo) : conninfo_(std::move(conninfo)) {}
+
+    outbox::Status Read() {
+        const std::lock_guard lock(mutex_);
+        const auto now = std::chrono::steady_clock::now();
+        if (cached_ && now - read_at_ < std::chrono::seconds(1)) return *cached_;
+        try {
+            if (!session_ || !session_->Healthy()) {
+                pg::ConnectOptions options;
+                options.conninfo = conninfo_;
+                options.application_name = "eventlog-relay-metrics";
+                session_.emplace(pg::Connection::Open(options));
+            }
+            cached_ = outbox::ReadStatus(*session_);
+            read_at_ = now;
+            return *cached_;
+        } catch (const Error&) {
+            session_.reset();
+            cached_.reset();
+            throw;  // the registry renders these gauges without samples
+        }
+    }
+
+private:
+    std::string conninfo_;
+    std::mutex mutex_;
+    std::optional<pg::Connection> session_;
+    std::optional<outbox::Status> cached_;
+    std::chrono::steady_clock::time_point read_at_{};
+};
+
+}  // namespace
+
+struct RelayOps::Impl {
+    explicit Impl(const Config& c) : config(c), backlog(c.postgres.ConnInfo()) {}
+
+    Config config;
+    metrics::Registry registry;
+    BacklogReader backlog;
+    std::unique_ptr<http::Server> server;
+    std::jthread monitor;
+};
+
+RelayOps::RelayOps(const Config& config) : impl_(std::make_unique<Impl>(config)) {
+    auto& r = impl_->registry;
+    metrics::AddBuildInfo(r, std::string(observability::Version()), EVENTLOG_COMMIT);
+    auto* backlog = &impl_->backlog;
+    r.AddCallback(metrics::kOutboxPendingEvents, [backlog] {
+        return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(backlog->Read().pending)}};
+    });
+    r.AddCallback(metrics::kOutboxOldestPendingAge, [backlog] {
+        return std::vector<metrics::CallbackSample>{{{}, backlog->Read().oldest_pending_age_seconds}};
+    });
+    r.AddCallback(metrics::kDeadLetterEvents, [backlog] {
+        return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(backlog->Read().dead_letters)}};
+    });
+}
+
+RelayOps::~RelayOps() { Stop(); }
+
+metrics::Registry& RelayOps::Registry() { return impl_->registry; }
+
+void RelayOps::Start(const relay::Relay& relay) {
+    const relay::Relay* watched = &relay;
+    // The monitor makes a stall visible in the log even when nobody probes /readyz (GetHealth() logs changes).
+    impl_->monitor = std::jthread([watched](const std::stop_token& stop) {
+        while (!stop.stop_requested()) {
+            watched->GetHealth();
+            for (int i = 0; i < 10 && !stop.stop_requested(); ++i)
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+    });
+    const std::string& listen = impl_->config.relay.metrics_listen;
+    if (listen.empty() || listen == "off") return;
+    try {
+        http::ServerOptions options;
+        http::ParseListen(listen, "METRICS_LISTEN", options);
+        options.allowed_hosts = {"*"};  // read-only figures; Prometheus scrapes by whatever name it was given
+        options.io_threads = 1;
+        options.worker_threads = 2;
+        options.max_connections = 64;
+        options.max_body_bytes = 1024;
+        impl_->server = std::make_unique<http::Server>(options, http::MakeOpsRouter(impl_->registry, [watched] {
+                                                           const auto h = watched->GetHealth();
+                                                           return h.connected && !h.stalled ? std::string() : h.reason;
+                                                       }));
+        impl_->server->Start();
+        log::Info("metrics_listening",
+                  {{"address", listen}, {"port", static_cast<std::int64_t>(impl_->server->Port())}});
+    } catch (const Error& e) {
+        impl_->server.reset();
+        log::Error("metrics_listen_failed", {{"address", listen}, {"error", std::string(e.what())}});
+    }
+}
+
+void RelayOps::Stop() {
+    if (impl_->monitor.joinable()) {
+        impl_->monitor.request_stop();
+        impl_->monitor.join();
+    }
+    if (impl_->server) {
+        impl_->server->Stop();
+        impl_->server->Wait();
+        impl_->server.reset();
+    }
+}
+
+}  // namespace eventlog::cli
