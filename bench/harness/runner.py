@@ -30,6 +30,12 @@ class Relay:
                                          stdout=subprocess.DEVNULL, stderr=err)
         self.cpu: Optional[float] = None
         self.returncode: Optional[int] = None
+        self.started = time.monotonic()
+        self.ended: Optional[float] = None
+
+    def lifetime(self) -> float:
+        """Seconds from start to exit (to now while it runs): the wall time its log lines cover."""
+        return (self.ended or time.monotonic()) - self.started
 
     def live_cpu(self) -> Optional[float]:
         return process_cpu(self.proc.pid, with_children=False)
@@ -41,6 +47,7 @@ class Relay:
             _, status, usage = os.wait4(self.proc.pid, 0)
         finally:
             timer.cancel()
+        self.ended = time.monotonic()
         self.returncode = os.waitstatus_to_exitcode(status)
         self.proc.returncode = self.returncode  # reaped here: Popen must not wait again
         self.cpu = usage.ru_utime + usage.ru_stime

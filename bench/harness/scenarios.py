@@ -100,12 +100,16 @@ def drain_once(r: Runner, n: int, relays: int, label: str) -> dict:
 
 
 def _profile_note(profile: dict) -> str:
-    cd = profile["by_log_event"].get("claim_delivered")
-    if not cd:
-        return "no claim_delivered debug lines"
+    """claim_delivered's timings (or the busiest debug line with *_us fields, should it be renamed)."""
+    events = profile["by_log_event"]
+    if not events:
+        return "no debug lines with timings"
+    name = "claim_delivered" if "claim_delivered" in events else max(events, key=lambda k: events[k]["lines"])
+    cd = events[name]
     parts = [f"{k.replace('_us', '')} {v['us_per_event']:.1f} µs/ev ({v['share_of_wall'] * 100:.0f}% of wall)"
              for k, v in cd["fields"].items() if v["us_per_event"] is not None]
-    return "; ".join(parts)
+    per = f"{cd['events'] / cd['lines']:,.0f} events per line" if cd["lines"] else ""
+    return f"{name} ×{cd['lines']:,} ({per}): " + "; ".join(parts)
 
 
 def _summarise_drain(runs: list) -> dict:
@@ -318,7 +322,7 @@ def sustained_once(r: Runner, cfg: Config, held: bool, label: str) -> dict:
                "relay": per_million(rcpu1 - rcpu0 if rcpu0 is not None and rcpu1 is not None else None, delivered),
                "postgresql_incl_producers": per_million(delta["postgresql"], delivered),
                "clickhouse": per_million(delta["clickhouse"], delivered)},
-           "profile": relay_profile([relay.log_path], wall)}
+           "profile": relay_profile([relay.log_path], relay.lifetime())}
     log(f"  sustained{' (snapshot held)' if held else ''}: delivered {res['delivered_rate']:,.0f}/s, produced "
         f"{res['produced_rate']:,.0f}/s, pending {p0:,} -> {p1:,}")
     return res
@@ -361,6 +365,7 @@ def scenario_sustained(r: Runner, cfg: Config) -> dict:
                          f"produced {fmt_num(x['produced_rate'])}/s; backlog {x['pending_start']:,} → "
                          f"{x['pending_end']:,} ({'flat' if x['flat'] else 'GROWING'}); 5 s windows "
                          f"{fmt_num(min(w) if w else None)}–{fmt_num(max(w) if w else None)}"))
+        rows.append(_row(f"{name}: relay profile", _profile_note(x["profile"]), "", "whole relay lifetime"))
     normal = rounds(r, cfg, False, cfg.rounds_normal)
     held = rounds(r, cfg, True, cfg.rounds_held)
     base = summary(x["rate"] for x in normal)
@@ -507,7 +512,7 @@ def scenario_freshness(r: Runner, cfg: Config) -> dict:
     count, uniq = r.ch_count_uniq("event_type = 'freshness_probe'")
     dur = t1 - t0
     inserts = ev1["InsertQuery"] - ev0["InsertQuery"]
-    prof = relay_profile([relay.log_path], dur)
+    prof = relay_profile([relay.log_path], relay.lifetime())
     res = {"seconds": dur, "target_rate": cfg.fresh_rate, "clients": cfg.fresh_clients, "pgbench": result,
            "events_in_clickhouse": count, "unique": uniq, "exact": count == committed and uniq == committed,
            "latency_ms": {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "p99": percentile(lat, 99),
@@ -535,6 +540,7 @@ def scenario_freshness(r: Runner, cfg: Config) -> dict:
              f"{end_parts} / {res['clickhouse']['active_parts_max']}", "parts bounded",
              f"delayed {res['clickhouse']['delayed_inserts']}, rejected {res['clickhouse']['rejected_inserts']}, "
              f"'too many parts' in relay log: {prof['too_many_parts_lines']}"),
+        _row("freshness: relay profile", _profile_note(prof), "", "whole relay lifetime"),
     ]
     return res
 
