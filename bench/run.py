@@ -151,16 +151,18 @@ def main() -> int:
             res["elapsed_s"] = time.monotonic() - t0
             res["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
             results["scenarios"][name] = res
+        results["finished_at"] = report.now_utc()
+        results["duration_s"] = time.time() - started
+        results["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+        report.write(results, out_dir)
+        print(report.console_table(results), flush=True)
+        print(f"\nwritten: {out_dir / 'latest.json'}, {out_dir / 'latest.md'} (relay and pgbench logs in {logdir})",
+              flush=True)
     finally:
         if servers is not None and servers.own_stack:
+            # Deleting ClickHouse's many small part files can take minutes on a disk mounted with `discard`.
             log("removing the throwaway servers")
             remove_own_stack(servers)
-    results["finished_at"] = report.now_utc()
-    results["duration_s"] = time.time() - started
-    results["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
-    report.write(results, out_dir)
-    print(report.console_table(results))
-    print(f"\nwritten: {out_dir / 'latest.json'}, {out_dir / 'latest.md'} (relay and pgbench logs in {logdir})")
     failed = [k for k, v in results["scenarios"].items() if v.get("error")]
     return 1 if failed else 0
 

@@ -214,3 +214,79 @@ def per_million(seconds: Optional[float], events: int) -> Optional[float]:
     if seconds is None or events <= 0:
         return None
     return seconds * 1e6 / events
+
+
+class PgActivitySampler:
+    """Samples what the relay's PostgreSQL sessions (application_name eventlog-relay) are doing, every 50 ms, from
+    pg_stat_activity: on CPU in a statement, waiting in a statement (by wait event), or idle (the relay is busy
+    elsewhere: decoding, inserting into ClickHouse, waiting for NOTIFY). Also the longest statement seen."""
+
+    SQL = ("SELECT state, wait_event_type, wait_event, "
+           "extract(epoch FROM clock_timestamp() - query_start)::float8, left(query, 80) "
+           "FROM pg_stat_activity WHERE application_name = 'eventlog-relay'")
+
+    def __init__(self, servers, interval: float = 0.05):
+        self.servers = servers
+        self.interval = interval
+        self.counts = {}
+        self.samples = 0
+        self.longest = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Idempotent; safe before start()."""
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _run(self):
+        try:
+            conn = self.servers.pg(admin=True)
+        except Exception:  # noqa: BLE001 - no sampling, said in the result
+            return
+        try:
+            with conn.cursor() as cur:
+                while not self._stop.is_set():
+                    cur.execute(self.SQL)
+                    for state, wtype, wevent, secs, query in cur.fetchall():
+                        if state == "active":
+                            key = f"active {wtype}:{wevent}" if wtype else "active on CPU"
+                            if secs is not None and (self.longest is None or secs > self.longest["seconds"]):
+                                self.longest = {"seconds": secs, "wait": f"{wtype}:{wevent}" if wtype else "CPU",
+                                                "query": " ".join((query or "").split())}
+                        else:
+                            key = state or "?"
+                        self.counts[key] = self.counts.get(key, 0) + 1
+                        self.samples += 1
+                    self._stop.wait(self.interval)
+        except Exception:  # noqa: BLE001 - the server went away at the end of a scenario
+            pass
+        finally:
+            conn.close()
+
+    def result(self) -> dict:
+        shares = {k: v / self.samples for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1])} \
+            if self.samples else {}
+        return {"session_samples": self.samples, "shares": shares, "longest_statement": self.longest}
+
+    @staticmethod
+    def note(res: dict) -> str:
+        if not res or not res.get("shares"):
+            return "no samples"
+        parts = [f"{k} {v * 100:.0f}%" for k, v in list(res["shares"].items())[:4]]
+        longest = res.get("longest_statement")
+        if longest:
+            parts.append(f"longest statement {longest['seconds']:.2f} s ({longest['wait']}: "
+                         f"{longest['query'][:40]}…)")
+        return "relay's PG sessions: " + ", ".join(parts)

@@ -10,7 +10,7 @@ from typing import Optional
 
 from . import workload
 from .procstat import CpuProbe
-from .runner import Runner, log, per_million, relay_profile
+from .runner import PgActivitySampler, Runner, log, per_million, relay_profile
 from .servers import ROOT, wait_until
 from .stats import fmt_num, fmt_summary, percentile, summary
 
@@ -62,11 +62,13 @@ def drain_once(r: Runner, n: int, relays: int, label: str) -> dict:
     r.checkpoint()
     timeout = max(300.0, n / 2000.0)
     load_before = _loadavg()
+    sampler = PgActivitySampler(r.servers)
     cpu0 = r.cpu.snapshot()
     t0 = time.monotonic()
     if relays == 1:
-        procs = [r.relay(drain=True, name=label)]
-        rc = procs[0].wait(timeout)
+        with sampler:
+            procs = [r.relay(drain=True, name=label)]
+            rc = procs[0].wait(timeout)
         t1 = time.monotonic()
         cpu1 = r.cpu.snapshot()
         if rc != 0:
@@ -74,8 +76,9 @@ def drain_once(r: Runner, n: int, relays: int, label: str) -> dict:
     else:
         procs = [r.relay(drain=False, name=f"{label}-{i}") for i in range(relays)]
         try:
-            if not r.wait_delivered(n, timeout):
-                raise RuntimeError(f"{relays} relays did not deliver {n} events in {timeout:.0f} s")
+            with sampler:
+                if not r.wait_delivered(n, timeout):
+                    raise RuntimeError(f"{relays} relays did not deliver {n} events in {timeout:.0f} s")
             t1 = time.monotonic()
             cpu1 = r.cpu.snapshot()
             wait_until(r.pg_empty, 60, 0.05)
@@ -92,7 +95,7 @@ def drain_once(r: Runner, n: int, relays: int, label: str) -> dict:
            "cpu_s_per_million": {"relay": per_million(relay_cpu, n),
                                  "postgresql": per_million(delta["postgresql"], n),
                                  "clickhouse": per_million(delta["clickhouse"], n)},
-           "loadavg_before": load_before,
+           "loadavg_before": load_before, "pg_activity": sampler.result(),
            "profile": relay_profile([p.log_path for p in procs], wall)}
     log(f"  drain {n:,} with {relays} relay(s): {res['rate']:,.0f} events/s ({wall:.1f} s), "
         f"exact={res['exact']}, load {load_before[0]:.1f}")
@@ -150,7 +153,9 @@ def scenario_drain(r: Runner, cfg: Config) -> dict:
     if sizes:
         first = one[sizes[-1]]["runs"][0]
         out["profile_note"] = _profile_note(first["profile"])
-        rows.append(_row(f"relay profile, drain {int(sizes[-1]):,}", out["profile_note"], "", "claim_delivered lines"))
+        rows.append(_row(f"relay profile, drain {int(sizes[-1]):,}", out["profile_note"], "", "first run"))
+        rows.append(_row(f"relay's PostgreSQL sessions, drain {int(sizes[-1]):,}",
+                         PgActivitySampler.note(first["pg_activity"]), "", "pg_stat_activity every 50 ms"))
     out["rows"] = rows
     return out
 
@@ -288,8 +293,10 @@ def sustained_once(r: Runner, cfg: Config, held: bool, label: str) -> dict:
     threads = [threading.Thread(target=producer, args=(i,), daemon=True) for i in range(cfg.sustained_producers)]
     for t in threads:
         t.start()
+    sampler = PgActivitySampler(r.servers)
     try:
         time.sleep(cfg.sustained_warmup)
+        sampler.start()
         c0, p0, prod0 = r.ch_rows(), r.pending(), sum(produced)
         cpu0, rcpu0, t0 = r.cpu.snapshot(), relay.live_cpu(), time.monotonic()
         samples = [(0.0, c0)]
@@ -297,8 +304,10 @@ def sustained_once(r: Runner, cfg: Config, held: bool, label: str) -> dict:
             time.sleep(min(5.0, cfg.sustained_seconds - (time.monotonic() - t0)))
             samples.append((time.monotonic() - t0, r.ch_rows()))
         c1, prod1, cpu1, rcpu1, t1 = r.ch_rows(), sum(produced), r.cpu.snapshot(), relay.live_cpu(), time.monotonic()
+        sampler.stop()
         p1 = r.pending()
     finally:
+        sampler.stop()
         stop.set()
         for t in threads:
             t.join()
@@ -322,7 +331,7 @@ def sustained_once(r: Runner, cfg: Config, held: bool, label: str) -> dict:
                "relay": per_million(rcpu1 - rcpu0 if rcpu0 is not None and rcpu1 is not None else None, delivered),
                "postgresql_incl_producers": per_million(delta["postgresql"], delivered),
                "clickhouse": per_million(delta["clickhouse"], delivered)},
-           "profile": relay_profile([relay.log_path], relay.lifetime())}
+           "profile": relay_profile([relay.log_path], relay.lifetime()), "pg_activity": sampler.result()}
     log(f"  sustained{' (snapshot held)' if held else ''}: delivered {res['delivered_rate']:,.0f}/s, produced "
         f"{res['produced_rate']:,.0f}/s, pending {p0:,} -> {p1:,}")
     return res
@@ -366,6 +375,8 @@ def scenario_sustained(r: Runner, cfg: Config) -> dict:
                          f"{x['pending_end']:,} ({'flat' if x['flat'] else 'GROWING'}); 5 s windows "
                          f"{fmt_num(min(w) if w else None)}–{fmt_num(max(w) if w else None)}"))
         rows.append(_row(f"{name}: relay profile", _profile_note(x["profile"]), "", "whole relay lifetime"))
+        rows.append(_row(f"{name}: relay's PostgreSQL sessions", PgActivitySampler.note(x["pg_activity"]), "",
+                         "measured window"))
     normal = rounds(r, cfg, False, cfg.rounds_normal)
     held = rounds(r, cfg, True, cfg.rounds_held)
     base = summary(x["rate"] for x in normal)
@@ -466,8 +477,10 @@ def scenario_freshness(r: Runner, cfg: Config) -> dict:
               "extract(epoch from clock_timestamp()), 'n', :client_id));")
     poll_thread = threading.Thread(target=poller, daemon=True)
     parts = []
+    sampler = PgActivitySampler(r.servers)
     try:
         poll_thread.start()
+        sampler.start()
         ev0 = r.ch_events(["InsertQuery", "InsertedRows", "DelayedInserts", "RejectedInserts"])
         t0 = time.monotonic()
         result = {}
@@ -479,6 +492,7 @@ def scenario_freshness(r: Runner, cfg: Config) -> dict:
             bench_thread.join(sample_every)
             parts.append((round(time.monotonic() - t0, 1), r.ch_active_parts()))
         t1 = time.monotonic()
+        sampler.stop()
         ev1 = r.ch_events(list(ev0))
         if "tps" not in result:
             raise RuntimeError("pgbench did not finish; see freshness.pgbench.log")
@@ -488,6 +502,7 @@ def scenario_freshness(r: Runner, cfg: Config) -> dict:
                    60, 0.2)
         time.sleep(0.5)
     finally:
+        sampler.stop()
         stop.set()
         if poll_thread.is_alive():
             poll_thread.join()
@@ -525,7 +540,8 @@ def scenario_freshness(r: Runner, cfg: Config) -> dict:
                           "rejected_inserts": ev1["RejectedInserts"] - ev0["RejectedInserts"],
                           "active_parts_end": end_parts, "active_parts_samples": parts,
                           "active_parts_max": max([p for _, p in parts] + [end_parts])},
-           "too_many_parts_in_relay_log": prof["too_many_parts_lines"], "profile": prof}
+           "too_many_parts_in_relay_log": prof["too_many_parts_lines"], "profile": prof,
+           "pg_activity": sampler.result()}
     L = res["latency_ms"]
     log(f"  freshness: p50 {fmt_num(L['p50'], 1)} ms, p99 {fmt_num(L['p99'], 1)} ms, tps {result['tps']:,.0f}")
     res["rows"] = [
@@ -541,6 +557,8 @@ def scenario_freshness(r: Runner, cfg: Config) -> dict:
              f"delayed {res['clickhouse']['delayed_inserts']}, rejected {res['clickhouse']['rejected_inserts']}, "
              f"'too many parts' in relay log: {prof['too_many_parts_lines']}"),
         _row("freshness: relay profile", _profile_note(prof), "", "whole relay lifetime"),
+        _row("freshness: relay's PostgreSQL sessions", PgActivitySampler.note(res["pg_activity"]), "",
+             "while pgbench ran"),
     ]
     return res
 
