@@ -101,7 +101,7 @@ def main() -> int:
 
     started = time.time()
     results = {"schema": 1, "started_at": report.now_utc(), "mode": "quick" if args.quick else "full",
-               "command": "bench/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+               "command": " ".join(["bench/run.py", *(shlex.quote(a) for a in sys.argv[1:])]),
                "machine": report.machine(), "commit": report.commit(),
                "loadavg_start": open("/proc/loadavg").read().split()[:3], "relay_env": relay_env,
                "scenarios": {}}

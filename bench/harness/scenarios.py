@@ -512,6 +512,7 @@ def scenario_freshness(r: Runner, cfg: Config) -> dict:
     rows = r.ch.query(f"SELECT toString(batch_id), event_context FROM {r.ch_table} "
                       "WHERE event_type = 'freshness_probe' FORMAT TSV").splitlines()
     lat = []
+    by_time = []
     unseen = 0
     for line in rows:
         batch, ctx = line.split("\t", 1)
@@ -519,8 +520,18 @@ def scenario_freshness(r: Runner, cfg: Config) -> dict:
         if t_seen is None:
             unseen += 1
             continue
-        lat.append((t_seen - float(json.loads(ctx)["t"])) * 1000)
+        t = float(json.loads(ctx)["t"])
+        lat.append((t_seen - t) * 1000)
+        by_time.append((t, lat[-1]))
     lat.sort()
+    # Latency over the run, per 10 s of commit time: shows whether a tail is a stall or a drift.
+    buckets = {}
+    if by_time:
+        first = min(t for t, _ in by_time)
+        for t, ms in by_time:
+            buckets.setdefault(int((t - first) // 10) * 10, []).append(ms)
+    over_time = [{"from_s": k, "events": len(v), "p50": percentile(sorted(v), 50), "p99": percentile(sorted(v), 99),
+                  "max": max(v)} for k, v in sorted(buckets.items())]
     split = int(r.ch.scalar(f"SELECT count() FROM (SELECT batch_id FROM `{db}`.bench_probe_batches GROUP BY batch_id "
                             "HAVING count() > 1)") or 0)
     r.ch.query(f"DROP TABLE IF EXISTS `{db}`.bench_probe_batches")
@@ -531,7 +542,8 @@ def scenario_freshness(r: Runner, cfg: Config) -> dict:
     res = {"seconds": dur, "target_rate": cfg.fresh_rate, "clients": cfg.fresh_clients, "pgbench": result,
            "events_in_clickhouse": count, "unique": uniq, "exact": count == committed and uniq == committed,
            "latency_ms": {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "p99": percentile(lat, 99),
-                          "max": lat[-1] if lat else None, "measured_events": len(lat), "unseen_events": unseen},
+                          "max": lat[-1] if lat else None, "measured_events": len(lat), "unseen_events": unseen,
+                          "per_10s_of_commit_time": over_time},
            "poll_ms": {"p50": percentile(sorted(poll_ms), 50), "p99": percentile(sorted(poll_ms), 99),
                        "polls": len(poll_ms)},
            "batches_split_over_inserts": split,
@@ -549,6 +561,8 @@ def scenario_freshness(r: Runner, cfg: Config) -> dict:
              " / ".join(fmt_num(L[k], 1) for k in ("p50", "p95", "p99", "max")), "p50 ≤ 50, p99 ≤ 200",
              f"{L['measured_events']:,} events; poll every 10 ms, poll p50 {fmt_num(res['poll_ms']['p50'], 1)} ms"
              + (f"; {unseen} unseen" if unseen else "")),
+        _row("freshness: p99 per 10 s of the run (ms)",
+             ", ".join(fmt_num(b["p99"]) for b in over_time) or "n/a", "", "a stall shows as one high bucket"),
         _row("freshness: achieved producer tx/s (pgbench)", fmt_num(result["tps"]), f"{cfg.fresh_rate:,}",
              f"schedule lag avg {fmt_num(result['schedule_lag_avg_ms'], 1)} ms, max "
              f"{fmt_num(result['schedule_lag_max_ms'], 1)} ms; failed {result['failed']}"),
