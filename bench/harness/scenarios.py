@@ -422,6 +422,15 @@ def pgbench(r: Runner, script: str, name: str, seconds: int, clients: int, rate:
             "schedule_lag_max_ms": float(lag.group(2)) if lag else None}
 
 
+def _optional(fn):
+    """A secondary figure: None (and a line on stderr) instead of losing the scenario's main figures."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001
+        log(f"  (secondary query failed: {type(e).__name__}: {e})")
+        return None
+
+
 def _wait_for_stage(log_path, timeout: float) -> str:
     """The relay's stage table, from its `relay_target` log line."""
     deadline = time.monotonic() + timeout
@@ -508,7 +517,7 @@ def scenario_freshness(r: Runner, cfg: Config) -> dict:
             poll_thread.join()
         r.ch.query(f"DROP TABLE IF EXISTS `{db}`.zzz_bench_probe_mv")  # before the relay drops its stage
         relay.stop()
-    end_parts = r.ch_active_parts()
+    end_parts = _optional(r.ch_active_parts)
     rows = r.ch.query(f"SELECT toString(batch_id), event_context FROM {r.ch_table} "
                       "WHERE event_type = 'freshness_probe' FORMAT TSV").splitlines()
     lat = []
@@ -532,10 +541,11 @@ def scenario_freshness(r: Runner, cfg: Config) -> dict:
             buckets.setdefault(int((t - first) // 10) * 10, []).append(ms)
     over_time = [{"from_s": k, "events": len(v), "p50": percentile(sorted(v), 50), "p99": percentile(sorted(v), 99),
                   "max": max(v)} for k, v in sorted(buckets.items())]
-    split = int(r.ch.scalar(f"SELECT count() FROM (SELECT batch_id FROM `{db}`.bench_probe_batches GROUP BY batch_id "
-                            "HAVING count() > 1)") or 0)
-    r.ch.query(f"DROP TABLE IF EXISTS `{db}`.bench_probe_batches")
-    count, uniq = r.ch_count_uniq("event_type = 'freshness_probe'")
+    split = _optional(lambda: int(r.ch.scalar(
+        f"SELECT count() FROM (SELECT batch_id FROM `{db}`.bench_probe_batches GROUP BY batch_id HAVING count() > 1)")
+        or 0))
+    _optional(lambda: r.ch.query(f"DROP TABLE IF EXISTS `{db}`.bench_probe_batches"))
+    count, uniq = _optional(lambda: r.ch_count_uniq("event_type = 'freshness_probe'")) or (None, None)
     dur = t1 - t0
     inserts = ev1["InsertQuery"] - ev0["InsertQuery"]
     prof = relay_profile([relay.log_path], relay.lifetime())
@@ -551,7 +561,7 @@ def scenario_freshness(r: Runner, cfg: Config) -> dict:
                           "delayed_inserts": ev1["DelayedInserts"] - ev0["DelayedInserts"],
                           "rejected_inserts": ev1["RejectedInserts"] - ev0["RejectedInserts"],
                           "active_parts_end": end_parts, "active_parts_samples": parts,
-                          "active_parts_max": max([p for _, p in parts] + [end_parts])},
+                          "active_parts_max": max([p for _, p in parts] + ([end_parts] if end_parts else []))},
            "too_many_parts_in_relay_log": prof["too_many_parts_lines"], "profile": prof,
            "pg_activity": sampler.result()}
     L = res["latency_ms"]
