@@ -17,7 +17,7 @@ help:
 	@echo "make test           the whole suite (unit, integration, end-to-end) against throwaway servers"
 	@echo "make test-sanitize  unit and integration tests built with AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make chaos          the long crash test (ROUNDS=20 by default)"
-	@echo "make bench          drain throughput for a 300k backlog (BENCH_EVENTS=300000)"
+	@echo "make bench          benchmarks on throwaway servers (~25 min; BENCH_ARGS=\"--quick\" ~3 min; docs/benchmarks.md)"
 	@echo "make build          Release build: build/eventlog"
 	@echo "make install        migrate (the admin user arrives with the HTTP API)"
 	@echo "make migrations NAME=add_x [ENGINE=postgres|clickhouse]   scaffold a numbered migration file"
@@ -51,7 +51,7 @@ chaos:
 	@scripts/chaos.sh $(ROUNDS)
 
 bench: build
-	@scripts/bench.sh
+	@scripts/bench.sh $(BENCH_ARGS)
 
 stack-start: deps
 	@scripts/stack.sh start $(LOCAL_DIR) $(PG_PORT) $(CH_PORT)

@@ -32,6 +32,10 @@ PACKAGES=(
     postgresql-15 postgresql-client-15 clickhouse-server clickhouse-client
     # `make lint` (run in CI): formatting, clang-tidy, cppcheck.
     clang-format clang-tidy cppcheck
+    # `make bench` (bench/run.py): PostgreSQL and ClickHouse clients for the harness and the Celery-style baseline
+    # (bench/baseline_celery_style.py), Google Benchmark for the micro-benchmarks (bench/micro). pgbench comes
+    # with postgresql-15.
+    python3 python3-psycopg2 python3-clickhouse-driver libbenchmark-dev
 )
 
 missing=()
