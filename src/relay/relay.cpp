@@ -135,7 +135,7 @@ private:
     }
     /// Records an acknowledgement of `rows` (`lags`: seconds from each row's write to now, where known).
     void RecordAck(std::int64_t delivered, std::int64_t records, const char* outcome,
-                   const std::vector<detail::PendingRow>& rows);
+                   const std::vector<std::int64_t>& enqueued_us);
 
     /// The relay's meters; null without a registry.
     struct Meters {
@@ -181,7 +181,7 @@ void Relay::Impl::RegisterMetrics(metrics::Registry& registry) {
 }
 
 void Relay::Impl::RecordAck(std::int64_t delivered, std::int64_t records, const char* outcome,
-                            const std::vector<detail::PendingRow>& rows) {
+                            const std::vector<std::int64_t>& enqueued_us) {
     const auto now = Clock::now();
     last_ack_.store(now.time_since_epoch().count());
     const double unix_now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -190,8 +190,8 @@ void Relay::Impl::RecordAck(std::int64_t delivered, std::int64_t records, const 
     meters_.delivered->Inc(static_cast<double>(delivered));
     meters_.batches->WithLabels({outcome}).Inc(static_cast<double>(records));
     meters_.last_success->Set(unix_now);
-    for (const auto& row : rows) {
-        if (row.enqueued_us > 0) meters_.lag->Observe(unix_now - static_cast<double>(row.enqueued_us) / 1e6);
+    for (const std::int64_t us : enqueued_us) {
+        if (us > 0) meters_.lag->Observe(unix_now - static_cast<double>(us) / 1e6);
     }
 }
 
@@ -293,8 +293,11 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     // is never dead-lettered for its size, which would leave it in both places.
     std::vector<PendingRow> over;
     if (!reconcile) TakeOverLimits(rows, store_.Limits(), over);
-    std::vector<PendingRow> lag_rows;
-    if (meters_.lag != nullptr) lag_rows = rows;  // only with metrics: a copy for the lag histogram
+    std::vector<std::int64_t> enqueued_us;  // only with metrics: the write times, for the lag histogram
+    if (meters_.lag != nullptr) {
+        enqueued_us.reserve(rows.size());
+        for (const auto& row : rows) enqueued_us.push_back(row.enqueued_us);
+    }
     auto dead = sender_.Deliver(std::move(rows), reconcile);
     dead.insert(dead.end(), std::make_move_iterator(over.begin()), std::make_move_iterator(over.end()));
     const auto t2 = Clock::now();
@@ -302,7 +305,7 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     store_.Acknowledge(batch_ids, dead);
     if (meters_.insert != nullptr) meters_.insert->Observe(std::chrono::duration<double>(t2 - t1).count());
     RecordAck(static_cast<std::int64_t>(n - dead.size()), static_cast<std::int64_t>(batch_ids.size()), "delivered",
-              lag_rows);
+              enqueued_us);
     const auto us = [](Clock::duration d) {
         return static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
     };
