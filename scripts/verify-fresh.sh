@@ -217,6 +217,13 @@ if [ ! -f "$ROOT/etc/apt/sources.list" ] && [ -z "$(ls -A "$ROOT/etc/apt/sources
 fi
 rm -f "$ROOT/etc/resolv.conf"
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# The machine's own certificate authorities (a TLS-inspecting egress proxy, say) belong to its network, like
+# resolv.conf: without them npm's registry fails with SELF_SIGNED_CERT_IN_CHAIN inside the root.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    mkdir -p "$ROOT/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+    chroot "$ROOT" /usr/sbin/update-ca-certificates >/dev/null
+fi
 if [ ! -s "$ROOT/etc/hosts" ]; then
     printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOT/etc/hosts"
 fi
@@ -238,6 +245,7 @@ t0=$(now)
 set +e
 unshare --pid --fork --kill-child --mount-proc="$ROOT/proc" \
     chroot "$ROOT" /usr/bin/env -i HOME=/root PATH="$CHROOT_PATH" TERM="${TERM:-dumb}" LANG=C.UTF-8 \
+    NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
     /bin/bash -c 'cd /root/eventlog && make test' </dev/null
 status=$?
 set -e
