@@ -4,7 +4,10 @@
 //    public.cardinality(eventlog.pending_event[]) that make their caller's role grant it SUPERUSER. The exact type
 //    match beats the built-ins for any SQL that calls them unqualified under the default search_path. The test
 //    first proves the trap is armed (an unqualified call in a rolled-back transaction escalates), then runs the
-//    relay, status and the dead-letter calls as the superuser: the attacker must stay unprivileged.
+//    relay, status and the dead-letter calls as the superuser: the attacker must stay unprivileged. The same
+//    attacker also defines public.lower(text) and public.regexp_replace(text, text, text, text), and the
+//    superuser then calls emit() and snake_case() with public first on its search_path: snake_case() pins no
+//    search_path (so that it can be inlined, migration 0008) and must name every function with its schema.
 // 2. Each role gets what it needs and no more: the producer can only call emit(); it cannot read or change the
 //    outbox, the delivery records or the dead letters. The relay delivers as eventlog_relay alone.
 // 3. An event over eventlog.limits is refused by emit() with the field named; one that reached the outbox by a
@@ -108,6 +111,10 @@ CREATE FUNCTION public.unnest(a eventlog.pending_event[]) RETURNS SETOF eventlog
 LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.escalate(); RETURN QUERY SELECT * FROM pg_catalog.unnest(a); END $f$;
 CREATE FUNCTION public.cardinality(a eventlog.pending_event[]) RETURNS integer
 LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.escalate(); RETURN pg_catalog.cardinality(a); END $f$;
+CREATE FUNCTION public.lower(t text) RETURNS text
+LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.escalate(); RETURN pg_catalog.lower(t); END $f$;
+CREATE FUNCTION public.regexp_replace(t text, p text, r text, f text) RETURNS text
+LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.escalate(); RETURN pg_catalog.regexp_replace(t, p, r, f); END $f$;
 )sql");
         session.Exec(
             "CREATE OR REPLACE FUNCTION public.escalate() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN "
@@ -127,6 +134,16 @@ LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.escalate(); RETURN pg_catalog.cardi
         probe.Exec("ROLLBACK");
         ASSERT_TRUE(ran && escalated) << "the trap is not armed, so this test could not fail";
     }
+    {
+        auto probe = stack_->OpenPg();
+        probe.Exec("BEGIN");
+        probe.Exec("SET LOCAL search_path = public, pg_catalog");
+        probe.Exec("SELECT lower('X')");
+        const bool escalated =
+            probe.Exec("SELECT count(*) FROM pg_roles WHERE rolname = $1 AND rolsuper", {attacker}).GetInt(0, 0) == 1;
+        probe.Exec("ROLLBACK");
+        ASSERT_TRUE(escalated) << "the lower() trap is not armed, so this test could not fail";
+    }
 
     for (int i = 0; i < 20; ++i) EmitOne(R"({"i":)" + std::to_string(i) + "}");
     // A dead relay's record, so that status and recovery have arrays to count and unnest.
@@ -142,11 +159,18 @@ LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.escalate(); RETURN pg_catalog.cardi
     stack_->Drain();
     outbox::ListDeadLetters(operator_session);
     outbox::ReplayDeadLetters(operator_session, {});
+    operator_session.Exec("SET search_path = public, pg_catalog");
+    EXPECT_EQ(std::string(operator_session.Exec("SELECT eventlog.snake_case('HTTPRequest-Failed')").Get(0, 0)),
+              "http_request_failed");
+    operator_session.Exec("SELECT eventlog.emit('UserCreated', '{}')");
+    operator_session.Exec("SELECT eventlog.emit_checked('OrderPlaced', '{}')");
+    operator_session.Exec("RESET search_path");
+    stack_->Drain();
 
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM public.hijack_marker"), 0)
         << "an attacker's function ran inside eventlog's SQL";
     EXPECT_FALSE(IsSuperuser(attacker));
-    EXPECT_EQ(stack_->ChCount("SELECT count() FROM " + stack_->ChTable()), 20);
+    EXPECT_EQ(stack_->ChCount("SELECT count() FROM " + stack_->ChTable()), 22);
 }
 
 TEST_F(SecurityTest, TheProducerRoleCanOnlyEmit) {
