@@ -206,6 +206,7 @@ void DeliveryStore::StartClaim() {
         floor = 0;
         next_sweep_ = std::chrono::steady_clock::now() + kSweepInterval;
     }
+    started_claim_swept_ = floor == 0;
     Session().Send(kClaimSql,
                    {std::to_string(owner_), std::to_string(config_.relay.event_batch_size), std::to_string(limit),
                     std::to_string(config_.relay.claim_max_bytes), UuidArray(batch_ids), std::to_string(floor)});
@@ -231,6 +232,7 @@ std::vector<PendingRow> DeliveryStore::Claim(bool prefetch_next) {
     const bool empty = result.Rows() == 0 || result.IsNull(0, 0);
     const auto rows = empty ? std::int64_t{0} : static_cast<std::int64_t>(result.Rows());
     if (result.Rows() > 0) AdvanceFloor(result, rows);
+    last_claim_swept_ = started_claim_swept_;
     // Full: the row bound was reached, or the byte bound left picked rows behind.
     last_claim_full_ = rows >= limit || (rows > 0 && result.GetInt(0, 8) > rows);
     // The next claim starts before this one is decoded, so PostgreSQL claims while the relay decodes and inserts.

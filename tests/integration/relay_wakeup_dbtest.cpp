@@ -10,6 +10,8 @@
 //    The version without the wait for older transactions fails this test.
 // 2. A row appears below the relay's floor (written with an explicit, old id: a restore, or a failover that brings
 //    back rows): the periodic sweep from the head of the outbox delivers it.
+// 3. The same during `relay --drain`, which lasts less than the sweep's period: the drain must not end on an empty
+//    claim from its floor with the row still below it (it did, before drains ended on a sweep).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -129,6 +131,33 @@ TEST_F(RelayWakeupTest, ARowBelowTheFloorIsDeliveredByTheSweep) {
     EXPECT_EQ(relay.Error(), "");
     EXPECT_EQ(stack_->PendingEvents(), 0);
     EXPECT_EQ(stack_->ChQuery("SELECT count(), uniqExact(event_id) FROM " + stack_->ChTable()), "56\t56\n");
+}
+
+TEST_F(RelayWakeupTest, ADrainDoesNotEndWithARowBelowItsFloor) {
+    constexpr int kEvents = 30000;
+    stack_->Pg().Exec(
+        "INSERT INTO eventlog.outbox (event_id, event_type, event_context) SELECT gen_random_uuid(), 'drain_floor', "
+        "json_build_object('i', g) FROM generate_series(1, " +
+        std::to_string(kEvents) + ") g");
+    const auto start = Clock::now();
+    BackgroundRelay relay(stack_->ConfigWith({{"CLICKHOUSE_BATCH_SIZE", "1000"}}), true);
+    // Once some claims are delivered, the floor is past the first ids: a row appears far below it.
+    ASSERT_TRUE(WaitUntil(
+        [&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) >= 3000; }, seconds(20),
+        milliseconds(2)));
+    const auto id = stack_->Pg().Exec(
+        "INSERT INTO eventlog.outbox (id, event_id, event_type, event_context) OVERRIDING SYSTEM VALUE "
+        "VALUES (3, gen_random_uuid(), 'restored', '{}') RETURNING event_id::text");
+    const std::string restored(id.Get(0, 0));
+    ASSERT_TRUE(relay.WaitFinished(seconds(60))) << "the drain did not end";
+    const double seconds_taken = std::chrono::duration<double>(Clock::now() - start).count();
+    relay.Stop();
+    EXPECT_EQ(relay.Error(), "");
+    std::cout << "drain_seconds=" << seconds_taken << "\n";
+    EXPECT_EQ(stack_->PendingEvents(), 0) << "the drain ended with a row below its floor";
+    EXPECT_TRUE(Visible(restored));
+    EXPECT_EQ(stack_->ChQuery("SELECT count(), uniqExact(event_id) FROM " + stack_->ChTable()),
+              std::to_string(kEvents + 1) + "\t" + std::to_string(kEvents + 1) + "\n");
 }
 
 }  // namespace

@@ -68,6 +68,10 @@ public:
     std::vector<PendingRow> Claim(bool prefetch_next);
     /// True when the last claim stopped at its row or byte bound (more is probably waiting).
     bool LastClaimWasFull() const noexcept { return last_claim_full_; }
+    /// True when the last claim looked from the head of the outbox (floor 0), not from the floor.
+    bool LastClaimSwept() const noexcept { return last_claim_swept_; }
+    /// Makes the next claim look from the head of the outbox (a sweep), whatever the floor.
+    void SweepNext() noexcept { next_sweep_ = {}; }
     /// True while a claim started by StartClaim() has not been collected.
     bool ClaimInFlight() const noexcept { return claim_in_flight_ || prefetched_.has_value(); }
 
@@ -121,6 +125,8 @@ private:
     std::int64_t floor_{0};                                               // claims scan ids above it (see kClaimSql)
     std::deque<std::pair<std::int64_t, std::int64_t>> floor_candidates_;  // (highest id claimed, claim's xid)
     std::chrono::steady_clock::time_point next_sweep_{};
+    bool started_claim_swept_{false};  // the claim started last looks from floor 0
+    bool last_claim_swept_{false};     // the claim collected last did
 };
 
 }  // namespace eventlog::relay::detail
