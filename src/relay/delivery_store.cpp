@@ -13,8 +13,12 @@
 namespace eventlog::relay::detail {
 namespace {
 
-/// How often a claim starts from the head of the outbox instead of the floor (see kClaimSql).
+/// How often a claim starts from the head of the outbox instead of the floor (see kClaimSql): every 5 s, or, when a
+/// sweep is slow (it walks every dead index entry a held snapshot keeps), 20 times its duration after it started, up
+/// to 60 s, so that sweeps cost at most about 5% of the relay's time on PostgreSQL.
 constexpr std::chrono::seconds kSweepInterval{5};
+constexpr int kSweepCostFactor = 20;
+constexpr std::chrono::seconds kSweepIntervalMax{60};
 
 /// Advisory-lock class id ("EVLG") under which each relay session holds its owner key.
 constexpr int kOwnerLockClass = 0x45564C47;
@@ -207,6 +211,7 @@ void DeliveryStore::StartClaim() {
         next_sweep_ = std::chrono::steady_clock::now() + kSweepInterval;
     }
     started_claim_swept_ = floor == 0;
+    claim_started_at_ = std::chrono::steady_clock::now();
     Session().Send(kClaimSql,
                    {std::to_string(owner_), std::to_string(config_.relay.event_batch_size), std::to_string(limit),
                     std::to_string(config_.relay.claim_max_bytes), UuidArray(batch_ids), std::to_string(floor)});
@@ -233,6 +238,14 @@ std::vector<PendingRow> DeliveryStore::Claim(bool prefetch_next) {
     const auto rows = empty ? std::int64_t{0} : static_cast<std::int64_t>(result.Rows());
     if (result.Rows() > 0) AdvanceFloor(result, rows);
     last_claim_swept_ = started_claim_swept_;
+    if (last_claim_swept_) {
+        // A slow sweep spaces the next one out. The time measured may include the relay's own work while the
+        // claim was pipelined; that only spaces sweeps out a little more, never past kSweepIntervalMax.
+        const auto took = std::chrono::steady_clock::now() - claim_started_at_;
+        const auto interval = std::clamp<std::chrono::steady_clock::duration>(kSweepCostFactor * took, kSweepInterval,
+                                                                              kSweepIntervalMax);
+        next_sweep_ = std::max(next_sweep_, claim_started_at_ + interval);
+    }
     // Full: the row bound was reached, or the byte bound left picked rows behind.
     last_claim_full_ = rows >= limit || (rows > 0 && result.GetInt(0, 8) > rows);
     // The next claim starts before this one is decoded, so PostgreSQL claims while the relay decodes and inserts.

@@ -126,6 +126,7 @@ private:
     std::deque<std::pair<std::int64_t, std::int64_t>> floor_candidates_;  // (highest id claimed, claim's xid)
     std::chrono::steady_clock::time_point next_sweep_{};
     bool started_claim_swept_{false};  // the claim started last looks from floor 0
+    std::chrono::steady_clock::time_point claim_started_at_{};
     bool last_claim_swept_{false};     // the claim collected last did
 };
 
