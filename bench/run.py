@@ -89,7 +89,7 @@ def main() -> int:
     binary = ROOT / "build" / "eventlog"
     if not binary.exists():
         ap.error("build/eventlog is missing: run scripts/build.sh build (make bench does)")
-    out_dir = Path(args.output)
+    out_dir = Path(args.output).resolve()  # pgbench runs in another folder: its script paths must be absolute
     logdir = out_dir / "logs"
     logdir.mkdir(parents=True, exist_ok=True)
     for old in logdir.iterdir():
