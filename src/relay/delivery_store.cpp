@@ -142,10 +142,7 @@ DeliveryStore::DeliveryStore(const Config& config) : config_(config) {}
 void DeliveryStore::Connect() {
     // A claim started or collected on the old session is not lost: its delivery records are recovered.
     claim_in_flight_ = false;
-    // Rows may come back below the old floor (a failover that lost commits): the new session starts from the head.
-    floor_ = 0;
     floor_candidates_.clear();
-    next_sweep_ = {};
     prefetched_.reset();
     pg_.reset();
     pg::ConnectOptions options;
@@ -181,6 +178,12 @@ void DeliveryStore::Connect() {
     if (id.Rows() != 1) throw ConfigError("postgresql: eventlog.relay_identity has no row; run `eventlog migrate`");
     outbox_id_ = std::string(id.Get(0, 0).substr(0, 16));
     limits_ = outbox::ReadLimits(*pg_);
+    // The new session starts at the highest floor published (migration 0009), not at the head: the first claim
+    // would otherwise walk every dead index entry a held snapshot keeps. Rows that came back below it (a failover
+    // that lost commits, a restore) are found by the first sweep, one interval later.
+    floor_ = pg_->Exec("SELECT last_value FROM eventlog.relay_floor").GetInt(0, 0);
+    published_floor_ = floor_;
+    next_sweep_ = std::chrono::steady_clock::now() + kSweepInterval;
 }
 
 bool DeliveryStore::Healthy() const noexcept { return pg_.has_value() && pg_->Healthy(); }
@@ -318,6 +321,18 @@ void DeliveryStore::Acknowledge(const std::vector<Uuid>& batch_ids, const std::v
     tx.Exec("DELETE FROM eventlog.delivery WHERE batch_id = ANY($1::uuid[])", {UuidArray(batch_ids)});
     FaultPoint("during_ack");
     tx.Commit();
+    PublishFloor();
+}
+
+// At most once a second, and only forward. setval() is not transactional: the value stands at once.
+void DeliveryStore::PublishFloor() {
+    const auto now = std::chrono::steady_clock::now();
+    if (floor_ <= published_floor_ || now < next_publish_) return;
+    Session().Exec("SELECT pg_catalog.setval('eventlog.relay_floor', $1::bigint) "
+                   "WHERE $1::bigint > (SELECT last_value FROM eventlog.relay_floor)",
+                   {std::to_string(floor_)});
+    published_floor_ = floor_;
+    next_publish_ = now + std::chrono::seconds(1);
 }
 
 std::vector<int> DeliveryStore::OtherOwners() {

@@ -11,7 +11,8 @@
 // 2. A row appears below the relay's floor (written with an explicit, old id: a restore, or a failover that brings
 //    back rows): the periodic sweep from the head of the outbox delivers it.
 // 3. The same during `relay --drain`, which lasts less than the sweep's period: the drain must not end on an empty
-//    claim from its floor with the row still below it (it did, before drains ended on a sweep).
+//    claim from its floor with the row still below it (it did, before drains ended on a sweep). Then a row below
+//    the floor the drain published, written before the next session starts there.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -158,6 +159,18 @@ TEST_F(RelayWakeupTest, ADrainDoesNotEndWithARowBelowItsFloor) {
     EXPECT_TRUE(Visible(restored));
     EXPECT_EQ(stack_->ChQuery("SELECT count(), uniqExact(event_id) FROM " + stack_->ChTable()),
               std::to_string(kEvents + 1) + "\t" + std::to_string(kEvents + 1) + "\n");
+
+    // The floor the drain reached is published (migration 0009), and the next session starts there: a row written
+    // below it before that session starts is found by its closing sweep.
+    const std::int64_t published = stack_->PgCount("SELECT last_value FROM eventlog.relay_floor");
+    EXPECT_GT(published, kEvents / 2) << "the drain did not publish its floor";
+    const auto late = stack_->Pg().Exec(
+        "INSERT INTO eventlog.outbox (id, event_id, event_type, event_context) OVERRIDING SYSTEM VALUE "
+        "VALUES (4, gen_random_uuid(), 'restored', '{}') RETURNING event_id::text");
+    const std::string late_id(late.Get(0, 0));
+    stack_->Drain();
+    EXPECT_EQ(stack_->PendingEvents(), 0) << "a session that started at the published floor left a row below it";
+    EXPECT_TRUE(Visible(late_id));
 }
 
 }  // namespace

@@ -113,6 +113,8 @@ private:
     void Unlock(int owner) noexcept;
     std::vector<PendingRow> Decode(const pg::Result& result) const;
     void AdvanceFloor(const pg::Result& result, std::int64_t claimed);
+    /// Writes the floor to eventlog.relay_floor for sessions that start later (at most once a second, only forward).
+    void PublishFloor();
 
     const Config& config_;
     std::optional<pg::Connection> pg_;
@@ -125,6 +127,8 @@ private:
     std::int64_t floor_{0};                                               // claims scan ids above it (see kClaimSql)
     std::deque<std::pair<std::int64_t, std::int64_t>> floor_candidates_;  // (highest id claimed, claim's xid)
     std::chrono::steady_clock::time_point next_sweep_{};
+    std::int64_t published_floor_{0};                     // the floor this session last wrote to eventlog.relay_floor
+    std::chrono::steady_clock::time_point next_publish_{};
     bool started_claim_swept_{false};  // the claim started last looks from floor 0
     std::chrono::steady_clock::time_point claim_started_at_{};
     bool last_claim_swept_{false};     // the claim collected last did
