@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -18,8 +19,11 @@
 #include <eventlog/core/text.hpp>
 #include <eventlog/http/api.hpp>
 #include <eventlog/http/api_keys.hpp>
+#include <eventlog/http/ops.hpp>
 #include <eventlog/http/server.hpp>
 #include <eventlog/observability/log.hpp>
+#include <eventlog/observability/metrics.hpp>
+#include <eventlog/observability/version.hpp>
 #include <eventlog/outbox/dead_letters.hpp>
 #include <eventlog/outbox/migrate.hpp>
 #include <eventlog/outbox/outbox.hpp>
@@ -32,6 +36,10 @@
 #include <thread>
 
 #include "cli/relay_ops.hpp"
+
+#ifndef EVENTLOG_COMMIT
+#define EVENTLOG_COMMIT "unknown"
+#endif
 
 namespace {
 
@@ -217,7 +225,20 @@ int CmdServe(const std::string& listen) {
     pool_options.acquire_timeout = settings.acquire_timeout;
     pg::Pool pool(pool_options);  // outlives the server, whose Wait() returns every session
     std::atomic<bool> stopping{false};
-    http::Server server(settings.server, http::MakeApiRouter(pool, settings, [&stopping] { return stopping.load(); }));
+
+    // GET /metrics on the API's port (docs/observability.md, "The API server's metrics"): the server counts every
+    // answer by route template and status; the pool and build info are read at scrape time.
+    metrics::Registry registry;  // outlives the server
+    metrics::AddBuildInfo(registry, std::string(observability::Version()), EVENTLOG_COMMIT);
+    registry.AddCallback(metrics::kPgPoolConnections, [&pool] {
+        const auto open = static_cast<double>(pool.OpenCount());
+        const auto in_use = static_cast<double>(pool.InUse());
+        return std::vector<metrics::CallbackSample>{{{"idle"}, std::max(0.0, open - in_use)}, {{"in_use"}, in_use}};
+    });
+    settings.server.metrics = &registry;
+    auto router = http::MakeApiRouter(pool, settings, [&stopping] { return stopping.load(); });
+    router->Add("GET", "/metrics", http::MakeMetricsHandler(registry));
+    http::Server server(settings.server, router);
 
     server.Start();
     {

@@ -81,6 +81,9 @@ RelayOps::RelayOps(const Config& config) : impl_(std::make_unique<Impl>(config))
     r.AddCallback(metrics::kOutboxOldestPendingAge, [backlog] {
         return std::vector<metrics::CallbackSample>{{{}, backlog->Read().oldest_pending_age_seconds}};
     });
+    r.AddCallback(metrics::kOutboxInFlightEvents, [backlog] {
+        return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(backlog->Read().in_flight_events)}};
+    });
     r.AddCallback(metrics::kDeadLetterEvents, [backlog] {
         return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(backlog->Read().dead_letters)}};
     });

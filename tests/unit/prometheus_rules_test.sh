@@ -2,8 +2,8 @@
 # deploy/prometheus/ checked with Debian's promtool (ctest prometheus.rules, label unit):
 #   1. `promtool check config` on the scrape config and `promtool check rules` on the alert rules pass;
 #   2. `promtool test rules` passes on the rules' unit tests;
-#   3. the unit tests can fail: with any one alert removed from a copy of the rules, or with the stall alert made to
-#      fire while deliveries go on, `promtool test rules` must report a failure.
+#   3. the unit tests can fail: with any one alert removed from a copy of the rules, with the stall alert made to
+#      fire while deliveries go on, or blind to events held by a relay, `promtool test rules` must report a failure.
 #   prometheus_rules_test.sh SOURCE_DIR
 set -euo pipefail
 src=${1:?usage: prometheus_rules_test.sh SOURCE_DIR}
@@ -37,12 +37,22 @@ for alert in $alerts; do
 done
 
 # A stall rule that ignores deliveries (== 0 turned into >= 0) must be caught by the silent cases.
-sed 's/vector(0)) == 0/vector(0)) >= 0/' "$dir/eventlog.rules.yml" >"$tmp/eventlog.rules.yml"
+sed 's/\[10m\])) == 0/[10m])) >= 0/' "$dir/eventlog.rules.yml" >"$tmp/eventlog.rules.yml"
 if cmp -s "$dir/eventlog.rules.yml" "$tmp/eventlog.rules.yml"; then echo "FAIL: the stall mutation changed nothing"; exit 1; fi
 if promtool test rules "$tmp/tests/eventlog.rules.test.yml" >"$tmp/out" 2>&1; then
     echo "FAIL: the unit tests pass with a stall alert that fires while events are delivered"
     failed=1
 else
     echo "ok: a stall alert that ignores deliveries fails the unit tests"
+fi
+
+# A stall rule that looks at the outbox only misses a burst that a stuck relay claimed whole.
+sed 's/ + max(eventlog_outbox_in_flight_events)//' "$dir/eventlog.rules.yml" >"$tmp/eventlog.rules.yml"
+if cmp -s "$dir/eventlog.rules.yml" "$tmp/eventlog.rules.yml"; then echo "FAIL: the in-flight mutation changed nothing"; exit 1; fi
+if promtool test rules "$tmp/tests/eventlog.rules.test.yml" >"$tmp/out" 2>&1; then
+    echo "FAIL: the unit tests pass with a stall alert blind to events held by a relay"
+    failed=1
+else
+    echo "ok: a stall alert blind to in-flight events fails the unit tests"
 fi
 exit "$failed"
