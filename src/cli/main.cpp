@@ -51,6 +51,9 @@ EnvMap ReadConfiguredEnvironment() {
     const std::string path = env_file ? env_file : ".env";
     std::vector<std::string> ignored;
     EnvMap env = ReadEnvironment(path, &ignored);
+    // The format first, so that the warnings below already follow a LOG_FORMAT set in `.env` (an unknown value is
+    // refused by ApplyLogSettings).
+    if (const auto format = env.find("LOG_FORMAT"); format != env.end()) log::SetFormat(format->second);
     for (const auto& name : ignored) {
         log::Warning("dotenv_variable_ignored",
                      {{"file", path},
@@ -61,9 +64,21 @@ EnvMap ReadConfiguredEnvironment() {
     return env;
 }
 
-Config LoadFromEnvironment() {
-    Config config = LoadConfig(ReadConfiguredEnvironment());
+/// LOG_LEVEL and LOG_FORMAT from the configuration (the environment, then `.env`). Throws ConfigError for an unknown
+/// LOG_FORMAT.
+void ApplyLogSettings(const EnvMap& env, const Config& config) {
     log::SetLevel(config.log_level);
+    const auto format = env.find("LOG_FORMAT");
+    if (format != env.end() && !format->second.empty() && !log::SetFormat(format->second)) {
+        throw ConfigError(fmt::format("LOG_FORMAT: expected json or console, got '{}'", format->second));
+    }
+}
+
+Config LoadFromEnvironment(EnvMap* env_out = nullptr) {
+    EnvMap env = ReadConfiguredEnvironment();
+    Config config = LoadConfig(env);
+    ApplyLogSettings(env, config);
+    if (env_out != nullptr) *env_out = std::move(env);
     return config;
 }
 
@@ -205,7 +220,7 @@ int CmdRelay(bool drain) {
 int CmdServe(const std::string& listen) {
     const EnvMap env = ReadConfiguredEnvironment();
     const Config config = LoadConfig(env);
-    log::SetLevel(config.log_level);
+    ApplyLogSettings(env, config);
     http::ServeSettings settings = http::LoadServeSettings(env, config);  // refuses an empty SECRET_KEY
     if (!listen.empty()) http::ParseListen(listen, "--listen", settings.server);
 

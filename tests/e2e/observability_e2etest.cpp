@@ -60,6 +60,34 @@ void WriteFile(const std::string& path, const std::string& text) {
     out << text;
 }
 
+/// Checks with Python's json module that every line of the log at `path` is one JSON object with timestamp, level
+/// and event. The relay's closing summary ("delivered N events in M batches, ...") is its command output on stdout,
+/// which the test harness writes into the same file, and is the one line skipped.
+void ExpectEveryLineIsJson(const std::string& path, std::size_t min_lines) {
+    static const char* kCheck =
+        "import json, re, sys\n"
+        "lines = bad = 0\n"
+        "for raw in open(sys.argv[1], encoding='utf-8'):\n"
+        "    line = raw.rstrip('\\n')\n"
+        "    if re.fullmatch(r'delivered \\d+ events in \\d+ batches, .*', line): continue\n"
+        "    lines += 1\n"
+        "    try:\n"
+        "        o = json.loads(line)\n"
+        "        assert isinstance(o, dict) and {'timestamp', 'level', 'event'} <= o.keys()\n"
+        "    except Exception as e:\n"
+        "        bad += 1\n"
+        "        print('not a JSON log line:', repr(line[:300]), e)\n"
+        "print('lines', lines, 'bad', bad)\n";
+    const auto r = testing::RunCommand("/usr/bin/python3 -c " + testing::ShellQuote(kCheck) + " " +
+                                       testing::ShellQuote(path));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    static const std::regex kSummary(R"(lines (\d+) bad (\d+))");
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.output, m, kSummary)) << r.output;
+    EXPECT_EQ(m[2], "0") << path << ":\n" << r.output;
+    EXPECT_GE(std::stoul(m[1]), min_lines) << path;
+}
+
 class ObservabilityE2e : public E2eTest {
 protected:
     /// Creates an API key through the CLI and returns its token.
@@ -150,6 +178,7 @@ TEST_F(ObservabilityE2e, TheApiServersMetricsCountRequestsByRouteTemplateAndPass
         << again.body;
     serve.Signal(SIGTERM);
     EXPECT_TRUE(serve.Wait(30s).has_value());
+    ExpectEveryLineIsJson(serve_log_, 3);
 }
 
 /// Debian's prometheus on a loopback port with its data in the test's log folder, scraping every second.
@@ -306,6 +335,34 @@ TEST_F(ObservabilityE2e, RealPrometheusScrapesRelayAndApiAndTheStallAlertFiresWh
         p.committed = ids;
         return p;
     }());
+    // Every line the relay and the API server wrote, through a freeze, retries and a recovery, is a JSON object.
+    ExpectEveryLineIsJson(relay.LogPath(), 10);
+    ExpectEveryLineIsJson(serve_log_, 3);
+}
+
+TEST_F(ObservabilityE2e, LogFormatIsReadFromTheDotenvFileToo) {
+    auto& w = *world_;
+    w.EmitCommitted(5);
+    // LOG_FORMAT only in the .env file (the connection settings come from the environment, which wins).
+    const std::string env_file = w.LogDir() + "/console.env";
+    WriteFile(env_file, "LOG_FORMAT=console\n");
+    ::chmod(env_file.c_str(), 0600);
+    const auto console = w.Eventlog({"relay", "--drain"}, {{"EVENTLOG_ENV_FILE", env_file}}, 60s);
+    ASSERT_TRUE(console.Ok()) << console.output;
+    static const std::regex kConsoleLine(R"(^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z +[A-Z]+ +relay_starting( |$))");
+    bool found = false;
+    for (const auto& line : SplitLines(console.output)) {
+        EXPECT_NE(line.front(), '{') << "a JSON line although .env says LOG_FORMAT=console: " << line;
+        found = found || std::regex_search(line, kConsoleLine);
+    }
+    EXPECT_TRUE(found) << console.output;
+    EXPECT_EQ(w.ChRows(), 5);
+
+    // An unknown format in .env stops start-up with exit code 2, naming the variable.
+    WriteFile(env_file, "LOG_FORMAT=xml\n");
+    const auto refused = w.Eventlog({"relay", "--drain"}, {{"EVENTLOG_ENV_FILE", env_file}}, 60s);
+    EXPECT_TRUE(WIFEXITED(refused.status) && WEXITSTATUS(refused.status) == 2) << DescribeStatus(refused.status);
+    EXPECT_NE(refused.output.find("LOG_FORMAT"), std::string::npos) << refused.output;
 }
 
 }  // namespace
