@@ -23,6 +23,7 @@
 #include <eventlog/http/server.hpp>
 #include <eventlog/observability/log.hpp>
 #include <eventlog/observability/metrics.hpp>
+#include <eventlog/observability/sentry.hpp>
 #include <eventlog/observability/version.hpp>
 #include <eventlog/outbox/dead_letters.hpp>
 #include <eventlog/outbox/migrate.hpp>
@@ -154,12 +155,16 @@ private:
 };
 
 int CmdRelay(bool drain) {
-    const Config config = LoadFromEnvironment();
+    EnvMap env;
+    const Config config = LoadFromEnvironment(&env);
+    // Errors to Sentry when SENTRY_CONFIG_DSN is set (docs/observability.md, "Sentry"); outlives the relay.
+    sentry::SentryClient sentry(sentry::ClientOptions::FromEnvironment(env));
     // Metrics and health for a long-running relay; a drain (a one-off job) runs without a listener.
     Config ops_config = config;
     if (drain) ops_config.relay.metrics_listen.clear();
     cli::RelayOps ops(ops_config);
-    relay::Relay relay(config, &ops.Registry());
+    cli::AddSentryMetrics(ops.Registry(), sentry);
+    relay::Relay relay(config, &ops.Registry(), &sentry);
 
     // Signals go to one thread: the first SIGTERM/SIGINT asks for a graceful stop (bounded by
     // RELAY_SHUTDOWN_TIMEOUT_MS, then Abort(), then exit 200 ms later), a second exits at once. Either way the
@@ -245,6 +250,24 @@ int CmdServe(const std::string& listen) {
     // answer by route template and status; the pool and build info are read at scrape time.
     metrics::Registry registry;  // outlives the server
     metrics::AddBuildInfo(registry, std::string(observability::Version()), EVENTLOG_COMMIT);
+    // A request that ends in a 500 (an unhandled exception, or a configuration or fatal error) goes to Sentry.
+    sentry::SentryClient sentry(sentry::ClientOptions::FromEnvironment(env));  // outlives the server
+    cli::AddSentryMetrics(registry, sentry);
+    settings.server.on_unhandled = [&sentry](const std::exception& error, const std::string& route) {
+        const auto* known = dynamic_cast<const Error*>(&error);
+        sentry::Report report;
+        if (known != nullptr) {
+            report = sentry::ReportFrom(*known, "http_request_failed");
+        } else {
+            report.message = "http_request_failed";
+            report.exception_type = "http_request_failed";
+            report.exception_value = error.what();
+            report.tags = {{"error.kind", "fatal"}, {"error.source", "eventlog"}};
+        }
+        report.tags.emplace_back("http.route", route);  // the template, never the path
+        report.fingerprint = {"http_request_failed", route, known != nullptr ? known->Code() : std::string("exception")};
+        sentry.Capture(report);
+    };
     registry.AddCallback(metrics::kPgPoolConnections, [&pool] {
         const auto open = static_cast<double>(pool.OpenCount());
         const auto in_use = static_cast<double>(pool.InUse());

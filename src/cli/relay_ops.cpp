@@ -7,6 +7,7 @@
 #include <eventlog/http/server.hpp>
 #include <eventlog/observability/log.hpp>
 #include <eventlog/observability/metrics.hpp>
+#include <eventlog/observability/sentry.hpp>
 #include <eventlog/observability/version.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/pg/connection.hpp>
@@ -60,6 +61,16 @@ private:
 };
 
 }  // namespace
+
+void AddSentryMetrics(metrics::Registry& registry, const sentry::SentryClient& client) {
+    const auto* c = &client;
+    registry.AddCallback(metrics::kSentrySentEvents, [c] {
+        return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(c->SentEvents())}};
+    });
+    registry.AddCallback(metrics::kSentryDroppedEvents, [c] {
+        return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(c->DroppedEvents())}};
+    });
+}
 
 struct RelayOps::Impl {
     explicit Impl(const Config& c) : config(c), backlog(c.postgres.ConnInfo()) {}

@@ -9,8 +9,15 @@ class Relay;
 namespace eventlog::metrics {
 class Registry;
 }
+namespace eventlog::sentry {
+class SentryClient;
+}
 
 namespace eventlog::cli {
+
+/// Registers eventlog_sentry_sent_events_total and _dropped_events_total, read from `client` at scrape time (both
+/// must outlive the registry's use). Used by `relay` and `serve`.
+void AddSentryMetrics(metrics::Registry& registry, const sentry::SentryClient& client);
 
 /// The relay's operations side (docs/observability.md): a metrics registry (the relay's meters, the backlog and
 /// dead letters read from PostgreSQL at scrape time, build info), the listener on METRICS_LISTEN with /metrics,

@@ -9,6 +9,7 @@
 #include <eventlog/core/error.hpp>
 #include <eventlog/observability/log.hpp>
 #include <eventlog/observability/metrics.hpp>
+#include <eventlog/observability/sentry.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/relay/relay.hpp>
 #include <iterator>
@@ -92,15 +93,17 @@ constexpr milliseconds kSuspectWindow{60'000};
 
 class Relay::Impl {
 public:
-    Impl(Config config, metrics::Registry* registry)
+    Impl(Config config, metrics::Registry* registry, sentry::SentryClient* sentry)
         : config_(std::move(config)),
+          sentry_(sentry),
           rng_(std::random_device{}()),
           store_(config_),
           sink_(config_),
           sender_(sink_, config_.relay,
                   detail::SenderHooks{[this](milliseconds d) { return SleepInterruptible(d); },
                                       [this](int failures) { return Backoff(failures); },
-                                      [this] { return SessionAlive(); }},
+                                      [this] { return SessionAlive(); },
+                                      [this](const Error& e, int failures) { OnSendFailure(e, failures); }},
                   counters_) {
         if (registry != nullptr) RegisterMetrics(*registry);
     }
@@ -128,6 +131,12 @@ private:
     milliseconds Backoff(int failures);
 
     void RegisterMetrics(metrics::Registry& registry);
+    /// Sentry reports (each a no-op without a client; the client drops repeats of a fingerprint for a minute).
+    void Report(const sentry::Report& report) const {
+        if (sentry_ != nullptr) sentry_->Capture(report);
+    }
+    void OnSendFailure(const Error& error, int failures) const;
+    void ReportDeadLetters(const std::vector<PendingRow>& dead) const;
     /// Work began (or goes on): starts the stall clock unless it runs.
     void MarkBusy() noexcept {
         Clock::rep idle = 0;
@@ -148,6 +157,7 @@ private:
     };
 
     Config config_;
+    sentry::SentryClient* sentry_;
     Meters meters_;
     std::atomic<bool> healthy_session_{false};
     std::atomic<double> last_ack_unix_{0.0};
@@ -168,7 +178,28 @@ private:
     Stats stats_;
 };
 
-Relay::Relay(Config config, metrics::Registry* registry) : impl_(std::make_unique<Impl>(std::move(config), registry)) {}
+Relay::Relay(Config config, metrics::Registry* registry, sentry::SentryClient* sentry)
+    : impl_(std::make_unique<Impl>(std::move(config), registry, sentry)) {}
+
+// A batch that failed RELAY_MAX_ATTEMPTS times in a row is reported once on that attempt (it keeps being retried or
+// bisected: no event is dropped); later failures of the same chunk are in the log only.
+void Relay::Impl::OnSendFailure(const Error& error, int failures) const {
+    if (failures != config_.relay.max_attempts) return;
+    auto report = sentry::ReportFrom(error, "batch_failed");
+    report.message = fmt::format("batch_failed: {} attempts in a row failed; the relay keeps retrying", failures);
+    Report(report);
+}
+
+void Relay::Impl::ReportDeadLetters(const std::vector<PendingRow>& dead) const {
+    if (dead.empty()) return;
+    sentry::Report report;
+    report.message = fmt::format("event_dead_lettered: {} events moved to eventlog.dead_letter", dead.size());
+    report.exception_type = "event_dead_lettered";
+    report.exception_value = dead.front().error;  // ClickHouse's reason for the first one (as in the error log line)
+    report.tags = {{"error.kind", "rejected"}, {"error.source", "clickhouse"}};
+    report.fingerprint = {"event_dead_lettered"};
+    Report(report);
+}
 Health Relay::GetHealth() const { return impl_->GetHealth(); }
 
 void Relay::Impl::RegisterMetrics(metrics::Registry& registry) {
@@ -217,6 +248,12 @@ Health Relay::Impl::GetHealth() const {
         log::Error("relay_stalled",
                    {{"seconds_without_ack", h.busy_seconds},
                     {"stall_after_seconds", static_cast<std::int64_t>(config_.relay.stall_after.count())}});
+        sentry::Report report;
+        report.message = "relay_stalled: " + h.reason;
+        report.exception_type = "relay_stalled";
+        report.exception_value = h.reason;
+        report.fingerprint = {"relay_stalled"};
+        Report(report);
     } else if (!h.stalled && stall_reported_.exchange(false)) {
         log::Info("relay_stall_cleared", {{"last_ack_unix", h.last_ack_unix}});
     }
@@ -303,6 +340,7 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     const auto t2 = Clock::now();
     detail::FaultPoint("after_insert");
     store_.Acknowledge(batch_ids, dead);
+    ReportDeadLetters(dead);
     if (meters_.insert != nullptr) meters_.insert->Observe(std::chrono::duration<double>(t2 - t1).count());
     RecordAck(static_cast<std::int64_t>(n - dead.size()), static_cast<std::int64_t>(batch_ids.size()), "delivered",
               enqueued_us);
@@ -394,6 +432,7 @@ void Relay::Impl::Recover() {
         MarkBusy();
         const auto dead = sender_.Deliver(std::move(rows), /*reconcile_first=*/true);
         store_.Acknowledge(batch_ids, dead);
+        ReportDeadLetters(dead);
         RecordAck(counters_.sent - sent_before, static_cast<std::int64_t>(batch_ids.size()), "recovered", {});
         stats_.recovered_batches += static_cast<std::int64_t>(batch_ids.size());
         stats_.delivered += counters_.sent - sent_before;  // only what recovery sent, not what it found present
@@ -457,6 +496,7 @@ Stats Relay::Impl::Run(const RunOptions& options) {
         } catch (const Error& e) {
             if (e.Kind() == ErrorKind::kFatal || e.Kind() == ErrorKind::kInvalidInput) {
                 log::Error("relay_fatal", {{"error", std::string(e.what())}, {"code", e.Code()}});
+                Report(sentry::ReportFrom(e, "relay_fatal"));
                 throw;
             }
             if (abort_.load()) break;
@@ -472,7 +512,15 @@ Stats Relay::Impl::Run(const RunOptions& options) {
                                                {"code", e.Code()},
                                                {"hint", std::string("fix the configuration or the target table; no "
                                                                     "event is dropped, delivery resumes by itself")}});
+                // One issue per pause, whichever errors it goes through (a missing table fails the presence check,
+                // then the column lookup, with different codes); the tags keep each report's code.
+                auto report = sentry::ReportFrom(e, "delivery_paused");
+                report.fingerprint = {"delivery_paused"};
+                Report(report);
             } else {
+                // The delivery loop failed RELAY_MAX_ATTEMPTS times in a row (each time the batch goes back to be
+                // retried or recovered; nothing is dropped): reported once per run of failures.
+                if (failures + 1 == config_.relay.max_attempts) Report(sentry::ReportFrom(e, "batch_failed"));
                 log::Warning("relay_retry", {{"kind", std::string(ToString(e.Kind()))},
                                              {"code", e.Code()},
                                              {"error", std::string(e.what())},

@@ -12,6 +12,7 @@
 
 #include "e2e_support.hpp"
 #include "support/http_client.hpp"
+#include "support/http_listener.hpp"
 #include "support/run_command.hpp"
 
 namespace eventlog::e2e {
@@ -363,6 +364,182 @@ TEST_F(ObservabilityE2e, LogFormatIsReadFromTheDotenvFileToo) {
     const auto refused = w.Eventlog({"relay", "--drain"}, {{"EVENTLOG_ENV_FILE", env_file}}, 60s);
     EXPECT_TRUE(WIFEXITED(refused.status) && WEXITSTATUS(refused.status) == 2) << DescribeStatus(refused.status);
     EXPECT_NE(refused.output.find("LOG_FORMAT"), std::string::npos) << refused.output;
+}
+
+/// What Sentry's Python SDK (tests/protocol/sentry_check.py) reads from each envelope `sentry` received, one
+/// `path=json` line per field; an envelope it cannot parse fails the test.
+std::vector<std::string> ParsedEnvelopes(const testing::HttpListener& sentry, const std::string& dir) {
+    std::vector<std::string> out;
+    int i = 0;
+    for (const auto& request : sentry.Requests()) {
+        const std::string path = fmt::format("{}/envelope-{}.txt", dir, ++i);
+        WriteFile(path, request.body);
+        const auto r = testing::RunCommand("/usr/bin/python3 " +
+                                           testing::ShellQuote(std::string(EVENTLOG_SOURCE_DIR) +
+                                                               "/tests/protocol/sentry_check.py") +
+                                           " " + testing::ShellQuote(path));
+        EXPECT_EQ(r.exit_code, 0) << r.output << "\n--- envelope ---\n" << request.body;
+        out.push_back(r.output);
+    }
+    return out;
+}
+
+/// The parsed envelopes whose event message starts with `what`.
+std::vector<std::string> EventsAbout(const std::vector<std::string>& parsed, const std::string& what) {
+    std::vector<std::string> out;
+    for (const auto& p : parsed) {
+        if (p.find("event.message.formatted=\"" + what) != std::string::npos) out.push_back(p);
+    }
+    return out;
+}
+
+bool Has(const std::string& parsed, const std::string& line) { return parsed.find(line + "\n") != std::string::npos; }
+
+TEST_F(ObservabilityE2e, SentryGetsTheRelaysStallDeadLetterPauseAndFailedBatchAndTheApisFailedRequest) {
+    auto& w = *world_;
+    testing::HttpListener sentry;
+    const std::string key = "e2epublickey0123456789abcdef";
+    const std::string dsn = fmt::format("http://{}@127.0.0.1:{}/42", key, sentry.Port());
+    const std::string envelopes = w.LogDir() + "/envelopes";
+    ::mkdir(envelopes.c_str(), 0700);
+    ::mkdir((envelopes + "/api").c_str(), 0700);
+    const auto parsed = [&] { return ParsedEnvelopes(sentry, envelopes); };
+    const auto wait_for = [&](const std::string& what, std::chrono::milliseconds timeout) {
+        return WaitFor([&] { return !EventsAbout(parsed(), what).empty(); }, timeout, 250ms);
+    };
+    // A column that makes ClickHouse refuse poison_event rows (added first: a relay running during the ALTER would
+    // meet its stage out of date and pause once).
+    auto ch = OpenCh(w.Srv().ch_url, w.Name(), 30s);
+    ch.Execute("ALTER TABLE " + w.Table() +
+               " ADD COLUMN poison_check UInt8 MATERIALIZED throwIf(event_type = 'poison_event')");
+    const std::uint16_t metrics_port = FreeLoopbackPort();
+    Child& relay = w.StartRelay({{"SENTRY_CONFIG_DSN", dsn},
+                                 {"SENTRY_CONFIG_ENVIRONMENT", "e2e"},
+                                 {"METRICS_LISTEN", "127.0.0.1:" + std::to_string(metrics_port)},
+                                 {"RELAY_STALL_SECONDS", "2"},
+                                 {"RELAY_MAX_ATTEMPTS", "2"},
+                                 {"RELAY_BACKOFF_CAP_MS", "500"},
+                                 {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "1"}});
+    ASSERT_TRUE(w.WaitForLogLine(relay, "relay_connected", 30s)) << Tail(ReadFile(relay.LogPath()), 3000);
+
+    // A dead letter: ClickHouse refuses one row of ten.
+    auto ids = w.EmitCommitted(10, 3);
+    const std::string poison = ids[2];
+    ASSERT_TRUE(WaitFor([&] { return w.ChRows() == 9; }, 30s, 100ms)) << Tail(ReadFile(relay.LogPath()), 3000);
+    EXPECT_TRUE(wait_for("event_dead_lettered", 10s)) << sentry.Requests().size() << " envelopes";
+    EXPECT_TRUE(EventsAbout(parsed(), "batch_failed").empty()) << "a dead letter was also reported as a failed batch";
+
+    // ClickHouse frozen with events waiting: a stall, and the delivery loop failing RELAY_MAX_ATTEMPTS (2) times.
+    {
+        const pid_t clickhouse = w.ClickHousePid();
+        ASSERT_GT(clickhouse, 0);
+        const struct Thaw {
+            pid_t pid;
+            ~Thaw() { ::kill(pid, SIGCONT); }
+        } thaw{clickhouse};
+        ::kill(clickhouse, SIGSTOP);
+        w.Note("clickhouse SIGSTOP");
+        const auto more = w.EmitCommitted(20);
+        ids.insert(ids.end(), more.begin(), more.end());
+        EXPECT_TRUE(wait_for("relay_stalled", 20s)) << Tail(ReadFile(relay.LogPath()), 3000);
+        EXPECT_TRUE(wait_for("batch_failed", 20s)) << Tail(ReadFile(relay.LogPath()), 3000);
+    }
+    w.Note("clickhouse SIGCONT");
+    ASSERT_TRUE(WaitFor([&] { return w.ChRows() == 29; }, 60s, 100ms)) << Tail(ReadFile(relay.LogPath()), 3000);
+
+    // The target table missing: delivery pauses (a configuration error), loudly, and resumes once it is back.
+    const std::string moved = fmt::format("`{}`.`event_log_moved`", w.Name());
+    ch.Execute("RENAME TABLE " + w.Table() + " TO " + moved);
+    const auto paused_from = w.MarkLogs();
+    const auto last = w.EmitCommitted(5);
+    ids.insert(ids.end(), last.begin(), last.end());
+    EXPECT_TRUE(wait_for("delivery_paused", 30s)) << Tail(ReadFile(relay.LogPath()), 3000);
+    // Repeats are rate-limited: the pause goes on (logged again at every retry), Sentry hears of it once.
+    EXPECT_TRUE(WaitFor([&] { return Select(w.RelayLogLines(paused_from), "delivery_paused").size() >= 3; }, 30s,
+                        100ms));
+    ch.Execute("RENAME TABLE " + moved + " TO " + w.Table());
+    EXPECT_TRUE(WaitFor([&] { return w.ChRows() == 34; }, 60s, 100ms)) << Tail(ReadFile(relay.LogPath()), 3000);
+
+    // The API server: a request that fails with a 500 (its role lost a grant it needs) is reported with its route.
+    // Its own listener: the test listener serves one connection at a time, and the relay keeps its one open.
+    testing::HttpListener api_sentry;
+    const std::string api_dsn = fmt::format("http://{}@127.0.0.1:{}/42", key, api_sentry.Port());
+    const std::string token = CreateKey();
+    Child serve = StartServe({{"SENTRY_CONFIG_DSN", api_dsn}, {"SENTRY_CONFIG_ENVIRONMENT", "e2e"}});
+    ASSERT_TRUE(serve.Running()) << ReadFile(serve_log_);
+    auto admin = OpenPg(w.Dsn());
+    admin.Exec("REVOKE USAGE ON SCHEMA eventlog FROM eventlog_producer");
+    const auto failed = PostEvents(token, 1);
+    admin.Exec("GRANT USAGE ON SCHEMA eventlog TO eventlog_producer");
+    EXPECT_EQ(failed.status, 500) << failed.body;
+    ASSERT_TRUE(api_sentry.WaitForRequests(1, 10s)) << ReadFile(serve_log_);
+    const auto accepted = PostEvents(token, 1);
+    EXPECT_EQ(accepted.status, 202) << accepted.body;
+    for (const auto& id : EventIds(accepted.body)) ids.push_back(id);
+
+    auto all = parsed();
+    const auto api_parsed = ParsedEnvelopes(api_sentry, envelopes + "/api");
+    const auto request = EventsAbout(api_parsed, "http_request_failed");
+    EXPECT_TRUE(EventsAbout(all, "http_request_failed").empty());
+    all.insert(all.end(), api_parsed.begin(), api_parsed.end());
+    const auto dead = EventsAbout(all, "event_dead_lettered");
+    const auto stalled = EventsAbout(all, "relay_stalled");
+    const auto batch = EventsAbout(all, "batch_failed");
+    const auto paused = EventsAbout(all, "delivery_paused");
+    EXPECT_EQ(dead.size(), 1u);
+    EXPECT_EQ(stalled.size(), 1u);
+    EXPECT_EQ(paused.size(), 1u) << "repeats of one fingerprint within a minute must be dropped";
+    ASSERT_FALSE(batch.empty());
+    ASSERT_EQ(request.size(), 1u);
+    if (!dead.empty()) {
+        EXPECT_TRUE(Has(dead[0], R"(event.tags.error.source="clickhouse")")) << dead[0];
+        EXPECT_TRUE(Has(dead[0], R"(event.fingerprint[0]="event_dead_lettered")")) << dead[0];
+        EXPECT_NE(dead[0].find("FUNCTION_THROW_IF_VALUE_IS_NON_ZERO"), std::string::npos)
+            << "ClickHouse's reason is sent\n"
+            << dead[0];
+    }
+    if (!stalled.empty()) {
+        EXPECT_TRUE(Has(stalled[0], R"(event.level="error")")) << stalled[0];
+    }
+    // A request that timed out has no server code: its source is eventlog's client.
+    EXPECT_TRUE(Has(batch[0], R"(event.tags.error.kind="in_doubt")") || Has(batch[0], R"(event.tags.error.kind="transient")"))
+        << batch[0];
+    if (!paused.empty()) {
+        EXPECT_TRUE(Has(paused[0], R"(event.tags.error.kind="configuration")")) << paused[0];
+        EXPECT_TRUE(Has(paused[0], R"(event.fingerprint[0]="delivery_paused")")) << paused[0];
+    }
+    EXPECT_TRUE(Has(request[0], R"(event.tags.http.route="/api/v1/events")")) << request[0];
+    EXPECT_TRUE(Has(request[0], R"(event.tags.error.code="42501")")) << request[0];
+    for (const auto& p : all) {
+        EXPECT_TRUE(Has(p, R"(event.environment="e2e")")) << p;
+        EXPECT_TRUE(Has(p, R"(event.platform="native")")) << p;
+    }
+    auto requests = sentry.Requests();
+    for (const auto& r : api_sentry.Requests()) requests.push_back(r);
+    for (const auto& r : requests) {
+        EXPECT_EQ(r.path, "/api/42/envelope/");
+        EXPECT_NE(r.headers.at("x-sentry-auth").find("sentry_key=" + key), std::string::npos);
+    }
+    // The DSN's key is in no log line.
+    EXPECT_EQ(ReadFile(relay.LogPath()).find(key), std::string::npos);
+    EXPECT_EQ(ReadFile(serve_log_).find(key), std::string::npos);
+    const auto metrics = testing::HttpRequest(metrics_port, "GET", "/metrics").body;
+    static const std::regex kSent(R"(eventlog_sentry_sent_events_total ([0-9]+))");
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(metrics, m, kSent)) << metrics;
+    EXPECT_GE(std::stoi(m[1]), 4) << metrics;
+
+    serve.Signal(SIGTERM);
+    EXPECT_TRUE(serve.Wait(30s).has_value());
+    relay.Signal(SIGTERM);
+    ASSERT_TRUE(relay.Wait(60s).has_value());
+    w.VerifyExactlyOnce(
+        [&] {
+            ProducedEvents p;
+            p.committed = ids;
+            return p;
+        }(),
+        {poison});
 }
 
 }  // namespace
