@@ -24,6 +24,7 @@
 #include <eventlog/observability/log.hpp>
 #include <eventlog/observability/metrics.hpp>
 #include <eventlog/observability/sentry.hpp>
+#include <eventlog/observability/tracing.hpp>
 #include <eventlog/observability/version.hpp>
 #include <eventlog/outbox/dead_letters.hpp>
 #include <eventlog/outbox/migrate.hpp>
@@ -159,12 +160,15 @@ int CmdRelay(bool drain) {
     const Config config = LoadFromEnvironment(&env);
     // Errors to Sentry when SENTRY_CONFIG_DSN is set (docs/observability.md, "Sentry"); outlives the relay.
     sentry::SentryClient sentry(sentry::ClientOptions::FromEnvironment(env));
+    // Spans over OTLP/HTTP when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set; outlives the relay.
+    tracing::TraceExporter tracer(tracing::ExporterOptions::FromEnvironment(env, "eventlog-relay"));
     // Metrics and health for a long-running relay; a drain (a one-off job) runs without a listener.
     Config ops_config = config;
     if (drain) ops_config.relay.metrics_listen.clear();
     cli::RelayOps ops(ops_config);
     cli::AddSentryMetrics(ops.Registry(), sentry);
-    relay::Relay relay(config, &ops.Registry(), &sentry);
+    cli::AddTracingMetrics(ops.Registry(), tracer);
+    relay::Relay relay(config, &ops.Registry(), &sentry, &tracer);
 
     // Signals go to one thread: the first SIGTERM/SIGINT asks for a graceful stop (bounded by
     // RELAY_SHUTDOWN_TIMEOUT_MS, then Abort(), then exit 200 ms later), a second exits at once. Either way the
@@ -253,6 +257,10 @@ int CmdServe(const std::string& listen) {
     // A request that ends in a 500 (an unhandled exception, or a configuration or fatal error) goes to Sentry.
     sentry::SentryClient sentry(sentry::ClientOptions::FromEnvironment(env));  // outlives the server
     cli::AddSentryMetrics(registry, sentry);
+    // The request spans (continuing an incoming traceparent) over OTLP/HTTP when an endpoint is set.
+    tracing::TraceExporter tracer(tracing::ExporterOptions::FromEnvironment(env, "eventlog-api"));  // outlives it
+    cli::AddTracingMetrics(registry, tracer);
+    settings.server.tracer = &tracer;
     settings.server.on_unhandled = [&sentry](const std::exception& error, const std::string& route) {
         const auto* known = dynamic_cast<const Error*>(&error);
         sentry::Report report;

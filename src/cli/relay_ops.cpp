@@ -8,6 +8,7 @@
 #include <eventlog/observability/log.hpp>
 #include <eventlog/observability/metrics.hpp>
 #include <eventlog/observability/sentry.hpp>
+#include <eventlog/observability/tracing.hpp>
 #include <eventlog/observability/version.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/pg/connection.hpp>
@@ -69,6 +70,16 @@ void AddSentryMetrics(metrics::Registry& registry, const sentry::SentryClient& c
     });
     registry.AddCallback(metrics::kSentryDroppedEvents, [c] {
         return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(c->DroppedEvents())}};
+    });
+}
+
+void AddTracingMetrics(metrics::Registry& registry, const tracing::TraceExporter& exporter) {
+    const auto* e = &exporter;
+    registry.AddCallback(metrics::kOtelExportedSpans, [e] {
+        return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(e->ExportedSpans())}};
+    });
+    registry.AddCallback(metrics::kOtelDroppedSpans, [e] {
+        return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(e->DroppedSpans())}};
     });
 }
 

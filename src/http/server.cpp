@@ -22,6 +22,7 @@
 #include <eventlog/http/server.hpp>
 #include <eventlog/observability/log.hpp>
 #include <eventlog/observability/metrics.hpp>
+#include <eventlog/observability/tracing.hpp>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -83,6 +84,7 @@ struct Server::Impl {
     }
 
     Response Handle(BeastRequest& beast_request, std::string& route) noexcept;
+    Response Answer(BeastRequest& beast_request, std::string& route, const tracing::Span* span) noexcept;
     Response Dispatch(Request& request, std::string& route);
     /// The route label of a request whose headers were read: its route's pattern, or kUnmatched.
     std::string RouteOf(std::string_view method, std::string_view target) const;
@@ -283,8 +285,44 @@ void Server::Impl::ReportUnhandled(const std::exception& error, const std::strin
     }
 }
 
+// The request span: an incoming traceparent's trace continued (a malformed one is ignored: a new trace starts),
+// its ids in the request and in the log context of the handler's thread, exported when a tracer is set.
 Response Server::Impl::Handle(BeastRequest& beast_request, std::string& route) noexcept {
     route = std::string(kUnmatched);
+    std::optional<tracing::Span> span;
+    std::optional<log::ScopedContext> context;
+    bool traced = false;
+    try {
+        const auto header = beast_request.find("traceparent");
+        const auto parent = header == beast_request.end()
+                                ? std::nullopt
+                                : tracing::ParseTraceparent(std::string_view(header->value().data(), header->value().size()));
+        span.emplace(tracing::StartSpan("HTTP", tracing::SpanKind::kServer, parent));
+        // The request is traced when its caller traces it or when this server exports its spans; otherwise the
+        // ids only tie the handler's log lines together, and the handler is not told of a trace that exists nowhere.
+        traced = parent.has_value() || (options.tracer != nullptr && options.tracer->Enabled());
+        context.emplace(log::Fields{{"trace_id", tracing::ToHex(span->context.trace_id)},
+                                    {"span_id", tracing::ToHex(span->context.span_id)}});
+    } catch (...) {  // no span rather than no answer
+    }
+    const std::string method(beast_request.method_string());
+    Response response = Answer(beast_request, route, span && traced ? &*span : nullptr);
+    if (span && options.tracer != nullptr) {
+        try {
+            span->name = method + " " + route;
+            span->attributes = {{"http.request.method", method},
+                                {"http.route", route},
+                                {"http.response.status_code", static_cast<std::int64_t>(response.status)}};
+            if (response.status >= 500) span->status = tracing::StatusCode::kError;
+            span->End();
+            options.tracer->Export(std::move(*span));
+        } catch (...) {
+        }
+    }
+    return response;
+}
+
+Response Server::Impl::Answer(BeastRequest& beast_request, std::string& route, const tracing::Span* span) noexcept {
     try {
         Request request;
         request.method = std::string(beast_request.method_string());
@@ -298,6 +336,10 @@ Response Server::Impl::Handle(BeastRequest& beast_request, std::string& route) n
             request.headers[Lower(std::string_view(name.data(), name.size()))] = std::string(field.value());
         }
         request.body = std::move(beast_request.body());
+        if (span != nullptr) {
+            request.trace_id = tracing::ToHex(span->context.trace_id);
+            request.span_id = tracing::ToHex(span->context.span_id);
+        }
         return Dispatch(request, route);
     } catch (const ProblemError& e) {
         return ToResponse(e.Get());

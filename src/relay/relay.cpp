@@ -10,6 +10,7 @@
 #include <eventlog/observability/log.hpp>
 #include <eventlog/observability/metrics.hpp>
 #include <eventlog/observability/sentry.hpp>
+#include <eventlog/observability/tracing.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/relay/relay.hpp>
 #include <iterator>
@@ -82,6 +83,33 @@ void TakeOverLimits(std::vector<PendingRow>& rows, const outbox::Limits& limits,
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+/// Ends a claim's span and hands it to the exporter when the claim is done (an empty optional: nothing), with an
+/// error status when the claim ends by an exception (its rows are retried or recovered). Never throws.
+class SpanExport {
+public:
+    SpanExport(tracing::TraceExporter* tracer, std::optional<tracing::Span>& span)
+        : tracer_(tracer), span_(span), exceptions_(std::uncaught_exceptions()) {}
+    ~SpanExport() {
+        if (!span_ || tracer_ == nullptr) return;
+        try {
+            if (std::uncaught_exceptions() > exceptions_) {
+                span_->status = tracing::StatusCode::kError;
+                span_->status_message = "delivery failed; the batch is retried";
+            }
+            span_->End();
+            tracer_->Export(std::move(*span_));
+        } catch (...) {
+        }
+    }
+    SpanExport(const SpanExport&) = delete;
+    SpanExport& operator=(const SpanExport&) = delete;
+
+private:
+    tracing::TraceExporter* tracer_;
+    std::optional<tracing::Span>& span_;
+    int exceptions_;
+};
+
 /// How often an idle relay looks for records and stages left by dead relays.
 constexpr milliseconds kRecoveryInterval{5000};
 /// After a session was lost, claims are checked for presence before their first insert for this long: under
@@ -93,9 +121,10 @@ constexpr milliseconds kSuspectWindow{60'000};
 
 class Relay::Impl {
 public:
-    Impl(Config config, metrics::Registry* registry, sentry::SentryClient* sentry)
+    Impl(Config config, metrics::Registry* registry, sentry::SentryClient* sentry, tracing::TraceExporter* tracer)
         : config_(std::move(config)),
           sentry_(sentry),
+          tracer_(tracer),
           rng_(std::random_device{}()),
           store_(config_),
           sink_(config_),
@@ -158,6 +187,7 @@ private:
 
     Config config_;
     sentry::SentryClient* sentry_;
+    tracing::TraceExporter* tracer_;
     Meters meters_;
     std::atomic<bool> healthy_session_{false};
     std::atomic<double> last_ack_unix_{0.0};
@@ -178,8 +208,8 @@ private:
     Stats stats_;
 };
 
-Relay::Relay(Config config, metrics::Registry* registry, sentry::SentryClient* sentry)
-    : impl_(std::make_unique<Impl>(std::move(config), registry, sentry)) {}
+Relay::Relay(Config config, metrics::Registry* registry, sentry::SentryClient* sentry, tracing::TraceExporter* tracer)
+    : impl_(std::make_unique<Impl>(std::move(config), registry, sentry, tracer)) {}
 
 // A batch that failed RELAY_MAX_ATTEMPTS times in a row is reported once on that attempt (it keeps being retried or
 // bisected: no event is dropped); later failures of the same chunk are in the log only.
@@ -322,9 +352,25 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     }
     MarkBusy();
     const auto t1 = Clock::now();
-    detail::FaultPoint("after_claim");
     const std::size_t n = rows.size();
     const auto batch_ids = detail::BatchIds(rows);
+    // The claim's span (when spans are exported) and log context: every line about this claim carries its first
+    // delivery record's id, its size, and the span's ids (docs/observability.md, "Traces").
+    std::optional<tracing::Span> span;
+    log::Fields context{{"batch_id", batch_ids.front().ToString()}, {"batch_events", static_cast<std::int64_t>(n)}};
+    if (tracer_ != nullptr && tracer_->Enabled()) {
+        span.emplace(tracing::StartSpan("eventlog.relay deliver", tracing::SpanKind::kConsumer));
+        span->attributes = {{"messaging.system", std::string("eventlog")},
+                            {"messaging.operation.name", std::string("deliver")},
+                            {"messaging.destination.name", config_.clickhouse.table},
+                            {"messaging.batch.message_count", static_cast<std::int64_t>(n)},
+                            {"eventlog.delivery_records", static_cast<std::int64_t>(batch_ids.size())}};
+        context.emplace_back("trace_id", tracing::ToHex(span->context.trace_id));
+        context.emplace_back("span_id", tracing::ToHex(span->context.span_id));
+    }
+    const log::ScopedContext scope(std::move(context));
+    const SpanExport export_span(tracer_, span);
+    detail::FaultPoint("after_claim");
     const bool reconcile = Clock::now() < suspect_until_;
     // Limits apply to rows never sent: a row that may already be in ClickHouse (recovery, the presence window)
     // is never dead-lettered for its size, which would leave it in both places.
@@ -341,6 +387,7 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     detail::FaultPoint("after_insert");
     store_.Acknowledge(batch_ids, dead);
     ReportDeadLetters(dead);
+    if (span) span->attributes.emplace_back("eventlog.dead_lettered", static_cast<std::int64_t>(dead.size()));
     if (meters_.insert != nullptr) meters_.insert->Observe(std::chrono::duration<double>(t2 - t1).count());
     RecordAck(static_cast<std::int64_t>(n - dead.size()), static_cast<std::int64_t>(batch_ids.size()), "delivered",
               enqueued_us);

@@ -542,5 +542,142 @@ TEST_F(ObservabilityE2e, SentryGetsTheRelaysStallDeadLetterPauseAndFailedBatchAn
         {poison});
 }
 
+/// The summary lines tests/protocol/otlp_check.js prints for each request `collector` received (the OpenTelemetry
+/// proto definitions' round trip); a request it refuses fails the test.
+std::vector<std::string> CheckedSpans(const testing::HttpListener& collector, const std::string& dir) {
+    std::vector<std::string> lines;
+    int i = 0;
+    const std::string protocol = std::string(EVENTLOG_SOURCE_DIR) + "/tests/protocol";
+    for (const auto& request : collector.Requests()) {
+        EXPECT_EQ(request.path, "/v1/traces");
+        EXPECT_EQ(request.headers.count("content-type") ? request.headers.at("content-type") : "", "application/json");
+        const std::string path = fmt::format("{}/otlp-{}.json", dir, ++i);
+        WriteFile(path, request.body);
+        const auto r = testing::RunCommand("cd " + testing::ShellQuote(protocol) + " && node otlp_check.js " +
+                                           testing::ShellQuote(path));
+        EXPECT_EQ(r.exit_code, 0) << r.output << "\n--- request ---\n" << request.body;
+        for (const auto& line : SplitLines(r.output)) lines.push_back(line);
+    }
+    return lines;
+}
+
+/// The "span ..." lines of `lines` that contain every one of `parts`.
+std::vector<std::string> SpansWith(const std::vector<std::string>& lines, const std::vector<std::string>& parts) {
+    std::vector<std::string> out;
+    for (const auto& line : lines) {
+        if (line.rfind("span ", 0) != 0) continue;
+        bool all = true;
+        for (const auto& p : parts) all = all && line.find(p) != std::string::npos;
+        if (all) out.push_back(line);
+    }
+    return out;
+}
+
+TEST_F(ObservabilityE2e, ATraceparentSentToTheApiComesBackAsTheEventsTraceIdInClickHouseAndSpansAreExported) {
+    auto& w = *world_;
+    testing::HttpListener api_collector;
+    testing::HttpListener relay_collector;
+    const std::string spans_dir = w.LogDir() + "/otlp";  // the requests as received, for a failure's investigation
+    const std::string api_dir = spans_dir + "/api";
+    const std::string relay_dir = spans_dir + "/relay";
+    for (const auto& d : {spans_dir, api_dir, relay_dir}) ::mkdir(d.c_str(), 0700);
+    Child& relay = w.StartRelay({{"OTEL_EXPORTER_OTLP_ENDPOINT", relay_collector.Url()},
+                                 {"METRICS_LISTEN", "off"}});
+    ASSERT_TRUE(w.WaitForLogLine(relay, "relay_connected", 30s)) << Tail(ReadFile(relay.LogPath()), 3000);
+    const std::string token = CreateKey();
+    Child serve = StartServe({{"OTEL_EXPORTER_OTLP_ENDPOINT", api_collector.Url()}});
+    ASSERT_TRUE(serve.Running()) << ReadFile(serve_log_);
+
+    const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const std::string parent = "00f067aa0ba902b7";
+    const auto post = [&](const std::string& body, const std::string& traceparent) {
+        std::vector<std::pair<std::string, std::string>> headers{{"Content-Type", "application/json"},
+                                                                 {"Authorization", "Bearer " + token}};
+        if (!traceparent.empty()) headers.emplace_back("traceparent", traceparent);
+        const auto answer = testing::HttpRequest(api_port_, "POST", "/api/v1/events", body, headers);
+        EXPECT_EQ(answer.status, 202) << answer.body;
+        const auto ids = EventIds(answer.body);
+        return ids.empty() ? std::string() : ids.front();
+    };
+    const std::string plain = R"({"event_type":"traced","event_context":{}})";
+    const std::string continued = post(plain, "00-" + trace + "-" + parent + "-01");
+    const std::string own = post(R"({"event_type":"traced","event_context":{},"trace_id":"client-chosen"})",
+                                 "00-" + trace + "-" + parent + "-01");
+    const std::string fresh = post(plain, "");
+    const std::string malformed = post(plain, "00-" + trace + "-" + parent);  // no flags: ignored
+    const std::string unsampled_trace = "0af7651916cd43dd8448eb211c80319c";
+    const std::string unsampled = post(plain, "00-" + unsampled_trace + "-b7ad6b7169203331-00");
+    ASSERT_TRUE(WaitFor([&] { return w.ChRows() == 5; }, 30s, 100ms)) << Tail(ReadFile(relay.LogPath()), 3000);
+
+    auto ch = OpenCh(w.Srv().ch_url, w.Name(), 30s);
+    std::map<std::string, std::string> trace_of;
+    for (const auto& line : SplitLines(ch.Query("SELECT toString(event_id), trace_id FROM " + w.Table() +
+                                                " FORMAT TabSeparated"))) {
+        const auto tab = line.find('\t');
+        trace_of[line.substr(0, tab)] = tab == std::string::npos ? "" : line.substr(tab + 1);
+    }
+    EXPECT_EQ(trace_of[continued], trace) << "the traceparent's trace id is the event's trace_id";
+    EXPECT_EQ(trace_of[own], "client-chosen") << "a trace_id the client gives wins";
+    EXPECT_EQ(trace_of[unsampled], unsampled_trace) << "an unsampled trace is still the event's trace";
+    static const std::regex kHex32("[0-9a-f]{32}");
+    for (const auto& id : {fresh, malformed}) {
+        EXPECT_TRUE(std::regex_match(trace_of[id], kHex32)) << trace_of[id];
+        EXPECT_NE(trace_of[id], trace);
+    }
+    EXPECT_NE(trace_of[fresh], trace_of[malformed]);
+
+    // The API's request spans (sent within the 2 s batch delay) pass the OpenTelemetry proto round trip.
+    ASSERT_TRUE(WaitFor([&] { return SpansWith(CheckedSpans(api_collector, api_dir), {"span "}).size() >= 4; }, 15s,
+                        250ms))
+        << ReadFile(serve_log_);
+    const auto api_spans = CheckedSpans(api_collector, api_dir);
+    const auto child = SpansWith(api_spans, {"span " + trace + " ", "parent=" + parent + " "});
+    ASSERT_EQ(child.size(), 2u) << ::testing::PrintToString(api_spans);
+    for (const auto& line : child) {
+        EXPECT_NE(line.find("name=POST /api/v1/events kind=2 "), std::string::npos) << line;
+        EXPECT_NE(line.find(R"(http.route={"stringValue":"/api/v1/events"})"), std::string::npos) << line;
+        EXPECT_NE(line.find("http.response.status_code={\"intValue\":\"202\"}"), std::string::npos) << line;
+    }
+    EXPECT_EQ(SpansWith(api_spans, {"span " + trace_of[fresh] + " ", "parent= "}).size(), 1u)
+        << "a request without traceparent is the root of its own trace\n"
+        << ::testing::PrintToString(api_spans);
+    EXPECT_TRUE(SpansWith(api_spans, {unsampled_trace}).empty()) << "an unsampled trace was exported";
+    for (const auto& id : {continued, own, fresh, malformed, unsampled}) {
+        EXPECT_TRUE(SpansWith(api_spans, {id}).empty()) << "an event id in a span";
+    }
+
+    // The relay's claim spans: kind consumer, with the batch's size.
+    ASSERT_TRUE(WaitFor([&] { return !SpansWith(CheckedSpans(relay_collector, relay_dir), {"kind=5"}).empty(); }, 15s,
+                        250ms))
+        << Tail(ReadFile(relay.LogPath()), 3000);
+    const auto relay_spans = SpansWith(CheckedSpans(relay_collector, relay_dir), {"name=eventlog.relay deliver kind=5"});
+    ASSERT_FALSE(relay_spans.empty());
+    std::int64_t delivered = 0;
+    static const std::regex kCount(R"re(messaging\.batch\.message_count=\{"intValue":"([0-9]+)"\})re");
+    for (const auto& line : relay_spans) {
+        std::smatch m;
+        EXPECT_TRUE(std::regex_search(line, m, kCount)) << line;
+        if (!m.empty()) delivered += std::stoll(m[1]);
+    }
+    EXPECT_EQ(delivered, 5);
+    bool resource_named = false;
+    for (const auto& line : CheckedSpans(relay_collector, relay_dir)) {
+        resource_named = resource_named || (line.rfind("resource ", 0) == 0 &&
+                                            line.find(R"(service.name={"stringValue":"eventlog-relay"})") !=
+                                                std::string::npos);
+    }
+    EXPECT_TRUE(resource_named);
+
+    serve.Signal(SIGTERM);
+    EXPECT_TRUE(serve.Wait(30s).has_value());
+    relay.Signal(SIGTERM);
+    ASSERT_TRUE(relay.Wait(60s).has_value());
+    w.VerifyExactlyOnce([&] {
+        ProducedEvents p;
+        p.committed = {continued, own, fresh, malformed, unsampled};
+        return p;
+    }());
+}
+
 }  // namespace
 }  // namespace eventlog::e2e

@@ -15,6 +15,9 @@
 namespace eventlog::metrics {
 class Registry;
 }
+namespace eventlog::tracing {
+class TraceExporter;
+}
 
 namespace eventlog::http {
 
@@ -26,6 +29,11 @@ struct Request {
     std::map<std::string, std::string> headers;  ///< Header names in lower case; a repeated header keeps the last.
     std::string body;                            ///< Decoded body.
     std::map<std::string, std::string> params;   ///< Path parameters filled by the router ("{event_id}").
+    /// The request span's ids (lower-case hex), set by the server when the request is traced (it came with a valid
+    /// W3C `traceparent`, whose trace is continued, or the server exports spans: a new trace); "" otherwise. Every
+    /// log line written while the handler runs carries the span's ids in either case.
+    std::string trace_id;
+    std::string span_id;
 
     /// The value of header `lower_case_name`, "" when absent.
     std::string Header(std::string_view lower_case_name) const;
@@ -129,6 +137,9 @@ struct ServerOptions {
     /// Called (on a worker thread) when a handler throws something other than ProblemError or eventlog::Error: the
     /// answer is a 500. `route` as for metrics. Must not throw (what it throws is ignored).
     std::function<void(const std::exception& error, const std::string& route)> on_unhandled;
+    /// When set (it must outlive the server), each request's span is exported: kind server, named "METHOD route",
+    /// with http.request.method, http.route and http.response.status_code; status error for a 5xx answer.
+    tracing::TraceExporter* tracer{nullptr};
 };
 
 /// The HTTP/1.1 server (Boost.Beast): keep-alive, network I/O on io_threads, handlers on worker_threads, the

@@ -12,6 +12,9 @@ class Registry;
 namespace eventlog::sentry {
 class SentryClient;
 }
+namespace eventlog::tracing {
+class TraceExporter;
+}
 
 namespace eventlog::relay {
 
@@ -48,8 +51,9 @@ class Relay {
 public:
     /// With `registry`, the relay registers and updates its eventlog_relay_* metrics there (docs/observability.md);
     /// with `sentry`, it reports a stall, dead letters, a paused delivery and a batch that failed RELAY_MAX_ATTEMPTS
-    /// times in a row. Both must outlive it.
-    explicit Relay(Config config, metrics::Registry* registry = nullptr, sentry::SentryClient* sentry = nullptr);
+    /// times in a row; with `tracer`, it exports a span per claim (kind consumer). All must outlive it.
+    explicit Relay(Config config, metrics::Registry* registry = nullptr, sentry::SentryClient* sentry = nullptr,
+                   tracing::TraceExporter* tracer = nullptr);
     ~Relay();
     Relay(const Relay&) = delete;
     Relay& operator=(const Relay&) = delete;
