@@ -273,7 +273,8 @@ int CmdServe(const std::string& listen) {
             report.tags = {{"error.kind", "fatal"}, {"error.source", "eventlog"}};
         }
         report.tags.emplace_back("http.route", route);  // the template, never the path
-        report.fingerprint = {"http_request_failed", route, known != nullptr ? known->Code() : std::string("exception")};
+        report.fingerprint = {"http_request_failed", route,
+                              known != nullptr ? known->Code() : std::string("exception")};
         sentry.Capture(report);
     };
     registry.AddCallback(metrics::kPgPoolConnections, [&pool] {

@@ -262,7 +262,7 @@ private:
     bool keep_alive_{false};
     bool busy_{false};
     bool closed_{false};
-    std::string route_;                               // the metric label of the request in flight
+    std::string route_;                              // the metric label of the request in flight
     std::chrono::steady_clock::time_point started_;  // its headers were complete
 };
 
@@ -294,15 +294,20 @@ Response Server::Impl::Handle(BeastRequest& beast_request, std::string& route) n
     bool traced = false;
     try {
         const auto header = beast_request.find("traceparent");
-        const auto parent = header == beast_request.end()
-                                ? std::nullopt
-                                : tracing::ParseTraceparent(std::string_view(header->value().data(), header->value().size()));
+        const auto parent =
+            header == beast_request.end()
+                ? std::nullopt
+                : tracing::ParseTraceparent(std::string_view(header->value().data(), header->value().size()));
         span.emplace(tracing::StartSpan("HTTP", tracing::SpanKind::kServer, parent));
         // The request is traced when its caller traces it or when this server exports its spans; otherwise the
         // ids only tie the handler's log lines together, and the handler is not told of a trace that exists nowhere.
         traced = parent.has_value() || (options.tracer != nullptr && options.tracer->Enabled());
+        const auto target = beast_request.target();
+        const std::string_view path(target.data(), std::min(target.size(), target.find('?')));
         context.emplace(log::Fields{{"trace_id", tracing::ToHex(span->context.trace_id)},
-                                    {"span_id", tracing::ToHex(span->context.span_id)}});
+                                    {"span_id", tracing::ToHex(span->context.span_id)},
+                                    {"method", std::string(beast_request.method_string())},
+                                    {"path", std::string(path)}});
     } catch (...) {  // no span rather than no answer
     }
     const std::string method(beast_request.method_string());

@@ -128,12 +128,12 @@ public:
           rng_(std::random_device{}()),
           store_(config_),
           sink_(config_),
-          sender_(sink_, config_.relay,
-                  detail::SenderHooks{[this](milliseconds d) { return SleepInterruptible(d); },
-                                      [this](int failures) { return Backoff(failures); },
-                                      [this] { return SessionAlive(); },
-                                      [this](const Error& e, int failures) { OnSendFailure(e, failures); }},
-                  counters_) {
+          sender_(
+              sink_, config_.relay,
+              detail::SenderHooks{[this](milliseconds d) { return SleepInterruptible(d); },
+                                  [this](int failures) { return Backoff(failures); }, [this] { return SessionAlive(); },
+                                  [this](const Error& e, int failures) { OnSendFailure(e, failures); }},
+              counters_) {
         if (registry != nullptr) RegisterMetrics(*registry);
     }
 

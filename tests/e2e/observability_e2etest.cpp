@@ -79,8 +79,8 @@ void ExpectEveryLineIsJson(const std::string& path, std::size_t min_lines) {
         "        bad += 1\n"
         "        print('not a JSON log line:', repr(line[:300]), e)\n"
         "print('lines', lines, 'bad', bad)\n";
-    const auto r = testing::RunCommand("/usr/bin/python3 -c " + testing::ShellQuote(kCheck) + " " +
-                                       testing::ShellQuote(path));
+    const auto r =
+        testing::RunCommand("/usr/bin/python3 -c " + testing::ShellQuote(kCheck) + " " + testing::ShellQuote(path));
     EXPECT_EQ(r.exit_code, 0) << r.output;
     static const std::regex kSummary(R"(lines (\d+) bad (\d+))");
     std::smatch m;
@@ -107,9 +107,9 @@ protected:
         auto env = extra;
         env["SECRET_KEY"] = kSecret;
         env["DATABASE_URL"] = world_->ProducerDsn();
-        Child child = Child::Spawn("serve",
-                                   {EVENTLOG_BINARY, "serve", "--listen", "127.0.0.1:" + std::to_string(api_port_)},
-                                   world_->ChildEnv(env), serve_log_);
+        Child child =
+            Child::Spawn("serve", {EVENTLOG_BINARY, "serve", "--listen", "127.0.0.1:" + std::to_string(api_port_)},
+                         world_->ChildEnv(env), serve_log_);
         EXPECT_TRUE(WaitFor([&] { return CountInFile(serve_log_, "http_listening") > 0 || !child.Running(); }, 30s));
         return child;
     }
@@ -207,11 +207,11 @@ public:
         WriteFile(dir + "/eventlog.rules.yml", rules);
         port_ = FreeLoopbackPort();
         log_ = dir + "/prometheus.log";
-        child_ = Child::Spawn("prometheus",
-                              {"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
-                               "--storage.tsdb.path=" + dir + "/data",
-                               "--web.listen-address=127.0.0.1:" + std::to_string(port_), "--log.level=warn"},
-                              CleanEnvironment(), log_);
+        child_ = Child::Spawn(
+            "prometheus",
+            {"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml", "--storage.tsdb.path=" + dir + "/data",
+             "--web.listen-address=127.0.0.1:" + std::to_string(port_), "--log.level=warn"},
+            CleanEnvironment(), log_);
         ASSERT_TRUE(WaitFor([&] { return Get("/-/ready").status == 200 || !child_.Running(); }, 30s, 100ms))
             << Tail(ReadFile(log_), 3000);
         ASSERT_TRUE(child_.Running()) << Tail(ReadFile(log_), 3000);
@@ -259,8 +259,8 @@ TEST_F(ObservabilityE2e, RealPrometheusScrapesRelayAndApiAndTheStallAlertFiresWh
     auto& w = *world_;
     const std::string token = CreateKey();
     const std::uint16_t relay_port = FreeLoopbackPort();
-    Child& relay = w.StartRelay({{"METRICS_LISTEN", "127.0.0.1:" + std::to_string(relay_port)},
-                                 {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "1"}});
+    Child& relay = w.StartRelay(
+        {{"METRICS_LISTEN", "127.0.0.1:" + std::to_string(relay_port)}, {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "1"}});
     ASSERT_TRUE(w.WaitForLogLine(relay, "metrics_listening", 30s)) << Tail(ReadFile(relay.LogPath()), 3000);
     Child serve = StartServe();
     ASSERT_TRUE(serve.Running()) << ReadFile(serve_log_);
@@ -275,8 +275,8 @@ TEST_F(ObservabilityE2e, RealPrometheusScrapesRelayAndApiAndTheStallAlertFiresWh
     EXPECT_TRUE(WaitFor([&] { return prometheus.QueryIs(R"(up{job="eventlog-relay"})", "1"); }, 20s, 200ms));
     EXPECT_TRUE(WaitFor([&] { return prometheus.QueryIs(R"(up{job="eventlog-api"})", "1"); }, 20s, 200ms));
     EXPECT_TRUE(WaitFor(
-        [&] { return prometheus.QueryIs(R"(eventlog_relay_delivered_events_total{job="eventlog-relay"})", "20"); },
-        20s, 200ms))
+        [&] { return prometheus.QueryIs(R"(eventlog_relay_delivered_events_total{job="eventlog-relay"})", "20"); }, 20s,
+        200ms))
         << "delivered: " << ::testing::PrintToString(prometheus.Query("eventlog_relay_delivered_events_total"));
     EXPECT_TRUE(WaitFor(
         [&] {
@@ -374,10 +374,10 @@ std::vector<std::string> ParsedEnvelopes(const testing::HttpListener& sentry, co
     for (const auto& request : sentry.Requests()) {
         const std::string path = fmt::format("{}/envelope-{}.txt", dir, ++i);
         WriteFile(path, request.body);
-        const auto r = testing::RunCommand("/usr/bin/python3 " +
-                                           testing::ShellQuote(std::string(EVENTLOG_SOURCE_DIR) +
-                                                               "/tests/protocol/sentry_check.py") +
-                                           " " + testing::ShellQuote(path));
+        const auto r = testing::RunCommand(
+            "/usr/bin/python3 " +
+            testing::ShellQuote(std::string(EVENTLOG_SOURCE_DIR) + "/tests/protocol/sentry_check.py") + " " +
+            testing::ShellQuote(path));
         EXPECT_EQ(r.exit_code, 0) << r.output << "\n--- envelope ---\n" << request.body;
         out.push_back(r.output);
     }
@@ -455,8 +455,8 @@ TEST_F(ObservabilityE2e, SentryGetsTheRelaysStallDeadLetterPauseAndFailedBatchAn
     ids.insert(ids.end(), last.begin(), last.end());
     EXPECT_TRUE(wait_for("delivery_paused", 30s)) << Tail(ReadFile(relay.LogPath()), 3000);
     // Repeats are rate-limited: the pause goes on (logged again at every retry), Sentry hears of it once.
-    EXPECT_TRUE(WaitFor([&] { return Select(w.RelayLogLines(paused_from), "delivery_paused").size() >= 3; }, 30s,
-                        100ms));
+    EXPECT_TRUE(
+        WaitFor([&] { return Select(w.RelayLogLines(paused_from), "delivery_paused").size() >= 3; }, 30s, 100ms));
     ch.Execute("RENAME TABLE " + moved + " TO " + w.Table());
     EXPECT_TRUE(WaitFor([&] { return w.ChRows() == 34; }, 60s, 100ms)) << Tail(ReadFile(relay.LogPath()), 3000);
 
@@ -502,7 +502,8 @@ TEST_F(ObservabilityE2e, SentryGetsTheRelaysStallDeadLetterPauseAndFailedBatchAn
         EXPECT_TRUE(Has(stalled[0], R"(event.level="error")")) << stalled[0];
     }
     // A request that timed out has no server code: its source is eventlog's client.
-    EXPECT_TRUE(Has(batch[0], R"(event.tags.error.kind="in_doubt")") || Has(batch[0], R"(event.tags.error.kind="transient")"))
+    EXPECT_TRUE(Has(batch[0], R"(event.tags.error.kind="in_doubt")") ||
+                Has(batch[0], R"(event.tags.error.kind="transient")"))
         << batch[0];
     if (!paused.empty()) {
         EXPECT_TRUE(Has(paused[0], R"(event.tags.error.kind="configuration")")) << paused[0];
@@ -581,8 +582,7 @@ TEST_F(ObservabilityE2e, ATraceparentSentToTheApiComesBackAsTheEventsTraceIdInCl
     const std::string api_dir = spans_dir + "/api";
     const std::string relay_dir = spans_dir + "/relay";
     for (const auto& d : {spans_dir, api_dir, relay_dir}) ::mkdir(d.c_str(), 0700);
-    Child& relay = w.StartRelay({{"OTEL_EXPORTER_OTLP_ENDPOINT", relay_collector.Url()},
-                                 {"METRICS_LISTEN", "off"}});
+    Child& relay = w.StartRelay({{"OTEL_EXPORTER_OTLP_ENDPOINT", relay_collector.Url()}, {"METRICS_LISTEN", "off"}});
     ASSERT_TRUE(w.WaitForLogLine(relay, "relay_connected", 30s)) << Tail(ReadFile(relay.LogPath()), 3000);
     const std::string token = CreateKey();
     Child serve = StartServe({{"OTEL_EXPORTER_OTLP_ENDPOINT", api_collector.Url()}});
@@ -611,8 +611,8 @@ TEST_F(ObservabilityE2e, ATraceparentSentToTheApiComesBackAsTheEventsTraceIdInCl
 
     auto ch = OpenCh(w.Srv().ch_url, w.Name(), 30s);
     std::map<std::string, std::string> trace_of;
-    for (const auto& line : SplitLines(ch.Query("SELECT toString(event_id), trace_id FROM " + w.Table() +
-                                                " FORMAT TabSeparated"))) {
+    for (const auto& line :
+         SplitLines(ch.Query("SELECT toString(event_id), trace_id FROM " + w.Table() + " FORMAT TabSeparated"))) {
         const auto tab = line.find('\t');
         trace_of[line.substr(0, tab)] = tab == std::string::npos ? "" : line.substr(tab + 1);
     }
@@ -627,8 +627,8 @@ TEST_F(ObservabilityE2e, ATraceparentSentToTheApiComesBackAsTheEventsTraceIdInCl
     EXPECT_NE(trace_of[fresh], trace_of[malformed]);
 
     // The API's request spans (sent within the 2 s batch delay) pass the OpenTelemetry proto round trip.
-    ASSERT_TRUE(WaitFor([&] { return SpansWith(CheckedSpans(api_collector, api_dir), {"span "}).size() >= 4; }, 15s,
-                        250ms))
+    ASSERT_TRUE(
+        WaitFor([&] { return SpansWith(CheckedSpans(api_collector, api_dir), {"span "}).size() >= 4; }, 15s, 250ms))
         << ReadFile(serve_log_);
     const auto api_spans = CheckedSpans(api_collector, api_dir);
     const auto child = SpansWith(api_spans, {"span " + trace + " ", "parent=" + parent + " "});
@@ -647,10 +647,11 @@ TEST_F(ObservabilityE2e, ATraceparentSentToTheApiComesBackAsTheEventsTraceIdInCl
     }
 
     // The relay's claim spans: kind consumer, with the batch's size.
-    ASSERT_TRUE(WaitFor([&] { return !SpansWith(CheckedSpans(relay_collector, relay_dir), {"kind=5"}).empty(); }, 15s,
-                        250ms))
+    ASSERT_TRUE(
+        WaitFor([&] { return !SpansWith(CheckedSpans(relay_collector, relay_dir), {"kind=5"}).empty(); }, 15s, 250ms))
         << Tail(ReadFile(relay.LogPath()), 3000);
-    const auto relay_spans = SpansWith(CheckedSpans(relay_collector, relay_dir), {"name=eventlog.relay deliver kind=5"});
+    const auto relay_spans =
+        SpansWith(CheckedSpans(relay_collector, relay_dir), {"name=eventlog.relay deliver kind=5"});
     ASSERT_FALSE(relay_spans.empty());
     std::int64_t delivered = 0;
     static const std::regex kCount(R"re(messaging\.batch\.message_count=\{"intValue":"([0-9]+)"\})re");
@@ -662,9 +663,9 @@ TEST_F(ObservabilityE2e, ATraceparentSentToTheApiComesBackAsTheEventsTraceIdInCl
     EXPECT_EQ(delivered, 5);
     bool resource_named = false;
     for (const auto& line : CheckedSpans(relay_collector, relay_dir)) {
-        resource_named = resource_named || (line.rfind("resource ", 0) == 0 &&
-                                            line.find(R"(service.name={"stringValue":"eventlog-relay"})") !=
-                                                std::string::npos);
+        resource_named =
+            resource_named || (line.rfind("resource ", 0) == 0 &&
+                               line.find(R"(service.name={"stringValue":"eventlog-relay"})") != std::string::npos);
     }
     EXPECT_TRUE(resource_named);
 
