@@ -89,8 +89,8 @@ struct Server::Impl {
     /// The route label of a request whose headers were read: its route's pattern, or kUnmatched.
     std::string RouteOf(std::string_view method, std::string_view target) const;
     /// Counts one answer (when metrics are on).
-    void Count(const std::string& route, int status, std::chrono::steady_clock::time_point started);
-    void ReportUnhandled(const std::exception& error, const std::string& route) noexcept;
+    void Count(const std::string& route, int status, std::chrono::steady_clock::time_point started) const;
+    void ReportUnhandled(const std::exception& error, const std::string& route) const noexcept;
     void Accept();
     void OnAccept(beast::error_code ec, tcp::socket socket);
 
@@ -271,13 +271,13 @@ std::string Server::Impl::RouteOf(std::string_view method, std::string_view targ
     return match.route.empty() ? std::string(kUnmatched) : match.route;
 }
 
-void Server::Impl::Count(const std::string& route, int status, std::chrono::steady_clock::time_point started) {
+void Server::Impl::Count(const std::string& route, int status, std::chrono::steady_clock::time_point started) const {
     if (requests == nullptr) return;
     requests->WithLabels({route, std::to_string(status)}).Inc();
     duration->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
 }
 
-void Server::Impl::ReportUnhandled(const std::exception& error, const std::string& route) noexcept {
+void Server::Impl::ReportUnhandled(const std::exception& error, const std::string& route) const noexcept {
     if (!options.on_unhandled) return;
     try {
         options.on_unhandled(error, route);
