@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -18,8 +19,13 @@
 #include <eventlog/core/text.hpp>
 #include <eventlog/http/api.hpp>
 #include <eventlog/http/api_keys.hpp>
+#include <eventlog/http/ops.hpp>
 #include <eventlog/http/server.hpp>
 #include <eventlog/observability/log.hpp>
+#include <eventlog/observability/metrics.hpp>
+#include <eventlog/observability/sentry.hpp>
+#include <eventlog/observability/tracing.hpp>
+#include <eventlog/observability/version.hpp>
 #include <eventlog/outbox/dead_letters.hpp>
 #include <eventlog/outbox/migrate.hpp>
 #include <eventlog/outbox/outbox.hpp>
@@ -33,6 +39,10 @@
 
 #include "cli/relay_ops.hpp"
 
+#ifndef EVENTLOG_COMMIT
+#define EVENTLOG_COMMIT "unknown"
+#endif
+
 namespace {
 
 using namespace eventlog;
@@ -43,6 +53,9 @@ EnvMap ReadConfiguredEnvironment() {
     const std::string path = env_file ? env_file : ".env";
     std::vector<std::string> ignored;
     EnvMap env = ReadEnvironment(path, &ignored);
+    // The format first, so that the warnings below already follow a LOG_FORMAT set in `.env` (an unknown value is
+    // refused by ApplyLogSettings).
+    if (const auto format = env.find("LOG_FORMAT"); format != env.end()) log::SetFormat(format->second);
     for (const auto& name : ignored) {
         log::Warning("dotenv_variable_ignored",
                      {{"file", path},
@@ -53,9 +66,21 @@ EnvMap ReadConfiguredEnvironment() {
     return env;
 }
 
-Config LoadFromEnvironment() {
-    Config config = LoadConfig(ReadConfiguredEnvironment());
+/// LOG_LEVEL and LOG_FORMAT from the configuration (the environment, then `.env`). Throws ConfigError for an unknown
+/// LOG_FORMAT.
+void ApplyLogSettings(const EnvMap& env, const Config& config) {
     log::SetLevel(config.log_level);
+    const auto format = env.find("LOG_FORMAT");
+    if (format != env.end() && !format->second.empty() && !log::SetFormat(format->second)) {
+        throw ConfigError(fmt::format("LOG_FORMAT: expected json or console, got '{}'", format->second));
+    }
+}
+
+Config LoadFromEnvironment(EnvMap* env_out = nullptr) {
+    EnvMap env = ReadConfiguredEnvironment();
+    Config config = LoadConfig(env);
+    ApplyLogSettings(env, config);
+    if (env_out != nullptr) *env_out = std::move(env);
     return config;
 }
 
@@ -131,12 +156,19 @@ private:
 };
 
 int CmdRelay(bool drain) {
-    const Config config = LoadFromEnvironment();
+    EnvMap env;
+    const Config config = LoadFromEnvironment(&env);
+    // Errors to Sentry when SENTRY_CONFIG_DSN is set (docs/observability.md, "Sentry"); outlives the relay.
+    sentry::SentryClient sentry(sentry::ClientOptions::FromEnvironment(env));
+    // Spans over OTLP/HTTP when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set; outlives the relay.
+    tracing::TraceExporter tracer(tracing::ExporterOptions::FromEnvironment(env, "eventlog-relay"));
     // Metrics and health for a long-running relay; a drain (a one-off job) runs without a listener.
     Config ops_config = config;
     if (drain) ops_config.relay.metrics_listen.clear();
     cli::RelayOps ops(ops_config);
-    relay::Relay relay(config, &ops.Registry());
+    cli::AddSentryMetrics(ops.Registry(), sentry);
+    cli::AddTracingMetrics(ops.Registry(), tracer);
+    relay::Relay relay(config, &ops.Registry(), &sentry, &tracer);
 
     // Signals go to one thread: the first SIGTERM/SIGINT asks for a graceful stop (bounded by
     // RELAY_SHUTDOWN_TIMEOUT_MS, then Abort(), then exit 200 ms later), a second exits at once. Either way the
@@ -197,7 +229,7 @@ int CmdRelay(bool drain) {
 int CmdServe(const std::string& listen) {
     const EnvMap env = ReadConfiguredEnvironment();
     const Config config = LoadConfig(env);
-    log::SetLevel(config.log_level);
+    ApplyLogSettings(env, config);
     http::ServeSettings settings = http::LoadServeSettings(env, config);  // refuses an empty SECRET_KEY
     if (!listen.empty()) http::ParseListen(listen, "--listen", settings.server);
 
@@ -217,7 +249,43 @@ int CmdServe(const std::string& listen) {
     pool_options.acquire_timeout = settings.acquire_timeout;
     pg::Pool pool(pool_options);  // outlives the server, whose Wait() returns every session
     std::atomic<bool> stopping{false};
-    http::Server server(settings.server, http::MakeApiRouter(pool, settings, [&stopping] { return stopping.load(); }));
+
+    // GET /metrics on the API's port (docs/observability.md, "The API server's metrics"): the server counts every
+    // answer by route template and status; the pool and build info are read at scrape time.
+    metrics::Registry registry;  // outlives the server
+    metrics::AddBuildInfo(registry, std::string(observability::Version()), EVENTLOG_COMMIT);
+    // A request that ends in a 500 (an unhandled exception, or a configuration or fatal error) goes to Sentry.
+    sentry::SentryClient sentry(sentry::ClientOptions::FromEnvironment(env));  // outlives the server
+    cli::AddSentryMetrics(registry, sentry);
+    // The request spans (continuing an incoming traceparent) over OTLP/HTTP when an endpoint is set.
+    tracing::TraceExporter tracer(tracing::ExporterOptions::FromEnvironment(env, "eventlog-api"));  // outlives it
+    cli::AddTracingMetrics(registry, tracer);
+    settings.server.tracer = &tracer;
+    settings.server.on_unhandled = [&sentry](const std::exception& error, const std::string& route) {
+        const auto* known = dynamic_cast<const Error*>(&error);
+        sentry::Report report;
+        if (known != nullptr) {
+            report = sentry::ReportFrom(*known, "http_request_failed");
+        } else {
+            report.message = "http_request_failed";
+            report.exception_type = "http_request_failed";
+            report.exception_value = error.what();
+            report.tags = {{"error.kind", "fatal"}, {"error.source", "eventlog"}};
+        }
+        report.tags.emplace_back("http.route", route);  // the template, never the path
+        report.fingerprint = {"http_request_failed", route,
+                              known != nullptr ? known->Code() : std::string("exception")};
+        sentry.Capture(report);
+    };
+    registry.AddCallback(metrics::kPgPoolConnections, [&pool] {
+        const auto open = static_cast<double>(pool.OpenCount());
+        const auto in_use = static_cast<double>(pool.InUse());
+        return std::vector<metrics::CallbackSample>{{{"idle"}, std::max(0.0, open - in_use)}, {{"in_use"}, in_use}};
+    });
+    settings.server.metrics = &registry;
+    auto router = http::MakeApiRouter(pool, settings, [&stopping] { return stopping.load(); });
+    router->Add("GET", "/metrics", http::MakeMetricsHandler(registry));
+    http::Server server(settings.server, router);
 
     server.Start();
     {

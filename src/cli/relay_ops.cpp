@@ -7,6 +7,8 @@
 #include <eventlog/http/server.hpp>
 #include <eventlog/observability/log.hpp>
 #include <eventlog/observability/metrics.hpp>
+#include <eventlog/observability/sentry.hpp>
+#include <eventlog/observability/tracing.hpp>
 #include <eventlog/observability/version.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/pg/connection.hpp>
@@ -61,6 +63,26 @@ private:
 
 }  // namespace
 
+void AddSentryMetrics(metrics::Registry& registry, const sentry::SentryClient& client) {
+    const auto* c = &client;
+    registry.AddCallback(metrics::kSentrySentEvents, [c] {
+        return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(c->SentEvents())}};
+    });
+    registry.AddCallback(metrics::kSentryDroppedEvents, [c] {
+        return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(c->DroppedEvents())}};
+    });
+}
+
+void AddTracingMetrics(metrics::Registry& registry, const tracing::TraceExporter& exporter) {
+    const auto* e = &exporter;
+    registry.AddCallback(metrics::kOtelExportedSpans, [e] {
+        return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(e->ExportedSpans())}};
+    });
+    registry.AddCallback(metrics::kOtelDroppedSpans, [e] {
+        return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(e->DroppedSpans())}};
+    });
+}
+
 struct RelayOps::Impl {
     explicit Impl(const Config& c) : config(c), backlog(c.postgres.ConnInfo()) {}
 
@@ -80,6 +102,9 @@ RelayOps::RelayOps(const Config& config) : impl_(std::make_unique<Impl>(config))
     });
     r.AddCallback(metrics::kOutboxOldestPendingAge, [backlog] {
         return std::vector<metrics::CallbackSample>{{{}, backlog->Read().oldest_pending_age_seconds}};
+    });
+    r.AddCallback(metrics::kOutboxInFlightEvents, [backlog] {
+        return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(backlog->Read().in_flight_events)}};
     });
     r.AddCallback(metrics::kDeadLetterEvents, [backlog] {
         return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(backlog->Read().dead_letters)}};

@@ -9,8 +9,20 @@ class Relay;
 namespace eventlog::metrics {
 class Registry;
 }
+namespace eventlog::sentry {
+class SentryClient;
+}
+namespace eventlog::tracing {
+class TraceExporter;
+}
 
 namespace eventlog::cli {
+
+/// Registers eventlog_sentry_sent_events_total and _dropped_events_total, read from `client` at scrape time (both
+/// must outlive the registry's use). Used by `relay` and `serve`.
+void AddSentryMetrics(metrics::Registry& registry, const sentry::SentryClient& client);
+/// Registers eventlog_otel_exported_spans_total and _dropped_spans_total, read from `exporter` at scrape time.
+void AddTracingMetrics(metrics::Registry& registry, const tracing::TraceExporter& exporter);
 
 /// The relay's operations side (docs/observability.md): a metrics registry (the relay's meters, the backlog and
 /// dead letters read from PostgreSQL at scrape time, build info), the listener on METRICS_LISTEN with /metrics,

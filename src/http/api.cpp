@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "http/input.hpp"
+#include "http/request_trace.hpp"
 
 namespace eventlog::http {
 namespace {
@@ -212,7 +213,8 @@ public:
         limits.max_context_bytes = bounds_.max_context_bytes;
         const auto format =
             request.MediaType() == "application/x-ndjson" ? detail::BodyFormat::kNdjson : detail::BodyFormat::kJson;
-        const auto events = detail::ParseEvents(request.body, format, limits);
+        auto events = detail::ParseEvents(request.body, format, limits);
+        detail::InheritRequestTrace(events, request);  // observability: event_log.trace_id from the request span
 
         std::string types = "{", contexts = "{", ids = "{", times = "{", environments = "{", versions = "{",
                     traces = "{";

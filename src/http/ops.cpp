@@ -43,9 +43,13 @@ private:
 
 }  // namespace
 
+std::shared_ptr<Handler> MakeMetricsHandler(const metrics::Registry& registry) {
+    return std::make_shared<MetricsHandler>(registry);
+}
+
 std::shared_ptr<Router> MakeOpsRouter(const metrics::Registry& registry, std::function<std::string()> not_ready) {
     auto router = std::make_shared<Router>();
-    router->Add("GET", "/metrics", std::make_shared<MetricsHandler>(registry));
+    router->Add("GET", "/metrics", MakeMetricsHandler(registry));
     router->Add("GET", "/healthz", std::make_shared<HealthHandler>());
     router->Add("GET", "/readyz", std::make_shared<ReadyHandler>(std::move(not_ready)));
     return router;

@@ -68,7 +68,7 @@ Response ToResponse(const Problem& problem) {
 }
 
 void Router::Add(std::string method, const std::string& pattern, std::shared_ptr<Handler> handler) {
-    Route route{std::move(method), Segments(pattern), std::move(handler)};
+    Route route{std::move(method), pattern, Segments(pattern), std::move(handler)};
     for (auto& r : routes_) {
         if (r.method == route.method && r.segments == route.segments) {
             r = std::move(route);
@@ -94,6 +94,7 @@ Router::Match Router::Find(std::string_view method, std::string_view path) const
             }
         }
         if (!matches) continue;
+        result.route = route.pattern;
         if (route.method == method) {
             result.handler = route.handler;
             result.params = std::move(params);

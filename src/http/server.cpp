@@ -21,6 +21,8 @@
 #include <eventlog/http/errors.hpp>
 #include <eventlog/http/server.hpp>
 #include <eventlog/observability/log.hpp>
+#include <eventlog/observability/metrics.hpp>
+#include <eventlog/observability/tracing.hpp>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -69,15 +71,26 @@ struct Server::Impl {
           router(std::move(r)),
           ioc(static_cast<int>(IoThreads())),
           acceptor(net::make_strand(ioc)),
-          workers(std::max(1u, options.worker_threads)) {}
+          workers(std::max(1u, options.worker_threads)) {
+        if (options.metrics != nullptr) {
+            requests = &options.metrics->AddCounter(metrics::kHttpRequests);
+            duration = &options.metrics->AddHistogram(metrics::kHttpRequestDuration).Get();
+        }
+    }
 
     unsigned IoThreads() const {
         if (options.io_threads != 0) return options.io_threads;
         return std::max(1u, std::thread::hardware_concurrency());
     }
 
-    Response Handle(BeastRequest& beast_request) noexcept;
-    Response Dispatch(Request& request);
+    Response Handle(BeastRequest& beast_request, std::string& route) noexcept;
+    Response Answer(BeastRequest& beast_request, std::string& route, const tracing::Span* span) noexcept;
+    Response Dispatch(Request& request, std::string& route);
+    /// The route label of a request whose headers were read: its route's pattern, or kUnmatched.
+    std::string RouteOf(std::string_view method, std::string_view target) const;
+    /// Counts one answer (when metrics are on).
+    void Count(const std::string& route, int status, std::chrono::steady_clock::time_point started) const;
+    void ReportUnhandled(const std::exception& error, const std::string& route) const noexcept;
     void Accept();
     void OnAccept(beast::error_code ec, tcp::socket socket);
 
@@ -93,7 +106,12 @@ struct Server::Impl {
     std::set<std::shared_ptr<Session>> sessions;  // live connections, for Stop()
     std::uint16_t port{0};
     bool joined{false};
+    metrics::CounterFamily* requests{nullptr};  // null without ServerOptions::metrics
+    metrics::Histogram* duration{nullptr};
 };
+
+/// The route label of a request that matched no route (never the path: it would make a series per URL).
+constexpr std::string_view kUnmatched = "unmatched";
 
 /// One connection. Owned by shared_ptrs held by its pending operations and by Impl::sessions until it closes.
 class Server::Impl::Session : public std::enable_shared_from_this<Session> {
@@ -131,6 +149,7 @@ private:
         if (ec == bhttp::error::body_limit) return Fail(MakeProblem(413, "request body too large"));
         if (ec) return Close();  // end of stream, timeout (slow or idle client), reset, malformed request line
         busy_ = true;
+        started_ = std::chrono::steady_clock::now();
         const auto length = parser_->content_length();
         if (length && *length > server_.options.max_body_bytes) return Fail(MakeProblem(413, "request body too large"));
         const auto& header = parser_->get();
@@ -163,7 +182,7 @@ private:
         keep_alive_ = request_.keep_alive();
         // The work guard keeps io_context::run() going while the handler runs on a worker thread.
         net::post(server_.workers, [self = shared_from_this(), guard = net::make_work_guard(server_.ioc)]() mutable {
-            Response response = self->server_.Handle(self->request_);
+            Response response = self->server_.Handle(self->request_, self->route_);
             net::post(self->stream_.get_executor(),
                       [self, response = std::move(response), guard = std::move(guard)]() mutable {
                           self->Write(std::move(response), self->keep_alive_);
@@ -173,11 +192,21 @@ private:
 
     /// Answers a request that is refused before its body was read, then closes (the rest of the body is unread).
     void Fail(const Problem& problem) {
+        if (!busy_) started_ = std::chrono::steady_clock::now();  // the headers were not complete
         busy_ = true;
+        if (parser_ && parser_->is_header_done()) {
+            const auto& header = parser_->get();
+            const auto target = header.target();
+            route_ = server_.RouteOf(std::string_view(header.method_string().data(), header.method_string().size()),
+                                     std::string_view(target.data(), target.size()));
+        } else {
+            route_ = std::string(kUnmatched);
+        }
         Write(ToResponse(problem), false);
     }
 
     void Write(Response response, bool keep_alive) {
+        server_.Count(route_, response.status, started_);
         keep_alive = keep_alive && !server_.stopping.load();
         auto message = std::make_shared<BeastResponse>(static_cast<bhttp::status>(response.status), 11);
         message->set(bhttp::field::content_type, response.content_type);
@@ -233,9 +262,72 @@ private:
     bool keep_alive_{false};
     bool busy_{false};
     bool closed_{false};
+    std::string route_;                              // the metric label of the request in flight
+    std::chrono::steady_clock::time_point started_;  // its headers were complete
 };
 
-Response Server::Impl::Handle(BeastRequest& beast_request) noexcept {
+std::string Server::Impl::RouteOf(std::string_view method, std::string_view target) const {
+    const auto match = router->Find(method, target.substr(0, target.find('?')));
+    return match.route.empty() ? std::string(kUnmatched) : match.route;
+}
+
+void Server::Impl::Count(const std::string& route, int status, std::chrono::steady_clock::time_point started) const {
+    if (requests == nullptr) return;
+    requests->WithLabels({route, std::to_string(status)}).Inc();
+    duration->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+}
+
+void Server::Impl::ReportUnhandled(const std::exception& error, const std::string& route) const noexcept {
+    if (!options.on_unhandled) return;
+    try {
+        options.on_unhandled(error, route);
+    } catch (...) {  // a reporter's failure never changes the answer
+    }
+}
+
+// The request span: an incoming traceparent's trace continued (a malformed one is ignored: a new trace starts),
+// its ids in the request and in the log context of the handler's thread, exported when a tracer is set.
+Response Server::Impl::Handle(BeastRequest& beast_request, std::string& route) noexcept {
+    route = std::string(kUnmatched);
+    std::optional<tracing::Span> span;
+    std::optional<log::ScopedContext> context;
+    bool traced = false;
+    try {
+        const auto header = beast_request.find("traceparent");
+        const auto parent =
+            header == beast_request.end()
+                ? std::nullopt
+                : tracing::ParseTraceparent(std::string_view(header->value().data(), header->value().size()));
+        span.emplace(tracing::StartSpan("HTTP", tracing::SpanKind::kServer, parent));
+        // The request is traced when its caller traces it or when this server exports its spans; otherwise the
+        // ids only tie the handler's log lines together, and the handler is not told of a trace that exists nowhere.
+        traced = parent.has_value() || (options.tracer != nullptr && options.tracer->Enabled());
+        const auto target = beast_request.target();
+        const std::string_view path(target.data(), std::min(target.size(), target.find('?')));
+        context.emplace(log::Fields{{"trace_id", tracing::ToHex(span->context.trace_id)},
+                                    {"span_id", tracing::ToHex(span->context.span_id)},
+                                    {"method", std::string(beast_request.method_string())},
+                                    {"path", std::string(path)}});
+    } catch (...) {  // no span rather than no answer
+    }
+    const std::string method(beast_request.method_string());
+    Response response = Answer(beast_request, route, span && traced ? &*span : nullptr);
+    if (span && options.tracer != nullptr) {
+        try {
+            span->name = method + " " + route;
+            span->attributes = {{"http.request.method", method},
+                                {"http.route", route},
+                                {"http.response.status_code", static_cast<std::int64_t>(response.status)}};
+            if (response.status >= 500) span->status = tracing::StatusCode::kError;
+            span->End();
+            options.tracer->Export(std::move(*span));
+        } catch (...) {
+        }
+    }
+    return response;
+}
+
+Response Server::Impl::Answer(BeastRequest& beast_request, std::string& route, const tracing::Span* span) noexcept {
     try {
         Request request;
         request.method = std::string(beast_request.method_string());
@@ -249,22 +341,30 @@ Response Server::Impl::Handle(BeastRequest& beast_request) noexcept {
             request.headers[Lower(std::string_view(name.data(), name.size()))] = std::string(field.value());
         }
         request.body = std::move(beast_request.body());
-        return Dispatch(request);
+        if (span != nullptr) {
+            request.trace_id = tracing::ToHex(span->context.trace_id);
+            request.span_id = tracing::ToHex(span->context.span_id);
+        }
+        return Dispatch(request, route);
     } catch (const ProblemError& e) {
         return ToResponse(e.Get());
     } catch (const Error& e) {
         log::Error("http_request_failed",
-                   {{"kind", std::string(ToString(e.Kind()))}, {"error", std::string(e.what())}});
-        return ToResponse(ProblemFor(e));
+                   {{"kind", std::string(ToString(e.Kind()))}, {"error", std::string(e.what())}, {"route", route}});
+        Response response = ToResponse(ProblemFor(e));
+        if (response.status == 500) ReportUnhandled(e, route);
+        return response;
     } catch (const std::exception& e) {
-        log::Error("http_request_failed", {{"kind", std::string("fatal")}, {"error", std::string(e.what())}});
+        log::Error("http_request_failed",
+                   {{"kind", std::string("fatal")}, {"error", std::string(e.what())}, {"route", route}});
+        ReportUnhandled(e, route);
         return ToResponse(MakeProblem(500, "internal error"));
     } catch (...) {
         return ToResponse(MakeProblem(500, "internal error"));
     }
 }
 
-Response Server::Impl::Dispatch(Request& request) {
+Response Server::Impl::Dispatch(Request& request, std::string& route) {
     const std::string host = HostWithoutPort(request.Header("host"));
     const auto& allowed = options.allowed_hosts;
     if (std::find(allowed.begin(), allowed.end(), "*") == allowed.end() &&
@@ -274,6 +374,7 @@ Response Server::Impl::Dispatch(Request& request) {
         throw ProblemError(p);
     }
     const auto match = router->Find(request.method, request.path);
+    if (!match.route.empty()) route = match.route;
     if (match.status == 404) throw ProblemError(MakeProblem(404, "not found"));
     if (match.status == 405) {
         Problem p = MakeProblem(405, "method not allowed");

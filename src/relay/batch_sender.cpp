@@ -86,6 +86,8 @@ std::vector<PendingRow> BatchSender::Deliver(std::vector<PendingRow> rows, bool 
             if (!state.session_lost && e.Kind() != ErrorKind::kRejected) state.session_lost = !hooks_.session_alive();
             state.unknown_cause = clickhouse::IsUnknownServerError(e);
             const Action action = Decide(e, state);
+            // A row that is dead-lettered now is reported as a dead letter, not as a failed batch.
+            if (hooks_.on_failure && action != Action::kDeadLetter) hooks_.on_failure(e, chunk.failures + 1);
             const std::string error_text = e.what();
             log::Warning("delivery_failed",
                          {{"batch_id", chunk.rows.empty() ? std::string() : chunk.rows.front().batch_id.ToString()},

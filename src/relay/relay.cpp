@@ -9,6 +9,8 @@
 #include <eventlog/core/error.hpp>
 #include <eventlog/observability/log.hpp>
 #include <eventlog/observability/metrics.hpp>
+#include <eventlog/observability/sentry.hpp>
+#include <eventlog/observability/tracing.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/relay/relay.hpp>
 #include <iterator>
@@ -81,6 +83,33 @@ void TakeOverLimits(std::vector<PendingRow>& rows, const outbox::Limits& limits,
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+/// Ends a claim's span and hands it to the exporter when the claim is done (an empty optional: nothing), with an
+/// error status when the claim ends by an exception (its rows are retried or recovered). Never throws.
+class SpanExport {
+public:
+    SpanExport(tracing::TraceExporter* tracer, std::optional<tracing::Span>& span)
+        : tracer_(tracer), span_(span), exceptions_(std::uncaught_exceptions()) {}
+    ~SpanExport() {
+        if (!span_ || tracer_ == nullptr) return;
+        try {
+            if (std::uncaught_exceptions() > exceptions_) {
+                span_->status = tracing::StatusCode::kError;
+                span_->status_message = "delivery failed; the batch is retried";
+            }
+            span_->End();
+            tracer_->Export(std::move(*span_));
+        } catch (...) {
+        }
+    }
+    SpanExport(const SpanExport&) = delete;
+    SpanExport& operator=(const SpanExport&) = delete;
+
+private:
+    tracing::TraceExporter* tracer_;
+    std::optional<tracing::Span>& span_;
+    int exceptions_;
+};
+
 /// How often an idle relay looks for records and stages left by dead relays.
 constexpr milliseconds kRecoveryInterval{5000};
 /// After a session was lost, claims are checked for presence before their first insert for this long: under
@@ -92,16 +121,19 @@ constexpr milliseconds kSuspectWindow{60'000};
 
 class Relay::Impl {
 public:
-    Impl(Config config, metrics::Registry* registry)
+    Impl(Config config, metrics::Registry* registry, sentry::SentryClient* sentry, tracing::TraceExporter* tracer)
         : config_(std::move(config)),
+          sentry_(sentry),
+          tracer_(tracer),
           rng_(std::random_device{}()),
           store_(config_),
           sink_(config_),
-          sender_(sink_, config_.relay,
-                  detail::SenderHooks{[this](milliseconds d) { return SleepInterruptible(d); },
-                                      [this](int failures) { return Backoff(failures); },
-                                      [this] { return SessionAlive(); }},
-                  counters_) {
+          sender_(
+              sink_, config_.relay,
+              detail::SenderHooks{[this](milliseconds d) { return SleepInterruptible(d); },
+                                  [this](int failures) { return Backoff(failures); }, [this] { return SessionAlive(); },
+                                  [this](const Error& e, int failures) { OnSendFailure(e, failures); }},
+              counters_) {
         if (registry != nullptr) RegisterMetrics(*registry);
     }
 
@@ -128,6 +160,12 @@ private:
     milliseconds Backoff(int failures);
 
     void RegisterMetrics(metrics::Registry& registry);
+    /// Sentry reports (each a no-op without a client; the client drops repeats of a fingerprint for a minute).
+    void Report(const sentry::Report& report) const {
+        if (sentry_ != nullptr) sentry_->Capture(report);
+    }
+    void OnSendFailure(const Error& error, int failures) const;
+    void ReportDeadLetters(const std::vector<PendingRow>& dead) const;
     /// Work began (or goes on): starts the stall clock unless it runs.
     void MarkBusy() noexcept {
         Clock::rep idle = 0;
@@ -148,6 +186,8 @@ private:
     };
 
     Config config_;
+    sentry::SentryClient* sentry_;
+    tracing::TraceExporter* tracer_;
     Meters meters_;
     std::atomic<bool> healthy_session_{false};
     std::atomic<double> last_ack_unix_{0.0};
@@ -168,7 +208,28 @@ private:
     Stats stats_;
 };
 
-Relay::Relay(Config config, metrics::Registry* registry) : impl_(std::make_unique<Impl>(std::move(config), registry)) {}
+Relay::Relay(Config config, metrics::Registry* registry, sentry::SentryClient* sentry, tracing::TraceExporter* tracer)
+    : impl_(std::make_unique<Impl>(std::move(config), registry, sentry, tracer)) {}
+
+// A batch that failed RELAY_MAX_ATTEMPTS times in a row is reported once on that attempt (it keeps being retried or
+// bisected: no event is dropped); later failures of the same chunk are in the log only.
+void Relay::Impl::OnSendFailure(const Error& error, int failures) const {
+    if (failures != config_.relay.max_attempts) return;
+    auto report = sentry::ReportFrom(error, "batch_failed");
+    report.message = fmt::format("batch_failed: {} attempts in a row failed; the relay keeps retrying", failures);
+    Report(report);
+}
+
+void Relay::Impl::ReportDeadLetters(const std::vector<PendingRow>& dead) const {
+    if (dead.empty()) return;
+    sentry::Report report;
+    report.message = fmt::format("event_dead_lettered: {} events moved to eventlog.dead_letter", dead.size());
+    report.exception_type = "event_dead_lettered";
+    report.exception_value = dead.front().error;  // ClickHouse's reason for the first one (as in the error log line)
+    report.tags = {{"error.kind", "rejected"}, {"error.source", "clickhouse"}};
+    report.fingerprint = {"event_dead_lettered"};
+    Report(report);
+}
 Health Relay::GetHealth() const { return impl_->GetHealth(); }
 
 void Relay::Impl::RegisterMetrics(metrics::Registry& registry) {
@@ -217,6 +278,12 @@ Health Relay::Impl::GetHealth() const {
         log::Error("relay_stalled",
                    {{"seconds_without_ack", h.busy_seconds},
                     {"stall_after_seconds", static_cast<std::int64_t>(config_.relay.stall_after.count())}});
+        sentry::Report report;
+        report.message = "relay_stalled: " + h.reason;
+        report.exception_type = "relay_stalled";
+        report.exception_value = h.reason;
+        report.fingerprint = {"relay_stalled"};
+        Report(report);
     } else if (!h.stalled && stall_reported_.exchange(false)) {
         log::Info("relay_stall_cleared", {{"last_ack_unix", h.last_ack_unix}});
     }
@@ -285,9 +352,25 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     }
     MarkBusy();
     const auto t1 = Clock::now();
-    detail::FaultPoint("after_claim");
     const std::size_t n = rows.size();
     const auto batch_ids = detail::BatchIds(rows);
+    // The claim's span (when spans are exported) and log context: every line about this claim carries its first
+    // delivery record's id, its size, and the span's ids (docs/observability.md, "Traces").
+    std::optional<tracing::Span> span;
+    log::Fields context{{"batch_id", batch_ids.front().ToString()}, {"batch_events", static_cast<std::int64_t>(n)}};
+    if (tracer_ != nullptr && tracer_->Enabled()) {
+        span.emplace(tracing::StartSpan("eventlog.relay deliver", tracing::SpanKind::kConsumer));
+        span->attributes = {{"messaging.system", std::string("eventlog")},
+                            {"messaging.operation.name", std::string("deliver")},
+                            {"messaging.destination.name", config_.clickhouse.table},
+                            {"messaging.batch.message_count", static_cast<std::int64_t>(n)},
+                            {"eventlog.delivery_records", static_cast<std::int64_t>(batch_ids.size())}};
+        context.emplace_back("trace_id", tracing::ToHex(span->context.trace_id));
+        context.emplace_back("span_id", tracing::ToHex(span->context.span_id));
+    }
+    const log::ScopedContext scope(std::move(context));
+    const SpanExport export_span(tracer_, span);
+    detail::FaultPoint("after_claim");
     const bool reconcile = Clock::now() < suspect_until_;
     // Limits apply to rows never sent: a row that may already be in ClickHouse (recovery, the presence window)
     // is never dead-lettered for its size, which would leave it in both places.
@@ -303,6 +386,8 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     const auto t2 = Clock::now();
     detail::FaultPoint("after_insert");
     store_.Acknowledge(batch_ids, dead);
+    ReportDeadLetters(dead);
+    if (span) span->attributes.emplace_back("eventlog.dead_lettered", static_cast<std::int64_t>(dead.size()));
     if (meters_.insert != nullptr) meters_.insert->Observe(std::chrono::duration<double>(t2 - t1).count());
     RecordAck(static_cast<std::int64_t>(n - dead.size()), static_cast<std::int64_t>(batch_ids.size()), "delivered",
               enqueued_us);
@@ -394,6 +479,7 @@ void Relay::Impl::Recover() {
         MarkBusy();
         const auto dead = sender_.Deliver(std::move(rows), /*reconcile_first=*/true);
         store_.Acknowledge(batch_ids, dead);
+        ReportDeadLetters(dead);
         RecordAck(counters_.sent - sent_before, static_cast<std::int64_t>(batch_ids.size()), "recovered", {});
         stats_.recovered_batches += static_cast<std::int64_t>(batch_ids.size());
         stats_.delivered += counters_.sent - sent_before;  // only what recovery sent, not what it found present
@@ -463,6 +549,7 @@ Stats Relay::Impl::Run(const RunOptions& options) {
         } catch (const Error& e) {
             if (e.Kind() == ErrorKind::kFatal || e.Kind() == ErrorKind::kInvalidInput) {
                 log::Error("relay_fatal", {{"error", std::string(e.what())}, {"code", e.Code()}});
+                Report(sentry::ReportFrom(e, "relay_fatal"));
                 throw;
             }
             if (abort_.load()) break;
@@ -478,7 +565,15 @@ Stats Relay::Impl::Run(const RunOptions& options) {
                                                {"code", e.Code()},
                                                {"hint", std::string("fix the configuration or the target table; no "
                                                                     "event is dropped, delivery resumes by itself")}});
+                // One issue per pause, whichever errors it goes through (a missing table fails the presence check,
+                // then the column lookup, with different codes); the tags keep each report's code.
+                auto report = sentry::ReportFrom(e, "delivery_paused");
+                report.fingerprint = {"delivery_paused"};
+                Report(report);
             } else {
+                // The delivery loop failed RELAY_MAX_ATTEMPTS times in a row (each time the batch goes back to be
+                // retried or recovered; nothing is dropped): reported once per run of failures.
+                if (failures + 1 == config_.relay.max_attempts) Report(sentry::ReportFrom(e, "batch_failed"));
                 log::Warning("relay_retry", {{"kind", std::string(ToString(e.Kind()))},
                                              {"code", e.Code()},
                                              {"error", std::string(e.what())},

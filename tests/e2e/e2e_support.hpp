@@ -352,7 +352,8 @@ struct CommandResult {
 /// cannot leak into a test's child processes.
 inline std::vector<std::string> CleanEnvironment() {
     static const char* kDropped[] = {"DATABASE_URL",    "POSTGRES_",         "CLICKHOUSE_", "EVENT_",       "RELAY_",
-                                     "EVENTLOG_FAULT_", "EVENTLOG_ENV_FILE", "LOG_LEVEL",   "ENVIRONMENT=", "DEBUG="};
+                                     "EVENTLOG_FAULT_", "EVENTLOG_ENV_FILE", "LOG_LEVEL",   "ENVIRONMENT=", "DEBUG=",
+                                     "LOG_FORMAT=",     "SENTRY_",           "OTEL_"};
     std::vector<std::string> out;
     for (char** e = environ; e && *e; ++e) {
         const std::string kv(*e);

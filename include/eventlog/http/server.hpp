@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -10,6 +11,13 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+namespace eventlog::metrics {
+class Registry;
+}
+namespace eventlog::tracing {
+class TraceExporter;
+}
 
 namespace eventlog::http {
 
@@ -21,6 +29,11 @@ struct Request {
     std::map<std::string, std::string> headers;  ///< Header names in lower case; a repeated header keeps the last.
     std::string body;                            ///< Decoded body.
     std::map<std::string, std::string> params;   ///< Path parameters filled by the router ("{event_id}").
+    /// The request span's ids (lower-case hex), set by the server when the request is traced (it came with a valid
+    /// W3C `traceparent`, whose trace is continued, or the server exports spans: a new trace); "" otherwise. Every
+    /// log line written while the handler runs carries the span's ids in either case.
+    std::string trace_id;
+    std::string span_id;
 
     /// The value of header `lower_case_name`, "" when absent.
     std::string Header(std::string_view lower_case_name) const;
@@ -87,6 +100,9 @@ public:
         std::map<std::string, std::string> params;
         int status{200};
         std::vector<std::string> allow;
+        /// The pattern of the route whose path matched ("/api/v1/events/{event_id}"), also for a 405; "" for a 404.
+        /// Metric labels use it, never the path itself.
+        std::string route;
     };
     /// Finds the route for `method` and `path`.
     Match Find(std::string_view method, std::string_view path) const;
@@ -94,6 +110,7 @@ public:
 private:
     struct Route {
         std::string method;
+        std::string pattern;
         std::vector<std::string> segments;
         std::shared_ptr<Handler> handler;
     };
@@ -113,6 +130,16 @@ struct ServerOptions {
     std::chrono::milliseconds header_timeout{10'000};  ///< HTTP_HEADER_TIMEOUT_MS: idle keep-alive + headers.
     std::chrono::milliseconds body_timeout{30'000};    ///< HTTP_BODY_TIMEOUT_MS: reading the body.
     std::chrono::milliseconds write_timeout{30'000};   ///< Writing the answer.
+    /// When set (it must outlive the server), the server registers eventlog_http_requests_total{route,status} and
+    /// eventlog_http_request_duration_seconds there and counts every answer: route is the route's pattern, or
+    /// "unmatched" for a path no route has; the duration runs from the complete headers to the answer's start.
+    metrics::Registry* metrics{nullptr};
+    /// Called (on a worker thread) when a handler throws something other than ProblemError or eventlog::Error: the
+    /// answer is a 500. `route` as for metrics. Must not throw (what it throws is ignored).
+    std::function<void(const std::exception& error, const std::string& route)> on_unhandled;
+    /// When set (it must outlive the server), each request's span is exported: kind server, named "METHOD route",
+    /// with http.request.method, http.route and http.response.status_code; status error for a 5xx answer.
+    tracing::TraceExporter* tracer{nullptr};
 };
 
 /// The HTTP/1.1 server (Boost.Beast): keep-alive, network I/O on io_threads, handlers on worker_threads, the

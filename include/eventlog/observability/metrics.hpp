@@ -182,6 +182,9 @@ inline constexpr Spec kOutboxPendingEvents{"eventlog_outbox_pending_events", Typ
 inline constexpr Spec kOutboxOldestPendingAge{
     "eventlog_outbox_oldest_pending_age_seconds", Type::kGauge,
     "Age of the oldest event waiting in the outbox, 0 when it is empty (read from PostgreSQL)."};
+inline constexpr Spec kOutboxInFlightEvents{
+    "eventlog_outbox_in_flight_events", Type::kGauge,
+    "Events claimed by a relay and not yet acknowledged (in delivery records; read from PostgreSQL)."};
 inline constexpr Spec kRelayDeliveredEvents{"eventlog_relay_delivered_events_total", Type::kCounter,
                                             "Events acknowledged by ClickHouse since the process started."};
 inline constexpr Spec kRelayBatches{"eventlog_relay_batches_total", Type::kCounter,
@@ -224,12 +227,15 @@ inline constexpr Spec kSentryDroppedEvents{"eventlog_sentry_dropped_events_total
                                            "Error events not sent: rate-limited, queue full or Sentry unreachable."};
 
 /// Every Spec above, in documentation order.
-inline constexpr const Spec* kAllSpecs[] = {&kOutboxPendingEvents, &kOutboxOldestPendingAge, &kRelayDeliveredEvents,
-                                            &kRelayBatches,        &kRelayDeliveryLag,       &kRelayInsertDuration,
-                                            &kRelayRetries,        &kRelayLastSuccess,       &kDeadLetterEvents,
-                                            &kHttpRequests,        &kHttpRequestDuration,    &kPgPoolConnections,
-                                            &kBuildInfo,           &kOtelExportedSpans,      &kOtelDroppedSpans,
-                                            &kSentrySentEvents,    &kSentryDroppedEvents};
+inline constexpr const Spec* kAllSpecs[] = {&kOutboxPendingEvents,  &kOutboxOldestPendingAge,
+                                            &kOutboxInFlightEvents, &kRelayDeliveredEvents,
+                                            &kRelayBatches,         &kRelayDeliveryLag,
+                                            &kRelayInsertDuration,  &kRelayRetries,
+                                            &kRelayLastSuccess,     &kDeadLetterEvents,
+                                            &kHttpRequests,         &kHttpRequestDuration,
+                                            &kPgPoolConnections,    &kBuildInfo,
+                                            &kOtelExportedSpans,    &kOtelDroppedSpans,
+                                            &kSentrySentEvents,     &kSentryDroppedEvents};
 
 /// Registers eventlog_build_info{version,commit} = 1.
 void AddBuildInfo(Registry& registry, const std::string& version, const std::string& commit);

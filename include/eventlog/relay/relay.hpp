@@ -9,6 +9,12 @@
 namespace eventlog::metrics {
 class Registry;
 }
+namespace eventlog::sentry {
+class SentryClient;
+}
+namespace eventlog::tracing {
+class TraceExporter;
+}
 
 namespace eventlog::relay {
 
@@ -44,8 +50,10 @@ struct RunOptions {
 class Relay {
 public:
     /// With `registry`, the relay registers and updates its eventlog_relay_* metrics there (docs/observability.md);
-    /// the registry must outlive it.
-    explicit Relay(Config config, metrics::Registry* registry = nullptr);
+    /// with `sentry`, it reports a stall, dead letters, a paused delivery and a batch that failed RELAY_MAX_ATTEMPTS
+    /// times in a row; with `tracer`, it exports a span per claim (kind consumer). All must outlive it.
+    explicit Relay(Config config, metrics::Registry* registry = nullptr, sentry::SentryClient* sentry = nullptr,
+                   tracing::TraceExporter* tracer = nullptr);
     ~Relay();
     Relay(const Relay&) = delete;
     Relay& operator=(const Relay&) = delete;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <eventlog/core/config.hpp>
+#include <eventlog/core/error.hpp>
 #include <functional>
 #include <vector>
 
@@ -25,6 +26,9 @@ struct SenderHooks {
     std::function<std::chrono::milliseconds(int failures)> backoff;
     /// True while this relay's PostgreSQL session (its ownership of the rows) is alive.
     std::function<bool()> session_alive;
+    /// Told of every failed attempt that does not dead-letter its row (`failures`: consecutive failures of the chunk,
+    /// this one included); may be empty.
+    std::function<void(const Error& error, int failures)> on_failure;
 };
 
 /// Delivers rows through a ClickHouseSink: splits them into inserts of at most CLICKHOUSE_BATCH_SIZE rows,
