@@ -163,7 +163,7 @@ TEST_F(RelayWakeupTest, ADrainDoesNotEndWithARowBelowItsFloor) {
     // The floor the drain reached is published (migration 0009), and the next session starts there: a row written
     // below it before that session starts is found by its closing sweep.
     const std::int64_t published = stack_->PgCount("SELECT last_value FROM eventlog.relay_floor");
-    EXPECT_GT(published, kEvents / 2) << "the drain did not publish its floor";
+    ASSERT_GT(published, 4) << "the drain did not publish a floor above the row written next";
     const auto late = stack_->Pg().Exec(
         "INSERT INTO eventlog.outbox (id, event_id, event_type, event_context) OVERRIDING SYSTEM VALUE "
         "VALUES (4, gen_random_uuid(), 'restored', '{}') RETURNING event_id::text");
