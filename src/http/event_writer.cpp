@@ -12,17 +12,14 @@
 namespace eventlog::http::detail {
 namespace {
 
-// All events of a request (or of a group of requests) in one statement, one eventlog.emit_checked() call per row
-// in index order, in one transaction. The per-event status comes from the database's idempotency registry
-// (docs/delivery.md, "Idempotency"): an event_id accepted before within IDEMPOTENCY_WINDOW, or earlier in the same
-// statement, is "duplicate" and stored nowhere.
+// All events of a request (or of a group of requests) in one set-based statement, eventlog.emit_batch()
+// (migration 0008: emit_checked()'s checks and registry for many events at once), in one transaction. The
+// per-event status comes from the database's idempotency registry (docs/delivery.md, "Idempotency"): an event_id
+// accepted before within IDEMPOTENCY_WINDOW, or earlier in the same statement, is "duplicate" and stored nowhere.
 constexpr std::string_view kEmitSql = R"sql(
-SELECT u.i - 1, r.id, r.accepted
-FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::uuid[]),
-                pg_catalog.unnest($4::timestamptz[]), pg_catalog.unnest($5::text[]), pg_catalog.unnest($6::bigint[]),
-                pg_catalog.unnest($7::text[])) WITH ORDINALITY AS u(t, c, id, ts, env, mv, tr, i),
-     LATERAL eventlog.emit_checked(u.t, u.c::json, u.id, u.ts, u.env, COALESCE(u.mv, 1), u.tr) r
-ORDER BY u.i)sql";
+SELECT b.ord - 1, b.id, b.accepted
+FROM eventlog.emit_batch($1::text[], $2::json[], $3::uuid[], $4::timestamptz[], $5::text[], $6::bigint[], $7::text[]) b
+ORDER BY b.ord)sql";
 
 /// Appends `value` to a PostgreSQL array literal (text form): quoted, with '"' and '\' escaped; NULL when absent.
 void AppendArrayElement(std::string& out, const std::optional<std::string>& value) {
