@@ -298,6 +298,7 @@ private:
     static detail::GroupCommitOptions GroupOptions(const ServeSettings& settings) {
         detail::GroupCommitOptions options;
         options.window = settings.group_commit_window;
+        options.max_writing_groups = settings.group_commit_groups;
         return options;
     }
 
@@ -470,6 +471,8 @@ ServeSettings LoadServeSettings(const EnvMap& env, const Config& config) {
         ReadInt(env, "HTTP_MAX_EVENTS", static_cast<std::int64_t>(s.events.max_events), 1, 10'000'000));
     s.group_commit_window =
         std::chrono::microseconds(ReadInt(env, "HTTP_GROUP_COMMIT_US", s.group_commit_window.count(), 0, 1'000'000));
+    s.group_commit_groups = static_cast<std::size_t>(
+        ReadInt(env, "HTTP_GROUP_COMMIT_GROUPS", static_cast<std::int64_t>(s.group_commit_groups), 1, 1'000));
     s.events.max_context_bytes = static_cast<std::size_t>(
         ReadInt(env, "HTTP_MAX_CONTEXT_BYTES", static_cast<std::int64_t>(s.events.max_context_bytes), 2, 256LL << 20));
     return s;

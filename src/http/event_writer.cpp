@@ -149,7 +149,9 @@ struct GroupCommitter::Group {
 };
 
 GroupCommitter::GroupCommitter(pg::Pool& pool, std::string secret_key, GroupCommitOptions options)
-    : pool_(pool), secret_key_(std::move(secret_key)), options_(options) {}
+    : pool_(pool), secret_key_(std::move(secret_key)), options_(options) {
+    options_.max_writing_groups = std::max<std::size_t>(1, options_.max_writing_groups);
+}
 
 bool GroupCommitter::Takes(std::size_t events) const noexcept {
     return options_.window.count() > 0 && events <= options_.max_request_events;
@@ -184,6 +186,8 @@ std::vector<EventResult> GroupCommitter::Submit(const ParsedToken& token, const 
         }
         if (leader) {
             group->changed.wait_for(lock, options_.window, [&] { return group->closed; });
+            slot_freed_.wait(lock, [&] { return writing_ < options_.max_writing_groups; });
+            ++writing_;
             group->closed = true;
             if (open_ == group) open_.reset();
         } else {
@@ -195,8 +199,10 @@ std::vector<EventResult> GroupCommitter::Submit(const ParsedToken& token, const 
         {
             const std::lock_guard lock(mutex_);
             group->done = true;
+            --writing_;
         }
         group->changed.notify_all();
+        slot_freed_.notify_all();
     }
     if (member.error) std::rethrow_exception(member.error);
     return std::move(member.results);

@@ -38,14 +38,18 @@ struct GroupCommitOptions {
     std::chrono::microseconds window{200};  ///< HTTP_GROUP_COMMIT_US: how long a group gathers; 0 disables.
     std::size_t max_request_events{100};    ///< Requests with more events are written alone.
     std::size_t max_group_events{1000};     ///< A group closes early once it holds this many events.
+    /// HTTP_GROUP_COMMIT_GROUPS: groups writing at once at most (at least 1). A group whose window has passed
+    /// gathers on while this many are writing, so that under load groups grow instead of queueing for the database.
+    std::size_t max_writing_groups{2};
 };
 
-/// Group commit: a request that finds no open group opens one, gathers the requests that arrive within the window,
-/// then checks every member's API key in one statement and writes all their events with one statement in one
-/// transaction on one pooled session; each member is answered after that commit with its own results. When the
-/// shared statement fails on an event emit() refuses, every member is written again in its own transaction, so a
-/// bad request cannot fail its neighbours. Any other failure of the group (no session, connection lost, commit in
-/// doubt) is every member's. Thread-safe; not copyable; borrows `pool`, which must outlive it.
+/// Group commit: a request that finds no open group opens one, gathers the requests that arrive within the window
+/// (and on, while max_writing_groups other groups are writing), then checks every member's API key in one statement and
+/// writes all their events with one statement in one transaction on one pooled session; each member is answered after
+/// that commit with its own results. When the shared statement fails on an event emit() refuses, every member is
+/// written again in its own transaction, so a bad request cannot fail its neighbours. Any other failure of the group
+/// (no session, connection lost, commit in doubt) is every member's. Thread-safe; not copyable; borrows `pool`, which
+/// must outlive it.
 class GroupCommitter {
 public:
     GroupCommitter(pg::Pool& pool, std::string secret_key, GroupCommitOptions options);
@@ -68,7 +72,9 @@ private:
     std::string secret_key_;
     GroupCommitOptions options_;
     std::mutex mutex_;
-    std::shared_ptr<Group> open_;  // the group still gathering members, if any
+    std::condition_variable slot_freed_;  // a writing group finished
+    std::size_t writing_{0};              // groups between closing and their members' answers
+    std::shared_ptr<Group> open_;         // the group still gathering members, if any
 };
 
 }  // namespace eventlog::http::detail

@@ -624,6 +624,38 @@ TEST_F(HttpApiTest, ConcurrentSmallRequestsShareOneTransactionAndEachGetsItsOwnR
     EXPECT_EQ(stack_->PgCount("SELECT count(DISTINCT xmin::text) FROM eventlog.outbox"), 1);
 }
 
+// While the only writing slot is taken (a group waiting on a lock), the requests that arrive meanwhile gather into
+// one group, however long past its window: they commit together once the slot frees.
+TEST_F(HttpApiTest, RequestsArrivingWhileGroupsAreWritingGatherIntoTheNextGroup) {
+    StartServer([](http::ServeSettings& s, pg::PoolOptions&) {
+        s.group_commit_window = std::chrono::microseconds(100);
+        s.group_commit_groups = 1;
+        s.server.worker_threads = 16;
+    });
+    auto locker = stack_->OpenPg();
+    locker.Exec("BEGIN");
+    locker.Exec("LOCK TABLE eventlog.outbox IN ACCESS EXCLUSIVE MODE");
+    HttpAnswer first;
+    std::thread blocked([&] { first = Post("/api/v1/events", R"({"event_type":"first","event_context":{}})"); });
+    const std::string waiting =
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = '" + producer_ + "' AND wait_event_type = 'Lock'";
+    ASSERT_TRUE(testing::WaitUntil([&] { return stack_->PgCount(waiting) == 1; }, std::chrono::seconds(10)));
+    std::vector<HttpAnswer> later;
+    std::thread others([&] {
+        later = PostTogether(Port(), std::vector<std::string>(5, R"({"event_type":"later","event_context":{}})"),
+                             std::vector<std::string>(5, token_));
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // far past the 100 us window
+    locker.Exec("COMMIT");
+    blocked.join();
+    others.join();
+    EXPECT_EQ(first.status, 202) << first.body;
+    ASSERT_EQ(later.size(), 5u);
+    for (const auto& a : later) EXPECT_EQ(a.status, 202) << a.body;
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox WHERE event_type = 'later'"), 5);
+    EXPECT_EQ(stack_->PgCount("SELECT count(DISTINCT xmin::text) FROM eventlog.outbox WHERE event_type = 'later'"), 1);
+}
+
 TEST_F(HttpApiTest, InAGroupARequestRefusedByTheDatabaseOrWithAnUnknownKeyDoesNotFailItsNeighbours) {
     StartServer(WithGroupCommit);
     stack_->Pg().Exec("UPDATE eventlog.limits SET max_trace_id_bytes = 2");

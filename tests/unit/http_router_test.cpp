@@ -132,6 +132,7 @@ TEST(HttpSettingsTest, TheExampleFileGivesTheDefaults) {
     EXPECT_EQ(s.events.max_events, defaults.events.max_events);
     EXPECT_EQ(s.events.max_context_bytes, defaults.events.max_context_bytes);
     EXPECT_EQ(s.group_commit_window, defaults.group_commit_window);
+    EXPECT_EQ(s.group_commit_groups, defaults.group_commit_groups);
 }
 
 }  // namespace

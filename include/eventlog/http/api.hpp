@@ -27,6 +27,8 @@ struct ServeSettings {
     EventBounds events;
     /// HTTP_GROUP_COMMIT_US: how long a group commit of small POST /api/v1/events requests gathers; 0 disables it.
     std::chrono::microseconds group_commit_window{200};
+    /// HTTP_GROUP_COMMIT_GROUPS: group commits writing at once at most; a closed group waits for a free one.
+    std::size_t group_commit_groups{2};
     std::string secret_key;  ///< SECRET_KEY (required; never printed).
     /// Where GET /api/v1/events/{event_id} looks for delivered events (CLICKHOUSE_*); nullopt: it answers 404
     /// for events PostgreSQL no longer holds.
