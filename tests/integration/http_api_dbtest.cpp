@@ -338,17 +338,23 @@ TEST_F(HttpApiTest, ASlowClientIsCutOffAndDoesNotDelayOthers) {
     for (auto& c : slow) EXPECT_TRUE(c.ClosedByPeer(std::chrono::seconds(5)));
 }
 
-TEST_F(HttpApiTest, ABodyThatStopsArrivingIsCutOffAndDoesNotDelayOthers) {
+TEST_F(HttpApiTest, ABodyThatStopsArrivingGets408AndIsClosedWithoutDelayingOthers) {
     StartServer(
         [](http::ServeSettings& s, pg::PoolOptions&) { s.server.body_timeout = std::chrono::milliseconds(500); });
     HttpConnection slow(Port());
+    const auto start = std::chrono::steady_clock::now();
     ASSERT_TRUE(
         slow.SendRaw("POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      "Content-Length: 100\r\n\r\n{\"event_type\""));
     EXPECT_EQ(HttpRequest(Port(), "GET", "/healthz").status, 200);
-    const auto start = std::chrono::steady_clock::now();
+    const auto answer = slow.Read();
+    const auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_EQ(answer.status, 408) << answer.body;
+    EXPECT_EQ(answer.body, R"({"error":"request body not received within the time limit"})");
+    EXPECT_EQ(answer.headers.at("connection"), "close");
+    EXPECT_GE(took, std::chrono::milliseconds(500));
+    EXPECT_LT(took, std::chrono::seconds(3));
     EXPECT_TRUE(slow.ClosedByPeer(std::chrono::seconds(3)));
-    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
     EXPECT_EQ(Outbox(), 0);
 }
 
