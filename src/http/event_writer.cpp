@@ -148,7 +148,7 @@ struct GroupCommitter::Group {
     std::condition_variable changed;
 };
 
-GroupCommitter::GroupCommitter(pg::Pool& pool, std::string secret_key, GroupCommitOptions options)
+GroupCommitter::GroupCommitter(pg::Pool& pool, std::string secret_key, const GroupCommitOptions& options)
     : pool_(pool), secret_key_(std::move(secret_key)), options_(options) {
     options_.max_writing_groups = std::max<std::size_t>(1, options_.max_writing_groups);
 }

@@ -52,7 +52,7 @@ struct GroupCommitOptions {
 /// must outlive it.
 class GroupCommitter {
 public:
-    GroupCommitter(pg::Pool& pool, std::string secret_key, GroupCommitOptions options);
+    GroupCommitter(pg::Pool& pool, std::string secret_key, const GroupCommitOptions& options);
     GroupCommitter(const GroupCommitter&) = delete;
     GroupCommitter& operator=(const GroupCommitter&) = delete;
 
