@@ -163,6 +163,8 @@ TEST_F(HttpApiTest, EventsAreAcceptedAsAnObjectAnArrayAndNdjsonInOneTransactionE
                                               R"({"event_type":"b","event_context":{"x":[1,2]}}])");
     ASSERT_EQ(batch.status, 202) << batch.body;
     EXPECT_THAT(batch.body, HasSubstr(R"({"index":1,"event_id":")"));
+    // Events sent without an id get a time-ordered (version 7) one from the server.
+    EXPECT_THAT(batch.body, ::testing::ContainsRegex(R"(\{"index":1,"event_id":"[0-9a-f]{8}-[0-9a-f]{4}-7)"));
     EXPECT_EQ(Outbox(), 3);
 
     const auto ndjson = Post("/api/v1/events",
