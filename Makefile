@@ -13,13 +13,14 @@ export CH_PORT ?= 18123
         reset-test-db stack-start stack-stop clean verify-fresh
 
 help:
-	@echo "make run            install what is missing, build, start local PostgreSQL + ClickHouse, migrate, run the relay"
+	@echo "make run            install what is missing, build, start local PostgreSQL + ClickHouse, migrate, run serve + the relay"
 	@echo "make test           the whole suite (unit, integration, end-to-end) against throwaway servers"
 	@echo "make test-sanitize  unit and integration tests built with AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make chaos          the long crash test (ROUNDS=20 by default)"
 	@echo "make bench          benchmarks on throwaway servers (~25 min; BENCH_ARGS=\"--quick\" ~3 min; docs/benchmarks.md)"
 	@echo "make build          Release build: build/eventlog"
-	@echo "make install        migrate (the admin user arrives with the HTTP API)"
+	@echo "make install        migrate"
+	@echo "make superuser [NAME=admin]   create an API key for the HTTP API; prints its token as the last line"
 	@echo "make migrations NAME=add_x [ENGINE=postgres|clickhouse]   scaffold a numbered migration file"
 	@echo "make migrate        apply migrations to the configured databases"
 	@echo "make shell          psql on the configured PostgreSQL;  make ch-shell: clickhouse-client on ClickHouse"
@@ -62,8 +63,8 @@ stack-stop:
 install migrate: build
 	@$(BUILD_DIR)/eventlog migrate
 
-superuser:
-	@echo "createsuperuser arrives with the HTTP API issue; nothing to do yet" >&2; exit 1
+superuser: build
+	@scripts/superuser.sh "$(or $(NAME),admin)"
 
 migrations:
 	@scripts/new-migration.sh "$(ENGINE)" "$(NAME)"

@@ -41,6 +41,7 @@ def build_config(args) -> scenarios.Config:
         cfg.fresh_seconds = 15
         cfg.producer_seconds, cfg.producer_reps = 5, 1
         cfg.micro_min_time = 0.1
+        cfg.http_seconds, cfg.http_reps = 5, 1
     if args.drain_sizes:
         cfg.drain_sizes = [parse_size(x) for x in args.drain_sizes.split(",")]
     if args.baseline_sizes:
@@ -50,6 +51,7 @@ def build_config(args) -> scenarios.Config:
     cfg.sustained_mode = args.sustained_producer
     cfg.sustained_rate = args.sustained_rate
     cfg.fresh_rate = args.freshness_rate
+    cfg.http_serve_env = dict(kv.split("=", 1) for kv in args.serve_env)
     return cfg
 
 
@@ -78,6 +80,8 @@ def main() -> int:
                          "which would bound every producer figure; on measures that)")
     ap.add_argument("--relay-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for every relay, e.g. EVENT_BATCH_SIZE=5000 (default settings otherwise)")
+    ap.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra environment for `eventlog serve` in the http scenario, e.g. HTTP_GROUP_COMMIT_US=0")
     ap.add_argument("--output", default=str(ROOT / "bench" / "results"), help="folder for latest.json/latest.md")
     args = ap.parse_args()
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -142,7 +146,7 @@ def main() -> int:
                 elif name == "producer":
                     res = scenarios.scenario_producer(runner, cfg)
                 else:
-                    res = scenarios.scenario_http()
+                    res = scenarios.scenario_http(runner, cfg)
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # noqa: BLE001 - one failed scenario does not lose the others' figures

@@ -33,9 +33,9 @@ PACKAGES=(
     # `make lint` (run in CI): formatting, clang-tidy, cppcheck.
     clang-format clang-tidy cppcheck
     # `make bench` (bench/run.py): PostgreSQL and ClickHouse clients for the harness and the Celery-style baseline
-    # (bench/baseline_celery_style.py), Google Benchmark for the micro-benchmarks (bench/micro). pgbench comes
-    # with postgresql-15.
-    python3 python3-psycopg2 python3-clickhouse-driver libbenchmark-dev
+    # (bench/baseline_celery_style.py), Google Benchmark for the micro-benchmarks (bench/micro), wrk for the HTTP
+    # scenario. pgbench comes with postgresql-15.
+    python3 python3-psycopg2 python3-clickhouse-driver libbenchmark-dev wrk
 )
 
 missing=()

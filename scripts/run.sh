@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: applies migrations and runs the relay in the foreground. Ctrl-C stops everything it started.
+# `make run`: applies migrations, starts the HTTP API (`eventlog serve`, HTTP_LISTEN or 127.0.0.1:8000) in the
+# background and runs the relay in the foreground. Ctrl-C stops everything it started.
 #
 # Where the configuration comes from (the same rule for every `eventlog` command):
 #   1. the process environment, then
@@ -10,6 +11,8 @@
 # same servers. A `.env` written here carries an EVENTLOG_LOCAL_STACK line; later runs start that stack
 # again. A `.env` without that line (yours) or URLs in the environment: no local servers are started.
 # The local servers accept only the passwords generated for them (scripts/stack.sh), which go into `.env`.
+# SECRET_KEY (for API tokens): the environment's or `.env`'s; without one, a key is generated once into
+# .local/secret_key and used from there (scripts/lib/secret_key.sh); `make superuser` uses the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOCAL_DIR=${LOCAL_DIR:-.local/dev}
@@ -64,7 +67,12 @@ else
     echo "using the servers configured in $env_file; no local servers started"
 fi
 
+serve_pid=""
 stop_stack() {
+    if [ -n "$serve_pid" ] && kill -0 "$serve_pid" 2>/dev/null; then
+        kill -TERM "$serve_pid" 2>/dev/null || true
+        wait "$serve_pid" 2>/dev/null || true
+    fi
     if [ -n "$stack_dir" ]; then
         echo "stopping local servers (data kept in $stack_dir)"
         scripts/stack.sh stop "$stack_dir"
@@ -73,6 +81,16 @@ stop_stack() {
 trap stop_stack EXIT
 
 build/eventlog migrate
+# shellcheck source=scripts/lib/secret_key.sh
+. scripts/lib/secret_key.sh
+ensure_secret_key "$env_file"
+build/eventlog serve &
+serve_pid=$!
+# serve exits at once (2) on a bad setting or a busy port: say so instead of announcing it.
+sleep 0.5
+kill -0 "$serve_pid" 2>/dev/null || { wait "$serve_pid" || true; echo "run: eventlog serve did not start (see above)" >&2; exit 1; }
+listen=${HTTP_LISTEN:-$(sed -n 's/^HTTP_LISTEN=\([^[:space:]#]*\).*/\1/p' "$env_file" 2>/dev/null | tail -n 1)}
+listen=${listen:-127.0.0.1:8000}
 cat <<TXT
 
 eventlog is running (configuration: environment, then $env_file).
@@ -82,11 +100,15 @@ In another terminal, in this folder:
   build/eventlog emit UserCreated '{"email":"a@b.c","first_name":"A","last_name":"B"}'
   echo 'SELECT * FROM eventlog.event_log FORMAT Vertical' | build/eventlog dbshell --clickhouse
   build/eventlog status
+  make superuser    (an API key for the HTTP API on http://$listen; the token is the last line)
+  curl -H "Authorization: Bearer \$TOKEN" -d '{"event_type":"OrderPlaced","event_context":{"order_id":42}}' \\
+       -H 'Content-Type: application/json' http://$listen/api/v1/events
   make shell        (psql)      make ch-shell   (clickhouse-client)
 
-Ctrl-C stops the relay$([ -n "$stack_dir" ] && echo " and the local servers").
+Ctrl-C stops the HTTP API, the relay$([ -n "$stack_dir" ] && echo " and the local servers").
 TXT
-# The relay runs in the foreground; Ctrl-C (SIGINT) drains the batch in flight and returns here.
+# The relay runs in the foreground; Ctrl-C (SIGINT) drains the batch in flight and returns here. serve, a background
+# job of a script (which ignores SIGINT), gets SIGTERM from stop_stack: it finishes its requests in flight and exits.
 set +e
 build/eventlog relay
 rc=$?

@@ -41,6 +41,12 @@ class Config:
     producer_clients: int = 16
     producer_reps: int = 3
     micro_min_time: float = 0.5
+    http_seconds: float = 20
+    http_reps: int = 3
+    http_connections: int = 64
+    http_batch: int = 1000
+    http_batch_connections: int = 8
+    http_serve_env: dict = field(default_factory=dict)   # --serve-env: extra settings of `eventlog serve`
 
     def n_reps(self, table: dict, size: int) -> int:
         return self.reps if self.reps else table.get(size, 1)
@@ -594,7 +600,13 @@ _PRODUCER_CONTEXT = ('{"email":"user@example.com","first_name":"Alexandra","last
                      'Chrome/120.0.6099.109 Safari/537.36"}')
 
 
-def scenario_producer(r: Runner, cfg: Config) -> dict:
+_PLAIN_SQL = ("INSERT INTO eventlog_bench.bench_plain (event_id, event_type, environment, event_context, "
+              f"metadata_version, trace_id) VALUES (gen_random_uuid(), 'user_created', NULL, "
+              f"'{_PRODUCER_CONTEXT}', 1, '');")
+
+
+def _setup_plain(r: Runner) -> None:
+    """eventlog_bench.bench_plain: the outbox's columns, defaults and key, no trigger; the producer may insert."""
     r.pg_exec("CREATE SCHEMA IF NOT EXISTS eventlog_bench",
               "DROP TABLE IF EXISTS eventlog_bench.bench_plain",
               "CREATE TABLE eventlog_bench.bench_plain (LIKE eventlog.outbox INCLUDING DEFAULTS INCLUDING IDENTITY "
@@ -602,11 +614,13 @@ def scenario_producer(r: Runner, cfg: Config) -> dict:
     producer = r.servers.producer_role()
     r.pg_exec(f'GRANT USAGE ON SCHEMA eventlog_bench TO "{producer}"',
               f'GRANT SELECT, INSERT ON eventlog_bench.bench_plain TO "{producer}"')
+
+
+def scenario_producer(r: Runner, cfg: Config) -> dict:
+    _setup_plain(r)
     scripts = {
         "emit": f"SELECT eventlog.emit('UserCreated', '{_PRODUCER_CONTEXT}');",
-        "plain": ("INSERT INTO eventlog_bench.bench_plain (event_id, event_type, environment, event_context, "
-                  f"metadata_version, trace_id) VALUES (gen_random_uuid(), 'user_created', NULL, "
-                  f"'{_PRODUCER_CONTEXT}', 1, '');"),
+        "plain": _PLAIN_SQL,
     }
     out = {"clients": cfg.producer_clients, "seconds": cfg.producer_seconds, "scripts": scripts}
     rows = []
@@ -677,6 +691,162 @@ def scenario_micro(cfg: Config, build_dir) -> dict:
             "benchmarks": results, "rows": rows}
 
 
-def scenario_http() -> dict:
-    return {"not_run": True, "reason": "not run: the HTTP API does not exist yet",
-            "rows": [_row("HTTP ingestion", "NOT RUN", "", "the HTTP API does not exist yet")]}
+# --- 6. HTTP ---------------------------------------------------------------------------------------------------------
+_WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_WRK_TOTAL = re.compile(r"(\d+) requests in ([\d.]+)(us|ms|s|m)")
+_WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+_WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_WRK_PCT = re.compile(r"^\s+(50|75|90|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wrk_lua(path, token: str, body: str) -> None:
+    """A wrk script that POSTs `body` with the token (the file is private to the bench's logs folder)."""
+    path.write_text("wrk.method = \"POST\"\n"
+                    f"wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
+                    "wrk.headers[\"Content-Type\"] = \"application/json\"\n"
+                    f"wrk.body = {json.dumps(body)}\n")
+    os.chmod(path, 0o600)
+
+
+def wrk(r: Runner, url: str, script, name: str, seconds: float, connections: int) -> dict:
+    cmd = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{int(seconds)}s", "--latency", "--timeout", "10s",
+           "-s", str(script), url]
+    p = subprocess.run(cmd, cwd=r.logdir, text=True, capture_output=True)
+    (r.logdir / f"{name}.wrk.log").write_text(p.stdout + p.stderr)
+    if p.returncode != 0:
+        raise RuntimeError(f"wrk failed ({p.returncode}): {p.stderr.strip()[-500:]}")
+    total = _WRK_TOTAL.search(p.stdout)
+    sock = _WRK_SOCKET.search(p.stdout)
+    pct = {int(m.group(1)): float(m.group(2)) * _UNIT_MS[m.group(3)] for m in _WRK_PCT.finditer(p.stdout)}
+    non2xx = int(_WRK_NON2XX.search(p.stdout).group(1)) if _WRK_NON2XX.search(p.stdout) else 0
+    requests = int(total.group(1))
+    return {"requests": requests, "seconds": float(total.group(2)) * _UNIT_MS[total.group(3)] / 1000,
+            "rps": float(_WRK_RPS.search(p.stdout).group(1)), "non_2xx": non2xx,
+            "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0,
+            "ok": requests - non2xx, "p50_ms": pct.get(50), "p99_ms": pct.get(99)}
+
+
+class Serve:
+    """`eventlog serve` as the producer role on a free loopback port, with a fresh SECRET_KEY."""
+
+    def __init__(self, r: Runner, secret: str, extra_env: Optional[dict] = None):
+        self.port = _free_port()
+        env = r.servers.eventlog_env({"LOG_LEVEL": "warning", "SECRET_KEY": secret,
+                                      "HTTP_LISTEN": f"127.0.0.1:{self.port}", **(extra_env or {})})
+        env["DATABASE_URL"] = r.servers.producer_dsn
+        self.log_path = r.logdir / "serve.log"
+        self.proc = subprocess.Popen([str(r.binary), "serve"], cwd=r.logdir, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        import urllib.request
+
+        def ready():
+            try:
+                return urllib.request.urlopen(self.url + "/readyz", timeout=1).status == 200
+            except OSError:
+                return False
+        if not wait_until(ready, 20, 0.1):
+            self.stop()
+            raise RuntimeError(f"eventlog serve did not become ready (see {self.log_path})")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def scenario_http(r: Runner, cfg: Config) -> dict:
+    import secrets as _secrets
+    seconds = cfg.http_seconds
+    reps = cfg.reps or cfg.http_reps
+    secret = _secrets.token_hex(32)
+    r.reset()
+    r.pg_exec("DELETE FROM eventlog.api_key WHERE name = 'bench'")
+    env = r.servers.eventlog_env({"LOG_LEVEL": "warning", "SECRET_KEY": secret}, relay=False)
+    created = subprocess.run([str(r.binary), "apikey", "create", "--name", "bench"], cwd=r.logdir, env=env,
+                             text=True, capture_output=True, check=True)
+    token = created.stdout.strip().splitlines()[-1]
+    batch_body = json.dumps([{"event_type": "UserCreated", "event_context": json.loads(_PRODUCER_CONTEXT)}] *
+                            cfg.http_batch)
+    _wrk_lua(r.logdir / "http-single.lua", token,
+             json.dumps({"event_type": "UserCreated", "event_context": json.loads(_PRODUCER_CONTEXT)}))
+    _wrk_lua(r.logdir / "http-batch.lua", token, batch_body)
+    _setup_plain(r)
+    out = {"seconds": seconds, "reps": reps, "single_connections": cfg.http_connections,
+           "batch_connections": cfg.http_batch_connections, "batch_events": cfg.http_batch,
+           "serve_env": cfg.http_serve_env, "relay_running": False}
+    serve = Serve(r, secret, cfg.http_serve_env)
+    singles, batches, plains = [], [], []
+    expected = 0      # events of the 2xx answers wrk counted
+    in_flight = 0     # events of requests wrk left unanswered at its deadline (it does not count them): at most this
+
+    try:
+        for i in range(reps):
+            before = r.pending()
+            res = wrk(r, serve.url + "/api/v1/events", r.logdir / "http-single.lua", f"http-single-{i}", seconds,
+                      cfg.http_connections)
+            res["events_written"] = r.pending() - before
+            res["events_per_s"] = res["ok"] / res["seconds"]
+            expected += res["ok"]
+            in_flight += cfg.http_connections
+            singles.append(res)
+            log(f"  http single {i + 1}: {res['rps']:,.0f} req/s, p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, "
+                f"non-2xx {res['non_2xx']}, socket errors {res['socket_errors']}")
+            before = r.pending()
+            res = wrk(r, serve.url + "/api/v1/events", r.logdir / "http-batch.lua", f"http-batch-{i}", seconds,
+                      cfg.http_batch_connections)
+            res["events_written"] = r.pending() - before
+            res["events_per_s"] = res["ok"] * cfg.http_batch / res["seconds"]
+            expected += res["ok"] * cfg.http_batch
+            in_flight += cfg.http_batch_connections * cfg.http_batch
+            batches.append(res)
+            log(f"  http batch {i + 1}: {res['rps']:,.0f} req/s = {res['events_per_s']:,.0f} events/s, p50 "
+                f"{res['p50_ms']} ms, p99 {res['p99_ms']} ms, non-2xx {res['non_2xx']}")
+    finally:
+        serve.stop()
+    for i in range(reps):
+        r.pg_exec("TRUNCATE eventlog_bench.bench_plain")
+        plains.append(pgbench(r, _PLAIN_SQL, f"http-baseline-plain-{i}", int(seconds), cfg.http_connections))
+        log(f"  pgbench single-row INSERT {i + 1}: {plains[-1]['tps']:,.0f} tx/s")
+    written = r.pending()
+    relay = r.relay(drain=True, name="http-drain")
+    relay.wait(3600)
+    count, uniq = r.ch_count_uniq()
+    out.update({"single": singles, "batch": batches, "pgbench_plain": plains, "accepted_expected": expected,
+                "outbox_written": written, "clickhouse_count": count, "clickhouse_uniq": uniq,
+                "in_flight_at_most": in_flight,
+                "exact": count == uniq == written and expected <= written <= expected + in_flight})
+    s = {k: summary(x[k] for x in singles) for k in ("rps", "p50_ms", "p99_ms")}
+    b = {k: summary(x[k] for x in batches) for k in ("rps", "events_per_s", "p50_ms", "p99_ms")}
+    bad = sum(x["non_2xx"] + x["socket_errors"] for x in singles + batches)
+    out["single_summary"], out["batch_summary"] = s, b
+    exact = "exact" if out["exact"] else "NOT EXACT"
+    out["rows"] = [
+        _row(f"HTTP single-event requests/s ({cfg.http_connections} connections)", fmt_summary(s["rps"]),
+             "≥ 20,000", f"p50 {fmt_summary(s['p50_ms'], 2)} ms, p99 {fmt_summary(s['p99_ms'], 2)} ms"),
+        _row(f"HTTP {cfg.http_batch}-event batches: events/s ({cfg.http_batch_connections} connections)",
+             fmt_summary(b["events_per_s"]), "≥ 150,000",
+             f"p50 {fmt_summary(b['p50_ms'], 1)} ms, p99 {fmt_summary(b['p99_ms'], 1)} ms"),
+        _row("HTTP non-2xx answers and socket errors", fmt_num(bad), "0", ""),
+        _row(f"pgbench single-row INSERT, {cfg.http_connections} clients (tx/s)",
+             fmt_summary(summary(p["tps"] for p in plains)), "", "baseline, same run"),
+        _row("HTTP events: ClickHouse count / uniqExact / written to the outbox", f"{count:,} / {uniq:,} / {written:,}",
+             "", f"{exact}; wrk counted {expected:,} in 2xx answers, plus at most {in_flight:,} in requests it "
+                 "stopped waiting for"),
+    ]
+    if not out["exact"]:
+        out["error"] = (f"not exact: outbox {written}, 2xx events {expected} (+ at most {in_flight} unanswered), "
+                        f"ClickHouse {count} / {uniq}")
+    return out

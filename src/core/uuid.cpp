@@ -25,6 +25,15 @@ Uuid Uuid::Random() {
     return id;
 }
 
+Uuid Uuid::TimeOrdered(std::chrono::system_clock::time_point now) {
+    Uuid id = Random();
+    const auto ms = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
+    for (int i = 0; i < 6; ++i) id.bytes[i] = static_cast<std::uint8_t>(ms >> (8 * (5 - i)));  // 48 bits, big-endian
+    id.bytes[6] = static_cast<std::uint8_t>((id.bytes[6] & 0x0F) | 0x70);                      // version 7
+    return id;  // Random() set the variant
+}
+
 std::optional<Uuid> Uuid::Parse(std::string_view text) {
     if (text.size() != 36) return std::nullopt;
     Uuid id;

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <eventlog/clickhouse/client.hpp>
@@ -13,8 +14,11 @@
 #include <eventlog/http/errors.hpp>
 #include <eventlog/observability/log.hpp>
 #include <mutex>
+#include <set>
+#include <thread>
 #include <vector>
 
+#include "http/event_writer.hpp"
 #include "http/input.hpp"
 #include "http/request_trace.hpp"
 
@@ -42,29 +46,32 @@ void RequireMediaType(const Request& request, std::initializer_list<std::string_
 /// Checks out a session; a full pool is a 503 with Retry-After (the server maps PoolTimeoutError).
 pg::Pool::Lease Checkout(pg::Pool& pool) { return pool.Acquire(); }
 
-/// Bearer authentication on `session`: 401 unless the token belongs to an active key.
-void Authenticate(const Request& request, pg::Connection& session, const std::string& secret_key) {
+/// The token of an `Authorization: Bearer TOKEN` header (scheme case-insensitive, spaces trimmed); "" when none.
+std::string BearerToken(const Request& request) {
     const std::string header = request.Header("authorization");
     constexpr std::string_view kScheme = "bearer ";
-    bool ok = false;
-    if (header.size() > kScheme.size()) {
-        std::string scheme = header.substr(0, kScheme.size());
-        std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
-        if (scheme == kScheme) {
-            std::string_view token(header);
-            token.remove_prefix(kScheme.size());
-            while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
-            while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
-            ok = VerifyToken(session, secret_key, token);
-        }
-    }
-    if (!ok) {
-        Problem p;
-        p.status = 401;
-        p.error = "missing or invalid API key";
-        p.field = "Authorization";
-        throw ProblemError(p);
-    }
+    if (header.size() <= kScheme.size()) return {};
+    std::string scheme = header.substr(0, kScheme.size());
+    std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (scheme != kScheme) return {};
+    std::string_view token(header);
+    token.remove_prefix(kScheme.size());
+    while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+    while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+    return std::string(token);
+}
+
+[[noreturn]] void Unauthorized() {
+    Problem p;
+    p.status = 401;
+    p.error = "missing or invalid API key";
+    p.field = "Authorization";
+    throw ProblemError(p);
+}
+
+/// Bearer authentication on `session`: 401 unless the token belongs to an active key.
+void Authenticate(const Request& request, pg::Connection& session, const std::string& secret_key) {
+    if (!VerifyToken(session, secret_key, BearerToken(request))) Unauthorized();
 }
 
 class HealthzHandler : public Handler {
@@ -140,145 +147,56 @@ private:
     std::string secret_key_;
 };
 
-/// Appends `value` to a PostgreSQL array literal (text form): quoted, with '"' and '\' escaped; NULL when absent.
-void AppendArrayElement(std::string& out, const std::optional<std::string>& value) {
-    if (out.size() > 1) out.push_back(',');
-    if (!value) {
-        out += "NULL";
-        return;
-    }
-    out.push_back('"');
-    for (const char c : *value) {
-        if (c == '"' || c == '\\') out.push_back('\\');
-        out.push_back(c);
-    }
-    out.push_back('"');
-}
-
-// All events of a request in one statement, one eventlog.emit_checked() call per row (in index order), in one
-// transaction. The per-event status comes from the database's idempotency registry (docs/delivery.md,
-// "Idempotency"): an event_id accepted before within IDEMPOTENCY_WINDOW, or earlier in the same request, is
-// "duplicate" and stored nowhere.
-constexpr std::string_view kEmitSql = R"sql(
-SELECT u.i - 1, r.id, CASE WHEN r.accepted THEN 'accepted' ELSE 'duplicate' END
-FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::uuid[]),
-                pg_catalog.unnest($4::timestamptz[]), pg_catalog.unnest($5::text[]), pg_catalog.unnest($6::bigint[]),
-                pg_catalog.unnest($7::text[])) WITH ORDINALITY AS u(t, c, id, ts, env, mv, tr, i),
-     LATERAL eventlog.emit_checked(u.t, u.c::json, u.id, u.ts, u.env, COALESCE(u.mv, 1), u.tr) r
-ORDER BY u.i)sql";
-
-/// The field emit() names first in its message ("event_context: expected at most ..."), "" when none: the name is
-/// ours, the rest of the server's text stays in the log.
-std::string FieldNamedIn(const std::string& text) {
-    for (const char* field :
-         {"event_type", "event_context", "environment", "trace_id", "metadata_version", "event_date_time"}) {
-        if (text.find(std::string(field) + ":") != std::string::npos) return field;
-    }
-    return {};
-}
-
-/// The index of the first event emit() refuses, found by emitting them one by one in a transaction that is rolled
-/// back (only after the set-based statement failed, so that a bad batch costs at most twice its work); nullopt
-/// when every one passes alone.
-std::optional<std::size_t> FirstRefused(pg::Connection& session, const std::vector<detail::IncomingEvent>& events) {
-    pg::Transaction tx(session);
-    for (std::size_t i = 0; i < events.size(); ++i) {
-        const auto& e = events[i];
-        const std::optional<std::string> version =
-            e.metadata_version ? std::optional<std::string>(std::to_string(*e.metadata_version)) : std::nullopt;
-        const auto view = [](const std::optional<std::string>& v) { return v ? pg::Param(*v) : pg::Param(); };
-        try {
-            tx.Exec("SELECT eventlog.emit($1, $2::json, $3::uuid, $4::timestamptz, $5, COALESCE($6::bigint, 1), $7)",
-                    {e.event_type, e.event_context, view(e.event_id), view(e.event_date_time), view(e.environment),
-                     view(version), view(e.trace_id)});
-        } catch (const Error& error) {
-            if (error.Kind() == ErrorKind::kInvalidInput) return i;
-            throw;
-        }
-    }
-    return std::nullopt;  // the destructor rolls back
-}
-
-class EventsHandler : public Handler {
+/// Reads event_log in ClickHouse for the status lookup and for `wait=visible`. Its clients are not thread-safe each,
+/// so one is checked out per query and kept for reuse. Thread-safe; not copyable.
+class EventLogReader {
 public:
-    EventsHandler(pg::Pool& pool, std::string secret_key, EventBounds bounds)
-        : pool_(pool), secret_key_(std::move(secret_key)), bounds_(bounds) {}
+    EventLogReader(clickhouse::ClientOptions options, const std::string& table)
+        : options_(std::move(options)),
+          table_(clickhouse::QuoteIdentifier(options_.database) + "." + clickhouse::QuoteIdentifier(table)) {}
+    EventLogReader(const EventLogReader&) = delete;
+    EventLogReader& operator=(const EventLogReader&) = delete;
 
-    Response Handle(const Request& request) override {
-        auto session = Checkout(pool_);
-        Authenticate(request, *session, secret_key_);
-        RequireMediaType(request, {"application/json", "application/x-ndjson"});
-        detail::EventLimits limits;
-        limits.max_events = bounds_.max_events;
-        limits.max_context_bytes = bounds_.max_context_bytes;
-        const auto format =
-            request.MediaType() == "application/x-ndjson" ? detail::BodyFormat::kNdjson : detail::BodyFormat::kJson;
-        auto events = detail::ParseEvents(request.body, format, limits);
-        detail::InheritRequestTrace(events, request);  // observability: event_log.trace_id from the request span
-
-        std::string types = "{", contexts = "{", ids = "{", times = "{", environments = "{", versions = "{",
-                    traces = "{";
-        for (const auto& e : events) {
-            AppendArrayElement(types, e.event_type);
-            AppendArrayElement(contexts, e.event_context);
-            AppendArrayElement(ids, e.event_id);
-            AppendArrayElement(times, e.event_date_time);
-            AppendArrayElement(environments, e.environment);
-            AppendArrayElement(versions, e.metadata_version
-                                             ? std::optional<std::string>(std::to_string(*e.metadata_version))
-                                             : std::nullopt);
-            AppendArrayElement(traces, e.trace_id);
+    /// The earliest inserted_at of `event_id` as ClickHouse prints it (UTC), nullopt when event_log does not hold it.
+    std::optional<std::string> InsertedAt(const std::string& event_id) {
+        const std::string found =
+            Query("SELECT toString(min(inserted_at), 'UTC') FROM " + table_ + " WHERE event_id = toUUID(" +
+                  clickhouse::QuoteString(event_id) + ") HAVING count() > 0 FORMAT TabSeparated");
+        std::string_view inserted_at(found);
+        while (!inserted_at.empty() && (inserted_at.back() == '\n' || inserted_at.back() == '\r')) {
+            inserted_at.remove_suffix(1);
         }
-        for (auto* a : {&types, &contexts, &ids, &times, &environments, &versions, &traces}) a->push_back('}');
+        if (inserted_at.empty()) return std::nullopt;
+        return std::string(inserted_at);
+    }
 
-        pg::Result rows;
-        try {
-            pg::Transaction tx(*session);
-            rows = tx.Exec(kEmitSql, {types, contexts, ids, times, environments, versions, traces});
-            tx.Commit();
-        } catch (const InDoubtError&) {
-            session.Discard();
-            throw;
-        } catch (const Error& e) {
-            if (e.Kind() == ErrorKind::kInvalidInput && e.Source() == ErrorSource::kPostgres) {
-                log::Warning("http_events_refused", {{"error", std::string(e.what())}});
-                Problem p;
-                p.status = 400;
-                p.error = "refused by the database (eventlog.emit)";
-                p.field = FieldNamedIn(e.what());
-                p.index = events.size() == 1 ? std::optional<std::size_t>(0) : FirstRefused(*session, events);
-                throw ProblemError(p);
+    /// Those of `event_ids` (canonical UUIDs) that event_log holds, asked kIdsPerQuery at a time.
+    std::set<std::string> Present(const std::vector<std::string>& event_ids) {
+        std::set<std::string> present;
+        for (std::size_t i = 0; i < event_ids.size(); i += kIdsPerQuery) {
+            std::string ids;
+            for (std::size_t j = i; j < std::min(event_ids.size(), i + kIdsPerQuery); ++j) {
+                if (!ids.empty()) ids += ',';
+                ids += clickhouse::QuoteString(event_ids[j]);
             }
-            throw;
+            const std::string body = Query("SELECT DISTINCT toString(event_id) FROM " + table_ +
+                                           " WHERE event_id IN (" + ids + ") FORMAT TabSeparated");
+            std::size_t start = 0;
+            while (start < body.size()) {
+                auto end = body.find('\n', start);
+                if (end == std::string::npos) end = body.size();
+                if (end > start) present.insert(body.substr(start, end - start));
+                start = end + 1;
+            }
         }
-        std::string body = "[";
-        for (int i = 0; i < rows.Rows(); ++i) {
-            if (i) body += ",";
-            body += fmt::format(R"({{"index":{},"event_id":"{}","status":)", rows.Get(i, 0), rows.Get(i, 1));
-            AppendJsonString(body, rows.Get(i, 2));
-            body += "}";
-        }
-        body += "]";
-        return JsonResponse(202, std::move(body));
+        return present;
     }
 
 private:
-    pg::Pool& pool_;
-    std::string secret_key_;
-    EventBounds bounds_;
-};
+    // 2,000 quoted UUIDs are about 80 KB of SQL, well under ClickHouse's max_query_size (256 KiB).
+    static constexpr std::size_t kIdsPerQuery = 2'000;
+    static constexpr std::size_t kMaxIdle = 8;
 
-/// "YYYY-MM-DD HH:MM:SS[.ffffff]" (UTC, as PostgreSQL and ClickHouse print it here) as RFC 3339.
-std::string Rfc3339(std::string_view text) {
-    std::string out(text);
-    if (out.size() > 10 && out[10] == ' ') out[10] = 'T';
-    return out + "Z";
-}
-
-/// ClickHouse clients for the lookups: not thread-safe each, so checked out one per request and kept for reuse.
-class ClickHousePool {
-public:
-    explicit ClickHousePool(clickhouse::ClientOptions options) : options_(std::move(options)) {}
     /// Runs `sql` on an idle client (a new one when none is idle) and returns the body.
     std::string Query(const std::string& sql) {
         std::unique_ptr<clickhouse::Client> client;
@@ -296,26 +214,143 @@ public:
         return body;
     }
 
-private:
-    static constexpr std::size_t kMaxIdle = 8;
     clickhouse::ClientOptions options_;
+    std::string table_;
     std::mutex mutex_;
     std::vector<std::unique_ptr<clickhouse::Client>> idle_;
 };
+
+/// A place among the requests waiting for visibility, held while one waits (at most `max` at once: each holds a
+/// worker thread). Taken before anything is written, so that a refusal (503) never follows a commit.
+class WaitSlot {
+public:
+    WaitSlot(std::atomic<std::size_t>& count, std::size_t max) : count_(count) {
+        if (count_.fetch_add(1) >= max) {
+            count_.fetch_sub(1);
+            Problem p;
+            p.status = 503;
+            p.error = "too many requests waiting for visibility";
+            p.field = "wait";
+            p.retry_after = kRetryAfterSeconds;
+            throw ProblemError(p);
+        }
+    }
+    ~WaitSlot() { count_.fetch_sub(1); }
+    WaitSlot(const WaitSlot&) = delete;
+    WaitSlot& operator=(const WaitSlot&) = delete;
+
+private:
+    std::atomic<std::size_t>& count_;
+};
+
+/// POST /api/v1/events: the events in one transaction (alone, or in a group commit for small requests), 202 with one
+/// result per event; with `wait=visible`, after that until ClickHouse holds them all (200) or the timeout passes
+/// (202, "visible": false).
+class EventsHandler : public Handler {
+public:
+    EventsHandler(pg::Pool& pool, const ServeSettings& settings, std::shared_ptr<EventLogReader> reader,
+                  std::function<bool()> stopping)
+        : pool_(pool),
+          secret_key_(settings.secret_key),
+          bounds_(settings.events),
+          reader_(std::move(reader)),
+          stopping_(std::move(stopping)),
+          max_waiting_(std::max<std::size_t>(1, settings.server.worker_threads / 2)),
+          group_(pool, settings.secret_key, GroupOptions(settings)) {}
+
+    Response Handle(const Request& request) override {
+        const auto token = ParseToken(BearerToken(request));
+        if (!token) Unauthorized();  // malformed: refused before anything else; a key that exists is checked below
+        RequireMediaType(request, {"application/json", "application/x-ndjson"});
+        const auto wait = detail::ParseEventsQuery(request.query);
+        if (wait.visible && !reader_) Refuse(400, "wait=visible needs ClickHouse, which is not configured", "wait");
+        detail::EventLimits limits;
+        limits.max_events = bounds_.max_events;
+        limits.max_context_bytes = bounds_.max_context_bytes;
+        const auto format =
+            request.MediaType() == "application/x-ndjson" ? detail::BodyFormat::kNdjson : detail::BodyFormat::kJson;
+        auto events = detail::ParseEvents(request.body, format, limits);
+        detail::InheritRequestTrace(events, request);  // observability: event_log.trace_id from the request span
+
+        std::optional<WaitSlot> slot;
+        if (wait.visible) slot.emplace(waiting_, max_waiting_);
+        std::vector<detail::EventResult> results;
+        if (group_.Takes(events.size())) {
+            results = group_.Submit(*token, events);
+        } else {
+            auto session = Checkout(pool_);
+            Authenticate(request, *session, secret_key_);
+            results = detail::WriteEvents(session, events);
+        }  // the session is back in the pool before any waiting
+
+        std::string list = "[";
+        for (const auto& r : results) {
+            if (list.size() > 1) list += ",";
+            list += fmt::format(R"({{"index":{},"event_id":"{}","status":"{}"}})", r.index, r.event_id,
+                                r.accepted ? "accepted" : "duplicate");
+        }
+        list += "]";
+        if (!wait.visible) return JsonResponse(202, std::move(list));
+        const bool visible = WaitVisible(results, wait.timeout);
+        return JsonResponse(visible ? 200 : 202,
+                            std::string("{\"visible\":") + (visible ? "true" : "false") + ",\"events\":" + list + "}");
+    }
+
+private:
+    static detail::GroupCommitOptions GroupOptions(const ServeSettings& settings) {
+        detail::GroupCommitOptions options;
+        options.window = settings.group_commit_window;
+        options.max_writing_groups = settings.group_commit_groups;
+        return options;
+    }
+
+    /// Polls event_log until it holds every event_id of `results` (a duplicate's first copy counts: it is the one
+    /// stored) or `timeout` passes; a final check runs at the deadline. A failed query counts as "not yet" (the
+    /// events are committed whatever ClickHouse says). Gives up early when the server stops.
+    bool WaitVisible(const std::vector<detail::EventResult>& results, std::chrono::milliseconds timeout) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        std::set<std::string> missing;
+        for (const auto& r : results) missing.insert(r.event_id);
+        auto pause = std::chrono::milliseconds(10);
+        for (;;) {
+            try {
+                for (const auto& id : reader_->Present(std::vector<std::string>(missing.begin(), missing.end()))) {
+                    missing.erase(id);
+                }
+            } catch (const Error& e) {
+                log::Warning("http_wait_visible_query_failed", {{"error", std::string(e.what())}});
+            }
+            if (missing.empty()) return true;
+            const auto now = std::chrono::steady_clock::now();
+            if (now >= deadline || (stopping_ && stopping_())) return false;
+            std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
+            pause = std::min(pause * 2, std::chrono::milliseconds(200));
+        }
+    }
+
+    pg::Pool& pool_;
+    std::string secret_key_;
+    EventBounds bounds_;
+    std::shared_ptr<EventLogReader> reader_;
+    std::function<bool()> stopping_;
+    std::size_t max_waiting_;
+    std::atomic<std::size_t> waiting_{0};
+    detail::GroupCommitter group_;
+};
+/// "YYYY-MM-DD HH:MM:SS[.ffffff]" (UTC, as PostgreSQL and ClickHouse print it here) as RFC 3339.
+std::string Rfc3339(std::string_view text) {
+    std::string out(text);
+    if (out.size() > 10 && out[10] == ' ') out[10] = 'T';
+    return out + "Z";
+}
 
 /// GET /api/v1/events/{event_id}: pending, in_flight or dead_lettered from PostgreSQL (one snapshot, through
 /// eventlog.event_status), else delivered when ClickHouse has it, else 404. Asking in this order cannot miss an
 /// event that moves meanwhile: a delivery record is deleted only after ClickHouse acknowledged its rows.
 class EventStatusHandler : public Handler {
 public:
-    EventStatusHandler(pg::Pool& pool, std::string secret_key, const ServeSettings& settings)
-        : pool_(pool), secret_key_(std::move(secret_key)) {
-        if (settings.clickhouse) {
-            clickhouse_.emplace(*settings.clickhouse);
-            table_ = clickhouse::QuoteIdentifier(settings.clickhouse->database) + "." +
-                     clickhouse::QuoteIdentifier(settings.clickhouse_table);
-        }
-    }
+    EventStatusHandler(pg::Pool& pool, std::string secret_key, std::shared_ptr<EventLogReader> reader)
+        : pool_(pool), secret_key_(std::move(secret_key)), reader_(std::move(reader)) {}
 
     /// The answer for a row of eventlog.event_status appended to `body`.
     static std::string FromPostgres(std::string body, const pg::Result& r) {
@@ -349,17 +384,10 @@ public:
             body = "{\"event_id\":\"" + event_id + "\",\"status\":";
             if (r.Rows() == 1) return JsonResponse(200, FromPostgres(std::move(body), r));
         }
-        if (clickhouse_) {
-            const std::string found = clickhouse_->Query(
-                "SELECT toString(min(inserted_at), 'UTC') FROM " + table_ + " WHERE event_id = toUUID(" +
-                clickhouse::QuoteString(event_id) + ") HAVING count() > 0 FORMAT TabSeparated");
-            std::string_view inserted_at(found);
-            while (!inserted_at.empty() && (inserted_at.back() == '\n' || inserted_at.back() == '\r')) {
-                inserted_at.remove_suffix(1);
-            }
-            if (!inserted_at.empty()) {
+        if (reader_) {
+            if (const auto inserted_at = reader_->InsertedAt(event_id)) {
                 body += "\"delivered\",\"inserted_at\":";
-                AppendJsonString(body, Rfc3339(inserted_at));
+                AppendJsonString(body, Rfc3339(*inserted_at));
                 body += "}";
                 return JsonResponse(200, std::move(body));
             }
@@ -374,8 +402,7 @@ public:
 private:
     pg::Pool& pool_;
     std::string secret_key_;
-    std::optional<ClickHousePool> clickhouse_;
-    std::string table_;
+    std::shared_ptr<EventLogReader> reader_;
 };
 
 std::int64_t ReadInt(const EnvMap& env, const char* name, std::int64_t fallback, std::int64_t min, std::int64_t max) {
@@ -444,6 +471,10 @@ ServeSettings LoadServeSettings(const EnvMap& env, const Config& config) {
         std::chrono::milliseconds(ReadInt(env, "HTTP_PG_ACQUIRE_TIMEOUT_MS", s.acquire_timeout.count(), 1, 600'000));
     s.events.max_events = static_cast<std::size_t>(
         ReadInt(env, "HTTP_MAX_EVENTS", static_cast<std::int64_t>(s.events.max_events), 1, 10'000'000));
+    s.group_commit_window =
+        std::chrono::microseconds(ReadInt(env, "HTTP_GROUP_COMMIT_US", s.group_commit_window.count(), 0, 1'000'000));
+    s.group_commit_groups = static_cast<std::size_t>(
+        ReadInt(env, "HTTP_GROUP_COMMIT_GROUPS", static_cast<std::int64_t>(s.group_commit_groups), 1, 1'000));
     s.events.max_context_bytes = static_cast<std::size_t>(
         ReadInt(env, "HTTP_MAX_CONTEXT_BYTES", static_cast<std::int64_t>(s.events.max_context_bytes), 2, 256LL << 20));
     return s;
@@ -453,11 +484,13 @@ std::shared_ptr<Router> MakeApiRouter(pg::Pool& pool, const ServeSettings& setti
     RequireSecretKey(settings.secret_key);
     auto router = std::make_shared<Router>();
     router->Add("GET", "/healthz", std::make_shared<HealthzHandler>());
-    router->Add("GET", "/readyz", std::make_shared<ReadyzHandler>(pool, std::move(stopping)));
+    std::shared_ptr<EventLogReader> reader;
+    if (settings.clickhouse) reader = std::make_shared<EventLogReader>(*settings.clickhouse, settings.clickhouse_table);
+    router->Add("GET", "/readyz", std::make_shared<ReadyzHandler>(pool, stopping));
     router->Add("POST", "/api/v1/users", std::make_shared<UsersHandler>(pool, settings.secret_key));
-    router->Add("POST", "/api/v1/events", std::make_shared<EventsHandler>(pool, settings.secret_key, settings.events));
+    router->Add("POST", "/api/v1/events", std::make_shared<EventsHandler>(pool, settings, reader, std::move(stopping)));
     router->Add("GET", "/api/v1/events/{event_id}",
-                std::make_shared<EventStatusHandler>(pool, settings.secret_key, settings));
+                std::make_shared<EventStatusHandler>(pool, settings.secret_key, reader));
     return router;
 }
 

@@ -161,8 +161,29 @@ bool VerifyToken(pg::Connection& connection, std::string_view secret_key, std::s
     if (r.Rows() != 1 || r.IsNull(0, 0)) return false;
     const auto stored = FromByteaHex(r.Get(0, 0));
     if (!stored) return false;
-    const auto presented = HashTokenSecret(secret_key, parsed->secret);
-    return CRYPTO_memcmp(stored->data(), presented.data(), presented.size()) == 0;
+    return HashesMatch(HashTokenSecret(secret_key, parsed->secret), *stored);
+}
+
+std::map<std::int64_t, std::array<unsigned char, 32>> ActiveKeyHashes(pg::Connection& connection,
+                                                                      const std::vector<std::int64_t>& key_ids) {
+    std::string ids = "{";
+    for (const auto id : key_ids) {
+        if (ids.size() > 1) ids.push_back(',');
+        ids += std::to_string(id);
+    }
+    ids.push_back('}');
+    const auto r = connection.Exec(
+        "SELECT k.id, eventlog.api_key_hash(k.id) FROM pg_catalog.unnest($1::bigint[]) AS k(id)", {ids});
+    std::map<std::int64_t, std::array<unsigned char, 32>> out;
+    for (int i = 0; i < r.Rows(); ++i) {
+        if (r.IsNull(i, 1)) continue;
+        if (const auto stored = FromByteaHex(r.Get(i, 1))) out[r.GetInt(i, 0)] = *stored;
+    }
+    return out;
+}
+
+bool HashesMatch(const std::array<unsigned char, 32>& presented, const std::array<unsigned char, 32>& stored) {
+    return CRYPTO_memcmp(stored.data(), presented.data(), presented.size()) == 0;
 }
 
 }  // namespace eventlog::http

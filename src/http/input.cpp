@@ -235,6 +235,88 @@ std::vector<IncomingEvent> ParseEvents(std::string_view body, BodyFormat format,
     return events;
 }
 
+namespace {
+
+/// `text` with %XX escapes and '+' decoded; nullopt for a broken escape.
+std::optional<std::string> PercentDecoded(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '+') {
+            out.push_back(' ');
+        } else if (text[i] == '%') {
+            unsigned value = 0;
+            if (i + 2 >= text.size()) return std::nullopt;
+            const auto [end, ec] = std::from_chars(text.data() + i + 1, text.data() + i + 3, value, 16);
+            if (ec != std::errc() || end != text.data() + i + 3) return std::nullopt;
+            out.push_back(static_cast<char>(value));
+            i += 2;
+        } else {
+            out.push_back(text[i]);
+        }
+    }
+    return out;
+}
+
+/// A duration "<digits>ms" or "<digits>s"; nullopt otherwise (or beyond kMaxWaitTimeout).
+std::optional<std::chrono::milliseconds> ParseTimeout(std::string_view text) {
+    std::size_t digits = 0;
+    while (digits < text.size() && digits < 9 && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+    if (digits == 0) return std::nullopt;
+    std::int64_t value = 0;
+    std::from_chars(text.data(), text.data() + digits, value);
+    const std::string_view unit = text.substr(digits);
+    std::chrono::milliseconds timeout{};
+    if (unit == "ms") {
+        timeout = std::chrono::milliseconds(value);
+    } else if (unit == "s") {
+        timeout = std::chrono::seconds(value);
+    } else {
+        return std::nullopt;
+    }
+    if (timeout > kMaxWaitTimeout) return std::nullopt;
+    return timeout;
+}
+
+}  // namespace
+
+WaitRequest ParseEventsQuery(std::string_view query) {
+    WaitRequest wait;
+    bool has_wait = false;
+    bool has_timeout = false;
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view pair = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+        if (pair.empty()) continue;
+        const auto eq = pair.find('=');
+        const auto name = PercentDecoded(pair.substr(0, eq));
+        const auto value = PercentDecoded(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+        if (!name || !value) Refuse(400, "malformed query string (a broken %-escape)", "", std::nullopt);
+        if (*name == "wait") {
+            if (has_wait) Refuse(400, "repeated query parameter", "wait", std::nullopt);
+            has_wait = true;
+            if (*value != "visible") Refuse(400, "expected wait=visible", "wait", std::nullopt);
+            wait.visible = true;
+        } else if (*name == "timeout") {
+            if (has_timeout) Refuse(400, "repeated query parameter", "timeout", std::nullopt);
+            has_timeout = true;
+            const auto timeout = ParseTimeout(*value);
+            if (!timeout) {
+                Refuse(400,
+                       "expected a duration with its unit, ms or s (e.g. 500ms or 5s), at most " +
+                           std::to_string(kMaxWaitTimeout.count() / 1000) + " s",
+                       "timeout", std::nullopt);
+            }
+            wait.timeout = *timeout;
+        } else {
+            Refuse(400, "unknown query parameter", EchoedKey(*name), std::nullopt);
+        }
+    }
+    if (has_timeout && !has_wait) Refuse(400, "timeout applies only with wait=visible", "timeout", std::nullopt);
+    return wait;
+}
+
 IncomingUser ParseUser(std::string_view body) {
     JsonReader reader(body);
     IncomingUser user;

@@ -2,6 +2,7 @@
 
 // Parsing and validation of request bodies: strict, bounded, naming the field and the event's index. Pure functions
 // (no database), unit-tested in tests/unit/http_input_test.cpp.
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -45,6 +46,20 @@ std::vector<IncomingEvent> ParseEvents(std::string_view body, BodyFormat format,
 /// True when `text` is an RFC 3339 date-time ("2024-05-01T12:00:00Z", "...T12:00:00.123456+02:00"; 't', 'z' and
 /// a space separator accepted; seconds 00-59).
 bool IsRfc3339(std::string_view text);
+
+/// What POST /api/v1/events is asked to wait for, from its query string.
+struct WaitRequest {
+    bool visible{false};                        ///< `wait=visible`: answer once the events are in ClickHouse.
+    std::chrono::milliseconds timeout{10'000};  ///< `timeout=`: how long to wait at most (default 10 s).
+};
+
+/// The longest `timeout=` accepted (30 s): a waiting request holds a worker thread.
+inline constexpr std::chrono::milliseconds kMaxWaitTimeout{30'000};
+
+/// Parses the query string of POST /api/v1/events: `wait=visible` and `timeout=` as a non-negative integer with its
+/// unit, `ms` or `s` ("500ms", "5s"), at most kMaxWaitTimeout, only with `wait`. Values may be percent-encoded.
+/// Throws ProblemError 400 naming the parameter (`wait`, `timeout`, or an unknown or repeated one).
+WaitRequest ParseEventsQuery(std::string_view query);
 
 /// A POST /api/v1/users body, validated.
 struct IncomingUser {

@@ -116,7 +116,8 @@ constexpr std::string_view kUnmatched = "unmatched";
 /// One connection. Owned by shared_ptrs held by its pending operations and by Impl::sessions until it closes.
 class Server::Impl::Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(Impl& server, tcp::socket&& socket) : server_(server), stream_(std::move(socket)) {}
+    Session(Impl& server, tcp::socket&& socket)
+        : server_(server), stream_(std::move(socket)), body_timer_(stream_.get_executor()) {}
 
     void Start() {
         net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadHeader(); });
@@ -167,15 +168,28 @@ private:
         ReadBody();
     }
 
+    /// Reads the body under its own timer rather than the stream's deadline, which would close the socket: a body
+    /// that stops arriving is answered 408 (and the connection closed) instead of being cut off without a word.
     void ReadBody() {
-        stream_.expires_after(server_.options.body_timeout);
+        stream_.expires_never();
+        reading_body_ = true;
+        body_timed_out_ = false;
+        body_timer_.expires_after(server_.options.body_timeout);
+        body_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+            if (ec || !self->reading_body_) return;  // cancelled, or the body arrived first (same strand)
+            self->body_timed_out_ = true;
+            beast::error_code ignored;
+            self->stream_.socket().cancel(ignored);
+        });
         bhttp::async_read(stream_, buffer_, *parser_,
                           [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnBody(ec); });
     }
 
     void OnBody(beast::error_code ec) {
+        reading_body_ = false;
+        body_timer_.cancel();
+        if (body_timed_out_) return Fail(MakeProblem(408, "request body not received within the time limit"));
         if (ec == bhttp::error::body_limit) return Fail(MakeProblem(413, "request body too large"));
-        // A deadline that passed has already closed the socket (beast::tcp_stream): no 408 can be sent.
         if (ec) return Close();
         stream_.expires_never();
         request_ = parser_->release();
@@ -259,6 +273,9 @@ private:
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
     BeastRequest request_;
     std::array<char, 16384> scratch_{};
+    net::steady_timer body_timer_;  // the body's deadline (HTTP_BODY_TIMEOUT_MS)
+    bool reading_body_{false};
+    bool body_timed_out_{false};
     bool keep_alive_{false};
     bool busy_{false};
     bool closed_{false};

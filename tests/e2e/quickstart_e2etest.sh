@@ -37,6 +37,8 @@ ln -s "$build" "$work/build"
 pg_port=$("$src/scripts/stack.sh" free-port)
 ch_port=$("$src/scripts/stack.sh" free-port)
 while [ "$ch_port" = "$pg_port" ]; do ch_port=$("$src/scripts/stack.sh" free-port); done
+http_port=$("$src/scripts/stack.sh" free-port)
+while [ "$http_port" = "$pg_port" ] || [ "$http_port" = "$ch_port" ]; do http_port=$("$src/scripts/stack.sh" free-port); done
 stack_dir="$work/.local/dev"
 server_homes=()
 make_pid=""
@@ -78,7 +80,7 @@ trap cleanup EXIT
 start_make_run() {
     : >"$work/run.log"
     (cd "$work" && exec env -u DATABASE_URL -u CLICKHOUSE_URI -u EVENTLOG_ENV_FILE -u BUILD_DIR -u LOCAL_DIR PG_PORT="$pg_port" \
-        CH_PORT="$ch_port" setsid make run >"$work/run.log" 2>&1) &
+        CH_PORT="$ch_port" HTTP_LISTEN="127.0.0.1:$http_port" setsid make run >"$work/run.log" 2>&1) &
     make_pid=$!
     for _ in $(seq 1 1800); do
         grep -q '^eventlog is running' "$work/run.log" && break
@@ -238,6 +240,17 @@ grep -q 'environment:.*Local' <<<"$arrived" || fail "environment is not Local: $
 status=$(readme_command "$status_cmd") || fail "README status failed: $status"
 grep -q '^pending:' <<<"$status" || fail "status printed no pending line: $status"
 
+# The HTTP API that make run started, with a key from `make superuser` (its token is the last line).
+token=$(readme_command "make -s superuser NAME=quickstart" | tail -n 1) || fail "make superuser failed: $token"
+[[ "$token" =~ ^elk_[0-9]+_[A-Za-z0-9_-]{43}$ ]] || fail "make superuser's last line is not a token: $token"
+answer=$(curl -s -w ' %{http_code}' -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    -d '{"event_type":"OrderPlaced","event_context":{"order_id":42}}' \
+    "http://127.0.0.1:$http_port/api/v1/events?wait=visible&timeout=20s") || fail "POST to make run's server failed"
+[[ "$answer" == '{"visible":true,"events":[{"index":0,"event_id":'*'"status":"accepted"}]} 200' ]] ||
+    fail "POST /api/v1/events?wait=visible answered: $answer"
+[ "$(stat -c %a "$work/.local/secret_key")" = 600 ] || fail ".local/secret_key is not mode 600"
+grep -qF "$(cat "$work/.local/secret_key")" "$work/run.log" && fail "make run printed the generated SECRET_KEY"
+
 problems=$(stack_security_problems)
 [ -z "$problems" ] || fail "the local stack is open:"$'\n'"$problems"
 
@@ -252,4 +265,4 @@ out=$(readme_command "$query_cmd") || fail "query after restart failed"
 grep -q "$event_id" <<<"$out" || fail "the event is gone after restart: $out"
 stop_make_run
 
-echo "quickstart: emit -> ClickHouse, status, Ctrl-C and restart all behave as the README says; the local stack refuses clients without its generated passwords"
+echo "quickstart: emit -> ClickHouse, status, make superuser + the HTTP API, Ctrl-C and restart all behave as the README says; the local stack refuses clients without its generated passwords"

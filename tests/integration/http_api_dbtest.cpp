@@ -1,6 +1,7 @@
 // The HTTP API through real HTTP against a real PostgreSQL (and ClickHouse for the users flow end to end): the
 // server runs in-process on an ephemeral loopback port, connected as a login role that holds only
 // eventlog_producer, and the tests talk to it over a raw socket (label db).
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -162,6 +163,8 @@ TEST_F(HttpApiTest, EventsAreAcceptedAsAnObjectAnArrayAndNdjsonInOneTransactionE
                                               R"({"event_type":"b","event_context":{"x":[1,2]}}])");
     ASSERT_EQ(batch.status, 202) << batch.body;
     EXPECT_THAT(batch.body, HasSubstr(R"({"index":1,"event_id":")"));
+    // Events sent without an id get a time-ordered (version 7) one from the server.
+    EXPECT_THAT(batch.body, ::testing::ContainsRegex(R"(\{"index":1,"event_id":"[0-9a-f]{8}-[0-9a-f]{4}-7)"));
     EXPECT_EQ(Outbox(), 3);
 
     const auto ndjson = Post("/api/v1/events",
@@ -337,17 +340,23 @@ TEST_F(HttpApiTest, ASlowClientIsCutOffAndDoesNotDelayOthers) {
     for (auto& c : slow) EXPECT_TRUE(c.ClosedByPeer(std::chrono::seconds(5)));
 }
 
-TEST_F(HttpApiTest, ABodyThatStopsArrivingIsCutOffAndDoesNotDelayOthers) {
+TEST_F(HttpApiTest, ABodyThatStopsArrivingGets408AndIsClosedWithoutDelayingOthers) {
     StartServer(
         [](http::ServeSettings& s, pg::PoolOptions&) { s.server.body_timeout = std::chrono::milliseconds(500); });
     HttpConnection slow(Port());
+    const auto start = std::chrono::steady_clock::now();
     ASSERT_TRUE(
         slow.SendRaw("POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      "Content-Length: 100\r\n\r\n{\"event_type\""));
     EXPECT_EQ(HttpRequest(Port(), "GET", "/healthz").status, 200);
-    const auto start = std::chrono::steady_clock::now();
+    const auto answer = slow.Read();
+    const auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_EQ(answer.status, 408) << answer.body;
+    EXPECT_EQ(answer.body, R"({"error":"request body not received within the time limit"})");
+    EXPECT_EQ(answer.headers.at("connection"), "close");
+    EXPECT_GE(took, std::chrono::milliseconds(500));
+    EXPECT_LT(took, std::chrono::seconds(3));
     EXPECT_TRUE(slow.ClosedByPeer(std::chrono::seconds(3)));
-    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
     EXPECT_EQ(Outbox(), 0);
 }
 
@@ -514,6 +523,269 @@ TEST_F(HttpApiTest, AnEventsStatusIsFoundInEveryState) {
     EXPECT_EQ(answer.body, R"({"error":"event not found","field":"event_id"})");
     EXPECT_EQ(get("not-a-uuid").status, 400);
     EXPECT_EQ(HttpRequest(Port(), "GET", "/api/v1/events/" + pending).status, 401);
+}
+
+// ?wait=visible: with a relay running, the answer comes once ClickHouse holds the events (200, "visible": true).
+TEST_F(HttpApiTest, WaitVisibleAnswersOnceTheRelayHasDeliveredTheEvents) {
+    StartServer();
+    testing::BackgroundRelay relay(stack_->Config());
+    const std::string a = "00000000-0000-4000-8000-00000000a001";
+    const std::string b = "00000000-0000-4000-8000-00000000a002";
+    const auto answer = Post("/api/v1/events?wait=visible&timeout=20s",
+                             R"([{"event_type":"audit","event_context":{},"event_id":")" + a +
+                                 R"("},{"event_type":"audit","event_context":{},"event_id":")" + b + "\"}]");
+    ASSERT_EQ(answer.status, 200) << answer.body;
+    EXPECT_EQ(answer.body, R"({"visible":true,"events":[{"index":0,"event_id":")" + a +
+                               R"(","status":"accepted"},{"index":1,"event_id":")" + b + R"(","status":"accepted"}]})");
+    // Queryable at once: no wait between the answer and this count.
+    EXPECT_EQ(
+        stack_->ChCount("SELECT count() FROM " + stack_->ChTable() + " WHERE event_id IN ('" + a + "','" + b + "')"),
+        2);
+    // A retry of a delivered event waits for its first copy: visible at once, reported as a duplicate.
+    const auto retry =
+        Post("/api/v1/events?wait=visible", R"({"event_type":"audit","event_context":{},"event_id":")" + a + "\"}");
+    EXPECT_EQ(retry.status, 200) << retry.body;
+    EXPECT_THAT(retry.body, HasSubstr(R"("visible":true)"));
+    EXPECT_THAT(retry.body, HasSubstr(R"("status":"duplicate")"));
+    EXPECT_EQ(relay.Error(), "");
+}
+
+// Without a relay nothing becomes visible: 202 with "visible": false after about the timeout, the event written.
+TEST_F(HttpApiTest, WaitVisibleAnswers202NotVisibleAfterTheTimeoutWhenNoRelayRuns) {
+    StartServer();
+    const auto start = std::chrono::steady_clock::now();
+    const auto answer = Post("/api/v1/events?wait=visible&timeout=700ms", R"({"event_type":"a","event_context":{}})");
+    const auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_EQ(answer.status, 202) << answer.body;
+    EXPECT_THAT(answer.body, ::testing::StartsWith(R"({"visible":false,"events":[{"index":0,"event_id":")"));
+    EXPECT_THAT(answer.body, HasSubstr(R"("status":"accepted"}]})"));
+    EXPECT_GE(took, std::chrono::milliseconds(700));
+    EXPECT_LT(took, std::chrono::milliseconds(2500));
+    EXPECT_EQ(Outbox(), 1);
+    // timeout=0s checks once.
+    const auto once = Post("/api/v1/events?wait=visible&timeout=0s", R"({"event_type":"a","event_context":{}})");
+    EXPECT_EQ(once.status, 202) << once.body;
+    EXPECT_THAT(once.body, HasSubstr(R"("visible":false)"));
+}
+
+TEST_F(HttpApiTest, BadWaitAndTimeoutValuesAreRefusedNamingTheParameterAndWriteNothing) {
+    StartServer();
+    const std::string good = R"({"event_type":"a","event_context":{}})";
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"?wait=soon", R"("field":"wait")"},
+        {"?wait=visible&wait=visible", R"("field":"wait")"},
+        {"?timeout=5s", R"("field":"timeout")"},
+        {"?wait=visible&timeout=5", R"("field":"timeout")"},
+        {"?wait=visible&timeout=31s", R"("field":"timeout")"},
+        {"?wait=visible&timeout=-1s", R"("field":"timeout")"},
+        {"?wait=visible&timeout=1h", R"("field":"timeout")"},
+        {"?colour=red", R"("field":"colour")"},
+        {"?wait=%zz", R"({"error":"malformed query string)"},
+    };
+    for (const auto& [query, part] : cases) {
+        const auto answer = Post("/api/v1/events" + query, good);
+        EXPECT_EQ(answer.status, 400) << query << ": " << answer.body;
+        EXPECT_THAT(answer.body, HasSubstr(part)) << query;
+    }
+    EXPECT_EQ(Outbox(), 0);
+    // Percent-encoded values are decoded.
+    EXPECT_EQ(Post("/api/v1/events?wait=%76isible&timeout=0ms", good).status, 202);
+}
+
+/// Sends every body on its own connection before reading any answer, so that the requests arrive together.
+std::vector<HttpAnswer> PostTogether(std::uint16_t port, const std::vector<std::string>& bodies,
+                                     const std::vector<std::string>& tokens) {
+    std::vector<HttpConnection> connections;
+    for (std::size_t i = 0; i < bodies.size(); ++i) connections.emplace_back(port);
+    for (std::size_t i = 0; i < bodies.size(); ++i) {
+        EXPECT_TRUE(connections[i].SendRaw(testing::FormatRequest(
+            "POST", "/api/v1/events", bodies[i],
+            {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + tokens[i]}}, false)));
+    }
+    std::vector<HttpAnswer> answers;
+    for (auto& c : connections) answers.push_back(c.Read());
+    return answers;
+}
+
+void WithGroupCommit(http::ServeSettings& s, pg::PoolOptions&) {
+    s.group_commit_window = std::chrono::milliseconds(300);  // wide, so that a loaded machine still groups
+    s.server.worker_threads = 16;
+}
+
+TEST_F(HttpApiTest, ConcurrentSmallRequestsShareOneTransactionAndEachGetsItsOwnResults) {
+    StartServer(WithGroupCommit);
+    std::vector<std::string> bodies;
+    for (int i = 0; i < 8; ++i) {
+        bodies.push_back(fmt::format(R"({{"event_type":"g","event_context":{{"n":{}}},"event_id":)"
+                                     R"("00000000-0000-4000-8000-0000000000{:02d}"}})",
+                                     i, i));
+    }
+    const auto answers = PostTogether(Port(), bodies, std::vector<std::string>(bodies.size(), token_));
+    for (std::size_t i = 0; i < answers.size(); ++i) {
+        ASSERT_EQ(answers[i].status, 202) << answers[i].body;
+        EXPECT_EQ(answers[i].body, fmt::format(R"([{{"index":0,"event_id":"00000000-0000-4000-8000-0000000000{:02d}",)"
+                                               R"("status":"accepted"}}])",
+                                               i));
+    }
+    EXPECT_EQ(Outbox(), 8);
+    // One transaction wrote them all.
+    EXPECT_EQ(stack_->PgCount("SELECT count(DISTINCT xmin::text) FROM eventlog.outbox"), 1);
+}
+
+// While the only writing slot is taken (a group waiting on a lock), the requests that arrive meanwhile gather into
+// one group, however long past its window: they commit together once the slot frees.
+TEST_F(HttpApiTest, RequestsArrivingWhileGroupsAreWritingGatherIntoTheNextGroup) {
+    StartServer([](http::ServeSettings& s, pg::PoolOptions&) {
+        s.group_commit_window = std::chrono::microseconds(100);
+        s.group_commit_groups = 1;
+        s.server.worker_threads = 16;
+    });
+    auto locker = stack_->OpenPg();
+    locker.Exec("BEGIN");
+    locker.Exec("LOCK TABLE eventlog.outbox IN ACCESS EXCLUSIVE MODE");
+    HttpAnswer first;
+    std::thread blocked([&] { first = Post("/api/v1/events", R"({"event_type":"first","event_context":{}})"); });
+    const std::string waiting =
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = '" + producer_ + "' AND wait_event_type = 'Lock'";
+    ASSERT_TRUE(testing::WaitUntil([&] { return stack_->PgCount(waiting) == 1; }, std::chrono::seconds(10)));
+    std::vector<HttpAnswer> later;
+    std::thread others([&] {
+        later = PostTogether(Port(), std::vector<std::string>(5, R"({"event_type":"later","event_context":{}})"),
+                             std::vector<std::string>(5, token_));
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // far past the 100 us window
+    locker.Exec("COMMIT");
+    blocked.join();
+    others.join();
+    EXPECT_EQ(first.status, 202) << first.body;
+    ASSERT_EQ(later.size(), 5u);
+    for (const auto& a : later) EXPECT_EQ(a.status, 202) << a.body;
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox WHERE event_type = 'later'"), 5);
+    EXPECT_EQ(stack_->PgCount("SELECT count(DISTINCT xmin::text) FROM eventlog.outbox WHERE event_type = 'later'"), 1);
+}
+
+TEST_F(HttpApiTest, InAGroupARequestRefusedByTheDatabaseOrWithAnUnknownKeyDoesNotFailItsNeighbours) {
+    StartServer(WithGroupCommit);
+    stack_->Pg().Exec("UPDATE eventlog.limits SET max_trace_id_bytes = 2");
+    const std::string other = http::CreateApiKey(stack_->Pg(), "another-secret", "other");
+    const std::string good = R"({"event_type":"a","event_context":{}})";
+    const auto answers =
+        PostTogether(Port(), {good, R"({"event_type":"a","event_context":{},"trace_id":"abc"})", good, good},
+                     {token_, token_, other, token_});
+    EXPECT_EQ(answers[0].status, 202) << answers[0].body;
+    EXPECT_EQ(answers[1].status, 400) << answers[1].body;
+    EXPECT_EQ(answers[1].body, R"x({"error":"refused by the database (eventlog.emit)","field":"trace_id","index":0})x");
+    EXPECT_EQ(answers[2].status, 401) << answers[2].body;
+    EXPECT_EQ(answers[3].status, 202) << answers[3].body;
+    EXPECT_EQ(Outbox(), 2);
+}
+
+TEST_F(HttpApiTest, TwoRequestsInOneGroupWithTheSameEventIdAreAcceptedOnce) {
+    StartServer(WithGroupCommit);
+    const std::string body =
+        R"({"event_type":"a","event_context":{},"event_id":"7a1d9c52-3333-4e2a-9b1c-0c4f2b7d9e03"})";
+    const auto answers = PostTogether(Port(), {body, body, body}, {token_, token_, token_});
+    int accepted = 0;
+    int duplicate = 0;
+    for (const auto& a : answers) {
+        ASSERT_EQ(a.status, 202) << a.body;
+        accepted += a.body.find(R"("status":"accepted")") != std::string::npos;
+        duplicate += a.body.find(R"("status":"duplicate")") != std::string::npos;
+    }
+    EXPECT_EQ(accepted, 1);
+    EXPECT_EQ(duplicate, 2);
+    EXPECT_EQ(Outbox(), 1);
+}
+
+// The group's commit is cut off (its session killed while a deferred trigger sleeps inside COMMIT): the outcome is
+// unknown to the server, so every member gets 503 with Retry-After, and a retry with the same ids is safe.
+TEST_F(HttpApiTest, AGroupWhoseCommitIsInDoubtAnswers503ToEveryMember) {
+    StartServer(WithGroupCommit);
+    stack_->Pg().Exec(
+        "CREATE FUNCTION public.slow_commit() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
+        "$$BEGIN PERFORM pg_catalog.pg_sleep(30); RETURN NULL; END$$");
+    stack_->Pg().Exec(
+        "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON eventlog.outbox DEFERRABLE INITIALLY DEFERRED "
+        "FOR EACH ROW EXECUTE FUNCTION public.slow_commit()");
+    std::vector<std::string> bodies;
+    for (int i = 0; i < 3; ++i) {
+        bodies.push_back(fmt::format(
+            R"({{"event_type":"a","event_context":{{}},"event_id":"00000000-0000-4000-8000-0000000001{:02d}"}})", i));
+    }
+    std::vector<HttpAnswer> answers;
+    std::thread client([&] { answers = PostTogether(Port(), bodies, {token_, token_, token_}); });
+    const std::string sleeping = "SELECT count(*) FROM pg_stat_activity WHERE usename = '" + producer_ +
+                                 "' AND wait_event = 'PgSleep' AND query = 'COMMIT'";
+    const bool in_commit = testing::WaitUntil([&] { return stack_->PgCount(sleeping) >= 1; }, std::chrono::seconds(10));
+    EXPECT_EQ(stack_->PgCount(sleeping), 1) << "the three requests were not one group";
+    stack_->Pg().Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '" + producer_ + "'");
+    client.join();
+    ASSERT_TRUE(in_commit);
+    ASSERT_EQ(answers.size(), 3u);
+    for (const auto& a : answers) {
+        EXPECT_EQ(a.status, 503) << a.body;
+        EXPECT_EQ(a.headers.count("retry-after"), 1u);
+    }
+    stack_->Pg().Exec("DROP TRIGGER slow_commit ON eventlog.outbox");
+    EXPECT_EQ(Outbox(), 0);  // the session died before its commit completed
+    const auto retry = PostTogether(Port(), bodies, {token_, token_, token_});
+    for (const auto& a : retry) EXPECT_EQ(a.status, 202) << a.body;
+    EXPECT_EQ(Outbox(), 3);
+}
+
+// A load run: concurrent keep-alive clients, single events and batches, a relay running: no request fails, and every
+// accepted event is in ClickHouse exactly once.
+TEST_F(HttpApiTest, ALoadRunLosesNothingAndDeliversEveryAcceptedEventExactlyOnce) {
+    StartServer([](http::ServeSettings& s, pg::PoolOptions& p) {
+        s.server.worker_threads = 32;
+        p.max_size = 8;
+        p.acquire_timeout = std::chrono::seconds(10);
+    });
+    testing::BackgroundRelay relay(stack_->Config());
+    constexpr int kClients = 16;
+    constexpr int kRequests = 150;
+    std::atomic<std::int64_t> accepted{0};
+    std::atomic<int> failed{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < kClients; ++c) {
+        clients.emplace_back([&, c] {
+            HttpConnection connection(Port());
+            for (int r = 0; r < kRequests; ++r) {
+                std::string body = R"({"event_type":"load","event_context":{"c":)" + std::to_string(c) + "}}";
+                if (r % 50 == 0) {  // now and then a batch of 100
+                    body = "[";
+                    for (int i = 0; i < 100; ++i)
+                        body += std::string(i ? "," : "") + R"({"event_type":"load","event_context":{}})";
+                    body += "]";
+                }
+                if (!connection.SendRaw(testing::FormatRequest(
+                        "POST", "/api/v1/events", body,
+                        {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + token_}}, true))) {
+                    ++failed;
+                    return;
+                }
+                const auto answer = connection.Read();
+                if (answer.status != 202) {
+                    ++failed;
+                    return;
+                }
+                std::size_t at = 0;
+                while ((at = answer.body.find(R"("status":"accepted")", at)) != std::string::npos) {
+                    ++accepted;
+                    ++at;
+                }
+            }
+        });
+    }
+    for (auto& t : clients) t.join();
+    EXPECT_EQ(failed.load(), 0);
+    const std::int64_t expected = kClients * (kRequests - kRequests / 50) + kClients * (kRequests / 50) * 100;
+    EXPECT_EQ(accepted.load(), expected);
+    ASSERT_TRUE(testing::WaitUntil([&] { return stack_->PendingEvents() == 0; }, std::chrono::seconds(60)));
+    relay.Stop();
+    EXPECT_EQ(stack_->ChQuery("SELECT count(), uniqExact(event_id) FROM " + stack_->ChTable()),
+              std::to_string(expected) + "\t" + std::to_string(expected) + "\n");
+    EXPECT_EQ(relay.Error(), "");
 }
 
 TEST_F(HttpApiTest, TheServersRoleCanCheckKeysAndCreateUsersButNotReadOrManageThem) {

@@ -40,6 +40,19 @@ TEST(MinifyJson, RejectsInvalidJsonNamingTheField) {
     EXPECT_THROW(MinifyJson("{\"a\": 1"), InvalidInputError);
 }
 
+TEST(Uuid, TimeOrderedIdsCarryTheirMillisecondAndSortByIt) {
+    const auto t = std::chrono::system_clock::time_point(std::chrono::milliseconds(0x0123456789ABLL));
+    const auto a = Uuid::TimeOrdered(t);
+    const auto b = Uuid::TimeOrdered(t);
+    EXPECT_EQ(a.ToString().substr(0, 15), "01234567-89ab-7");  // the 48-bit time, then the version nibble
+    EXPECT_EQ(a.bytes[8] & 0xC0, 0x80);                        // RFC variant
+    EXPECT_NE(a, b);                                           // 74 random bits
+    const auto later = Uuid::TimeOrdered(t + std::chrono::milliseconds(1));
+    EXPECT_LT(a, later);
+    EXPECT_LT(b, later);
+    EXPECT_EQ(Uuid::Parse(later.ToString()), later);
+}
+
 TEST(Uuid, RoundTripsAndRejectsMalformed) {
     const auto id = Uuid::Parse("0F8FAD5B-D9CB-469F-A165-70867728950E");
     ASSERT_TRUE(id.has_value());

@@ -180,6 +180,26 @@ TEST(HttpInputTest, UsersAreValidatedAndTheDomainIsLowerCased) {
     EXPECT_EQ(ProblemOf([] { ParseUser(R"({"email":"a@b",)"); }).offset, 15u);
 }
 
+TEST(HttpInputTest, TheEventsQueryTakesWaitVisibleAndATimeoutWithItsUnit) {
+    EXPECT_FALSE(ParseEventsQuery("").visible);
+    const auto plain = ParseEventsQuery("wait=visible");
+    EXPECT_TRUE(plain.visible);
+    EXPECT_EQ(plain.timeout, std::chrono::seconds(10));
+    EXPECT_EQ(ParseEventsQuery("wait=visible&timeout=250ms").timeout, std::chrono::milliseconds(250));
+    EXPECT_EQ(ParseEventsQuery("timeout=30s&wait=visible").timeout, std::chrono::seconds(30));
+    EXPECT_EQ(ParseEventsQuery("wait=visible&timeout=30000ms").timeout, kMaxWaitTimeout);
+    EXPECT_EQ(ParseEventsQuery("wait=%76isible&timeout=0s").timeout, std::chrono::milliseconds(0));
+    for (const char* bad : {"timeout=30001ms", "timeout=31s", "timeout=5", "timeout=s", "timeout=5m", "timeout=+5s",
+                            "timeout=99999999999s", "timeout=", "timeout=1s&timeout=1s"}) {
+        EXPECT_EQ(ProblemOf([&] { ParseEventsQuery(std::string("wait=visible&") + bad); }).field, "timeout") << bad;
+    }
+    EXPECT_EQ(ProblemOf([] { ParseEventsQuery("timeout=1s"); }).field, "timeout");
+    EXPECT_EQ(ProblemOf([] { ParseEventsQuery("wait=yes"); }).field, "wait");
+    EXPECT_EQ(ProblemOf([] { ParseEventsQuery("wait"); }).field, "wait");
+    EXPECT_EQ(ProblemOf([] { ParseEventsQuery("colour=red"); }).field, "colour");
+    EXPECT_EQ(ProblemOf([] { ParseEventsQuery("wait=%7"); }).status, 400);
+}
+
 TEST(HttpGzipTest, RoundTripsAndBoundsTheInflatedSize) {
     const std::string text(100'000, 'x');
     const std::string packed = Gzip(text);

@@ -131,6 +131,8 @@ TEST(HttpSettingsTest, TheExampleFileGivesTheDefaults) {
     EXPECT_EQ(s.acquire_timeout, defaults.acquire_timeout);
     EXPECT_EQ(s.events.max_events, defaults.events.max_events);
     EXPECT_EQ(s.events.max_context_bytes, defaults.events.max_context_bytes);
+    EXPECT_EQ(s.group_commit_window, defaults.group_commit_window);
+    EXPECT_EQ(s.group_commit_groups, defaults.group_commit_groups);
 }
 
 }  // namespace

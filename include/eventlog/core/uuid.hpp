@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -14,6 +15,10 @@ struct Uuid {
 
     /// A random (version 4) UUID from a CSPRNG.
     static Uuid Random();
+    /// A time-ordered (version 7, RFC 9562) UUID: the Unix time of `now` in milliseconds, then 74 random bits from
+    /// a CSPRNG. Ids made later sort after earlier ones (to the millisecond), so a B-tree on them grows at its
+    /// right edge instead of touching a random page per insert.
+    static Uuid TimeOrdered(std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
     /// Parses the canonical 36-character form (case-insensitive); nullopt when malformed.
     static std::optional<Uuid> Parse(std::string_view text);
     /// The canonical lower-case 36-character form.

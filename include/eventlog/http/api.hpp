@@ -25,6 +25,10 @@ struct ServeSettings {
     std::size_t pool_size{16};                         ///< HTTP_PG_POOL_SIZE: PostgreSQL sessions at most.
     std::chrono::milliseconds acquire_timeout{1'000};  ///< HTTP_PG_ACQUIRE_TIMEOUT_MS: then 503 Retry-After.
     EventBounds events;
+    /// HTTP_GROUP_COMMIT_US: how long a group commit of small POST /api/v1/events requests gathers; 0 disables it.
+    std::chrono::microseconds group_commit_window{200};
+    /// HTTP_GROUP_COMMIT_GROUPS: group commits writing at once at most; a closed group waits for a free one.
+    std::size_t group_commit_groups{2};
     std::string secret_key;  ///< SECRET_KEY (required; never printed).
     /// Where GET /api/v1/events/{event_id} looks for delivered events (CLICKHOUSE_*); nullopt: it answers 404
     /// for events PostgreSQL no longer holds.

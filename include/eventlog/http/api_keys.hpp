@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <eventlog/pg/connection.hpp>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,5 +49,13 @@ bool RevokeApiKey(pg::Connection& connection, std::string_view name);
 /// constant-time comparison (CRYPTO_memcmp) of the HMACs. Asked per request, so a revocation holds at once on every
 /// server process.
 bool VerifyToken(pg::Connection& connection, std::string_view secret_key, std::string_view token);
+
+/// The stored HMACs of the unrevoked keys among `key_ids`, in one statement (eventlog.api_key_hash per id,
+/// eventlog_producer); ids without an active key are absent. For checking several requests' tokens at once.
+std::map<std::int64_t, std::array<unsigned char, 32>> ActiveKeyHashes(pg::Connection& connection,
+                                                                      const std::vector<std::int64_t>& key_ids);
+
+/// True when `presented` (HashTokenSecret of a token's secret) equals `stored`, compared in constant time.
+bool HashesMatch(const std::array<unsigned char, 32>& presented, const std::array<unsigned char, 32>& stored);
 
 }  // namespace eventlog::http

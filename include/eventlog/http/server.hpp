@@ -123,8 +123,8 @@ struct ServerOptions {
     std::uint16_t port{8000};       ///< HTTP_LISTEN's port; 0 picks a free one (tests).
     std::vector<std::string> allowed_hosts{"localhost", "127.0.0.1"};  ///< ALLOWED_HOSTS; "*" allows any Host.
     unsigned io_threads{0};                                            ///< Network threads; 0: the number of cores.
-    unsigned worker_threads{16};                       ///< HTTP_WORKERS: threads that run handlers (block on SQL).
-    std::size_t max_connections{1024};                 ///< HTTP_MAX_CONNECTIONS: more are answered 503 and closed.
+    unsigned worker_threads{64};        ///< HTTP_WORKERS: threads that run handlers (block on SQL or a group commit).
+    std::size_t max_connections{1024};  ///< HTTP_MAX_CONNECTIONS: more are answered 503 and closed.
     std::size_t max_body_bytes{16u << 20};             ///< HTTP_MAX_BODY_BYTES: body as sent and as inflated.
     std::size_t max_header_bytes{16u << 10};           ///< Request line plus headers (431 beyond).
     std::chrono::milliseconds header_timeout{10'000};  ///< HTTP_HEADER_TIMEOUT_MS: idle keep-alive + headers.

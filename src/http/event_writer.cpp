@@ -1,0 +1,279 @@
+#include "http/event_writer.hpp"
+
+#include <algorithm>
+#include <eventlog/core/error.hpp>
+#include <eventlog/core/uuid.hpp>
+#include <eventlog/http/api_keys.hpp>
+#include <eventlog/http/server.hpp>
+#include <eventlog/observability/log.hpp>
+#include <exception>
+#include <optional>
+#include <set>
+
+namespace eventlog::http::detail {
+namespace {
+
+// All events of a request (or of a group of requests) in one set-based statement, eventlog.emit_batch()
+// (migration 0010: emit_checked()'s checks and registry for many events at once), in one transaction. The
+// per-event status comes from the database's idempotency registry (docs/delivery.md, "Idempotency"): an event_id
+// accepted before within IDEMPOTENCY_WINDOW, or earlier in the same statement, is "duplicate" and stored nowhere.
+constexpr std::string_view kEmitSql = R"sql(
+SELECT b.ord - 1, b.id, b.accepted
+FROM eventlog.emit_batch($1::text[], $2::json[], $3::uuid[], $4::timestamptz[], $5::text[], $6::bigint[], $7::text[]) b
+ORDER BY b.ord)sql";
+
+/// Appends `value` to a PostgreSQL array literal (text form): quoted, with '"' and '\' escaped; NULL when absent.
+void AppendArrayElement(std::string& out, const std::optional<std::string>& value) {
+    if (out.size() > 1) out.push_back(',');
+    if (!value) {
+        out += "NULL";
+        return;
+    }
+    out.push_back('"');
+    for (const char c : *value) {
+        if (c == '"' || c == '\\') out.push_back('\\');
+        out.push_back(c);
+    }
+    out.push_back('"');
+}
+
+/// The seven array parameters of kEmitSql, built one event at a time.
+class EmitArrays {
+public:
+    void Add(const IncomingEvent& e) {
+        AppendArrayElement(types_, e.event_type);
+        AppendArrayElement(contexts_, e.event_context);
+        // An event without an id gets a time-ordered one here: the idempotency registry's primary key then grows at
+        // its right edge (a random id touches a random page of a large index per insert).
+        AppendArrayElement(ids_, e.event_id ? e.event_id : std::optional<std::string>(Uuid::TimeOrdered().ToString()));
+        AppendArrayElement(times_, e.event_date_time);
+        AppendArrayElement(environments_, e.environment);
+        AppendArrayElement(versions_, e.metadata_version
+                                          ? std::optional<std::string>(std::to_string(*e.metadata_version))
+                                          : std::nullopt);
+        AppendArrayElement(traces_, e.trace_id);
+    }
+
+    /// Runs kEmitSql in its own transaction on `session` and commits; the rows are (global index, id, accepted).
+    pg::Result Run(pg::Connection& session) {
+        for (auto* a : {&types_, &contexts_, &ids_, &times_, &environments_, &versions_, &traces_}) a->push_back('}');
+        pg::Transaction tx(session);
+        auto rows = tx.Exec(kEmitSql, {types_, contexts_, ids_, times_, environments_, versions_, traces_});
+        tx.Commit();
+        return rows;
+    }
+
+private:
+    std::string types_{"{"}, contexts_{"{"}, ids_{"{"}, times_{"{"}, environments_{"{"}, versions_{"{"}, traces_{"{"};
+};
+
+/// The field emit() names first in its message ("event_context: expected at most ..."), "" when none: the name is
+/// ours, the rest of the server's text stays in the log.
+std::string FieldNamedIn(const std::string& text) {
+    for (const char* field :
+         {"event_type", "event_context", "environment", "trace_id", "metadata_version", "event_date_time"}) {
+        if (text.find(std::string(field) + ":") != std::string::npos) return field;
+    }
+    return {};
+}
+
+/// The index of the first event emit() refuses, found by emitting them one by one in a transaction that is rolled
+/// back (only after the set-based statement failed, so that a bad batch costs at most twice its work); nullopt
+/// when every one passes alone.
+std::optional<std::size_t> FirstRefused(pg::Connection& session, const std::vector<IncomingEvent>& events) {
+    pg::Transaction tx(session);
+    for (std::size_t i = 0; i < events.size(); ++i) {
+        const auto& e = events[i];
+        const std::optional<std::string> version =
+            e.metadata_version ? std::optional<std::string>(std::to_string(*e.metadata_version)) : std::nullopt;
+        const auto view = [](const std::optional<std::string>& v) { return v ? pg::Param(*v) : pg::Param(); };
+        try {
+            tx.Exec("SELECT eventlog.emit($1, $2::json, $3::uuid, $4::timestamptz, $5, COALESCE($6::bigint, 1), $7)",
+                    {e.event_type, e.event_context, view(e.event_id), view(e.event_date_time), view(e.environment),
+                     view(version), view(e.trace_id)});
+        } catch (const Error& error) {
+            if (error.Kind() == ErrorKind::kInvalidInput) return i;
+            throw;
+        }
+    }
+    return std::nullopt;  // the destructor rolls back
+}
+
+bool RefusedByEmit(const Error& e) {
+    return e.Kind() == ErrorKind::kInvalidInput && e.Source() == ErrorSource::kPostgres;
+}
+
+EventResult ResultOf(const pg::Result& rows, int row, std::size_t offset) {
+    return {static_cast<std::size_t>(rows.GetInt(row, 0)) - offset, std::string(rows.Get(row, 1)),
+            rows.Get(row, 2) == "t"};
+}
+
+}  // namespace
+
+std::vector<EventResult> WriteEvents(pg::Pool::Lease& session, const std::vector<IncomingEvent>& events) {
+    EmitArrays arrays;
+    for (const auto& e : events) arrays.Add(e);
+    pg::Result rows;
+    try {
+        rows = arrays.Run(*session);
+    } catch (const InDoubtError&) {
+        session.Discard();
+        throw;
+    } catch (const Error& e) {
+        if (!RefusedByEmit(e)) throw;
+        log::Warning("http_events_refused", {{"error", std::string(e.what())}});
+        Problem p;
+        p.status = 400;
+        p.error = "refused by the database (eventlog.emit)";
+        p.field = FieldNamedIn(e.what());
+        p.index = events.size() == 1 ? std::optional<std::size_t>(0) : FirstRefused(*session, events);
+        throw ProblemError(p);
+    }
+    std::vector<EventResult> results;
+    results.reserve(static_cast<std::size_t>(rows.Rows()));
+    for (int i = 0; i < rows.Rows(); ++i) results.push_back(ResultOf(rows, i, 0));
+    return results;
+}
+
+struct GroupCommitter::Member {
+    std::int64_t key_id{0};
+    std::array<unsigned char, 32> presented{};  // HashTokenSecret of the token's secret
+    const std::vector<IncomingEvent>* events{nullptr};
+    std::vector<EventResult> results;
+    std::exception_ptr error;
+};
+
+struct GroupCommitter::Group {
+    std::vector<Member*> members;  // in arrival order, which is the order of their events in the statement
+    std::size_t events{0};
+    bool closed{false};  // no more members: the window passed or the group is full
+    bool done{false};    // every member has its results or its error
+    std::condition_variable changed;
+};
+
+GroupCommitter::GroupCommitter(pg::Pool& pool, std::string secret_key, const GroupCommitOptions& options)
+    : pool_(pool), secret_key_(std::move(secret_key)), options_(options) {
+    options_.max_writing_groups = std::max<std::size_t>(1, options_.max_writing_groups);
+}
+
+bool GroupCommitter::Takes(std::size_t events) const noexcept {
+    return options_.window.count() > 0 && events <= options_.max_request_events;
+}
+
+std::vector<EventResult> GroupCommitter::Submit(const ParsedToken& token, const std::vector<IncomingEvent>& events) {
+    Member member;
+    member.key_id = token.key_id;
+    member.presented = HashTokenSecret(secret_key_, token.secret);
+    member.events = &events;
+    std::shared_ptr<Group> group;
+    bool leader = false;
+    {
+        std::unique_lock lock(mutex_);
+        if (open_ && open_->events + events.size() <= options_.max_group_events) {
+            group = open_;
+        } else {
+            if (open_) {  // full for this request: let its leader go now
+                open_->closed = true;
+                open_->changed.notify_all();
+            }
+            open_ = std::make_shared<Group>();
+            group = open_;
+            leader = true;
+        }
+        group->members.push_back(&member);
+        group->events += events.size();
+        if (group->events >= options_.max_group_events) {
+            group->closed = true;
+            open_.reset();
+            group->changed.notify_all();
+        }
+        if (leader) {
+            group->changed.wait_for(lock, options_.window, [&] { return group->closed; });
+            slot_freed_.wait(lock, [&] { return writing_ < options_.max_writing_groups; });
+            ++writing_;
+            group->closed = true;
+            if (open_ == group) open_.reset();
+        } else {
+            group->changed.wait(lock, [&] { return group->done; });
+        }
+    }
+    if (leader) {
+        Execute(*group);  // closed: its member list no longer changes
+        {
+            const std::lock_guard lock(mutex_);
+            group->done = true;
+            --writing_;
+        }
+        group->changed.notify_all();
+        slot_freed_.notify_all();
+    }
+    if (member.error) std::rethrow_exception(member.error);
+    return std::move(member.results);
+}
+
+void GroupCommitter::Execute(Group& group) {
+    std::vector<Member*> writers;
+    try {
+        auto session = pool_.Acquire();
+        std::set<std::int64_t> ids;
+        for (const auto* m : group.members) ids.insert(m->key_id);
+        const auto stored = ActiveKeyHashes(*session, std::vector<std::int64_t>(ids.begin(), ids.end()));
+        for (auto* m : group.members) {
+            const auto it = stored.find(m->key_id);
+            if (it != stored.end() && HashesMatch(m->presented, it->second)) {
+                writers.push_back(m);
+                continue;
+            }
+            Problem p;
+            p.status = 401;
+            p.error = "missing or invalid API key";
+            p.field = "Authorization";
+            m->error = std::make_exception_ptr(ProblemError(p));
+        }
+        if (writers.empty()) return;
+        if (writers.size() > 1) {
+            EmitArrays arrays;
+            std::vector<std::size_t> offsets;
+            std::size_t total = 0;
+            for (const auto* m : writers) {
+                offsets.push_back(total);
+                total += m->events->size();
+                for (const auto& e : *m->events) arrays.Add(e);
+            }
+            try {
+                const auto rows = arrays.Run(*session);
+                std::size_t k = 0;
+                for (int i = 0; i < rows.Rows(); ++i) {
+                    const auto index = static_cast<std::size_t>(rows.GetInt(i, 0));
+                    while (k + 1 < writers.size() && index >= offsets[k + 1]) ++k;
+                    writers[k]->results.push_back(ResultOf(rows, i, offsets[k]));
+                }
+                return;
+            } catch (const InDoubtError&) {
+                session.Discard();
+                throw;
+            } catch (const Error& e) {
+                if (!RefusedByEmit(e)) throw;
+                log::Info("http_group_commit_split", {{"requests", static_cast<std::int64_t>(writers.size())}});
+            }
+        }
+        // One request, or a group refused by emit(): each request in its own transaction.
+        for (auto* m : writers) {
+            try {
+                m->results = WriteEvents(session, *m->events);
+            } catch (...) {
+                m->error = std::current_exception();
+            }
+        }
+    } catch (...) {
+        const auto error = std::current_exception();
+        for (auto* m : group.members) {
+            if (!m->error) {
+                m->results.clear();
+                m->error = error;
+            }
+        }
+    }
+}
+
+}  // namespace eventlog::http::detail
