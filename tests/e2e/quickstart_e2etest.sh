@@ -115,7 +115,7 @@ stop_make_run() {
 
 # Runs one README command in the checkout, as a second terminal would.
 readme_command() {
-    (cd "$work" && env -u DATABASE_URL -u CLICKHOUSE_URI -u EVENTLOG_ENV_FILE bash -c "$1")
+    (cd "$work" && env -u DATABASE_URL -u CLICKHOUSE_URI -u EVENTLOG_ENV_FILE -u BUILD_DIR -u LOCAL_DIR bash -c "$1")
 }
 
 # The README's commands: the ```sh block after the line that starts "While `make run` is running".
