@@ -245,8 +245,8 @@ std::vector<PendingRow> DeliveryStore::Claim(bool prefetch_next) {
         // A slow sweep spaces the next one out. The time measured may include the relay's own work while the
         // claim was pipelined; that only spaces sweeps out a little more, never past kSweepIntervalMax.
         const auto took = std::chrono::steady_clock::now() - claim_started_at_;
-        const auto interval = std::clamp<std::chrono::steady_clock::duration>(kSweepCostFactor * took, kSweepInterval,
-                                                                              kSweepIntervalMax);
+        const auto interval =
+            std::clamp<std::chrono::steady_clock::duration>(kSweepCostFactor * took, kSweepInterval, kSweepIntervalMax);
         next_sweep_ = std::max(next_sweep_, claim_started_at_ + interval);
     }
     // Full: the row bound was reached, or the byte bound left picked rows behind.
@@ -328,9 +328,10 @@ void DeliveryStore::Acknowledge(const std::vector<Uuid>& batch_ids, const std::v
 void DeliveryStore::PublishFloor() {
     const auto now = std::chrono::steady_clock::now();
     if (floor_ <= published_floor_ || now < next_publish_) return;
-    Session().Exec("SELECT pg_catalog.setval('eventlog.relay_floor', $1::bigint) "
-                   "WHERE $1::bigint > (SELECT last_value FROM eventlog.relay_floor)",
-                   {std::to_string(floor_)});
+    Session().Exec(
+        "SELECT pg_catalog.setval('eventlog.relay_floor', $1::bigint) "
+        "WHERE $1::bigint > (SELECT last_value FROM eventlog.relay_floor)",
+        {std::to_string(floor_)});
     published_floor_ = floor_;
     next_publish_ = now + std::chrono::seconds(1);
 }

@@ -244,9 +244,10 @@ TEST_F(RelayScaleTest, AClaimLargerThanTheInsertLimitWithOneRejectedRowLosesNoth
 
 TEST_F(RelayScaleTest, AClaimAfterTheOutboxWasAnalysedEmptyIsNotQuadratic) {
     constexpr int kEvents = 20000;
-    const std::string load = "INSERT INTO eventlog.outbox (event_id, event_type, event_context) SELECT gen_random_uuid(), "
-                             "'bulk_event', json_build_object('i', g, 'pad', repeat('x', 200)) FROM generate_series(1, " +
-                             std::to_string(kEvents) + ") g";
+    const std::string load =
+        "INSERT INTO eventlog.outbox (event_id, event_type, event_context) SELECT gen_random_uuid(), "
+        "'bulk_event', json_build_object('i', g, 'pad', repeat('x', 200)) FROM generate_series(1, " +
+        std::to_string(kEvents) + ") g";
     stack_->Pg().Exec("ALTER TABLE eventlog.outbox SET (autovacuum_enabled = off)");
     stack_->Pg().Exec(load);
     const Config config = stack_->ConfigWith({{"CLICKHOUSE_BATCH_SIZE", std::to_string(kEvents)}});

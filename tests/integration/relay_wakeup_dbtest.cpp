@@ -75,8 +75,10 @@ TEST_F(RelayWakeupTest, ACommitRacingTheRelayFallingAsleepIsDeliveredAtOnce) {
         // flag as "awake" and sends no NOTIFY) and committed a random time later, often after the relay's last
         // look on its way back to sleep. Then nothing else happens until the probe is visible: a lost wake-up
         // would leave it for the relay's next timed wake-up.
-        waker.Exec("SELECT eventlog.emit('wakeup_trigger', json_build_object('i', i, 'pad', repeat('x', 200))) "
-                   "FROM generate_series(1, " + std::to_string(kTriggerEvents) + ") i");
+        waker.Exec(
+            "SELECT eventlog.emit('wakeup_trigger', json_build_object('i', i, 'pad', repeat('x', 200))) "
+            "FROM generate_series(1, " +
+            std::to_string(kTriggerEvents) + ") i");
         std::this_thread::sleep_for(milliseconds(delay(rng)));
         pg::Connection& producer = stack_->Producer();
         producer.Exec("BEGIN");
@@ -101,9 +103,9 @@ TEST_F(RelayWakeupTest, ACommitRacingTheRelayFallingAsleepIsDeliveredAtOnce) {
     EXPECT_GE(awake_at_emit, kRounds / 2);
     // A lost wake-up waits for the relay's next timed wake-up, up to 5 s; delivery otherwise takes milliseconds.
     EXPECT_LT(latencies_ms.back(), 1500.0);
-    EXPECT_EQ(stack_->ChQuery("SELECT count(), uniqExact(event_id) FROM " + stack_->ChTable()),
-              std::to_string((kTriggerEvents + 1) * kRounds) + "\t" + std::to_string((kTriggerEvents + 1) * kRounds) +
-                  "\n");
+    EXPECT_EQ(
+        stack_->ChQuery("SELECT count(), uniqExact(event_id) FROM " + stack_->ChTable()),
+        std::to_string((kTriggerEvents + 1) * kRounds) + "\t" + std::to_string((kTriggerEvents + 1) * kRounds) + "\n");
 }
 
 TEST_F(RelayWakeupTest, ARowBelowTheFloorIsDeliveredByTheSweep) {
@@ -143,9 +145,8 @@ TEST_F(RelayWakeupTest, ADrainDoesNotEndWithARowBelowItsFloor) {
     const auto start = Clock::now();
     BackgroundRelay relay(stack_->ConfigWith({{"CLICKHOUSE_BATCH_SIZE", "1000"}}), true);
     // Once some claims are delivered, the floor is past the first ids: a row appears far below it.
-    ASSERT_TRUE(WaitUntil(
-        [&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) >= 3000; }, seconds(20),
-        milliseconds(2)));
+    ASSERT_TRUE(WaitUntil([&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) >= 3000; },
+                          seconds(20), milliseconds(2)));
     const auto id = stack_->Pg().Exec(
         "INSERT INTO eventlog.outbox (id, event_id, event_type, event_context) OVERRIDING SYSTEM VALUE "
         "VALUES (3, gen_random_uuid(), 'restored', '{}') RETURNING event_id::text");

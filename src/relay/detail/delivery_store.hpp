@@ -127,11 +127,11 @@ private:
     std::int64_t floor_{0};                                               // claims scan ids above it (see kClaimSql)
     std::deque<std::pair<std::int64_t, std::int64_t>> floor_candidates_;  // (highest id claimed, claim's xid)
     std::chrono::steady_clock::time_point next_sweep_{};
-    std::int64_t published_floor_{0};                     // the floor this session last wrote to eventlog.relay_floor
+    std::int64_t published_floor_{0};  // the floor this session last wrote to eventlog.relay_floor
     std::chrono::steady_clock::time_point next_publish_{};
     bool started_claim_swept_{false};  // the claim started last looks from floor 0
     std::chrono::steady_clock::time_point claim_started_at_{};
-    bool last_claim_swept_{false};     // the claim collected last did
+    bool last_claim_swept_{false};  // the claim collected last did
 };
 
 }  // namespace eventlog::relay::detail
