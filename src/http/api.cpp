@@ -122,8 +122,10 @@ public:
             r = session->Exec(
                 "SELECT id, email, first_name, last_name, "
                 "pg_catalog.to_char(created_at AT TIME ZONE 'UTC', "
-                "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM eventlog_demo.create_user($1, $2, $3)",
-                {user.email, user.first_name, user.last_name});
+                "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM eventlog_demo.create_user($1, $2, $3, $4, $5)",
+                {user.email, user.first_name, user.last_name,
+                 request.trace_id.empty() ? pg::Param{} : pg::Param{request.trace_id},
+                 request.span_id.empty() ? pg::Param{} : pg::Param{request.span_id}});
         } catch (const Error& e) {
             if (e.Source() == ErrorSource::kPostgres && e.Code() == "23505") {
                 Refuse(409, "User with this email already exists");

@@ -19,7 +19,8 @@ namespace {
 // accepted before within IDEMPOTENCY_WINDOW, or earlier in the same statement, is "duplicate" and stored nowhere.
 constexpr std::string_view kEmitSql = R"sql(
 SELECT b.ord - 1, b.id, b.accepted
-FROM eventlog.emit_batch($1::text[], $2::json[], $3::uuid[], $4::timestamptz[], $5::text[], $6::bigint[], $7::text[]) b
+FROM eventlog.emit_batch($1::text[], $2::json[], $3::uuid[], $4::timestamptz[], $5::text[], $6::bigint[], $7::text[],
+                         $8::text[]) b
 ORDER BY b.ord)sql";
 
 /// Appends `value` to a PostgreSQL array literal (text form): quoted, with '"' and '\' escaped; NULL when absent.
@@ -37,7 +38,7 @@ void AppendArrayElement(std::string& out, const std::optional<std::string>& valu
     out.push_back('"');
 }
 
-/// The seven array parameters of kEmitSql, built one event at a time.
+/// The eight array parameters of kEmitSql, built one event at a time.
 class EmitArrays {
 public:
     void Add(const IncomingEvent& e) {
@@ -52,19 +53,23 @@ public:
                                           ? std::optional<std::string>(std::to_string(*e.metadata_version))
                                           : std::nullopt);
         AppendArrayElement(traces_, e.trace_id);
+        AppendArrayElement(spans_, e.span_id);
     }
 
     /// Runs kEmitSql in its own transaction on `session` and commits; the rows are (global index, id, accepted).
     pg::Result Run(pg::Connection& session) {
-        for (auto* a : {&types_, &contexts_, &ids_, &times_, &environments_, &versions_, &traces_}) a->push_back('}');
+        for (auto* a : {&types_, &contexts_, &ids_, &times_, &environments_, &versions_, &traces_, &spans_}) {
+            a->push_back('}');
+        }
         pg::Transaction tx(session);
-        auto rows = tx.Exec(kEmitSql, {types_, contexts_, ids_, times_, environments_, versions_, traces_});
+        auto rows = tx.Exec(kEmitSql, {types_, contexts_, ids_, times_, environments_, versions_, traces_, spans_});
         tx.Commit();
         return rows;
     }
 
 private:
-    std::string types_{"{"}, contexts_{"{"}, ids_{"{"}, times_{"{"}, environments_{"{"}, versions_{"{"}, traces_{"{"};
+    std::string types_{"{"}, contexts_{"{"}, ids_{"{"}, times_{"{"}, environments_{"{"}, versions_{"{"}, traces_{"{"},
+        spans_{"{"};
 };
 
 /// The field emit() names first in its message ("event_context: expected at most ..."), "" when none: the name is
@@ -88,9 +93,10 @@ std::optional<std::size_t> FirstRefused(pg::Connection& session, const std::vect
             e.metadata_version ? std::optional<std::string>(std::to_string(*e.metadata_version)) : std::nullopt;
         const auto view = [](const std::optional<std::string>& v) { return v ? pg::Param(*v) : pg::Param(); };
         try {
-            tx.Exec("SELECT eventlog.emit($1, $2::json, $3::uuid, $4::timestamptz, $5, COALESCE($6::bigint, 1), $7)",
-                    {e.event_type, e.event_context, view(e.event_id), view(e.event_date_time), view(e.environment),
-                     view(version), view(e.trace_id)});
+            tx.Exec(
+                "SELECT eventlog.emit($1, $2::json, $3::uuid, $4::timestamptz, $5, COALESCE($6::bigint, 1), $7, $8)",
+                {e.event_type, e.event_context, view(e.event_id), view(e.event_date_time), view(e.environment),
+                 view(version), view(e.trace_id), view(e.span_id)});
         } catch (const Error& error) {
             if (error.Kind() == ErrorKind::kInvalidInput) return i;
             throw;

@@ -21,6 +21,9 @@ struct IncomingEvent {
     std::optional<std::string> environment;
     std::optional<std::int64_t> metadata_version;  ///< Non-negative.
     std::optional<std::string> trace_id;
+    /// The producing span's id: not a body field, set from the request's span with its trace id
+    /// (request_trace.hpp), for the relay's span links.
+    std::optional<std::string> span_id;
 };
 
 /// Bounds on a request's events, with documented defaults (docs/http-api.md). The database's eventlog.limits

@@ -208,14 +208,20 @@ private:
     void Fail(const Problem& problem) {
         if (!busy_) started_ = std::chrono::steady_clock::now();  // the headers were not complete
         busy_ = true;
+        log::Fields access;
         if (parser_ && parser_->is_header_done()) {
             const auto& header = parser_->get();
-            const auto target = header.target();
-            route_ = server_.RouteOf(std::string_view(header.method_string().data(), header.method_string().size()),
-                                     std::string_view(target.data(), target.size()));
+            const std::string_view method(header.method_string().data(), header.method_string().size());
+            const std::string_view target(header.target().data(), header.target().size());
+            route_ = server_.RouteOf(method, target);
+            access = {{"method", std::string(method)}, {"path", std::string(target.substr(0, target.find('?')))}};
         } else {
             route_ = std::string(kUnmatched);
         }
+        // The access line of a request refused before its handler (Handle() writes the others).
+        access.emplace_back("route", route_);
+        access.emplace_back("status", static_cast<std::int64_t>(problem.status));
+        log::Info("http_request", access);
         Write(ToResponse(problem), false);
     }
 
@@ -328,7 +334,18 @@ Response Server::Impl::Handle(BeastRequest& beast_request, std::string& route) n
     } catch (...) {  // no span rather than no answer
     }
     const std::string method(beast_request.method_string());
+    const auto started = std::chrono::steady_clock::now();
     Response response = Answer(beast_request, route, span && traced ? &*span : nullptr);
+    // The access line, inside the request's log context (trace_id, span_id, method, path). The duration is the
+    // handler's, from the request read in full to the answer built; eventlog_http_request_duration_seconds also
+    // counts reading the body.
+    if (log::Enabled(log::Level::kInfo)) {
+        log::Info("http_request",
+                  {{"route", route},
+                   {"status", static_cast<std::int64_t>(response.status)},
+                   {"duration_ms",
+                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}});
+    }
     if (span && options.tracer != nullptr) {
         try {
             span->name = method + " " + route;

@@ -133,8 +133,10 @@ ScopedContext::~ScopedContext() { t_context.resize(previous_size_); }
 
 const Fields& CurrentContext() noexcept { return t_context; }
 
+bool Enabled(Level level) noexcept { return static_cast<int>(level) >= g_min_level.load(std::memory_order_relaxed); }
+
 void Write(Level level, std::string_view event, const Fields& fields) {
-    if (static_cast<int>(level) < g_min_level.load(std::memory_order_relaxed)) return;
+    if (!Enabled(level)) return;
     const bool console = CurrentFormat() == Format::kConsole;
     std::string ts = FormatTimestamp(NowMicros());
     ts[10] = 'T';

@@ -175,6 +175,9 @@ void AppendSpan(std::string& out, const Span& span) {
         }
         out.push_back(']');
     }
+    if (span.dropped_links_count != 0) {
+        fmt::format_to(std::back_inserter(out), ",\"droppedLinksCount\":{}", span.dropped_links_count);
+    }
     if (span.status != StatusCode::kUnset) {
         fmt::format_to(std::back_inserter(out), ",\"status\":{{\"code\":{}", static_cast<int>(span.status));
         if (span.status == StatusCode::kError && !span.status_message.empty()) {

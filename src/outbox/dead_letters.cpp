@@ -87,9 +87,9 @@ std::int64_t ReplayDeadLetters(pg::Connection& connection, const std::vector<Uui
     const std::string filter = ids.empty() ? "true" : "event_id = ANY($1::uuid[])";
     const std::string sql =
         "WITH moved AS (DELETE FROM eventlog.dead_letter WHERE " + filter +
-        " RETURNING event_id, event_type, event_date_time, environment, event_context, metadata_version, trace_id) "
-        "INSERT INTO eventlog.outbox (event_id, event_type, event_date_time, environment, event_context, "
-        "metadata_version, trace_id) SELECT * FROM moved";
+        " RETURNING event_id, event_type, event_date_time, environment, event_context, metadata_version, trace_id, "
+        "span_id) INSERT INTO eventlog.outbox (event_id, event_type, event_date_time, environment, event_context, "
+        "metadata_version, trace_id, span_id) SELECT * FROM moved";
     const auto r = ids.empty() ? tx.Exec(sql) : tx.Exec(sql, {UuidArray(ids)});
     tx.Exec("SELECT eventlog.wake_relays()");
     tx.Commit();

@@ -13,7 +13,8 @@ namespace {
 // EXECUTE on it.
 constexpr std::string_view kInsertSql =
     "SELECT eventlog.emit(event_type => $2, event_context => $5::json, event_id => $1::uuid, "
-    "event_date_time => $3::timestamptz, environment => $4, metadata_version => $6::bigint, trace_id => $7)";
+    "event_date_time => $3::timestamptz, environment => $4, metadata_version => $6::bigint, trace_id => $7, "
+    "span_id => $8)";
 
 std::string PgTimestamp(std::int64_t micros) { return FormatTimestamp(micros) + "+00"; }
 
@@ -66,7 +67,7 @@ Uuid Emit(pg::Transaction& transaction, Event event) {
     const std::string version = std::to_string(event.metadata_version);
     transaction.Exec(kInsertSql,
                      {id, event.event_type, ts, event.environment.empty() ? pg::Param{} : pg::Param{event.environment},
-                      event.event_context, version, event.trace_id});
+                      event.event_context, version, event.trace_id, event.span_id});
     return event.event_id;
 }
 
@@ -91,7 +92,8 @@ std::optional<std::string> LimitViolation(const Event& event, const Limits& limi
     if (auto v = check("event_type", event.event_type.size(), limits.max_event_type_bytes)) return v;
     if (auto v = check("event_context", event.event_context.size(), limits.max_context_bytes)) return v;
     if (auto v = check("environment", event.environment.size(), limits.max_environment_bytes)) return v;
-    return check("trace_id", event.trace_id.size(), limits.max_trace_id_bytes);
+    if (auto v = check("trace_id", event.trace_id.size(), limits.max_trace_id_bytes)) return v;
+    return check("span_id", event.span_id.size(), limits.max_trace_id_bytes);
 }
 
 std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> events, std::vector<bool>* accepted) {
@@ -144,12 +146,14 @@ std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> even
         data += std::to_string(e.metadata_version);
         data.push_back('\t');
         AppendCopyField(data, e.trace_id);
+        data.push_back('\t');
+        AppendCopyField(data, e.span_id);
         data.push_back('\n');
     }
     if (!data.empty()) {
         transaction.Conn().CopyIn(
             "COPY eventlog.outbox (event_id, event_type, event_date_time, environment, event_context, "
-            "metadata_version, trace_id) FROM STDIN",
+            "metadata_version, trace_id, span_id) FROM STDIN",
             data);
         // Wakes a sleeping relay at commit (emit() does this inline).
         transaction.Exec("SELECT eventlog.wake_relays()");

@@ -58,7 +58,7 @@ WITH picked AS MATERIALIZED (
 ), deleted AS (
     DELETE FROM eventlog.outbox o WHERE o.id = ANY (ARRAY(SELECT id FROM bounded))
     RETURNING o.id, o.event_id, o.event_type, o.event_date_time, o.environment, o.event_context,
-              o.metadata_version, o.trace_id, o.enqueued_at
+              o.metadata_version, o.trace_id, o.enqueued_at, o.span_id
 ), claimed AS MATERIALIZED (
     SELECT d.*, ($5::uuid[])[pg_catalog.width_bucket(d.id, (SELECT pg_catalog.array_agg(id ORDER BY id)
                                                             FROM bounded WHERE starts_part))] AS batch_id
@@ -66,7 +66,8 @@ WITH picked AS MATERIALIZED (
 ), recorded AS (
     INSERT INTO eventlog.delivery (batch_id, owner, events)
     SELECT c.batch_id, $1, pg_catalog.array_agg(ROW(c.id, c.event_id, c.event_type, c.event_date_time, c.environment,
-           c.event_context, c.metadata_version, c.trace_id, c.enqueued_at)::eventlog.pending_event ORDER BY c.id)
+           c.event_context, c.metadata_version, c.trace_id, c.enqueued_at, c.span_id)::eventlog.pending_event
+           ORDER BY c.id)
     FROM claimed c GROUP BY c.batch_id
 ), summary AS (
     SELECT (SELECT pg_catalog.count(*) FROM picked) AS picked,
@@ -75,12 +76,12 @@ WITH picked AS MATERIALIZED (
 SELECT c.batch_id, c.event_id, c.event_type, (extract(epoch FROM c.event_date_time) * 1000000)::bigint,
        c.environment, c.event_context, c.metadata_version, c.trace_id, s.picked, c.id,
        CASE WHEN c.id IS NOT NULL THEN pg_catalog.pg_current_xact_id()::text::bigint END, s.xmin,
-       (extract(epoch FROM c.enqueued_at) * 1000000)::bigint
+       (extract(epoch FROM c.enqueued_at) * 1000000)::bigint, c.span_id
 FROM summary s LEFT JOIN claimed c ON true ORDER BY c.id)sql";
 
 constexpr std::string_view kLoadOwnerSql = R"sql(
 SELECT d.batch_id, e.event_id, e.event_type, (extract(epoch FROM e.event_date_time) * 1000000)::bigint,
-       e.environment, e.event_context, e.metadata_version, e.trace_id, 0
+       e.environment, e.event_context, e.metadata_version, e.trace_id, 0, e.span_id
 FROM eventlog.delivery d, pg_catalog.unnest(d.events) e WHERE d.owner = $1 ORDER BY d.claimed_at, d.batch_id, e.id)sql";
 
 // A holder of an owner's lock that is not a relay: a session of a role outside eventlog_relay (superusers are members
@@ -98,14 +99,14 @@ WITH moved AS (
     UPDATE eventlog.delivery SET owner = $1 WHERE owner = $2 RETURNING batch_id, claimed_at, events
 )
 SELECT m.batch_id, e.event_id, e.event_type, (extract(epoch FROM e.event_date_time) * 1000000)::bigint,
-       e.environment, e.event_context, e.metadata_version, e.trace_id, 0
+       e.environment, e.event_context, e.metadata_version, e.trace_id, 0, e.span_id
 FROM moved m, pg_catalog.unnest(m.events) e ORDER BY m.claimed_at, m.batch_id, e.id)sql";
 
 constexpr std::string_view kDeadLetterSql = R"sql(
 INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, environment, event_context,
-                                  metadata_version, trace_id, enqueued_at, error, attempts, batch_id)
+                                  metadata_version, trace_id, enqueued_at, error, attempts, batch_id, span_id)
 SELECT e.event_id, e.event_type, e.event_date_time, e.environment, e.event_context, e.metadata_version, e.trace_id,
-       e.enqueued_at, $3, $4, $1
+       e.enqueued_at, $3, $4, $1, COALESCE(e.span_id, '')
 FROM eventlog.delivery d, pg_catalog.unnest(d.events) e WHERE d.batch_id = $1 AND e.event_id = $2
 ORDER BY e.id LIMIT 1
 ON CONFLICT (event_id) DO UPDATE SET error = EXCLUDED.error,
@@ -304,7 +305,9 @@ std::vector<PendingRow> DeliveryStore::Decode(const pg::Result& r) const {
         e.event_context = MinifyTrustedJson(r.Get(i, 5));
         e.metadata_version = static_cast<std::uint64_t>(r.GetInt(i, 6));
         e.trace_id = std::string(r.Get(i, 7));
-        if (r.Columns() > 12) row.enqueued_us = r.GetInt(i, 12);  // claims only (recovered rows: unknown)
+        if (r.Columns() > 13) row.enqueued_us = r.GetInt(i, 12);  // claims only (recovered rows: unknown)
+        // The last column of every shape; NULL in a record claimed before migration 0011.
+        e.span_id = std::string(r.Get(i, r.Columns() - 1));
         rows.push_back(std::move(row));
     }
     return rows;

@@ -25,6 +25,7 @@
 #include "relay/detail/clickhouse_sink.hpp"
 #include "relay/detail/delivery_store.hpp"
 #include "relay/detail/fault_point.hpp"
+#include "relay/detail/producer_links.hpp"
 
 namespace eventlog::relay {
 
@@ -116,6 +117,9 @@ constexpr milliseconds kRecoveryInterval{5000};
 /// asynchronous replication a failover can lose a claim's commit, and its rows come back to the outbox although
 /// they were delivered (docs/delivery.md, "Failover").
 constexpr milliseconds kSuspectWindow{60'000};
+
+/// Links per claim span to producers' spans; OpenTelemetry SDKs' default span link limit.
+constexpr std::size_t kMaxSpanLinks = 128;
 
 }  // namespace
 
@@ -365,6 +369,11 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
                             {"messaging.destination.name", config_.clickhouse.table},
                             {"messaging.batch.message_count", static_cast<std::int64_t>(n)},
                             {"eventlog.delivery_records", static_cast<std::int64_t>(batch_ids.size())}};
+        // To the spans that wrote the claim's events (OpenTelemetry messaging: a batch links to each message's
+        // creation context), so a trace leads from an audit row's request to its delivery and back.
+        auto producers = detail::LinkProducers(rows, kMaxSpanLinks);
+        span->links = std::move(producers.links);
+        span->dropped_links_count = producers.dropped;
         context.emplace_back("trace_id", tracing::ToHex(span->context.trace_id));
         context.emplace_back("span_id", tracing::ToHex(span->context.span_id));
     }

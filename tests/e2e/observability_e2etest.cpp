@@ -5,8 +5,11 @@
 //   wait, the stall alert fires, and after SIGCONT it resolves and every event is in ClickHouse once.
 #include <signal.h>
 
+#include <algorithm>
 #include <cctype>
+#include <map>
 #include <regex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -626,6 +629,17 @@ TEST_F(ObservabilityE2e, ATraceparentSentToTheApiComesBackAsTheEventsTraceIdInCl
     }
     EXPECT_NE(trace_of[fresh], trace_of[malformed]);
 
+    // One access line per request, inside its context: the continued trace, method, path, route, status, duration.
+    int access_lines = 0;
+    for (const auto& line : SplitLines(ReadFile(serve_log_))) {
+        if (line.find(R"("event":"http_request")") == std::string::npos) continue;
+        ++access_lines;
+        if (line.find(R"("trace_id":")" + trace + "\"") == std::string::npos) continue;
+        EXPECT_NE(line.find(R"("method":"POST","path":"/api/v1/events")"), std::string::npos) << line;
+        EXPECT_NE(line.find(R"("route":"/api/v1/events","status":202,"duration_ms":)"), std::string::npos) << line;
+    }
+    EXPECT_GE(access_lines, 5) << ReadFile(serve_log_);
+
     // The API's request spans (sent within the 2 s batch delay) pass the OpenTelemetry proto round trip.
     ASSERT_TRUE(
         WaitFor([&] { return SpansWith(CheckedSpans(api_collector, api_dir), {"span "}).size() >= 4; }, 15s, 250ms))
@@ -668,6 +682,34 @@ TEST_F(ObservabilityE2e, ATraceparentSentToTheApiComesBackAsTheEventsTraceIdInCl
                                line.find(R"(service.name={"stringValue":"eventlog-relay"})") != std::string::npos);
     }
     EXPECT_TRUE(resource_named);
+
+    // Span links from the relay's spans to the request spans that wrote the events: one per event that took its
+    // request's trace (the event with its own trace_id has no producer span), each to the server's span in that
+    // trace (not to the caller's parent), with its event count.
+    const auto span_id_of = [](const std::string& line) { return line.substr(5 + 32 + 1, 16); };
+    std::map<std::string, std::set<std::string>> api_span_ids;  // trace -> the API's span ids in it
+    for (const auto& line : SpansWith(api_spans, {"span "})) api_span_ids[line.substr(5, 32)].insert(span_id_of(line));
+    std::vector<std::string> links;
+    for (const auto& line : CheckedSpans(relay_collector, relay_dir)) {
+        if (line.rfind("link ", 0) == 0) links.push_back(line);
+    }
+    ASSERT_EQ(links.size(), 4u) << ::testing::PrintToString(links);
+    for (const auto& id : {continued, fresh, malformed, unsampled}) {
+        const std::string& t = trace_of[id];
+        const auto in_trace = std::count_if(links.begin(), links.end(),
+                                            [&](const std::string& l) { return l.rfind("link " + t + " ", 0) == 0; });
+        EXPECT_EQ(in_trace, 1) << t << "\n" << ::testing::PrintToString(links);
+        for (const auto& l : links) {
+            if (l.rfind("link " + t + " ", 0) != 0) continue;
+            const std::string span = span_id_of(l);
+            EXPECT_NE(l.find(R"(messaging.batch.message_count={"intValue":"1"})"), std::string::npos) << l;
+            if (t == unsampled_trace) {  // its request span was not exported: a child of the caller's span
+                EXPECT_NE(span, "b7ad6b7169203331") << l;
+            } else {
+                EXPECT_EQ(api_span_ids[t].count(span), 1u) << l << "\n" << ::testing::PrintToString(api_spans);
+            }
+        }
+    }
 
     serve.Signal(SIGTERM);
     EXPECT_TRUE(serve.Wait(30s).has_value());

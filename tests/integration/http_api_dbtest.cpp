@@ -114,9 +114,15 @@ TEST_F(HttpApiTest, HealthAndReadinessAreOpenWithoutAKey) {
 
 TEST_F(HttpApiTest, TheUsersFlowWritesTheUserAndItsEventAndADuplicateEmailWritesNothing) {
     StartServer();
+    // With a traceparent: the event carries the request's trace and the server's span (a child of the caller's).
     const auto created =
-        Post("/api/v1/users", R"({"email":"test@example.com","first_name":"Test","last_name":"Testovich"})");
+        Post("/api/v1/users", R"({"email":"test@example.com","first_name":"Test","last_name":"Testovich"})",
+             "application/json", {{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}});
     ASSERT_EQ(created.status, 201) << created.body;
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox WHERE trace_id = "
+                              "'4bf92f3577b34da6a3ce929d0e0e4736' AND span_id ~ '^[0-9a-f]{16}$' AND "
+                              "span_id <> '00f067aa0ba902b7'"),
+              1);
     EXPECT_THAT(created.body, HasSubstr(R"("email":"test@example.com","first_name":"Test","last_name":"Testovich")"));
     EXPECT_EQ(Users(), 1);
     EXPECT_EQ(Outbox(), 1);
@@ -499,7 +505,7 @@ TEST_F(HttpApiTest, AnEventsStatusIsFoundInEveryState) {
         "WITH moved AS (DELETE FROM eventlog.outbox o WHERE o.event_id = '" + in_flight +
         "' RETURNING o.*) INSERT INTO eventlog.delivery (batch_id, owner, events) SELECT gen_random_uuid(), 0, "
         "array_agg(ROW(m.id, m.event_id, m.event_type, m.event_date_time, m.environment, m.event_context, "
-        "m.metadata_version, m.trace_id, m.enqueued_at)::eventlog.pending_event) FROM moved m");
+        "m.metadata_version, m.trace_id, m.enqueued_at, m.span_id)::eventlog.pending_event) FROM moved m");
     stack_->Pg().Exec(
         "INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, event_context, "
         "metadata_version, enqueued_at, error, attempts) VALUES ('" +

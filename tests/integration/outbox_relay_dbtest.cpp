@@ -231,6 +231,61 @@ TEST_F(OutboxRelayTest, EmitManyWithCopyDeliversEveryEventOnce) {
     EXPECT_EQ(stack_->PendingEvents(), 0);
 }
 
+// The producing span's id (migration 0011) is stored by every producer path, bounded like the trace id, kept by
+// a delivery record, and not a column of event_log: the relay turns it into span links (tests/e2e).
+TEST_F(OutboxRelayTest, EveryProducerPathStoresTheProducingSpanIdWithinItsLimit) {
+    const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    stack_->Producer().Exec("SELECT eventlog.emit('sql_emit', '{}'::json, trace_id => '" + trace +
+                            "', span_id => '00f067aa0ba902b1')");
+    stack_->Producer().Exec("SELECT eventlog.emit_checked('sql_checked', '{}'::json, span_id => '00f067aa0ba902b2')");
+    stack_->Producer().Exec(
+        "SELECT eventlog.emit_batch(ARRAY['sql_batch', 'sql_batch'], ARRAY['{}', '{}']::json[], NULL, NULL, NULL, "
+        "NULL, NULL, ARRAY[NULL, '00f067aa0ba902b3'])");
+    stack_->Producer().Exec("SELECT eventlog.emit('sql_seven_args', '{}'::json, NULL, NULL, NULL, 1, '" + trace +
+                            "')");  // a call written before 0011
+    {
+        pg::Transaction tx(stack_->Pg());
+        Event one = MakeEvent("cpp_emit", "{}");
+        one.span_id = "00f067aa0ba902b4";
+        outbox::Emit(tx, one);
+        Event many = MakeEvent("cpp_emit_many", "{}");
+        many.span_id = "00f067aa0ba902b5";
+        outbox::EmitMany(tx, {many});
+        tx.Commit();
+    }
+    const auto stored = stack_->Pg().Exec("SELECT event_type || ':' || span_id FROM eventlog.outbox ORDER BY id");
+    std::string listed;
+    for (int i = 0; i < stored.Rows(); ++i) listed += std::string(stored.Get(i, 0)) + "\n";
+    EXPECT_EQ(listed,
+              "sql_emit:00f067aa0ba902b1\nsql_checked:00f067aa0ba902b2\nsql_batch:\nsql_batch:00f067aa0ba902b3\n"
+              "sql_seven_args:\ncpp_emit:00f067aa0ba902b4\ncpp_emit_many:00f067aa0ba902b5\n");
+
+    stack_->Pg().Exec("UPDATE eventlog.limits SET max_trace_id_bytes = 16");
+    const std::string long_span = "00f067aa0ba902b7x";
+    for (const std::string& sql :
+         {"SELECT eventlog.emit('x', '{}'::json, span_id => '" + long_span + "')",
+          "SELECT eventlog.emit_batch(ARRAY['x'], ARRAY['{}']::json[], NULL, NULL, NULL, NULL, NULL, ARRAY['" +
+              long_span + "'])"}) {
+        try {
+            stack_->Producer().Exec(sql);
+            ADD_FAILURE() << "an oversize span_id was accepted: " << sql;
+        } catch (const InvalidInputError& e) {
+            EXPECT_THAT(e.what(), HasSubstr("span_id: expected at most 16 bytes")) << sql;
+        }
+    }
+    Event over = MakeEvent("x", "{}");
+    over.span_id = long_span;
+    pg::Transaction tx(stack_->Pg());
+    EXPECT_THROW(outbox::EmitMany(tx, {over}), InvalidInputError);
+    tx.Rollback();
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 7);
+
+    stack_->Pg().Exec("UPDATE eventlog.limits SET max_trace_id_bytes = 128");
+    const relay::Stats stats = stack_->Drain();
+    EXPECT_EQ(stats.delivered, 7);
+    EXPECT_EQ(stack_->ChCount("SELECT count() FROM " + stack_->ChTable() + " WHERE trace_id = '" + trace + "'"), 2);
+}
+
 TEST_F(OutboxRelayTest, TwoConcurrentRelaysDeliverEachEventExactlyOnce) {
     constexpr int kEvents = 20000;
     {

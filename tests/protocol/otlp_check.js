@@ -114,7 +114,7 @@ for (const rs of output.resourceSpans || []) {
       console.log(`span ${hex(s.traceId)} ${hex(s.spanId)} parent=${hex(s.parentSpanId)} name=${s.name} ` +
         `kind=${s.kind || 0} start=${s.startTimeUnixNano} end=${s.endTimeUnixNano} flags=${s.flags || 0} ` +
         `status=${(s.status && s.status.code) || 0}:${(s.status && s.status.message) || ''} ` +
-        `attrs=${attributesText(s.attributes)}`);
+        `attrs=${attributesText(s.attributes)} dropped_links=${s.droppedLinksCount || 0}`);
       for (const l of s.links || []) {
         console.log(`link ${hex(l.traceId)} ${hex(l.spanId)} flags=${l.flags || 0} attrs=${attributesText(l.attributes)}`);
       }

@@ -56,6 +56,7 @@ t::Span SampleSpan() {
     span.links = {{Context("11111111111111111111111111111111", "2222222222222222"),
                    {{"messaging.message.id", std::string("e1")}}},
                   {Context("33333333333333333333333333333333", "4444444444444444", 0), {}}};
+    span.dropped_links_count = 7;
     return span;
 }
 
@@ -217,7 +218,7 @@ TEST(ObservabilityOtlp, EncodedRequestPassesTheOpentelemetryProtoRoundTrip) {
                        "flags=1 status=2:ClickHouse 241: memory limit "
                        "attrs=messaging.system={\"stringValue\":\"postgresql\"};"
                        "messaging.batch.message_count={\"intValue\":\"9007199254740993\"};"
-                       "ratio={\"doubleValue\":0.25};retried={\"boolValue\":true}\n"),
+                       "ratio={\"doubleValue\":0.25};retried={\"boolValue\":true} dropped_links=7\n"),
               std::string::npos)
         << out;
     EXPECT_NE(out.find("link 11111111111111111111111111111111 2222222222222222 flags=1 "

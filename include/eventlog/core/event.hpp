@@ -15,6 +15,9 @@ struct Event {
     std::string event_context;           ///< Compact JSON text, key order as the producer wrote it.
     std::uint64_t metadata_version{1};   ///< Schema version of event_context.
     std::string trace_id;                ///< W3C trace id (32 hex) or empty.
+    /// W3C span id (16 hex) of the span that produced the event, or empty. Kept in PostgreSQL only, for the relay's
+    /// span links (docs/observability.md, "Traces"); not a column of event_log.
+    std::string span_id;
 };
 
 /// The current time in microseconds since the Unix epoch.

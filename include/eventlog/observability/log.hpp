@@ -21,6 +21,9 @@ using Fields = std::vector<std::pair<std::string, Value>>;
 /// Sets the minimum level written ("debug", "info", "warning", "error"). Thread-safe.
 void SetLevel(std::string_view level);
 
+/// Whether a line of `level` would be written (to skip building its fields).
+bool Enabled(Level level) noexcept;
+
 /// Line format: JSON objects (the default) or a readable console form.
 enum class Format { kJson, kConsole };
 /// Sets the format from LOG_FORMAT's value: "json" or "console" (case-insensitive). Returns false, leaving the

@@ -92,6 +92,7 @@ struct Span {
     StatusCode status{StatusCode::kUnset};
     std::string status_message;  ///< Only sent with StatusCode::kError.
     std::vector<SpanLink> links;
+    std::uint32_t dropped_links_count{0};  ///< Links left out (a cap on links per span).
 
     /// Sets end_unix_nanos to now.
     void End();
