@@ -40,14 +40,14 @@ TEST(ProducerLinks, OneLinkPerDistinctProducerSpanWithItsEventCountInFirstSeenOr
 
 TEST(ProducerLinks, AnythingButAWellFormedContextIsNoLink) {
     const std::vector<PendingRow> rows = {
-        Row("", ""),                                   // untraced
-        Row(kTrace, ""),                               // a trace id alone (a client's own, or before 0011)
-        Row("client-chosen", "00f067aa0ba902b7"),      // not a W3C trace id
-        Row(kTrace, "00F067AA0BA902B7"),               // upper case
-        Row(kTrace, "0000000000000000"),               // all zero
+        Row("", ""),                               // untraced
+        Row(kTrace, ""),                           // a trace id alone (a client's own, or before 0011)
+        Row("client-chosen", "00f067aa0ba902b7"),  // not a W3C trace id
+        Row(kTrace, "00F067AA0BA902B7"),           // upper case
+        Row(kTrace, "0000000000000000"),           // all zero
         Row("00000000000000000000000000000000", "00f067aa0ba902b7"),
-        Row(kTrace, "00f067aa0ba902b"),                // 15 digits
-        Row(kTrace, "00f067aa0ba902bz"),               // not hex
+        Row(kTrace, "00f067aa0ba902b"),   // 15 digits
+        Row(kTrace, "00f067aa0ba902bz"),  // not hex
     };
     const auto out = LinkProducers(rows, 128);
     EXPECT_TRUE(out.links.empty());
