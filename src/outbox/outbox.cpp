@@ -4,7 +4,7 @@
 #include <eventlog/core/json.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 
 namespace eventlog::outbox {
 namespace {
@@ -109,27 +109,35 @@ std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> even
     }
     if (accepted != nullptr) accepted->assign(events.size(), false);
     if (ids.empty()) return ids;
-    // The registry first (docs/delivery.md, "Idempotency"): only ids it takes now are written, each once.
+    // The registry first (docs/delivery.md, "Idempotency"): only ids it takes now are written, each once, with the
+    // outbox id the registry row points at (migration 0011), drawn after the transaction has its id.
     std::string array = "{";
     for (const auto& id : ids) {
         if (array.size() > 1) array += ',';
         array += id.ToString();
     }
     array += '}';
+    transaction.Exec("SELECT pg_catalog.pg_current_xact_id()");
     const auto fresh = transaction.Exec(
-        "INSERT INTO eventlog.event_ids (event_id) SELECT pg_catalog.unnest($1::uuid[]) "
-        "ON CONFLICT ON CONSTRAINT event_ids_pkey DO NOTHING RETURNING event_id",
+        "INSERT INTO eventlog.event_ids AS r (event_id, outbox_id) "
+        "SELECT x.id, pg_catalog.nextval('eventlog.outbox_id_seq') FROM pg_catalog.unnest($1::uuid[]) "
+        "WITH ORDINALITY AS x(id, i) ORDER BY x.i "
+        "ON CONFLICT ON CONSTRAINT event_ids_pkey DO NOTHING RETURNING r.event_id, r.outbox_id",
         {array});
-    std::unordered_set<std::string> take;
+    std::unordered_map<std::string, std::string> take;  // event id -> outbox id
     take.reserve(static_cast<std::size_t>(fresh.Rows()));
-    for (int i = 0; i < fresh.Rows(); ++i) take.emplace(fresh.Get(i, 0));
+    for (int i = 0; i < fresh.Rows(); ++i) take.emplace(fresh.Get(i, 0), fresh.Get(i, 1));
     std::string data;
     data.reserve(take.size() * 256);
     for (std::size_t i = 0; i < events.size(); ++i) {
         const Event& e = events[i];
-        if (take.erase(e.event_id.ToString()) == 0) continue;  // a duplicate, or a repeat within this batch
+        const auto taken = take.find(e.event_id.ToString());
+        if (taken == take.end()) continue;  // a duplicate, or a repeat within this batch
         if (accepted != nullptr) (*accepted)[i] = true;
-        data += e.event_id.ToString();
+        data += taken->second;
+        data.push_back('\t');
+        data += taken->first;
+        take.erase(taken);
         data.push_back('\t');
         AppendCopyField(data, e.event_type);
         data.push_back('\t');
@@ -152,7 +160,7 @@ std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> even
     }
     if (!data.empty()) {
         transaction.Conn().CopyIn(
-            "COPY eventlog.outbox (event_id, event_type, event_date_time, environment, event_context, "
+            "COPY eventlog.outbox (id, event_id, event_type, event_date_time, environment, event_context, "
             "metadata_version, trace_id, span_id) FROM STDIN",
             data);
         // Wakes a sleeping relay at commit (emit() does this inline).

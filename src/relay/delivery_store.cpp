@@ -381,8 +381,11 @@ std::vector<PendingRow> DeliveryStore::LoadOwner(int owner) {
 std::int64_t DeliveryStore::PruneEventIds(std::chrono::seconds window) {
     return Session()
         .Exec(
-            "DELETE FROM eventlog.event_ids WHERE ctid = ANY (ARRAY(SELECT ctid FROM eventlog.event_ids WHERE "
-            "accepted_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1::float8) LIMIT 10000))",
+            // Only ids whose outbox row is gone (migration 0011): a pending event stays registered, exactly
+            // idempotent and found by the status lookup, however long it waits.
+            "DELETE FROM eventlog.event_ids WHERE ctid = ANY (ARRAY(SELECT r.ctid FROM eventlog.event_ids r WHERE "
+            "r.accepted_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1::float8) AND NOT EXISTS "
+            "(SELECT 1 FROM eventlog.outbox o WHERE o.id = r.outbox_id) LIMIT 10000))",
             {std::to_string(window.count())})
         .AffectedRows();
 }

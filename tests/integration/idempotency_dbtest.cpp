@@ -4,12 +4,19 @@
 // 3. COPY (EmitMany) with an id accepted earlier and an id repeated inside the batch.
 // 4. Two transactions emit the same id at once: the second waits for the first; after its commit the second is a
 //    duplicate, after its rollback the second is accepted.
-// 5. An id past IDEMPOTENCY_WINDOW is pruned by the relay and may be accepted again.
+// 5. An id past IDEMPOTENCY_WINDOW is pruned by the relay once delivered, and may be accepted again; while pending
+//    it stays registered.
+// 6. The status lookup finds a pending event through its registry row, whichever path wrote it (emit,
+//    emit_checked, emit_batch with a repeat inside the call, EmitMany's COPY, create_user, a dead-letter replay),
+//    without scanning the outbox.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <eventlog/core/event.hpp>
+#include <eventlog/core/uuid.hpp>
+#include <eventlog/outbox/dead_letters.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/pg/connection.hpp>
 #include <string>
@@ -130,19 +137,106 @@ TEST_F(IdempotencyTest, OfTwoConcurrentCopiesTheSecondWaitsForTheFirstsOutcome) 
     }
 }
 
+/// Sequential scans of eventlog.outbox so far, as the statistics collector has them (PostgreSQL 15 flushes a
+/// session's counters at transaction end, at most once a second unless forced).
+std::int64_t OutboxSeqScans(pg::Connection& session) {
+    session.Exec("SELECT pg_catalog.pg_stat_clear_snapshot()");
+    return session.Exec("SELECT seq_scan FROM pg_catalog.pg_stat_user_tables WHERE relid = 'eventlog.outbox'::regclass")
+        .GetInt(0, 0);
+}
+
+TEST_F(IdempotencyTest, TheStatusLookupFindsAPendingEventOfEveryPathThroughTheRegistryWithoutScanning) {
+    auto& producer = stack_->Producer();
+    // A backlog big enough that the planner would rather use the primary key than read the table.
+    {
+        pg::Transaction tx(stack_->Pg());
+        std::vector<Event> bulk(20'000);
+        for (auto& e : bulk) {
+            e.event_type = "backlog";
+            e.event_context = "{}";
+        }
+        outbox::EmitMany(tx, std::move(bulk));
+        tx.Commit();
+    }
+    const std::string emitted = "6f1c2a3e-0000-4000-8000-0000000000a1";
+    const std::string checked = "6f1c2a3e-0000-4000-8000-0000000000a2";
+    const std::string batched = "6f1c2a3e-0000-4000-8000-0000000000a3";
+    const std::string copied = "6f1c2a3e-0000-4000-8000-0000000000a4";
+    producer.Exec("SELECT eventlog.emit('lookup', '{}'::json, $1::uuid)", {emitted});
+    producer.Exec("SELECT eventlog.emit_checked('lookup', '{}'::json, $1::uuid)", {checked});
+    producer.Exec("SELECT eventlog.emit_batch(ARRAY['lookup', 'lookup', 'lookup'], ARRAY['{}', '{}', '{}']::json[], "
+                  "ARRAY[NULL, $1, $1]::uuid[], NULL, NULL, NULL, NULL)",
+                  {batched});
+    {
+        pg::Transaction tx(stack_->Pg());
+        Event e;
+        e.event_id = *Uuid::Parse(copied);
+        e.event_type = "lookup";
+        e.event_context = "{}";
+        outbox::EmitMany(tx, {e, e});  // the repeat inside the batch is a duplicate
+        tx.Commit();
+    }
+    producer.Exec("SELECT * FROM eventlog_demo.create_user('a@example.com', 'A', 'B')");
+    const std::string user(
+        stack_->Pg().Exec("SELECT event_id::text FROM eventlog.outbox WHERE event_type = 'user_created'").Get(0, 0));
+    stack_->Pg().Exec("ANALYZE eventlog.outbox");
+    stack_->Pg().Exec("ANALYZE eventlog.event_ids");
+    // Every registry row points at its outbox row.
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.event_ids r JOIN eventlog.outbox o ON o.id = "
+                              "r.outbox_id AND o.event_id = r.event_id"),
+              stack_->PgCount("SELECT count(*) FROM eventlog.outbox"));
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 20'000 + 6);
+
+    const std::int64_t scans_before = OutboxSeqScans(stack_->Pg());
+    for (const auto& id : {emitted, checked, batched, copied, user}) {
+        EXPECT_EQ(producer.Exec("SELECT state FROM eventlog.event_status($1::uuid)", {id}).Get(0, 0), "pending") << id;
+    }
+    EXPECT_EQ(producer.Exec("SELECT count(*) FROM eventlog.event_status(gen_random_uuid())").Get(0, 0), "0");
+    producer.Exec("SELECT pg_catalog.pg_stat_force_next_flush()");
+    producer.Exec("SELECT 1");  // the flush happens at the end of a transaction
+    EXPECT_EQ(OutboxSeqScans(stack_->Pg()), scans_before) << "the status lookup scanned the outbox";
+    // The check can fail: a lookup by event_id on the outbox itself is a scan, and is counted.
+    producer.Exec("SELECT pg_catalog.pg_stat_force_next_flush()");
+    stack_->Pg().Exec("SELECT count(*) FROM eventlog.outbox WHERE event_id = $1::uuid", {emitted});
+    stack_->Pg().Exec("SELECT pg_catalog.pg_stat_force_next_flush()");
+    stack_->Pg().Exec("SELECT 1");
+    EXPECT_GT(OutboxSeqScans(stack_->Pg()), scans_before);
+
+    // A dead letter replayed into the outbox is found there again (its registry row points at the new row).
+    stack_->Pg().Exec("WITH moved AS (DELETE FROM eventlog.outbox WHERE event_id = $1::uuid RETURNING *) "
+                      "INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, event_context, "
+                      "metadata_version, enqueued_at, error, attempts) SELECT event_id, event_type, event_date_time, "
+                      "event_context, metadata_version, enqueued_at, 'test', 1 FROM moved",
+                      {emitted});
+    EXPECT_EQ(producer.Exec("SELECT state FROM eventlog.event_status($1::uuid)", {emitted}).Get(0, 0),
+              "dead_lettered");
+    EXPECT_EQ(outbox::ReplayDeadLetters(stack_->Pg(), {*Uuid::Parse(emitted)}), 1);
+    EXPECT_EQ(producer.Exec("SELECT state FROM eventlog.event_status($1::uuid)", {emitted}).Get(0, 0), "pending");
+}
+
 class IdempotencyWindowTest : public StackTest {
 protected:
     TestStack::Options StackOptions() override { return {.overrides = {{"IDEMPOTENCY_WINDOW", "3600"}}}; }
 };
 
-TEST_F(IdempotencyWindowTest, AnIdPastTheWindowIsPrunedAndMayBeAcceptedAgain) {
+// A delivered id past the window leaves the registry and may be accepted again; a pending one stays (migration
+// 0011): still exactly idempotent, and still found by the status lookup, however long it waits.
+TEST_F(IdempotencyWindowTest, AnIdPastTheWindowIsPrunedOnceDeliveredAndMayBeAcceptedAgain) {
     const std::string recent = "6f1c2a3e-0000-4000-8000-000000000005";
     stack_->Producer().Exec("SELECT eventlog.emit('window_test', '{}'::json, $1::uuid)", {kId});
     stack_->Producer().Exec("SELECT eventlog.emit('window_test', '{}'::json, $1::uuid)", {recent});
     // kId was accepted two hours ago: past the one-hour window; `recent` is inside it.
     stack_->Pg().Exec("UPDATE eventlog.event_ids SET accepted_at = now() - interval '2 hours' WHERE event_id = $1",
                       {kId});
-    EXPECT_EQ(stack_->Drain().delivered, 2);  // the relay prunes on its recovery pass
+    // The relay prunes on its recovery pass, before its first claim: kId is still pending then, and stays.
+    EXPECT_EQ(stack_->Drain().delivered, 2);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.event_ids"), 2);
+    EXPECT_EQ(stack_->Producer()
+                  .Exec("SELECT count(*) FROM eventlog.event_status($1::uuid)", {kId})
+                  .Get(0, 0),
+              "0");  // delivered: in none of PostgreSQL's places
+    // The next pass finds it delivered, past the window: pruned.
+    EXPECT_EQ(stack_->Drain().delivered, 0);
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.event_ids"), 1);
     EXPECT_EQ(stack_->Producer()
                   .Exec("SELECT accepted FROM eventlog.emit_checked('window_test', '{}'::json, $1::uuid)", {kId})

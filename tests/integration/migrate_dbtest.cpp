@@ -30,7 +30,7 @@ TEST_F(MigrateTest, SecondRunAppliesNothing) {
                 ElementsAre("postgres/0001_outbox", "postgres/0002_relay_identity", "postgres/0003_least_privilege",
                             "postgres/0004_adopt_records", "postgres/0005_http_api", "postgres/0006_cheap_wakeups",
                             "postgres/0007_idempotency", "postgres/0008_cheaper_emit", "postgres/0009_shared_floor",
-                            "postgres/0010_emit_batch", "postgres/0011_producer_span", "clickhouse/0001_event_log"));
+                            "postgres/0010_emit_batch", "postgres/0011_span_and_lookup", "clickhouse/0001_event_log"));
     EXPECT_EQ(first.already_applied, 0);
 
     const outbox::MigrationReport second = outbox::Migrate(stack_->Pg(), stack_->Ch(), stack_->Config());
@@ -67,7 +67,7 @@ TEST_F(MigrateTest, ClickHouseHalfIsIdempotentOnItsOwn) {
                 ElementsAre("postgres/0001_outbox", "postgres/0002_relay_identity", "postgres/0003_least_privilege",
                             "postgres/0004_adopt_records", "postgres/0005_http_api", "postgres/0006_cheap_wakeups",
                             "postgres/0007_idempotency", "postgres/0008_cheaper_emit", "postgres/0009_shared_floor",
-                            "postgres/0010_emit_batch", "postgres/0011_producer_span"));
+                            "postgres/0010_emit_batch", "postgres/0011_span_and_lookup"));
     EXPECT_THAT(outbox::MigrateClickHouse(stack_->Ch(), stack_->Config().clickhouse).applied,
                 ElementsAre("clickhouse/0001_event_log"));
     const auto again = outbox::MigrateClickHouse(stack_->Ch(), stack_->Config().clickhouse);

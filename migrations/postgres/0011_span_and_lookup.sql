@@ -12,11 +12,24 @@ ALTER TABLE eventlog.outbox ADD COLUMN span_id text NOT NULL DEFAULT '';
 ALTER TABLE eventlog.dead_letter ADD COLUMN span_id text NOT NULL DEFAULT '';
 ALTER TYPE eventlog.pending_event ADD ATTRIBUTE span_id text;
 
+-- The status lookup by the registry (docs/http-api.md, "GET /api/v1/events/{event_id}"). event_status() found a
+-- pending event by scanning the outbox (event_id is not indexed there): 160-200 ms at a backlog of a million, per
+-- request, for anyone with an API key. An index on outbox.event_id would cost every producer one more index entry
+-- (a random page of a large index for a random id). Instead the registry row each accepted event already gets
+-- keeps its outbox row's id: the producer draws the id (nextval of the outbox's identity) into the registry row and
+-- writes the outbox row with it, 8 bytes more per registry row and no new index; a lookup is two primary-key
+-- probes. The producer takes its transaction id before it draws the outbox id, so the id is never drawn before its
+-- transaction has one (the claim floor relies on that order: docs/delivery.md, "The claim floor"). The relay now
+-- prunes only registry rows whose outbox row is gone, so a pending event keeps both its exact idempotency and its
+-- lookup however long it waits. Rows accepted before this migration get their pointer here.
+ALTER TABLE eventlog.event_ids ADD COLUMN outbox_id bigint;
+UPDATE eventlog.event_ids r SET outbox_id = o.id FROM eventlog.outbox o WHERE o.event_id = r.event_id;
+
 DROP FUNCTION eventlog.emit(text, json, uuid, timestamptz, text, bigint, text);
 DROP FUNCTION eventlog.emit_checked(text, json, uuid, timestamptz, text, bigint, text);
 DROP FUNCTION eventlog.emit_batch(text[], json[], uuid[], timestamptz[], text[], bigint[], text[]);
 
--- As in 0008, with span_id.
+-- As in 0008, with span_id and the registry's outbox id.
 CREATE FUNCTION eventlog.emit_checked(
     event_type       text,
     event_context    json,
@@ -69,13 +82,14 @@ BEGIN
     -- Exactly once per event_id within IDEMPOTENCY_WINDOW (0007): the outbox row is written only when the registry
     -- took the id. A concurrent copy waits on the registry's key for the first one's transaction and is then a
     -- duplicate (or accepted, if that one rolled back).
+    PERFORM pg_current_xact_id();  -- the transaction's id before the outbox id is drawn
     WITH registered AS (
-        INSERT INTO eventlog.event_ids AS r (event_id) VALUES (new_id)
-        ON CONFLICT ON CONSTRAINT event_ids_pkey DO NOTHING RETURNING r.event_id
+        INSERT INTO eventlog.event_ids AS r (event_id, outbox_id) VALUES (new_id, nextval('eventlog.outbox_id_seq'))
+        ON CONFLICT ON CONSTRAINT event_ids_pkey DO NOTHING RETURNING r.event_id, r.outbox_id
     )
-    INSERT INTO eventlog.outbox (event_id, event_type, event_date_time, environment, event_context,
-                                 metadata_version, trace_id, span_id)
-    SELECT r.event_id, new_type, coalesce(emit_checked.event_date_time, clock_timestamp()),
+    INSERT INTO eventlog.outbox (id, event_id, event_type, event_date_time, environment, event_context,
+                                 metadata_version, trace_id, span_id) OVERRIDING SYSTEM VALUE
+    SELECT r.outbox_id, r.event_id, new_type, coalesce(emit_checked.event_date_time, clock_timestamp()),
            nullif(emit_checked.environment, ''), emit_checked.event_context, emit_checked.metadata_version,
            coalesce(emit_checked.trace_id, ''), coalesce(emit_checked.span_id, '')
     FROM registered r;
@@ -105,7 +119,7 @@ LANGUAGE sql AS $$
     SELECT (eventlog.emit_checked($1, $2, $3, $4, $5, $6, $7, $8)).id
 $$;
 
--- As in 0010, with span_ids (NULL: no span ids at all).
+-- As in 0010, with span_ids (NULL: no span ids at all) and the registry's outbox ids.
 CREATE FUNCTION eventlog.emit_batch(
     event_types       text[],
     event_contexts    json[],
@@ -154,6 +168,7 @@ BEGIN
     -- Registry first, in order: of two copies of one id in the call the first is inserted and the second skipped
     -- (ON CONFLICT DO NOTHING also skips rows that conflict within the statement); a concurrent copy waits for the
     -- first one's transaction, as in emit_checked().
+    PERFORM pg_current_xact_id();  -- the transaction's id before the outbox ids are drawn
     RETURN QUERY
     WITH u AS MATERIALIZED (
         SELECT x.i, coalesce(x.id, gen_random_uuid()) AS id, btrim(x.t) AS t, x.c, x.ts, x.env,
@@ -162,19 +177,19 @@ BEGIN
                         unnest(environments), unnest(metadata_versions), unnest(trace_ids), unnest(span_ids))
              WITH ORDINALITY AS x(t, c, id, ts, env, mv, tr, sp, i)
     ), reg AS (
-        INSERT INTO eventlog.event_ids AS r (event_id)
-        SELECT u.id FROM u ORDER BY u.i
+        INSERT INTO eventlog.event_ids AS r (event_id, outbox_id)
+        SELECT u.id, nextval('eventlog.outbox_id_seq') FROM u ORDER BY u.i
         ON CONFLICT ON CONSTRAINT event_ids_pkey DO NOTHING
-        RETURNING r.event_id
+        RETURNING r.event_id, r.outbox_id
     ), first AS (
-        SELECT DISTINCT ON (u.id) u.i FROM u JOIN reg ON reg.event_id = u.id ORDER BY u.id, u.i
+        SELECT DISTINCT ON (u.id) u.i, reg.outbox_id FROM u JOIN reg ON reg.event_id = u.id ORDER BY u.id, u.i
     ), names AS (  -- snake_case once per distinct name: a batch mostly repeats a few
         SELECT d.t, CASE WHEN d.t ~ '^[a-z0-9]+(_[a-z0-9]+)*$' THEN d.t ELSE eventlog.snake_case(d.t) END AS name
         FROM (SELECT DISTINCT u.t FROM u) d
     ), ins AS (
-        INSERT INTO eventlog.outbox (event_id, event_type, event_date_time, environment, event_context,
-                                     metadata_version, trace_id, span_id)
-        SELECT u.id, n.name, coalesce(u.ts, clock_timestamp()), nullif(u.env, ''), u.c, u.mv, coalesce(u.tr, ''),
+        INSERT INTO eventlog.outbox (id, event_id, event_type, event_date_time, environment, event_context,
+                                     metadata_version, trace_id, span_id) OVERRIDING SYSTEM VALUE
+        SELECT first.outbox_id, u.id, n.name, coalesce(u.ts, clock_timestamp()), nullif(u.env, ''), u.c, u.mv, coalesce(u.tr, ''),
                coalesce(u.sp, '')
         FROM u JOIN first ON first.i = u.i JOIN names n ON n.t = u.t
         ORDER BY u.i
@@ -208,6 +223,27 @@ BEGIN
 END
 $$;
 
+-- As in 0005, with the pending row found through the registry (two primary-key probes; the outbox row must still
+-- carry the id). The delivery records are still scanned: they hold what the relays have in flight, at most a few
+-- claims each.
+CREATE OR REPLACE FUNCTION eventlog.event_status(event_id uuid)
+RETURNS TABLE (state text, since timestamptz, attempts integer, error text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.state, s.since, s.attempts, s.error FROM (
+        (SELECT 1 AS rank, 'pending'::text AS state, o.enqueued_at AS since, NULL::integer AS attempts,
+                NULL::text AS error
+         FROM eventlog.event_ids r JOIN eventlog.outbox o ON o.id = r.outbox_id
+         WHERE r.event_id = event_status.event_id AND o.event_id = event_status.event_id)
+        UNION ALL
+        (SELECT 2, 'in_flight', d.claimed_at, d.attempts, NULL
+         FROM eventlog.delivery d
+         WHERE EXISTS (SELECT 1 FROM pg_catalog.unnest(d.events) e WHERE e.event_id = event_status.event_id) LIMIT 1)
+        UNION ALL
+        (SELECT 3, 'dead_lettered', x.last_failed_at, x.attempts, x.error
+         FROM eventlog.dead_letter x WHERE x.event_id = event_status.event_id)
+    ) s ORDER BY s.rank LIMIT 1
+$$;
+
 REVOKE ALL ON FUNCTION eventlog_demo.create_user(text, text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventlog.emit(text, json, uuid, timestamptz, text, bigint, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventlog.emit_checked(text, json, uuid, timestamptz, text, bigint, text, text) FROM PUBLIC;
@@ -224,5 +260,7 @@ BEGIN
                                                   text[])
         TO eventlog_producer, eventlog_admin;
     GRANT EXECUTE ON FUNCTION eventlog_demo.create_user(text, text, text, text, text) TO eventlog_producer;
+    -- EmitMany registers with the outbox id; a dead-letter replay points the registry at the new outbox row.
+    GRANT UPDATE (outbox_id) ON eventlog.event_ids TO eventlog_admin;
 END
 $grants$;
