@@ -1,3 +1,6 @@
+-- Two changes to the producer's write: the producing span's id is stored with each event, and each registry row
+-- keeps its outbox row's id for the status lookup.
+--
 -- The producing span's id, stored with each event (docs/observability.md, "Traces"), so that the relay's span
 -- for a claim can link to the spans that wrote its events (OpenTelemetry messaging: a batch receive links to each
 -- message's creation context). trace_id already holds the producer's trace; span_id completes the W3C context.
