@@ -172,7 +172,8 @@ std::map<std::int64_t, std::array<unsigned char, 32>> ActiveKeyHashes(pg::Connec
         ids += std::to_string(id);
     }
     ids.push_back('}');
-    const auto r = connection.Exec(
+    const auto r = connection.ExecPrepared(
+        "eventlog_http_key_hashes",
         "SELECT k.id, eventlog.api_key_hash(k.id) FROM pg_catalog.unnest($1::bigint[]) AS k(id)", {ids});
     std::map<std::int64_t, std::array<unsigned char, 32>> out;
     for (int i = 0; i < r.Rows(); ++i) {
