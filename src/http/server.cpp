@@ -130,11 +130,18 @@ constexpr std::string_view kUnmatched = "unmatched";
 /// parsing them there costs less than handing them to a worker thread. Larger ones are parsed on a worker.
 constexpr std::size_t kInlineBodyBytes = 64u << 10;
 
+/// The read buffer each connection starts with (it grows for larger requests).
+constexpr std::size_t kReadBufferBytes = 4096;
+
 /// One connection. Owned by shared_ptrs held by its pending operations and by Impl::sessions until it closes.
 class Server::Impl::Session : public std::enable_shared_from_this<Session> {
 public:
     Session(Impl& server, tcp::socket&& socket)
-        : server_(server), stream_(std::move(socket)), body_timer_(stream_.get_executor()) {}
+        : server_(server), stream_(std::move(socket)), body_timer_(stream_.get_executor()) {
+        // Beast reads at most max(512, free capacity) bytes at a time: with room for a small request's headers and
+        // body, one read takes both, where a fresh buffer made it two reads.
+        buffer_.reserve(kReadBufferBytes);
+    }
 
     void Start() {
         net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadHeader(); });
