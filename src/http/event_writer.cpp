@@ -1,6 +1,9 @@
 #include "http/event_writer.hpp"
 
+#include <openssl/rand.h>
+
 #include <algorithm>
+#include <cstring>
 #include <eventlog/core/error.hpp>
 #include <eventlog/core/uuid.hpp>
 #include <eventlog/http/api_keys.hpp>
@@ -46,7 +49,7 @@ public:
         AppendArrayElement(contexts_, e.event_context);
         // An event without an id gets a time-ordered one here: the idempotency registry's primary key then grows at
         // its right edge (a random id touches a random page of a large index per insert).
-        AppendArrayElement(ids_, e.event_id ? e.event_id : std::optional<std::string>(Uuid::TimeOrdered().ToString()));
+        AppendArrayElement(ids_, e.event_id ? e.event_id : std::optional<std::string>(NewId().ToString()));
         AppendArrayElement(times_, e.event_date_time);
         AppendArrayElement(environments_, e.environment);
         AppendArrayElement(versions_, e.metadata_version
@@ -73,6 +76,30 @@ public:
     }
 
 private:
+    /// Uuid::TimeOrdered()'s layout (version 7: the millisecond, then random bits), the random bits drawn for
+    /// kIdsPerDraw ids at once: one RAND_bytes call per id was 3% of the server's CPU under single-event load.
+    Uuid NewId() {
+        if (drawn_ == kIdsPerDraw) {
+            if (RAND_bytes(random_.data(), static_cast<int>(random_.size())) != 1) {
+                throw Error(ErrorKind::kFatal, "RAND_bytes failed: no entropy for a UUID");
+            }
+            drawn_ = 0;
+        }
+        Uuid id;
+        std::memcpy(id.bytes.data(), random_.data() + drawn_ * id.bytes.size(), id.bytes.size());
+        ++drawn_;
+        const auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                       std::chrono::system_clock::now().time_since_epoch())
+                                                       .count());
+        for (int i = 0; i < 6; ++i) id.bytes[i] = static_cast<std::uint8_t>(ms >> (8 * (5 - i)));  // big-endian
+        id.bytes[6] = static_cast<std::uint8_t>((id.bytes[6] & 0x0F) | 0x70);                      // version 7
+        id.bytes[8] = static_cast<std::uint8_t>((id.bytes[8] & 0x3F) | 0x80);                      // RFC 4122 variant
+        return id;
+    }
+
+    static constexpr std::size_t kIdsPerDraw = 64;
+    std::array<std::uint8_t, 16 * kIdsPerDraw> random_{};
+    std::size_t drawn_{kIdsPerDraw};
     std::string types_{"{"}, contexts_{"{"}, ids_{"{"}, times_{"{"}, environments_{"{"}, versions_{"{"}, traces_{"{"};
 };
 
