@@ -5,10 +5,10 @@
 #include <openssl/rand.h>
 
 #include <charconv>
-#include <memory>
-#include <string>
 #include <eventlog/core/error.hpp>
 #include <eventlog/http/api_keys.hpp>
+#include <memory>
+#include <string>
 
 namespace eventlog::http {
 namespace {
@@ -127,8 +127,9 @@ std::array<unsigned char, 32> HashTokenSecret(std::string_view secret_key,
         std::string digest = "SHA256";
         const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest.data(), 0),
                                      OSSL_PARAM_construct_end()};
-        if (!keyed.context || EVP_MAC_init(keyed.context.get(), reinterpret_cast<const unsigned char*>(secret_key.data()),
-                                           secret_key.size(), params) != 1) {
+        if (!keyed.context ||
+            EVP_MAC_init(keyed.context.get(), reinterpret_cast<const unsigned char*>(secret_key.data()),
+                         secret_key.size(), params) != 1) {
             keyed.context.reset();
             throw fail();
         }

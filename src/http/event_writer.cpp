@@ -88,9 +88,9 @@ private:
         Uuid id;
         std::memcpy(id.bytes.data(), random_.data() + drawn_ * id.bytes.size(), id.bytes.size());
         ++drawn_;
-        const auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                       std::chrono::system_clock::now().time_since_epoch())
-                                                       .count());
+        const auto ms = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+                .count());
         for (int i = 0; i < 6; ++i) id.bytes[i] = static_cast<std::uint8_t>(ms >> (8 * (5 - i)));  // big-endian
         id.bytes[6] = static_cast<std::uint8_t>((id.bytes[6] & 0x0F) | 0x70);                      // version 7
         id.bytes[8] = static_cast<std::uint8_t>((id.bytes[8] & 0x3F) | 0x80);                      // RFC 4122 variant
@@ -265,9 +265,8 @@ void GroupCommitter::Run() {
             if (!stopping_) {  // a stopping committer writes what it has at once
                 const std::uint64_t serial = open_->serial;
                 const auto deadline = open_->opened + options_.window;
-                changed_.wait_until(lock, deadline, [&] {
-                    return stopping_ || !full_.empty() || !open_ || open_->serial != serial;
-                });
+                changed_.wait_until(lock, deadline,
+                                    [&] { return stopping_ || !full_.empty() || !open_ || open_->serial != serial; });
                 // Taken by another writer, or filled: look again (a full group goes first).
                 if (!full_.empty() || !open_ || open_->serial != serial) continue;
             }

@@ -8,9 +8,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <eventlog/pg/pool.hpp>
 #include <exception>
 #include <functional>
-#include <eventlog/pg/pool.hpp>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -89,10 +89,10 @@ private:
     std::string secret_key_;
     GroupCommitOptions options_;
     std::mutex mutex_;
-    std::condition_variable changed_;           // a group opened or filled, or the committer is stopping
-    std::unique_ptr<Group> open_;               // the group gathering members, if any
-    std::deque<std::unique_ptr<Group>> full_;   // closed because full, waiting for a writer, oldest first
-    std::uint64_t serial_{0};                   // of the last group opened
+    std::condition_variable changed_;          // a group opened or filled, or the committer is stopping
+    std::unique_ptr<Group> open_;              // the group gathering members, if any
+    std::deque<std::unique_ptr<Group>> full_;  // closed because full, waiting for a writer, oldest first
+    std::uint64_t serial_{0};                  // of the last group opened
     bool stopping_{false};
     std::vector<std::thread> writers_;
 };
