@@ -287,8 +287,8 @@ public:
         auto events = Parse(request);
         if (!group_.Takes(events.size())) return false;
         group_.Enqueue(checked.token, std::move(events),
-                       [done](std::vector<detail::EventResult> results, std::exception_ptr error) {
-                           if (error) return done(Response{}, error);
+                       [done](const std::vector<detail::EventResult>& results, std::exception_ptr error) {
+                           if (error) return done(Response{}, std::move(error));
                            Response response;
                            try {
                                response = JsonResponse(202, ResultsJson(results));

@@ -245,7 +245,7 @@ std::vector<EventResult> GroupCommitter::Submit(const ParsedToken& token, std::v
     auto future = answer->get_future();
     Enqueue(token, std::move(events), [answer](std::vector<EventResult> results, std::exception_ptr error) {
         if (error) {
-            answer->set_exception(error);
+            answer->set_exception(std::move(error));
         } else {
             answer->set_value(std::move(results));
         }
@@ -279,7 +279,7 @@ void GroupCommitter::Run() {
         Execute(*group);  // taken: its member list no longer changes
         for (auto& m : group->members) {
             try {
-                m.done(std::move(m.results), m.error);
+                m.done(std::move(m.results), std::move(m.error));
             } catch (...) {  // Done must not throw; a member that throws cannot fail the others' answers
             }
         }

@@ -159,7 +159,7 @@ public:
         net::post(stream_.get_executor(), [self = shared_from_this(), response = std::move(response),
                                            route = std::move(route), guard = std::move(guard)]() mutable {
             self->route_ = std::move(route);
-            self->Write(std::move(response), self->keep_alive_);
+            self->Write(response, self->keep_alive_);
         });
     }
 
@@ -244,7 +244,7 @@ private:
         Write(ToResponse(problem), false);
     }
 
-    void Write(Response response, bool keep_alive) {
+    void Write(const Response& response, bool keep_alive) {
         server_.Count(route_, response.status, started_);
         keep_alive = keep_alive && !server_.stopping.load();
         auto message = std::make_shared<std::string>(Serialize(response, keep_alive));
@@ -419,7 +419,7 @@ void Server::Impl::Process(const std::shared_ptr<Session>& session, BeastRequest
                     } catch (...) {
                     }
                 }
-                Complete(exchange, std::move(response), error);
+                Complete(exchange, std::move(response), std::move(error));
             })) {
             return;
         }
@@ -439,7 +439,7 @@ void Server::Impl::Process(const std::shared_ptr<Session>& session, BeastRequest
             } catch (...) {
                 error = std::current_exception();
             }
-            Complete(exchange, std::move(response), error);
+            Complete(exchange, std::move(response), std::move(error));
         });
     } catch (...) {
         Complete(exchange, Response{}, std::current_exception());
@@ -490,7 +490,7 @@ bool Server::Impl::Dispatch(Exchange& x, BeastRequest& beast_request) {
 void Server::Impl::Complete(const std::shared_ptr<Exchange>& exchange, Response response,
                             std::exception_ptr error) noexcept {
     auto& x = *exchange;
-    if (error) response = Render(error, x.route);
+    if (error) response = Render(std::move(error), x.route);
     if (x.span && options.tracer != nullptr) {
         try {
             x.span->name = x.method + " " + x.route;
