@@ -176,6 +176,7 @@ struct GroupCommitter::Member {
     std::array<unsigned char, 32> presented{};  // HashTokenSecret of the token's secret
     std::vector<IncomingEvent> events;
     Done done;
+    log::Fields context;  // the enqueuing thread's log context (the request's ids), for the lines written for it
     std::vector<EventResult> results;
     std::exception_ptr error;
 };
@@ -214,6 +215,7 @@ void GroupCommitter::Enqueue(const ParsedToken& token, std::vector<IncomingEvent
     member.presented = HashTokenSecret(secret_key_, token.secret);
     member.events = std::move(events);
     member.done = std::move(done);
+    member.context = log::CurrentContext();
     const std::size_t size = member.events.size();
     bool wake = false;  // writers are woken when a group opens or fills, not for every member
     {
@@ -338,6 +340,7 @@ void GroupCommitter::Execute(Group& group) {
         // One request, or a group refused by emit(): each request in its own transaction.
         for (auto* m : writers) {
             try {
+                const log::ScopedContext context(m->context);  // http_events_refused names the request
                 m->results = WriteEvents(session, m->events);
             } catch (...) {
                 m->error = std::current_exception();
