@@ -83,6 +83,9 @@ def main() -> int:
     ap.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for `eventlog serve` in the http scenario, e.g. HTTP_GROUP_COMMIT_US=0")
     ap.add_argument("--output", default=str(ROOT / "bench" / "results"), help="folder for latest.json/latest.md")
+    ap.add_argument("--binary", default=str(ROOT / "build" / "eventlog"),
+                    help="the eventlog binary to measure (default build/eventlog), e.g. a copy of an older build "
+                         "for an A/B comparison in alternating runs")
     args = ap.parse_args()
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in ALL]
@@ -90,9 +93,9 @@ def main() -> int:
         ap.error(f"unknown scenario(s): {', '.join(unknown)}; choose from {', '.join(ALL)}")
     cfg = build_config(args)
     relay_env = dict(kv.split("=", 1) for kv in args.relay_env)
-    binary = ROOT / "build" / "eventlog"
+    binary = Path(args.binary).resolve()
     if not binary.exists():
-        ap.error("build/eventlog is missing: run scripts/build.sh build (make bench does)")
+        ap.error(f"{binary} is missing: run scripts/build.sh build (make bench does)")
     out_dir = Path(args.output).resolve()  # pgbench runs in another folder: its script paths must be absolute
     logdir = out_dir / "logs"
     logdir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +122,7 @@ def main() -> int:
             servers = start_own_stack(args.pg_fsync)
         runner = None
         if servers:
-            runner = Runner(servers, logdir, relay_env)
+            runner = Runner(servers, logdir, relay_env, binary)
             runner.migrate()
             if args.use_configured and not args.allow_nonempty:
                 if not runner.pg_empty() or runner.ch_rows() > 0:

@@ -110,9 +110,9 @@ def relay_profile(log_paths, wall_seconds: float) -> dict:
 class Runner:
     """Shared state of one bench run: servers, binary, CPU probe, a row-number sequence, the logs folder."""
 
-    def __init__(self, servers: Servers, logdir: Path, relay_env: dict):
+    def __init__(self, servers: Servers, logdir: Path, relay_env: dict, binary: Optional[Path] = None):
         self.servers = servers
-        self.binary = ROOT / "build" / "eventlog"
+        self.binary = binary or ROOT / "build" / "eventlog"
         self.logdir = logdir
         self.relay_env = relay_env
         self.seq = workload.Sequence()

@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import resource
 import subprocess
 import threading
 import time
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from . import workload
-from .procstat import CpuProbe
+from .procstat import CpuProbe, process_cpu
 from .runner import PgActivitySampler, Runner, log, per_million, relay_profile
 from .servers import ROOT, wait_until
 from .stats import fmt_num, fmt_summary, percentile, summary
@@ -734,6 +735,24 @@ def wrk(r: Runner, url: str, script, name: str, seconds: float, connections: int
             "ok": requests - non2xx, "p50_ms": pct.get(50), "p99_ms": pct.get(99)}
 
 
+def wrk_with_cpu(r: Runner, serve: "Serve", url: str, script, name: str, seconds: float, connections: int) -> dict:
+    """wrk() and the CPU each party spent per request meanwhile: wrk (the only child reaped in between), the server,
+    PostgreSQL (the postmaster's tree). In microseconds; None where it cannot be read."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    serve_before = process_cpu(serve.proc.pid, with_children=False)
+    pg_before = r.cpu.snapshot()["postgresql"]
+    res = wrk(r, url, script, name, seconds, connections)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    serve_after = process_cpu(serve.proc.pid, with_children=False)
+    pg_after = r.cpu.snapshot()["postgresql"]
+    n = max(1, res["requests"])
+    per = lambda a, b: (b - a) / n * 1e6 if a is not None and b is not None else None  # noqa: E731
+    res["cpu_us_per_request"] = {
+        "wrk": per(children.ru_utime + children.ru_stime, after.ru_utime + after.ru_stime),
+        "serve": per(serve_before, serve_after), "postgresql": per(pg_before, pg_after)}
+    return res
+
+
 class Serve:
     """`eventlog serve` as the producer role on a free loopback port, with a fresh SECRET_KEY."""
 
@@ -767,6 +786,19 @@ class Serve:
                 self.proc.wait()
 
 
+def _fmt_us(value) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def _cpu_split(runs: list, per: int) -> str:
+    """Medians over runs of the CPU per request (divided by `per`: per event) of wrk, the server and PostgreSQL."""
+    parts = []
+    for k in ("wrk", "serve", "postgresql"):
+        values = [x["cpu_us_per_request"][k] / per for x in runs if x["cpu_us_per_request"].get(k) is not None]
+        parts.append(fmt_summary(summary(values), 1) if values else "n/a")
+    return " / ".join(parts)
+
+
 def scenario_http(r: Runner, cfg: Config) -> dict:
     import secrets as _secrets
     seconds = cfg.http_seconds
@@ -795,18 +827,20 @@ def scenario_http(r: Runner, cfg: Config) -> dict:
     try:
         for i in range(reps):
             before = r.pending()
-            res = wrk(r, serve.url + "/api/v1/events", r.logdir / "http-single.lua", f"http-single-{i}", seconds,
-                      cfg.http_connections)
+            res = wrk_with_cpu(r, serve, serve.url + "/api/v1/events", r.logdir / "http-single.lua",
+                               f"http-single-{i}", seconds, cfg.http_connections)
             res["events_written"] = r.pending() - before
             res["events_per_s"] = res["ok"] / res["seconds"]
             expected += res["ok"]
             in_flight += cfg.http_connections
             singles.append(res)
+            cpu = res["cpu_us_per_request"]
             log(f"  http single {i + 1}: {res['rps']:,.0f} req/s, p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, "
-                f"non-2xx {res['non_2xx']}, socket errors {res['socket_errors']}")
+                f"non-2xx {res['non_2xx']}, socket errors {res['socket_errors']}; CPU us/request wrk "
+                f"{_fmt_us(cpu['wrk'])}, serve {_fmt_us(cpu['serve'])}, PostgreSQL {_fmt_us(cpu['postgresql'])}")
             before = r.pending()
-            res = wrk(r, serve.url + "/api/v1/events", r.logdir / "http-batch.lua", f"http-batch-{i}", seconds,
-                      cfg.http_batch_connections)
+            res = wrk_with_cpu(r, serve, serve.url + "/api/v1/events", r.logdir / "http-batch.lua",
+                               f"http-batch-{i}", seconds, cfg.http_batch_connections)
             res["events_written"] = r.pending() - before
             res["events_per_s"] = res["ok"] * cfg.http_batch / res["seconds"]
             expected += res["ok"] * cfg.http_batch
@@ -839,6 +873,10 @@ def scenario_http(r: Runner, cfg: Config) -> dict:
         _row(f"HTTP {cfg.http_batch}-event batches: events/s ({cfg.http_batch_connections} connections)",
              fmt_summary(b["events_per_s"]), "≥ 150,000",
              f"p50 {fmt_summary(b['p50_ms'], 1)} ms, p99 {fmt_summary(b['p99_ms'], 1)} ms"),
+        _row("HTTP single-event requests: CPU µs per request, wrk / eventlog serve / PostgreSQL",
+             _cpu_split(singles, 1), "", "the machine's 2 cores give 2,000,000 µs per second to share"),
+        _row(f"HTTP {cfg.http_batch}-event batches: CPU µs per event, wrk / eventlog serve / PostgreSQL",
+             _cpu_split(batches, cfg.http_batch), "", ""),
         _row("HTTP non-2xx answers and socket errors", fmt_num(bad), "0", ""),
         _row(f"pgbench single-row INSERT, {cfg.http_connections} clients (tx/s)",
              fmt_summary(summary(p["tps"] for p in plains)), "", "baseline, same run"),

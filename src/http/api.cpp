@@ -261,11 +261,65 @@ public:
           group_(pool, settings.secret_key, GroupOptions(settings)) {}
 
     Response Handle(const Request& request) override {
+        const auto checked = Check(request);
+        auto events = Parse(request);
+        std::optional<WaitSlot> slot;
+        if (checked.wait.visible) slot.emplace(waiting_, max_waiting_);
+        std::vector<detail::EventResult> results;
+        if (group_.Takes(events.size())) {
+            results = group_.Submit(checked.token, std::move(events));
+        } else {
+            auto session = Checkout(pool_);
+            Authenticate(request, *session, secret_key_);
+            results = detail::WriteEvents(session, events);
+        }  // the session is back in the pool before any waiting
+
+        std::string list = ResultsJson(results);
+        if (!checked.wait.visible) return JsonResponse(202, std::move(list));
+        const bool visible = WaitVisible(results, checked.wait.timeout);
+        return JsonResponse(visible ? 200 : 202,
+                            std::string("{\"visible\":") + (visible ? "true" : "false") + ",\"events\":" + list + "}");
+    }
+
+    /// A request the group commit takes, without wait=visible, is queued there from the network thread and answered
+    /// from the group's writer thread: no handler thread waits for the commit.
+    bool HandleAsync(const Request& request, const Completion& done) override {
+        const auto checked = Check(request);
+        if (checked.wait.visible) return false;  // waits for ClickHouse: a worker thread's job
+        auto events = Parse(request);
+        if (!group_.Takes(events.size())) return false;
+        group_.Enqueue(checked.token, std::move(events),
+                       [done](const std::vector<detail::EventResult>& results, std::exception_ptr error) {
+                           if (error) return done(Response{}, std::move(error));
+                           Response response;
+                           try {
+                               response = JsonResponse(202, ResultsJson(results));
+                           } catch (...) {
+                               return done(Response{}, std::current_exception());
+                           }
+                           done(std::move(response), nullptr);
+                       });
+        return true;
+    }
+
+private:
+    struct Checked {
+        ParsedToken token;
+        detail::WaitRequest wait;
+    };
+
+    /// The checks before the body is parsed: a well-formed token (its key is checked with the write), the media type
+    /// and the query.
+    Checked Check(const Request& request) const {
         const auto token = ParseToken(BearerToken(request));
         if (!token) Unauthorized();  // malformed: refused before anything else; a key that exists is checked below
         RequireMediaType(request, {"application/json", "application/x-ndjson"});
         const auto wait = detail::ParseEventsQuery(request.query);
         if (wait.visible && !reader_) Refuse(400, "wait=visible needs ClickHouse, which is not configured", "wait");
+        return {*token, wait};
+    }
+
+    std::vector<detail::IncomingEvent> Parse(const Request& request) const {
         detail::EventLimits limits;
         limits.max_events = bounds_.max_events;
         limits.max_context_bytes = bounds_.max_context_bytes;
@@ -273,32 +327,26 @@ public:
             request.MediaType() == "application/x-ndjson" ? detail::BodyFormat::kNdjson : detail::BodyFormat::kJson;
         auto events = detail::ParseEvents(request.body, format, limits);
         detail::InheritRequestTrace(events, request);  // observability: event_log.trace_id from the request span
-
-        std::optional<WaitSlot> slot;
-        if (wait.visible) slot.emplace(waiting_, max_waiting_);
-        std::vector<detail::EventResult> results;
-        if (group_.Takes(events.size())) {
-            results = group_.Submit(*token, events);
-        } else {
-            auto session = Checkout(pool_);
-            Authenticate(request, *session, secret_key_);
-            results = detail::WriteEvents(session, events);
-        }  // the session is back in the pool before any waiting
-
-        std::string list = "[";
-        for (const auto& r : results) {
-            if (list.size() > 1) list += ",";
-            list += fmt::format(R"({{"index":{},"event_id":"{}","status":"{}"}})", r.index, r.event_id,
-                                r.accepted ? "accepted" : "duplicate");
-        }
-        list += "]";
-        if (!wait.visible) return JsonResponse(202, std::move(list));
-        const bool visible = WaitVisible(results, wait.timeout);
-        return JsonResponse(visible ? 200 : 202,
-                            std::string("{\"visible\":") + (visible ? "true" : "false") + ",\"events\":" + list + "}");
+        return events;
     }
 
-private:
+    /// The per-event answer, in request order: [{"index","event_id","status"}, ...].
+    static std::string ResultsJson(const std::vector<detail::EventResult>& results) {
+        std::string list;
+        list.reserve(2 + results.size() * 80);
+        list += '[';
+        for (const auto& r : results) {
+            if (list.size() > 1) list += ',';
+            list += R"({"index":)";
+            list += std::to_string(r.index);
+            list += R"(,"event_id":")";
+            list += r.event_id;
+            list += r.accepted ? R"(","status":"accepted"})" : R"(","status":"duplicate"})";
+        }
+        list += ']';
+        return list;
+    }
+
     static detail::GroupCommitOptions GroupOptions(const ServeSettings& settings) {
         detail::GroupCommitOptions options;
         options.window = settings.group_commit_window;

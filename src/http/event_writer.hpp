@@ -7,10 +7,14 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <eventlog/pg/pool.hpp>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "http/input.hpp"
@@ -38,43 +42,59 @@ struct GroupCommitOptions {
     std::chrono::microseconds window{200};  ///< HTTP_GROUP_COMMIT_US: how long a group gathers; 0 disables.
     std::size_t max_request_events{100};    ///< Requests with more events are written alone.
     std::size_t max_group_events{1000};     ///< A group closes early once it holds this many events.
-    /// HTTP_GROUP_COMMIT_GROUPS: groups writing at once at most (at least 1). A group whose window has passed
-    /// gathers on while this many are writing, so that under load groups grow instead of queueing for the database.
+    /// HTTP_GROUP_COMMIT_GROUPS: writer threads, so groups writing at once at most (at least 1). A group whose window
+    /// has passed gathers on while this many are writing, so that under load groups grow instead of queueing for the
+    /// database.
     std::size_t max_writing_groups{2};
 };
 
-/// Group commit: a request that finds no open group opens one, gathers the requests that arrive within the window
-/// (and on, while max_writing_groups other groups are writing), then checks every member's API key in one statement and
-/// writes all their events with one statement in one transaction on one pooled session; each member is answered after
-/// that commit with its own results. When the shared statement fails on an event emit() refuses, every member is
-/// written again in its own transaction, so a bad request cannot fail its neighbours. Any other failure of the group
-/// (no session, connection lost, commit in doubt) is every member's. Thread-safe; not copyable; borrows `pool`, which
-/// must outlive it.
+/// Group commit: small requests are queued into the open group; a writer thread (max_writing_groups of them, so that
+/// many groups write at once) takes a group once its window has passed since it opened (at once when it is full, and
+/// only when a writer is free, so that under load groups grow instead of queueing for the database), checks every
+/// member's API key in one statement and writes all their events with one statement in one transaction on one
+/// pooled session; each member is answered after that commit with its own results. When the shared statement fails
+/// on an event emit() refuses, every member is written again in its own transaction, so a bad request cannot fail
+/// its neighbours. Any other failure of the group (no session, connection lost, commit in doubt) is every member's.
+/// Thread-safe; not copyable; borrows `pool`, which must outlive it. The destructor writes the groups already
+/// gathered (every member is answered) and joins the writers.
 class GroupCommitter {
 public:
+    /// A member's answer: its results in request order, or its error (then `results` is empty). Called exactly once,
+    /// on a writer thread; must not block.
+    using Done = std::function<void(std::vector<EventResult> results, std::exception_ptr error)>;
+
     GroupCommitter(pg::Pool& pool, std::string secret_key, const GroupCommitOptions& options);
+    ~GroupCommitter();
     GroupCommitter(const GroupCommitter&) = delete;
     GroupCommitter& operator=(const GroupCommitter&) = delete;
 
     /// True when a request of `events` events is written through a group (grouping on and the request small).
     bool Takes(std::size_t events) const noexcept;
 
-    /// Checks `token`'s key and writes `events` in a group; blocks until the group's commit. Throws ProblemError 401
-    /// when the key is unknown or revoked, and otherwise as WriteEvents does.
-    std::vector<EventResult> Submit(const ParsedToken& token, const std::vector<IncomingEvent>& events);
+    /// Queues `events` for a group under `token`'s key and returns at once; `done` gets the answer after the group's
+    /// commit: ProblemError 401 when the key is unknown or revoked, otherwise as WriteEvents answers. Only when
+    /// Takes(events.size()).
+    void Enqueue(const ParsedToken& token, std::vector<IncomingEvent> events, Done done);
+
+    /// Enqueue() for a caller that may block: waits for the group's commit, returns the results or throws the error.
+    std::vector<EventResult> Submit(const ParsedToken& token, std::vector<IncomingEvent> events);
 
 private:
     struct Member;
     struct Group;
+    void Run();  // one writer thread
     void Execute(Group& group);
 
     pg::Pool& pool_;
     std::string secret_key_;
     GroupCommitOptions options_;
     std::mutex mutex_;
-    std::condition_variable slot_freed_;  // a writing group finished
-    std::size_t writing_{0};              // groups between closing and their members' answers
-    std::shared_ptr<Group> open_;         // the group still gathering members, if any
+    std::condition_variable changed_;          // a group opened or filled, or the committer is stopping
+    std::unique_ptr<Group> open_;              // the group gathering members, if any
+    std::deque<std::unique_ptr<Group>> full_;  // closed because full, waiting for a writer, oldest first
+    std::uint64_t serial_{0};                  // of the last group opened
+    bool stopping_{false};
+    std::vector<std::thread> writers_;
 };
 
 }  // namespace eventlog::http::detail

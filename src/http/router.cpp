@@ -39,6 +39,8 @@ std::string Request::MediaType() const {
     return type;
 }
 
+bool Handler::HandleAsync(const Request& /*request*/, const Completion& /*done*/) { return false; }
+
 Response JsonResponse(int status, std::string body) {
     Response r;
     r.status = status;

@@ -17,6 +17,7 @@
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <condition_variable>
 #include <eventlog/core/error.hpp>
 #include <eventlog/http/errors.hpp>
 #include <eventlog/http/server.hpp>
@@ -37,7 +38,6 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = net::ip::tcp;
 using BeastRequest = bhttp::request<bhttp::string_body>;
-using BeastResponse = bhttp::response<bhttp::string_body>;
 
 std::string Lower(std::string_view text) {
     std::string out(text);
@@ -83,9 +83,18 @@ struct Server::Impl {
         return std::max(1u, std::thread::hardware_concurrency());
     }
 
-    Response Handle(BeastRequest& beast_request, std::string& route) noexcept;
-    Response Answer(BeastRequest& beast_request, std::string& route, const tracing::Span* span) noexcept;
-    Response Dispatch(Request& request, std::string& route);
+    struct Exchange;
+    /// Starts answering a request whose body was read (on its connection's strand): small requests a handler takes
+    /// without blocking stay on this network thread, the others go to a worker thread.
+    void Process(const std::shared_ptr<Session>& session, BeastRequest& beast_request) noexcept;
+    /// The checks before a handler: Host, route (404/405), Content-Encoding. Fills the exchange's request and
+    /// handler; true when the body is gzip (inflated on the worker thread).
+    bool Dispatch(Exchange& exchange, BeastRequest& beast_request);
+    /// Ends the exchange with `response`, or with what `error` renders to: the span, then the answer on the
+    /// connection's strand.
+    void Complete(const std::shared_ptr<Exchange>& exchange, Response response, std::exception_ptr error) noexcept;
+    /// The answer for an exception a handler threw (ProblemError as it says; other errors logged).
+    Response Render(std::exception_ptr error, const std::string& route) const noexcept;
     /// The route label of a request whose headers were read: its route's pattern, or kUnmatched.
     std::string RouteOf(std::string_view method, std::string_view target) const;
     /// Counts one answer (when metrics are on).
@@ -102,6 +111,9 @@ struct Server::Impl {
     std::vector<std::thread> threads;
     std::atomic<bool> stopping{false};
     std::atomic<std::size_t> connections{0};
+    std::mutex exchanges_mutex;
+    std::condition_variable exchanges_done;
+    std::size_t exchanges{0};  // requests between their body and their answer's post (Wait() waits for them)
     std::mutex sessions_mutex;
     std::set<std::shared_ptr<Session>> sessions;  // live connections, for Stop()
     std::uint16_t port{0};
@@ -113,11 +125,22 @@ struct Server::Impl {
 /// The route label of a request that matched no route (never the path: it would make a series per URL).
 constexpr std::string_view kUnmatched = "unmatched";
 
+/// Bodies up to this size (as received, not compressed) are offered to Handler::HandleAsync on the network thread:
+/// parsing them there costs less than handing them to a worker thread. Larger ones are parsed on a worker.
+constexpr std::size_t kInlineBodyBytes = 64u << 10;
+
+/// The read buffer each connection starts with (it grows for larger requests).
+constexpr std::size_t kReadBufferBytes = 4096;
+
 /// One connection. Owned by shared_ptrs held by its pending operations and by Impl::sessions until it closes.
 class Server::Impl::Session : public std::enable_shared_from_this<Session> {
 public:
     Session(Impl& server, tcp::socket&& socket)
-        : server_(server), stream_(std::move(socket)), body_timer_(stream_.get_executor()) {}
+        : server_(server), stream_(std::move(socket)), body_timer_(stream_.get_executor()) {
+        // Beast reads at most max(512, free capacity) bytes at a time: with room for a small request's headers and
+        // body, one read takes both, where a fresh buffer made it two reads.
+        buffer_.reserve(kReadBufferBytes);
+    }
 
     void Start() {
         net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadHeader(); });
@@ -128,6 +151,15 @@ public:
     void StopIfIdle() {
         net::post(stream_.get_executor(), [self = shared_from_this()] {
             if (!self->busy_) self->Close();
+        });
+    }
+
+    /// Sends the answer of the request in flight, from any thread; `guard` kept io_context::run() going until now.
+    void Respond(Response response, std::string route, net::executor_work_guard<net::io_context::executor_type> guard) {
+        net::post(stream_.get_executor(), [self = shared_from_this(), response = std::move(response),
+                                           route = std::move(route), guard = std::move(guard)]() mutable {
+            self->route_ = std::move(route);
+            self->Write(response, self->keep_alive_);
         });
     }
 
@@ -194,14 +226,7 @@ private:
         stream_.expires_never();
         request_ = parser_->release();
         keep_alive_ = request_.keep_alive();
-        // The work guard keeps io_context::run() going while the handler runs on a worker thread.
-        net::post(server_.workers, [self = shared_from_this(), guard = net::make_work_guard(server_.ioc)]() mutable {
-            Response response = self->server_.Handle(self->request_, self->route_);
-            net::post(self->stream_.get_executor(),
-                      [self, response = std::move(response), guard = std::move(guard)]() mutable {
-                          self->Write(std::move(response), self->keep_alive_);
-                      });
-        });
+        server_.Process(shared_from_this(), request_);
     }
 
     /// Answers a request that is refused before its body was read, then closes (the rest of the body is unread).
@@ -225,22 +250,44 @@ private:
         Write(ToResponse(problem), false);
     }
 
-    void Write(Response response, bool keep_alive) {
+    void Write(const Response& response, bool keep_alive) {
         server_.Count(route_, response.status, started_);
         keep_alive = keep_alive && !server_.stopping.load();
-        auto message = std::make_shared<BeastResponse>(static_cast<bhttp::status>(response.status), 11);
-        message->set(bhttp::field::content_type, response.content_type);
-        for (const auto& [name, value] : response.headers) message->set(name, value);
-        message->body() = std::move(response.body);
-        message->keep_alive(keep_alive);
-        message->prepare_payload();
+        auto message = std::make_shared<std::string>(Serialize(response, keep_alive));
         stream_.expires_after(server_.options.write_timeout);
-        bhttp::async_write(stream_, *message,
-                           [self = shared_from_this(), message, keep_alive](beast::error_code ec, std::size_t) {
-                               if (ec) return self->Close();
-                               if (!keep_alive) return self->LingerClose();
-                               self->ReadHeader();
-                           });
+        net::async_write(stream_, net::buffer(*message),
+                         [self = shared_from_this(), message, keep_alive](beast::error_code ec, std::size_t) {
+                             if (ec) return self->Close();
+                             if (!keep_alive) return self->LingerClose();
+                             self->ReadHeader();
+                         });
+    }
+
+    /// The answer as Beast's serializer wrote it (status line, Content-Type, the extra headers, Connection: close
+    /// when the connection ends, Content-Length, the body), in one buffer: one allocation and one send, where the
+    /// message object, its fields and the serializer's buffer sequence cost several allocations per answer.
+    static std::string Serialize(const Response& response, bool keep_alive) {
+        const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(response.status));
+        std::string out;
+        out.reserve(128 + response.body.size());
+        out += "HTTP/1.1 ";
+        out += std::to_string(response.status);
+        out += ' ';
+        out.append(reason.data(), reason.size());
+        out += "\r\nContent-Type: ";
+        out += response.content_type;
+        for (const auto& [name, value] : response.headers) {
+            out += "\r\n";
+            out += name;
+            out += ": ";
+            out += value;
+        }
+        if (!keep_alive) out += "\r\nConnection: close";
+        out += "\r\nContent-Length: ";
+        out += std::to_string(response.body.size());
+        out += "\r\n\r\n";
+        out += response.body;
+        return out;
     }
 
     /// Half-closes, then reads and drops what the client still sends (the rest of a refused body) for a short
@@ -308,78 +355,187 @@ void Server::Impl::ReportUnhandled(const std::exception& error, const std::strin
     }
 }
 
-// The request span: an incoming traceparent's trace continued (a malformed one is ignored: a new trace starts),
-// its ids in the request and in the log context of the handler's thread, exported when a tracer is set.
-Response Server::Impl::Handle(BeastRequest& beast_request, std::string& route) noexcept {
-    route = std::string(kUnmatched);
+/// One request from its body to its answer. Shared by the worker task or the handler's completion; its work guard
+/// keeps io_context::run() going until the answer is posted to the connection's strand.
+struct Server::Impl::Exchange {
+    Exchange(std::shared_ptr<Session> s, net::executor_work_guard<net::io_context::executor_type> g)
+        : session(std::move(s)), guard(std::move(g)) {}
+
+    std::shared_ptr<Session> session;
+    net::executor_work_guard<net::io_context::executor_type> guard;
+    Request request;
+    std::shared_ptr<Handler> handler;
+    std::string route{kUnmatched};
+    std::string method;
     std::optional<tracing::Span> span;
-    std::optional<log::ScopedContext> context;
+    log::Fields context;  // the request's ids, method and path on every log line written for it
+    std::chrono::steady_clock::time_point started{std::chrono::steady_clock::now()};  // the body was read
+};
+
+// The request span: an incoming traceparent's trace continued (a malformed one is ignored: a new trace starts),
+// its ids in the request and in the log context of the threads that handle it, exported when a tracer is set.
+void Server::Impl::Process(const std::shared_ptr<Session>& session, BeastRequest& beast_request) noexcept {
+    std::shared_ptr<Exchange> exchange;
+    try {
+        exchange = std::make_shared<Exchange>(session, net::make_work_guard(ioc));
+    } catch (...) {  // out of memory: no answer rather than a crash
+        session->Respond(ToResponse(MakeProblem(500, "internal error")), std::string(kUnmatched),
+                         net::make_work_guard(ioc));
+        return;
+    }
+    {
+        const std::lock_guard lock(exchanges_mutex);
+        ++exchanges;
+    }
+    auto& x = *exchange;
     bool traced = false;
     try {
+        x.method = std::string(beast_request.method_string());
         const auto header = beast_request.find("traceparent");
         const auto parent =
             header == beast_request.end()
                 ? std::nullopt
                 : tracing::ParseTraceparent(std::string_view(header->value().data(), header->value().size()));
-        span.emplace(tracing::StartSpan("HTTP", tracing::SpanKind::kServer, parent));
+        x.span.emplace(tracing::StartSpan("HTTP", tracing::SpanKind::kServer, parent));
         // The request is traced when its caller traces it or when this server exports its spans; otherwise the
         // ids only tie the handler's log lines together, and the handler is not told of a trace that exists nowhere.
         traced = parent.has_value() || (options.tracer != nullptr && options.tracer->Enabled());
         const auto target = beast_request.target();
         const std::string_view path(target.data(), std::min(target.size(), target.find('?')));
-        context.emplace(log::Fields{{"trace_id", tracing::ToHex(span->context.trace_id)},
-                                    {"span_id", tracing::ToHex(span->context.span_id)},
-                                    {"method", std::string(beast_request.method_string())},
-                                    {"path", std::string(path)}});
+        x.context = log::Fields{{"trace_id", tracing::ToHex(x.span->context.trace_id)},
+                                {"span_id", tracing::ToHex(x.span->context.span_id)},
+                                {"method", x.method},
+                                {"path", std::string(path)}};
     } catch (...) {  // no span rather than no answer
     }
-    const std::string method(beast_request.method_string());
-    const auto started = std::chrono::steady_clock::now();
-    Response response = Answer(beast_request, route, span && traced ? &*span : nullptr);
-    // The access line, inside the request's log context (trace_id, span_id, method, path). The duration is the
-    // handler's, from the request read in full to the answer built; eventlog_http_request_duration_seconds also
-    // counts reading the body.
-    if (log::Enabled(log::Level::kInfo)) {
-        log::Info("http_request",
-                  {{"route", route},
-                   {"status", static_cast<std::int64_t>(response.status)},
-                   {"duration_ms",
-                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}});
+    std::optional<log::ScopedContext> context;
+    bool inflate = false;
+    try {
+        context.emplace(x.context);
+        if (x.span && traced) {
+            x.request.trace_id = tracing::ToHex(x.span->context.trace_id);
+            x.request.span_id = tracing::ToHex(x.span->context.span_id);
+        }
+        inflate = Dispatch(x, beast_request);
+        if (!inflate && x.request.body.size() <= kInlineBodyBytes &&
+            x.handler->HandleAsync(x.request, [this, exchange](Response response, std::exception_ptr error) {
+                std::optional<log::ScopedContext> scope;  // on the handler's thread, for the error's log line
+                if (error) {
+                    try {
+                        scope.emplace(exchange->context);
+                    } catch (...) {
+                    }
+                }
+                Complete(exchange, std::move(response), std::move(error));
+            })) {
+            return;
+        }
+    } catch (...) {
+        Complete(exchange, Response{}, std::current_exception());
+        return;
     }
-    if (span && options.tracer != nullptr) {
+    try {
+        net::post(workers, [this, exchange, inflate] {
+            std::optional<log::ScopedContext> scope;
+            Response response;
+            std::exception_ptr error;
+            try {
+                scope.emplace(exchange->context);
+                if (inflate) exchange->request.body = detail::Gunzip(exchange->request.body, options.max_body_bytes);
+                response = exchange->handler->Handle(exchange->request);
+            } catch (...) {
+                error = std::current_exception();
+            }
+            Complete(exchange, std::move(response), std::move(error));
+        });
+    } catch (...) {
+        Complete(exchange, Response{}, std::current_exception());
+    }
+}
+
+bool Server::Impl::Dispatch(Exchange& x, BeastRequest& beast_request) {
+    auto& request = x.request;
+    request.method = x.method;
+    const auto beast_target = beast_request.target();
+    const std::string_view target(beast_target.data(), beast_target.size());
+    const auto question = target.find('?');
+    request.path = std::string(target.substr(0, question));
+    if (question != std::string_view::npos) request.query = std::string(target.substr(question + 1));
+    for (const auto& field : beast_request) {
+        const auto name = field.name_string();
+        request.headers[Lower(std::string_view(name.data(), name.size()))] = std::string(field.value());
+    }
+    request.body = std::move(beast_request.body());
+
+    const std::string host = HostWithoutPort(request.Header("host"));
+    const auto& allowed = options.allowed_hosts;
+    if (std::find(allowed.begin(), allowed.end(), "*") == allowed.end() &&
+        std::find(allowed.begin(), allowed.end(), host) == allowed.end()) {
+        Problem p = MakeProblem(400, "Host not allowed");
+        p.field = "Host";
+        throw ProblemError(p);
+    }
+    auto match = router->Find(request.method, request.path);
+    if (!match.route.empty()) x.route = match.route;
+    if (match.status == 404) throw ProblemError(MakeProblem(404, "not found"));
+    if (match.status == 405) {
+        Problem p = MakeProblem(405, "method not allowed");
+        p.allow = match.allow;
+        throw ProblemError(p);
+    }
+    const std::string encoding = Lower(request.Header("content-encoding"));
+    if (!encoding.empty() && encoding != "identity" && encoding != "gzip") {
+        Problem p = MakeProblem(415, "unsupported Content-Encoding (gzip or identity)");
+        p.field = "Content-Encoding";
+        throw ProblemError(p);
+    }
+    request.params = std::move(match.params);
+    x.handler = std::move(match.handler);
+    return encoding == "gzip";
+}
+
+void Server::Impl::Complete(const std::shared_ptr<Exchange>& exchange, Response response,
+                            std::exception_ptr error) noexcept {
+    auto& x = *exchange;
+    if (error) response = Render(std::move(error), x.route);
+    if (x.span && options.tracer != nullptr) {
         try {
-            span->name = method + " " + route;
-            span->attributes = {{"http.request.method", method},
-                                {"http.route", route},
-                                {"http.response.status_code", static_cast<std::int64_t>(response.status)}};
-            if (response.status >= 500) span->status = tracing::StatusCode::kError;
-            span->End();
-            options.tracer->Export(std::move(*span));
+            x.span->name = x.method + " " + x.route;
+            x.span->attributes = {{"http.request.method", x.method},
+                                  {"http.route", x.route},
+                                  {"http.response.status_code", static_cast<std::int64_t>(response.status)}};
+            if (response.status >= 500) x.span->status = tracing::StatusCode::kError;
+            x.span->End();
+            options.tracer->Export(std::move(*x.span));
         } catch (...) {
         }
     }
-    return response;
+    // The access line, with the request's context (trace_id, span_id, method, path). The duration is the
+    // handler's, from the request read in full to the answer built; eventlog_http_request_duration_seconds also
+    // counts reading the body.
+    if (log::Enabled(log::Level::kInfo)) {
+        try {
+            log::Fields fields = x.context;
+            fields.emplace_back("route", x.route);
+            fields.emplace_back("status", static_cast<std::int64_t>(response.status));
+            fields.emplace_back("duration_ms", std::chrono::duration<double, std::milli>(
+                                                   std::chrono::steady_clock::now() - x.started)
+                                                   .count());
+            log::Info("http_request", fields);
+        } catch (...) {  // no line rather than no answer
+        }
+    }
+    x.session->Respond(std::move(response), x.route, std::move(x.guard));
+    {
+        const std::lock_guard lock(exchanges_mutex);
+        --exchanges;
+    }
+    exchanges_done.notify_all();
 }
 
-Response Server::Impl::Answer(BeastRequest& beast_request, std::string& route, const tracing::Span* span) noexcept {
+Response Server::Impl::Render(std::exception_ptr error, const std::string& route) const noexcept {
     try {
-        Request request;
-        request.method = std::string(beast_request.method_string());
-        const auto beast_target = beast_request.target();
-        const std::string_view target(beast_target.data(), beast_target.size());
-        const auto question = target.find('?');
-        request.path = std::string(target.substr(0, question));
-        if (question != std::string_view::npos) request.query = std::string(target.substr(question + 1));
-        for (const auto& field : beast_request) {
-            const auto name = field.name_string();
-            request.headers[Lower(std::string_view(name.data(), name.size()))] = std::string(field.value());
-        }
-        request.body = std::move(beast_request.body());
-        if (span != nullptr) {
-            request.trace_id = tracing::ToHex(span->context.trace_id);
-            request.span_id = tracing::ToHex(span->context.span_id);
-        }
-        return Dispatch(request, route);
+        std::rethrow_exception(std::move(error));
     } catch (const ProblemError& e) {
         return ToResponse(e.Get());
     } catch (const Error& e) {
@@ -396,35 +552,6 @@ Response Server::Impl::Answer(BeastRequest& beast_request, std::string& route, c
     } catch (...) {
         return ToResponse(MakeProblem(500, "internal error"));
     }
-}
-
-Response Server::Impl::Dispatch(Request& request, std::string& route) {
-    const std::string host = HostWithoutPort(request.Header("host"));
-    const auto& allowed = options.allowed_hosts;
-    if (std::find(allowed.begin(), allowed.end(), "*") == allowed.end() &&
-        std::find(allowed.begin(), allowed.end(), host) == allowed.end()) {
-        Problem p = MakeProblem(400, "Host not allowed");
-        p.field = "Host";
-        throw ProblemError(p);
-    }
-    const auto match = router->Find(request.method, request.path);
-    if (!match.route.empty()) route = match.route;
-    if (match.status == 404) throw ProblemError(MakeProblem(404, "not found"));
-    if (match.status == 405) {
-        Problem p = MakeProblem(405, "method not allowed");
-        p.allow = match.allow;
-        throw ProblemError(p);
-    }
-    const std::string encoding = Lower(request.Header("content-encoding"));
-    if (encoding == "gzip") {
-        request.body = detail::Gunzip(request.body, options.max_body_bytes);
-    } else if (!encoding.empty() && encoding != "identity") {
-        Problem p = MakeProblem(415, "unsupported Content-Encoding (gzip or identity)");
-        p.field = "Content-Encoding";
-        throw ProblemError(p);
-    }
-    request.params = match.params;
-    return match.handler->Handle(request);
 }
 
 void Server::Impl::Accept() {
@@ -522,6 +649,10 @@ void Server::Wait() {
     if (s.joined) return;
     for (auto& t : s.threads) t.join();
     s.workers.join();
+    {  // after Abort(), an answer a handler's own thread is still preparing is posted to the stopped io_context
+        std::unique_lock lock(s.exchanges_mutex);
+        s.exchanges_done.wait(lock, [&s] { return s.exchanges == 0; });
+    }
     s.joined = true;
     {
         const std::lock_guard lock(s.sessions_mutex);

@@ -8,6 +8,8 @@
 #include <eventlog/pg/connection.hpp>
 #include <eventlog/pg/errors.hpp>
 #include <mutex>
+#include <set>
+#include <string>
 
 namespace eventlog::pg {
 
@@ -125,6 +127,7 @@ struct Connection::Impl {
     PGconn* conn{nullptr};
     std::mutex cancel_mutex;
     PGcancel* cancel{nullptr};
+    std::set<std::string, std::less<>> prepared;  // names of the statements ExecPrepared() prepared
     ~Impl() {
         if (cancel) PQfreeCancel(cancel);
         if (conn) PQfinish(conn);
@@ -198,6 +201,15 @@ Result Connection::Exec(std::string_view sql, const std::vector<Param>& params) 
     const TextParams p(sql, params);
     return Check(PQexecParams(impl_->conn, p.sql.c_str(), p.Count(), nullptr, p.values.data(), nullptr, nullptr, 0),
                  sql);
+}
+
+Result Connection::ExecPrepared(const std::string& name, std::string_view sql, const std::vector<Param>& params) {
+    const TextParams p(sql, params);
+    if (impl_->prepared.count(name) == 0) {
+        Check(PQprepare(impl_->conn, name.c_str(), p.sql.c_str(), p.Count(), nullptr), sql);
+        impl_->prepared.insert(name);
+    }
+    return Check(PQexecPrepared(impl_->conn, name.c_str(), p.Count(), p.values.data(), nullptr, nullptr, 0), sql);
 }
 
 void Connection::Send(std::string_view sql, const std::vector<Param>& params) {

@@ -720,8 +720,10 @@ TEST_F(HttpApiTest, AGroupWhoseCommitIsInDoubtAnswers503ToEveryMember) {
     }
     std::vector<HttpAnswer> answers;
     std::thread client([&] { answers = PostTogether(Port(), bodies, {token_, token_, token_}); });
+    // The group's statement is its own transaction (no BEGIN/COMMIT round trips): the deferred trigger runs in its
+    // implicit commit, at the end of the eventlog.emit_batch statement.
     const std::string sleeping = "SELECT count(*) FROM pg_stat_activity WHERE usename = '" + producer_ +
-                                 "' AND wait_event = 'PgSleep' AND query = 'COMMIT'";
+                                 "' AND wait_event = 'PgSleep' AND query LIKE '%eventlog.emit_batch(%'";
     const bool in_commit = testing::WaitUntil([&] { return stack_->PgCount(sleeping) >= 1; }, std::chrono::seconds(10));
     EXPECT_EQ(stack_->PgCount(sleeping), 1) << "the three requests were not one group";
     stack_->Pg().Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '" + producer_ + "'");

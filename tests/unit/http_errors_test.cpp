@@ -1,4 +1,5 @@
 // The PostgreSQL SQLSTATE classifier and the table from error kinds to HTTP statuses.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <eventlog/http/api_keys.hpp>
@@ -99,6 +100,22 @@ TEST(ApiKeyTokenTest, TheHashDependsOnTheSecretKeyAndAnEmptyKeyIsRefused) {
     EXPECT_NE(http::HashTokenSecret("a", secret), http::HashTokenSecret("b", secret));
     EXPECT_EQ(http::HashTokenSecret("a", secret), http::HashTokenSecret("a", secret));
     EXPECT_THROW(http::HashTokenSecret("", secret), ConfigError);
+}
+
+// Stored keys hold this value: any way of computing it must give HMAC-SHA256 (here Python's hmac module's answer),
+// also when one thread alternates between two keys.
+TEST(ApiKeyTokenTest, TheHashIsHmacSha256OfTheSecretUnderTheSecretKey) {
+    std::array<unsigned char, 32> secret{};
+    for (std::size_t i = 0; i < secret.size(); ++i) secret[i] = static_cast<unsigned char>(i);
+    const auto hex = [](const std::array<unsigned char, 32>& bytes) {
+        std::string out;
+        for (const unsigned char b : bytes) out += fmt::format("{:02x}", b);
+        return out;
+    };
+    constexpr const char* kExpected = "f43248c43760e358e57ed2acc19d2d1d2db1d5be6276930c3d24767d6bc54049";
+    EXPECT_EQ(hex(http::HashTokenSecret("http-api-test-secret", secret)), kExpected);
+    EXPECT_NE(hex(http::HashTokenSecret("another", secret)), kExpected);
+    EXPECT_EQ(hex(http::HashTokenSecret("http-api-test-secret", secret)), kExpected);
 }
 
 }  // namespace

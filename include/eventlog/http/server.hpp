@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
@@ -79,12 +80,24 @@ Response ToResponse(const Problem& problem);
 /// A JSON response with `status` and `body`.
 Response JsonResponse(int status, std::string body);
 
-/// One route's logic. Implementations are shared by all server threads: Handle() must be thread-safe.
+/// One route's logic. Implementations are shared by all server threads: Handle() and HandleAsync() must be
+/// thread-safe.
 class Handler {
 public:
+    /// The answer to a request taken by HandleAsync(): the response, or instead (non-null `error`) what Handle()
+    /// would have thrown, which the server renders the same way. Called exactly once, from any thread, but never from
+    /// within HandleAsync() itself. Copyable.
+    using Completion = std::function<void(Response response, std::exception_ptr error)>;
+
     virtual ~Handler() = default;
-    /// Answers `request`; throws ProblemError for a refusal (any other exception becomes a logged 500).
+    /// Answers `request`; throws ProblemError for a refusal (any other exception becomes a logged 500). Runs on a
+    /// worker thread and may block.
     virtual Response Handle(const Request& request) = 0;
+    /// Tried first, on a network thread, for a request whose body is small and not compressed: a handler that can
+    /// answer it without blocking a thread returns true and calls `done` later (e.g. from a thread of its own); false
+    /// leaves the request to Handle() on a worker thread. Must not block. Throws as Handle() does for an answer it
+    /// gives at once (then `done` is not called). The default takes nothing.
+    virtual bool HandleAsync(const Request& request, const Completion& done);
 };
 
 /// Maps (method, path) to a handler. Patterns are literal segments and `{name}` segments that match one non-empty

@@ -64,6 +64,10 @@ public:
     Result Exec(std::string_view sql);
     /// Runs one statement with text parameters $1..$n.
     Result Exec(std::string_view sql, const std::vector<Param>& params);
+    /// Exec() of a statement this session prepares under `name` on its first use (PQprepare), so that later calls
+    /// skip its parsing and planning. `name` must always come with the same `sql`; prepared statements last as long
+    /// as the session.
+    Result ExecPrepared(const std::string& name, std::string_view sql, const std::vector<Param>& params);
     /// Sends one parameterised statement without waiting for it (libpq async); the server runs it while
     /// the caller does other work. Exactly one Receive() must follow before any other call.
     void Send(std::string_view sql, const std::vector<Param>& params);
