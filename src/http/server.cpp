@@ -518,9 +518,9 @@ void Server::Impl::Complete(const std::shared_ptr<Exchange>& exchange, Response 
             log::Fields fields = x.context;
             fields.emplace_back("route", x.route);
             fields.emplace_back("status", static_cast<std::int64_t>(response.status));
-            fields.emplace_back("duration_ms", std::chrono::duration<double, std::milli>(
-                                                   std::chrono::steady_clock::now() - x.started)
-                                                   .count());
+            fields.emplace_back(
+                "duration_ms",
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - x.started).count());
             log::Info("http_request", fields);
         } catch (...) {  // no line rather than no answer
         }

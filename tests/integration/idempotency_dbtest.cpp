@@ -164,9 +164,10 @@ TEST_F(IdempotencyTest, TheStatusLookupFindsAPendingEventOfEveryPathThroughTheRe
     const std::string copied = "6f1c2a3e-0000-4000-8000-0000000000a4";
     producer.Exec("SELECT eventlog.emit('lookup', '{}'::json, $1::uuid)", {emitted});
     producer.Exec("SELECT eventlog.emit_checked('lookup', '{}'::json, $1::uuid)", {checked});
-    producer.Exec("SELECT eventlog.emit_batch(ARRAY['lookup', 'lookup', 'lookup'], ARRAY['{}', '{}', '{}']::json[], "
-                  "ARRAY[NULL, $1, $1]::uuid[], NULL, NULL, NULL, NULL)",
-                  {batched});
+    producer.Exec(
+        "SELECT eventlog.emit_batch(ARRAY['lookup', 'lookup', 'lookup'], ARRAY['{}', '{}', '{}']::json[], "
+        "ARRAY[NULL, $1, $1]::uuid[], NULL, NULL, NULL, NULL)",
+        {batched});
     {
         pg::Transaction tx(stack_->Pg());
         Event e;
@@ -203,13 +204,13 @@ TEST_F(IdempotencyTest, TheStatusLookupFindsAPendingEventOfEveryPathThroughTheRe
     EXPECT_GT(OutboxSeqScans(stack_->Pg()), scans_before);
 
     // A dead letter replayed into the outbox is found there again (its registry row points at the new row).
-    stack_->Pg().Exec("WITH moved AS (DELETE FROM eventlog.outbox WHERE event_id = $1::uuid RETURNING *) "
-                      "INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, event_context, "
-                      "metadata_version, enqueued_at, error, attempts) SELECT event_id, event_type, event_date_time, "
-                      "event_context, metadata_version, enqueued_at, 'test', 1 FROM moved",
-                      {emitted});
-    EXPECT_EQ(producer.Exec("SELECT state FROM eventlog.event_status($1::uuid)", {emitted}).Get(0, 0),
-              "dead_lettered");
+    stack_->Pg().Exec(
+        "WITH moved AS (DELETE FROM eventlog.outbox WHERE event_id = $1::uuid RETURNING *) "
+        "INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, event_context, "
+        "metadata_version, enqueued_at, error, attempts) SELECT event_id, event_type, event_date_time, "
+        "event_context, metadata_version, enqueued_at, 'test', 1 FROM moved",
+        {emitted});
+    EXPECT_EQ(producer.Exec("SELECT state FROM eventlog.event_status($1::uuid)", {emitted}).Get(0, 0), "dead_lettered");
     EXPECT_EQ(outbox::ReplayDeadLetters(stack_->Pg(), {*Uuid::Parse(emitted)}), 1);
     EXPECT_EQ(producer.Exec("SELECT state FROM eventlog.event_status($1::uuid)", {emitted}).Get(0, 0), "pending");
 }
@@ -231,9 +232,7 @@ TEST_F(IdempotencyWindowTest, AnIdPastTheWindowIsPrunedOnceDeliveredAndMayBeAcce
     // The relay prunes on its recovery pass, before its first claim: kId is still pending then, and stays.
     EXPECT_EQ(stack_->Drain().delivered, 2);
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.event_ids"), 2);
-    EXPECT_EQ(stack_->Producer()
-                  .Exec("SELECT count(*) FROM eventlog.event_status($1::uuid)", {kId})
-                  .Get(0, 0),
+    EXPECT_EQ(stack_->Producer().Exec("SELECT count(*) FROM eventlog.event_status($1::uuid)", {kId}).Get(0, 0),
               "0");  // delivered: in none of PostgreSQL's places
     // The next pass finds it delivered, past the window: pruned.
     EXPECT_EQ(stack_->Drain().delivered, 0);
