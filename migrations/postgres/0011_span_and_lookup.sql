@@ -122,7 +122,7 @@ LANGUAGE sql AS $$
     SELECT (eventlog.emit_checked($1, $2, $3, $4, $5, $6, $7, $8)).id
 $$;
 
--- As in 0010, with span_ids (NULL: no span ids at all) and the registry's outbox ids.
+-- As in 0010, with span_ids (NULL: no span ids at all), the registry's outbox ids, and names materialised.
 CREATE FUNCTION eventlog.emit_batch(
     event_types       text[],
     event_contexts    json[],
@@ -186,7 +186,9 @@ BEGIN
         RETURNING r.event_id, r.outbox_id
     ), first AS (
         SELECT DISTINCT ON (u.id) u.i, reg.outbox_id FROM u JOIN reg ON reg.event_id = u.id ORDER BY u.id, u.i
-    ), names AS (  -- snake_case once per distinct name: a batch mostly repeats a few
+    ), names AS MATERIALIZED (  -- snake_case once per distinct name: a batch mostly repeats a few (not materialised,
+       -- the planner pulled the expression into the join and ran the regular expressions once per row: 87-94 ms
+       -- against 79-82 ms for 1,000 "UserCreated" events, three alternating calls)
         SELECT d.t, CASE WHEN d.t ~ '^[a-z0-9]+(_[a-z0-9]+)*$' THEN d.t ELSE eventlog.snake_case(d.t) END AS name
         FROM (SELECT DISTINCT u.t FROM u) d
     ), ins AS (
