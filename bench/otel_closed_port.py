@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import scenarios  # noqa: E402
+from harness import report, scenarios  # noqa: E402
 from harness.runner import Runner, log  # noqa: E402
 from harness.servers import ROOT, remove_own_stack, start_own_stack  # noqa: E402
 
@@ -58,9 +58,7 @@ def main() -> int:
     finally:
         remove_own_stack(servers)
     for name, values in rates.items():
-        values.sort()
-        print(f"{name:24s} {values[len(values) // 2]:>10,.0f} events/s median, range {values[0]:,.0f}-{values[-1]:,.0f}"
-              f" (n={len(values)}, {args.events:,} events each)")
+        print(report.median_range_line(name, values, "events/s", note=f"{args.events:,} events each"))
     return 0
 
 

@@ -10,7 +10,6 @@ Prints each variant's median and range in milliseconds (client-side, one query p
     bench/status_lookup.py [--events 1000000] [--reps 5]
 """
 import argparse
-import statistics
 import sys
 import time
 import uuid
@@ -18,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from harness import report  # noqa: E402
 from harness.runner import Runner, log  # noqa: E402
 from harness.servers import ROOT, remove_own_stack, start_own_stack  # noqa: E402
 
@@ -69,9 +69,7 @@ def main() -> int:
     finally:
         remove_own_stack(servers)
     for name, values in times.items():
-        values.sort()
-        print(f"{name:42s} {statistics.median(values):8.2f} ms median, range {values[0]:.2f}-{values[-1]:.2f} "
-              f"(n={len(values)}, backlog {args.events:,})")
+        print(report.median_range_line(name, values, "ms", ".2f", f"backlog {args.events:,}"))
     return 0
 
 

@@ -2,6 +2,7 @@
 import json
 import os
 import platform
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -106,3 +107,12 @@ def write(results: dict, out_dir: Path) -> None:
 
 def now_utc() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def median_range_line(name: str, values: list, unit: str, spec: str = ",.0f", note: str = "") -> str:
+    """One console line for a standalone comparison script: `name  median unit median, range min-max (n=N, note)`."""
+    v = sorted(values)
+    median = statistics.median(v)
+    extra = f", {note}" if note else ""
+    return (f"{name:42s} {median:>10{spec}} {unit} median, range {v[0]:{spec}}-{v[-1]:{spec}} "
+            f"(n={len(v)}{extra})")
