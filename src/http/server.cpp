@@ -233,20 +233,25 @@ private:
     void Fail(const Problem& problem) {
         if (!busy_) started_ = std::chrono::steady_clock::now();  // the headers were not complete
         busy_ = true;
+        const bool logged = log::Enabled(log::Level::kInfo);
         log::Fields access;
         if (parser_ && parser_->is_header_done()) {
             const auto& header = parser_->get();
             const std::string_view method(header.method_string().data(), header.method_string().size());
             const std::string_view target(header.target().data(), header.target().size());
             route_ = server_.RouteOf(method, target);
-            access = {{"method", std::string(method)}, {"path", std::string(target.substr(0, target.find('?')))}};
+            if (logged) {
+                access = {{"method", std::string(method)}, {"path", std::string(target.substr(0, target.find('?')))}};
+            }
         } else {
             route_ = std::string(kUnmatched);
         }
-        // The access line of a request refused before its handler (Handle() writes the others).
-        access.emplace_back("route", route_);
-        access.emplace_back("status", static_cast<std::int64_t>(problem.status));
-        log::Info("http_request", access);
+        // The access line of a request refused before its handler (Complete() writes the others).
+        if (logged) {
+            access.emplace_back("route", route_);
+            access.emplace_back("status", static_cast<std::int64_t>(problem.status));
+            log::Info("http_request", access);
+        }
         Write(ToResponse(problem), false);
     }
 
