@@ -8,6 +8,11 @@
 #   scripts/stack.sh secret DIR NAME                   print one generated secret (for "$(...)" only):
 #                                                      PG_PASSWORD, PG_SUPERUSER_PASSWORD or CH_PASSWORD
 #   scripts/stack.sh free-port                         print a free TCP port on 127.0.0.1
+#   scripts/stack.sh start-pg-standby DIR PORT PRIMARY_DIR
+#                                                      a streaming standby of PRIMARY_DIR's PostgreSQL (its
+#                                                      copy, same credentials; application_name eventlog_standby)
+#   scripts/stack.sh promote-pg DIR | kill-pg DIR      promote a standby; kill -9 a server and all its processes
+#                                                      at once (a crashed host). For the failover tests.
 #
 # Both listen on 127.0.0.1 only and accept no connection without a password:
 #   PostgreSQL  scram-sha-256 on TCP for every role (no `trust` anywhere); the unix socket lies in a folder
@@ -190,16 +195,10 @@ start_pg() {
             echo "local   all       all                     scram-sha-256"
             echo "host    all       all       127.0.0.1/32  scram-sha-256"
             echo "host    all       all       ::1/128       scram-sha-256"
+            echo "host    replication postgres 127.0.0.1/32 scram-sha-256"
         } | write_as "$user" "$data/pg_hba.conf"
     fi
-    if as_user "$user" "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-        echo "postgresql already running in $data"
-    else
-        as_user "$user" setsid "$PG_BIN/pg_ctl" -D "$data" -l "$home/server.log" -w -t 60 start -o \
-            "-p $port -k $sock -c listen_addresses=127.0.0.1 -c password_encryption=scram-sha-256 -c fsync=${EVENTLOG_PG_FSYNC:-on} -c max_connections=200 -c max_prepared_transactions=50 -c shared_buffers=256MB" \
-            >/dev/null || { as_user "$user" tail -20 "$home/server.log" >&2; die "postgresql did not start"; }
-    fi
-    echo "$port" >"$dir/pg/port"
+    run_pg "$dir" "$port"
     # The application role (no SUPERUSER, CREATEROLE or CREATEDB), its database, and the groups of
     # migrations/postgres/0003_least_privilege.sql (made here so that the role needs no CREATEROLE).
     # The password travels on psql's stdin, never on a command line.
@@ -211,6 +210,80 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \gexec
 SELECT 'CREATE DATABASE eventlog OWNER eventlog'
 WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'eventlog') \gexec
 SQL
+}
+
+# Starts the server of DIR's PostgreSQL folder on PORT unless it runs; records the port.
+run_pg() {
+    local dir=$1 port=$2 user home data
+    user=$(svc_user pg)
+    home=$(server_home "$dir" pg)
+    data="$home/data"
+    if as_user "$user" "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+        echo "postgresql already running in $data"
+    else
+        as_user "$user" setsid "$PG_BIN/pg_ctl" -D "$data" -l "$home/server.log" -w -t 60 start -o \
+            "-p $port -k $home/run -c listen_addresses=127.0.0.1 -c password_encryption=scram-sha-256 -c fsync=${EVENTLOG_PG_FSYNC:-on} -c max_connections=200 -c max_prepared_transactions=50 -c shared_buffers=256MB" \
+            >/dev/null || { as_user "$user" tail -20 "$home/server.log" >&2; die "postgresql did not start"; }
+    fi
+    echo "$port" >"$dir/pg/port"
+}
+
+# A streaming standby of PRIMARY's server in DIR: a base backup taken as the superuser (its password in a
+# passfile only the server's user can read), standby.signal, and primary_conninfo naming it eventlog_standby
+# (the name a primary's synchronous_standby_names can list). DIR gets PRIMARY's credentials: the roles are the
+# same. The primary's pg_hba.conf must allow replication for postgres from 127.0.0.1 (stacks made by this
+# script do).
+start_pg_standby() {
+    local dir=$1 port=$2 primary=$3 user home data pport phome
+    [ -f "$primary/pg/port" ] || die "$primary: no PostgreSQL of this script (no pg/port)"
+    pport=$(cat -- "$primary/pg/port")
+    [[ "$pport" =~ ^[0-9]+$ ]] || die "$primary/pg/port: not a port"
+    phome=$(server_home "$primary" pg)
+    [ -n "$phome" ] || die "$primary: no PostgreSQL folder"
+    refuse_legacy "$dir"
+    own_dir "$dir"
+    own_dir "$dir/pg"
+    if [ ! -e "$dir/credentials" ]; then
+        ensure_credentials "$primary"
+        (umask 077 && cp -- "$primary/credentials" "$dir/credentials")
+    fi
+    ensure_credentials "$dir"
+    user=$(svc_user pg)
+    home=$(server_home "$dir" pg create)
+    data="$home/data"
+    if ! as_user "$user" test -f "$data/PG_VERSION"; then
+        as_user "$user" mkdir -p -m 700 "$home/run"
+        printf '127.0.0.1:%s:*:postgres:%s\n' "$pport" "$(secret "$dir" PG_SUPERUSER_PASSWORD)" |
+            write_as "$user" "$home/pgpass"
+        as_user "$user" env PGPASSFILE="$home/pgpass" "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$pport" -U postgres -w \
+            -D "$data" -X stream -c fast >"$dir/pg/basebackup.log" 2>&1 ||
+            { cat "$dir/pg/basebackup.log" >&2; die "pg_basebackup from $primary failed"; }
+        as_user "$user" touch "$data/standby.signal"
+        printf "primary_conninfo = 'host=127.0.0.1 port=%s user=postgres passfile=%s application_name=eventlog_standby'\n" \
+            "$pport" "$home/pgpass" | as_user "$user" sh -c 'cat >>"$1"' sh "$data/postgresql.auto.conf"
+    fi
+    run_pg "$dir" "$port"
+}
+
+promote_pg() {
+    local home
+    home=$(server_home "$1" pg)
+    [ -n "$home" ] || die "$1: no PostgreSQL folder"
+    as_user "$(svc_user pg)" "$PG_BIN/pg_ctl" -D "$home/data" -w -t 60 promote >/dev/null
+}
+
+# kill -9 of the postmaster and every process it started, in one kill(1): nothing gets to write or send after
+# any of them died, as when the host crashes.
+kill_pg() {
+    local home pid children
+    home=$(server_home "$1" pg)
+    [ -n "$home" ] || die "$1: no PostgreSQL folder"
+    pid=$(as_user "$(svc_user pg)" head -n 1 "$home/data/postmaster.pid" 2>/dev/null || true)
+    [[ "$pid" =~ ^[0-9]+$ ]] || die "$1: no running PostgreSQL (no postmaster.pid)"
+    children=$(ps -o pid= --ppid "$pid" | tr -s ' \n' ' ')
+    # shellcheck disable=SC2086  # the children are separate words on purpose
+    kill -9 "$pid" $children 2>/dev/null || true
+    while alive "$pid"; do sleep 0.05; done
 }
 
 stop_pg() {
@@ -428,5 +501,10 @@ case "$cmd" in
             case $3 in PG_PASSWORD | PG_SUPERUSER_PASSWORD | CH_PASSWORD) ;; *) die "secret: unknown name $3" ;; esac
             secret "$(stack_dir_arg "$2")" "$3" ;;
     free-port) free_port ;;
-    *) die "usage: start|stop|remove|start-pg|start-ch|stop-pg|stop-ch|secret|free-port (see the header)" ;;
+    start-pg-standby) [ $# -eq 4 ] || die "usage: start-pg-standby DIR PORT PRIMARY_DIR"
+                      dir=$(stack_dir_arg "$2"); mkdir -p -- "$(dirname -- "$dir")"
+                      start_pg_standby "$dir" "$3" "$(stack_dir_arg "$4")" ;;
+    promote-pg) [ $# -eq 2 ] || die "usage: promote-pg DIR"; promote_pg "$(stack_dir_arg "$2")" ;;
+    kill-pg) [ $# -eq 2 ] || die "usage: kill-pg DIR"; kill_pg "$(stack_dir_arg "$2")" ;;
+    *) die "usage: start|stop|remove|start-pg|start-ch|stop-pg|stop-ch|secret|free-port|start-pg-standby|promote-pg|kill-pg (see the header)" ;;
 esac

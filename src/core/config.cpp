@@ -64,6 +64,49 @@ struct Url {
 
 using CurlUrl = std::unique_ptr<CURLU, decltype(&curl_url_cleanup)>;
 
+/// libpq's multi-host URL (`postgres://user:pw@h1:p1,h2:p2/db`, libpq tries the hosts in order) split for a parser
+/// that takes one host: `single` is the URL with the first host only, `hosts` and `ports` are libpq's host= and port=
+/// lists. nullopt when the authority names one host.
+struct HostList {
+    std::string single, hosts, ports;
+};
+std::optional<HostList> SplitHostList(const std::string& text, const char* variable) {
+    const auto scheme_end = text.find("://");
+    if (scheme_end == std::string::npos) return std::nullopt;
+    const auto authority_end = std::min(text.find_first_of("/?#", scheme_end + 3), text.size());
+    auto start = text.rfind('@', authority_end);
+    start = (start == std::string::npos || start < scheme_end) ? scheme_end + 3 : start + 1;
+    const std::string authority = text.substr(start, authority_end - start);
+    if (authority.find(',') == std::string::npos) return std::nullopt;
+    HostList out;
+    std::string first;
+    std::stringstream items(authority);
+    for (std::string item; std::getline(items, item, ',');) {
+        std::string host = item, port = "5432";
+        const auto bracket = item.rfind(']');
+        const auto colon = item.rfind(':');
+        if (colon != std::string::npos && (bracket == std::string::npos || colon > bracket)) {
+            host = item.substr(0, colon);
+            port = item.substr(colon + 1);
+        }
+        if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        int value = 0;
+        const auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+        const bool host_ok = !host.empty() && host.find_first_of("[]@ \t") == std::string::npos;
+        if (!host_ok || ec != std::errc() || p != port.data() + port.size() || value < 1 || value > 65535) {
+            throw ConfigError(
+                fmt::format("{}: expected a list of host:port separated by commas after '@' (port 1..65535), as in "
+                            "postgres://user:password@host1:5432,host2:5432/name",
+                            variable));
+        }
+        if (first.empty()) first = item;
+        out.hosts += (out.hosts.empty() ? "" : ",") + host;
+        out.ports += (out.ports.empty() ? "" : ",") + port;
+    }
+    out.single = text.substr(0, start) + first + text.substr(authority_end);
+    return out;
+}
+
 /// One part of a parsed URL; nullopt when the URL has none. Messages name the part, never its value.
 std::optional<std::string> UrlPart(CURLU* url, CURLUPart part, unsigned int flags, const char* variable,
                                    const char* what) {
@@ -408,7 +451,10 @@ Config LoadConfig(const EnvMap& env) {
     }
     pg.sslrootcert = r.String("POSTGRES_SSLROOTCERT", "");
     if (const auto* url_text = r.Find("DATABASE_URL")) {
-        const Url url = ParseUrl(*url_text, "DATABASE_URL");
+        // Several hosts (libpq's failover): the first is parsed as the URL's, the lists go to libpq as host= and
+        // port=, which come after it in the connection string and so win (docs/delivery.md, "Failover").
+        const auto host_list = SplitHostList(*url_text, "DATABASE_URL");
+        const Url url = ParseUrl(host_list ? host_list->single : *url_text, "DATABASE_URL");
         if (url.scheme != "postgres" && url.scheme != "postgresql") {
             throw ConfigError(
                 fmt::format("DATABASE_URL: expected scheme postgres:// or postgresql://, got '{}://'", url.scheme));
@@ -445,6 +491,10 @@ Config LoadConfig(const EnvMap& env) {
             } else {
                 pg.options.emplace_back(keyword, value);
             }
+        }
+        if (host_list) {
+            pg.options.emplace_back("host", host_list->hosts);
+            pg.options.emplace_back("port", host_list->ports);
         }
     } else {
         pg.host = r.String("POSTGRES_HOST", pg.host);

@@ -279,6 +279,13 @@ bool Connection::Healthy() const noexcept { return impl_ && PQstatus(impl_->conn
 
 int Connection::BackendPid() const noexcept { return impl_ ? PQbackendPID(impl_->conn) : 0; }
 
+std::string Connection::Server() const {
+    if (!impl_ || impl_->conn == nullptr) return {};
+    const char* host = PQhost(impl_->conn);
+    const char* port = PQport(impl_->conn);
+    return fmt::format("{}:{}", host ? host : "", port ? port : "");
+}
+
 void Connection::Cancel() noexcept {
     if (!impl_ || !impl_->cancel) return;
     char err[256];

@@ -42,8 +42,15 @@ std::vector<PendingRow> BatchSender::Deliver(std::vector<PendingRow> rows, bool 
         Chunk& chunk = work.front();
         try {
             if (chunk.reconcile) {
+                const std::size_t before = chunk.rows.size();
                 chunk.rows = sink_.Missing(chunk.rows);  // on a throw the chunk keeps its rows
                 chunk.reconcile = false;
+                if (chunk.rows.size() < before) {
+                    // Rows already in ClickHouse (a lost acknowledgement, a claim lost in a failover): not sent again.
+                    log::Info("batch_reconciled",
+                              {{"rows", static_cast<std::int64_t>(before)},
+                               {"already_in_clickhouse", static_cast<std::int64_t>(before - chunk.rows.size())}});
+                }
             }
             if (chunk.rows.empty()) {
                 work.pop_front();

@@ -191,6 +191,8 @@ bool DeliveryStore::Healthy() const noexcept { return pg_.has_value() && pg_->He
 
 int DeliveryStore::BackendPid() const noexcept { return pg_ ? pg_->BackendPid() : 0; }
 
+std::string DeliveryStore::Server() const { return pg_ ? pg_->Server() : std::string(); }
+
 pg::Connection& DeliveryStore::Session() {
     if (!pg_) throw TransientError("postgresql: not connected", true);
     if (claim_in_flight_) {

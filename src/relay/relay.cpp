@@ -343,7 +343,8 @@ void Relay::Impl::Connect(bool after_loss) {
     log::Info("relay_connected", {{"postgres", config_.postgres.Redacted()},
                                   {"clickhouse", config_.clickhouse.Redacted()},
                                   {"owner", static_cast<std::int64_t>(store_.Owner())},
-                                  {"backend_pid", static_cast<std::int64_t>(store_.BackendPid())}});
+                                  {"backend_pid", static_cast<std::int64_t>(store_.BackendPid())},
+                                  {"postgres_server", store_.Server()}});
 }
 
 std::size_t Relay::Impl::ClaimAndDeliver() {

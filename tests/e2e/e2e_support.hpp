@@ -37,6 +37,7 @@
 #include <eventlog/core/error.hpp>
 #include <eventlog/pg/connection.hpp>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -644,8 +645,10 @@ public:
     }
 
     /// Reads the servers, creates and migrates the databases. Returns an error message, empty on success.
-    std::string Setup() {
+    /// `adjust` may point the world at other servers than the environment's (the failover tests' own PostgreSQL).
+    std::string Setup(const std::function<void(Servers&)>& adjust = {}) {
         if (auto err = Servers::Load(servers_); !err.empty()) return err;
+        if (adjust) adjust(servers_);
         const long seed_env = EnvInt("EVENTLOG_E2E_SEED", 0);
         seed_ = seed_env ? static_cast<std::uint64_t>(seed_env) : std::random_device{}();
         rng_.seed(seed_);

@@ -436,5 +436,35 @@ TEST(Urls, Ipv6HostsKeepTheirBrackets) {
     EXPECT_EQ(c.postgres.host, "::1");
 }
 
+// libpq's multi-host URL (failover): the first host is the URL's, the lists reach libpq as host= and port= after it.
+TEST(Urls, SeveralPostgresHostsBecomeLibpqsHostAndPortLists) {
+    const std::string secret = "S3cret,with@comma";
+    const Config c = LoadConfig({{"DATABASE_URL", "postgres://alice:" + PercentEncode(secret) +
+                                                      "@db1:5433,db2,[::1]:5435/app?target_session_attrs=read-write"}});
+    EXPECT_EQ(c.postgres.host, "db1");
+    EXPECT_EQ(c.postgres.port, 5433);
+    EXPECT_EQ(c.postgres.user, "alice");
+    EXPECT_EQ(c.postgres.password, secret);
+    EXPECT_EQ(c.postgres.database, "app");
+    using Option = std::pair<std::string, std::string>;
+    EXPECT_EQ(c.postgres.options,
+              (std::vector<Option>{
+                  {"target_session_attrs", "read-write"}, {"host", "db1,db2,::1"}, {"port", "5433,5432,5435"}}));
+    const std::string conninfo = c.postgres.ConnInfo();
+    EXPECT_LT(conninfo.find("host='db1' "), conninfo.find("host='db1,db2,::1'")) << "the lists must come last to win";
+    EXPECT_NE(conninfo.find("port='5433,5432,5435'"), std::string::npos);
+}
+
+TEST(Urls, ABadHostListIsAClearErrorWithoutTheSecret) {
+    const std::string secret = "S3cretValue";
+    for (const std::string authority : {"db1:5433,:5434", "db1,db2:99999", "db1,db2:x", "db1,,db2"}) {
+        const auto message =
+            ConfigErrorFor({{"DATABASE_URL", "postgres://alice:" + secret + "@" + authority + "/app"}});
+        ASSERT_TRUE(message.has_value()) << authority;
+        EXPECT_THAT(*message, HasSubstr("DATABASE_URL: expected a list of host:port")) << authority;
+        EXPECT_THAT(*message, Not(HasSubstr(secret))) << authority;
+    }
+}
+
 }  // namespace
 }  // namespace eventlog

@@ -82,6 +82,9 @@ public:
     bool Healthy() const noexcept;
     /// The server process id of this session (for pg_terminate_backend in tests and logs).
     int BackendPid() const noexcept;
+    /// "host:port" of the server this session reached: with several hosts in the DSN (libpq's failover), the one
+    /// that answered. Empty when not connected.
+    std::string Server() const;
     /// Interrupts the statement in progress from another thread (PQcancel); safe to call concurrently.
     void Cancel() noexcept;
 

@@ -53,6 +53,8 @@ public:
     int Owner() const noexcept { return owner_; }
     /// The server's pid of the session (for logs).
     int BackendPid() const noexcept;
+    /// "host:port" of the PostgreSQL server of the session (pg::Connection::Server).
+    std::string Server() const;
     /// Fails unless the session still answers (so it still owns its records).
     void CheckSession();
     /// An identifier of this outbox shared by every relay of it (eventlog.relay_identity), 16 hex characters.
