@@ -16,8 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import report, scenarios  # noqa: E402
-from harness.runner import Runner, log  # noqa: E402
-from harness.servers import ROOT, remove_own_stack, start_own_stack  # noqa: E402
+from harness.runner import log, throwaway_runner  # noqa: E402
 
 
 def closed_port() -> int:
@@ -32,16 +31,11 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
-    logdir = ROOT / "bench" / "results" / "otel-logs"
-    logdir.mkdir(parents=True, exist_ok=True)
     port = closed_port()
     variants = {"no exporter": {},
                 "exporter, closed port": {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"}}
     rates = {name: [] for name in variants}
-    servers = start_own_stack("off")
-    try:
-        runner = Runner(servers, logdir, {})
-        runner.migrate()
+    with throwaway_runner("otel-logs") as runner:
         for rep in range(args.reps):
             for name, env in variants.items():
                 runner.relay_env = {"LOG_LEVEL": "info", **env}
@@ -51,12 +45,10 @@ def main() -> int:
                     raise SystemExit(f"{name}: ClickHouse does not hold every event exactly once")
                 dropped = ""
                 if env:
-                    log_text = "".join(p.read_text() for p in logdir.glob(f"*-{label}.log"))
+                    log_text = "".join(p.read_text() for p in runner.logdir.glob(f"*-{label}.log"))
                     dropped = f", otel_export_failed lines: {log_text.count('otel_export_failed')}"
                 rates[name].append(res["rate"])
                 log(f"run {rep + 1} {name}: {res['rate']:,.0f} events/s{dropped}")
-    finally:
-        remove_own_stack(servers)
     for name, values in rates.items():
         print(report.median_range_line(name, values, "events/s", note=f"{args.events:,} events each"))
     return 0

@@ -18,8 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import report  # noqa: E402
-from harness.runner import Runner, log  # noqa: E402
-from harness.servers import ROOT, remove_own_stack, start_own_stack  # noqa: E402
+from harness.runner import log, throwaway_runner  # noqa: E402
 
 CHUNK = 10_000
 CONTEXT = '{"email":"test@example.com","first_name":"Test","last_name":"Testovich","pad":"' + "x" * 200 + '"}'
@@ -30,13 +29,8 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
-    logdir = ROOT / "bench" / "results" / "status-lookup-logs"
-    logdir.mkdir(parents=True, exist_ok=True)
-    servers = start_own_stack("off")
-    try:
-        runner = Runner(servers, logdir, {})
-        runner.migrate()
-        conn = servers.pg(admin=True)
+    with throwaway_runner("status-lookup-logs") as runner:
+        conn = runner.servers.pg(admin=True)
         with conn.cursor() as cur:
             t0 = time.monotonic()
             for done in range(0, args.events, CHUNK):
@@ -66,8 +60,6 @@ def main() -> int:
                     if rows != expected:
                         raise SystemExit(f"{name}: expected {expected}, got {rows}")
         conn.close()
-    finally:
-        remove_own_stack(servers)
     for name, values in times.items():
         print(report.median_range_line(name, values, "ms", ".2f", f"backlog {args.events:,}"))
     return 0

@@ -1,4 +1,5 @@
 """The pieces every scenario uses: the relay as a child process (with its CPU time), resets, loads, counts."""
+import contextlib
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ from typing import Optional
 
 from . import workload
 from .procstat import CpuProbe, process_cpu
-from .servers import ROOT, Servers, wait_until
+from .servers import ROOT, Servers, remove_own_stack, start_own_stack, wait_until
 
 
 def log(msg: str) -> None:
@@ -290,3 +291,18 @@ class PgActivitySampler:
             parts.append(f"longest statement {longest['seconds']:.2f} s ({longest['wait']}: "
                          f"{longest['query'][:40]}…)")
         return "relay's PG sessions: " + ", ".join(parts)
+
+
+@contextlib.contextmanager
+def throwaway_runner(logs: str):
+    """For a standalone script: a Runner on throwaway servers (fsync off, as `make bench` starts them), migrated,
+    with its logs in bench/results/`logs`; the servers are removed when the block ends."""
+    logdir = ROOT / "bench" / "results" / logs
+    logdir.mkdir(parents=True, exist_ok=True)
+    servers = start_own_stack("off")
+    try:
+        runner = Runner(servers, logdir, {})
+        runner.migrate()
+        yield runner
+    finally:
+        remove_own_stack(servers)

@@ -344,26 +344,40 @@ def sustained_once(r: Runner, cfg: Config, held: bool, label: str) -> dict:
     return res
 
 
-def rounds(r: Runner, cfg: Config, held: bool, count: int) -> list:
+def rounds(r: Runner, cfg: Config, held: bool, count: int, running: bool = False) -> list:
+    """Rounds of cfg.rounds_size events loaded in one transaction, then drained: by a `relay --drain` started per
+    round (timed from its start to its exit, closing sweep included), or, with `running`, by one relay that runs
+    through all rounds (timed from the load's commit, after which it is woken, until ClickHouse has the round)."""
     r.reset()
     r.vacuum("eventlog.outbox")
     holder = HeldSnapshot(r) if held else None
+    kind = ("running-" if running else "") + ("held" if held else "normal")
+    relay = r.relay(drain=False, name=f"rounds-{kind}") if running else None
     rates = []
     try:
         for i in range(count):
             before = r.ch_rows()
             r.load(cfg.rounds_size)
             t0 = time.monotonic()
-            relay = r.relay(drain=True, name=f"rounds-{'held' if held else 'normal'}-{i}")
-            rc = relay.wait(max(300.0, cfg.rounds_size / 1000.0))
-            wall = time.monotonic() - t0
-            if rc != 0:
-                raise RuntimeError(f"relay --drain exited with {rc}; see {relay.log_path}")
+            if running:
+                r.pg_exec("SELECT eventlog.wake_relays()")
+                if not r.wait_delivered(before + cfg.rounds_size, max(300.0, cfg.rounds_size / 1000.0)):
+                    raise RuntimeError(f"round {i + 1} not delivered; see {relay.log_path}")
+                wall = time.monotonic() - t0
+            else:
+                drain = r.relay(drain=True, name=f"rounds-{kind}-{i}")
+                rc = drain.wait(max(300.0, cfg.rounds_size / 1000.0))
+                wall = time.monotonic() - t0
+                if rc != 0:
+                    raise RuntimeError(f"relay --drain exited with {rc}; see {drain.log_path}")
             got = r.ch_rows() - before
             rates.append({"round": i + 1, "rate": cfg.rounds_size / wall, "seconds": wall,
                           "delivered": got, "exact_count": got == cfg.rounds_size})
-            log(f"  round {i + 1}{' (snapshot held)' if held else ''}: {rates[-1]['rate']:,.0f} events/s")
+            log(f"  round {i + 1}{' (snapshot held)' if held else ''}{', running relay' if running else ''}: "
+                f"{rates[-1]['rate']:,.0f} events/s")
     finally:
+        if relay:
+            relay.stop()
         if holder:
             holder.close()
     return rates
@@ -384,20 +398,22 @@ def scenario_sustained(r: Runner, cfg: Config) -> dict:
         rows.append(_row(f"{name}: relay profile", _profile_note(x["profile"]), "", "whole relay lifetime"))
         rows.append(_row(f"{name}: relay's PostgreSQL sessions", PgActivitySampler.note(x["pg_activity"]), "",
                          "measured window"))
-    normal = rounds(r, cfg, False, cfg.rounds_normal)
-    held = rounds(r, cfg, True, cfg.rounds_held)
-    base = summary(x["rate"] for x in normal)
-    held_s = summary(x["rate"] for x in held)
-    out["rounds"] = {"events_per_round": cfg.rounds_size, "normal": normal, "held": held,
-                     "normal_rate": base, "held_rate": held_s,
-                     "worst_held_vs_normal_median": (held_s["min"] / base["median"]) if base and held_s else None,
-                     "last_held_vs_normal_median": (held[-1]["rate"] / base["median"]) if base and held else None}
-    rows.append(_row(f"rounds of {cfg.rounds_size:,}: drain without snapshot (events/s)",
-                     ", ".join(fmt_num(x["rate"]) for x in normal), "", ""))
-    rows.append(_row(f"rounds of {cfg.rounds_size:,}: drain with snapshot held (events/s)",
-                     ", ".join(fmt_num(x["rate"]) for x in held), "each ≥ 80% of normal",
-                     f"worst round {out['rounds']['worst_held_vs_normal_median'] * 100:.0f}% of normal median"
-                     if out["rounds"]["worst_held_vs_normal_median"] else ""))
+    for key, running, label in (("rounds", False, "`relay --drain` per round"),
+                                ("rounds_running_relay", True, "one running relay")):
+        normal = rounds(r, cfg, False, cfg.rounds_normal, running)
+        held = rounds(r, cfg, True, cfg.rounds_held, running)
+        base = summary(x["rate"] for x in normal)
+        held_s = summary(x["rate"] for x in held)
+        out[key] = {"events_per_round": cfg.rounds_size, "normal": normal, "held": held,
+                    "normal_rate": base, "held_rate": held_s,
+                    "worst_held_vs_normal_median": (held_s["min"] / base["median"]) if base and held_s else None,
+                    "last_held_vs_normal_median": (held[-1]["rate"] / base["median"]) if base and held else None}
+        worst = out[key]["worst_held_vs_normal_median"]
+        rows.append(_row(f"rounds of {cfg.rounds_size:,}, {label}: without snapshot (events/s)",
+                         ", ".join(fmt_num(x["rate"]) for x in normal), "", ""))
+        rows.append(_row(f"rounds of {cfg.rounds_size:,}, {label}: snapshot held (events/s)",
+                         ", ".join(fmt_num(x["rate"]) for x in held), "each ≥ 80% of normal",
+                         f"worst round {worst * 100:.0f}% of normal median" if worst else ""))
     out["rows"] = rows
     return out
 
