@@ -544,9 +544,16 @@ Response Server::Impl::Render(std::exception_ptr error, const std::string& route
     } catch (const ProblemError& e) {
         return ToResponse(e.Get());
     } catch (const Error& e) {
-        log::Error("http_request_failed",
-                   {{"kind", std::string(ToString(e.Kind()))}, {"error", std::string(e.what())}, {"route", route}});
         Response response = ToResponse(ProblemFor(e));
+        log::Fields fields{
+            {"kind", std::string(ToString(e.Kind()))}, {"error", std::string(e.what())}, {"route", route}};
+        // A 503 (no session, or a commit in doubt) tells the client to send again, as during every failover of the
+        // database: a warning. What needs someone is an error.
+        if (response.status == 503) {
+            log::Warning("http_request_failed", fields);
+        } else {
+            log::Error("http_request_failed", fields);
+        }
         if (response.status == 500) ReportUnhandled(e, route);
         return response;
     } catch (const std::exception& e) {

@@ -282,6 +282,14 @@ protected:
             serve_.Signal(SIGTERM);
             const auto st = serve_.Wait(30s);
             EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << Tail(ReadFile(serve_log_), 3000);
+            // Each 503 was logged with its cause, as a warning: the client's resend is the remedy, nobody's page.
+            int answered_503 = 0, warned = 0, errors = 0;
+            for (const auto& l : ParseLog(serve_log_)) {
+                if (l.event == "http_request" && l.Field("status") == "503") ++answered_503;
+                if (l.event == "http_request_failed") ++(l.Field("level") == "warning" ? warned : errors);
+            }
+            EXPECT_EQ(errors, 0) << Tail(ReadFile(serve_log_), 3000);
+            EXPECT_EQ(warned, answered_503);
         }
         for (auto& p : producers_) {
             p->Stop();
