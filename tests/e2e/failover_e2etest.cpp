@@ -150,7 +150,10 @@ protected:
                     world_ ? world_->Summary().c_str() : "");
         std::fflush(stdout);
         world_.reset();  // drops the test's databases on the surviving primary
-        for (const auto& n : nodes_) Shell(fmt::format("'{}' remove '{}'", StackScript(), n.dir));
+        // kill -9 first: a stopped (SIGSTOP) WAL sender would hold a fast shutdown up until its timeout.
+        for (const auto& n : nodes_) {
+            Shell(fmt::format("'{0}' kill-pg '{1}'; '{0}' remove '{1}'", StackScript(), n.dir));
+        }
         Shell(fmt::format("rm -rf '{}'", base_));
     }
 
