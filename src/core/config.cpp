@@ -64,6 +64,14 @@ struct Url {
 
 using CurlUrl = std::unique_ptr<CURLU, decltype(&curl_url_cleanup)>;
 
+/// A TCP port written in a URL: 1..65535, digits only; nullopt otherwise.
+std::optional<int> ParsePort(std::string_view text) {
+    int value = 0;
+    const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || p != text.data() + text.size() || value < 1 || value > 65535) return std::nullopt;
+    return value;
+}
+
 /// libpq's multi-host URL (`postgres://user:pw@h1:p1,h2:p2/db`, libpq tries the hosts in order) split for a parser
 /// that takes one host: `single` is the URL with the first host only, `hosts` and `ports` are libpq's host= and port=
 /// lists. nullopt when the authority names one host.
@@ -90,10 +98,8 @@ std::optional<HostList> SplitHostList(const std::string& text, const char* varia
             port = item.substr(colon + 1);
         }
         if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-        int value = 0;
-        const auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
         const bool host_ok = !host.empty() && host.find_first_of("[]@ \t") == std::string::npos;
-        if (!host_ok || ec != std::errc() || p != port.data() + port.size() || value < 1 || value > 65535) {
+        if (!host_ok || !ParsePort(port)) {
             throw ConfigError(
                 fmt::format("{}: expected a list of host:port separated by commas after '@' (port 1..65535), as in "
                             "postgres://user:password@host1:5432,host2:5432/name",
@@ -171,12 +177,9 @@ Url ParseUrl(const std::string& text, const char* variable) {
         url.password = *password;
     }
     if (const auto port = UrlPart(u, CURLUPART_PORT, 0, variable, "port")) {
-        int value = 0;
-        auto [p, ec] = std::from_chars(port->data(), port->data() + port->size(), value);
-        if (ec != std::errc() || p != port->data() + port->size() || value < 1 || value > 65535) {
-            throw ConfigError(fmt::format("{}: expected a port number 1..65535", variable));
-        }
-        url.port = value;
+        const auto value = ParsePort(*port);
+        if (!value) throw ConfigError(fmt::format("{}: expected a port number 1..65535", variable));
+        url.port = *value;
     }
     url.path = UrlPart(u, CURLUPART_PATH, CURLU_URLDECODE, variable, "path").value_or("");
     if (!url.path.empty() && url.path.front() == '/') url.path.erase(0, 1);
