@@ -45,6 +45,7 @@ constexpr KnownCode kKnownCodes[] = {
     {209, "SOCKET_TIMEOUT", kT, kD},
     {210, "NETWORK_ERROR", kT, kT},
     {241, "MEMORY_LIMIT_EXCEEDED", kT, kT},
+    {243, "NOT_ENOUGH_SPACE", kT, kT},  // a full disk: about the server, never about the rows
     {252, "TOO_MANY_PARTS", kT, kT},
     {291, "DATABASE_ACCESS_DENIED", kC, kC},
     {321, "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE", kR, kR},

@@ -299,12 +299,13 @@ void Relay::Stop() noexcept { impl_->Stop(); }
 void Relay::Abort() noexcept { impl_->Abort(); }
 
 milliseconds Relay::Impl::Backoff(int failures) {
-    // Full jitter: uniform in [0, min(cap, base * 2^failures)].
+    // Equal jitter: uniform in [d/2, d], d = min(cap, base * 2^failures). The lower half bounds the retry rate
+    // (at most ~4 attempts in the first second at the defaults) while the jitter still spreads relays apart.
     const auto base = config_.relay.backoff_base.count();
     const auto cap = config_.relay.backoff_cap.count();
     const int shift = std::min(failures, 30);
-    const long long ceiling = std::min<long long>(cap, base * (1LL << shift));
-    std::uniform_int_distribution<long long> dist(0, std::max<long long>(ceiling, 1));
+    const long long ceiling = std::max<long long>(std::min<long long>(cap, base * (1LL << shift)), 1);
+    std::uniform_int_distribution<long long> dist(ceiling / 2, ceiling);
     return milliseconds(dist(rng_));
 }
 

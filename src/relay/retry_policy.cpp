@@ -1,5 +1,7 @@
 #include "relay/detail/retry_policy.hpp"
 
+#include <eventlog/clickhouse/errors.hpp>
+
 namespace eventlog::relay::detail {
 
 const char* ToString(Action action) noexcept {
@@ -10,6 +12,8 @@ const char* ToString(Action action) noexcept {
             return "reconcile_and_retry";
         case Action::kBisect:
             return "bisect";
+        case Action::kDefer:
+            return "defer";
         case Action::kDeadLetter:
             return "dead_letter";
         case Action::kPause:
@@ -24,6 +28,7 @@ const char* ToString(Action action) noexcept {
 
 Action Decide(const Error& error, const SendState& state) {
     if (state.session_lost) return Action::kLeaveToRecovery;
+    bool evidence_needed = false;  // dead-letter a single row only when other rows got through
     switch (error.Kind()) {
         case ErrorKind::kFatal:
         case ErrorKind::kInvalidInput:
@@ -35,11 +40,32 @@ Action Decide(const Error& error, const SendState& state) {
         case ErrorKind::kRejected:
             break;
         case ErrorKind::kTransient:
-            if (!state.unknown_cause || state.failures + 1 < state.max_attempts) return Action::kReconcileAndRetry;
-            break;  // an unknown cause that keeps repeating is treated as a rejection of these rows
+            switch (state.cause) {
+                case Cause::kClassified:
+                    return Action::kReconcileAndRetry;
+                case Cause::kRefused:
+                    return Action::kRetry;
+                case Cause::kTooLarge:
+                case Cause::kUnknownCode:
+                    if (state.failures + 1 < state.max_attempts) {
+                        return state.cause == Cause::kTooLarge ? Action::kRetry : Action::kReconcileAndRetry;
+                    }
+                    evidence_needed = true;
+                    break;
+            }
+            break;
     }
     if (state.rows > 1) return Action::kBisect;
-    return state.row_attempts + 1 >= state.max_attempts ? Action::kDeadLetter : Action::kRetry;
+    if (evidence_needed && !state.others_accepted) {
+        return state.others_waiting ? Action::kDefer : Action::kReconcileAndRetry;
+    }
+    return state.row_attempts + 1 >= state.max_attempts ? Action::kDeadLetter : Action::kReconcileAndRetry;
+}
+
+Cause CauseOf(const Error& error) {
+    if (error.Source() != ErrorSource::kClickHouse || error.Code().empty()) return Cause::kClassified;
+    if (error.Code().rfind("HTTP ", 0) == 0) return error.Code() == "HTTP 413" ? Cause::kTooLarge : Cause::kRefused;
+    return clickhouse::IsUnknownServerError(error) ? Cause::kUnknownCode : Cause::kClassified;
 }
 
 }  // namespace eventlog::relay::detail

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -226,6 +227,15 @@ void ThrottleProxy::AcceptLoop() {
         const int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (client < 0) continue;
         accepted_.fetch_add(1);
+        if (const int status = refuse_status_.load(); status != 0) {
+            auto connection = std::make_unique<Connection>();
+            connection->client_fd = client;
+            Connection& ref = *connection;
+            std::lock_guard lock(mutex_);
+            connections_.push_back(std::move(connection));
+            ref.thread = std::thread([this, &ref, status] { Refuse(ref, status); });
+            continue;
+        }
         const int server = ConnectTo(target_host_, target_port_);
         if (server < 0) {
             ::close(client);
@@ -327,6 +337,56 @@ void ThrottleProxy::Serve(Connection& connection) {
     std::lock_guard lock(mutex_);
     CloseFd(connection.client_fd);
     CloseFd(connection.server_fd);
+    connection.finished.store(true);
+}
+
+void ThrottleProxy::RefuseRequests(int status) {
+    refuse_status_.store(status);
+    if (status != 0) CloseAll();
+}
+
+std::vector<std::chrono::steady_clock::time_point> ThrottleProxy::RefusedAt() const {
+    std::lock_guard lock(mutex_);
+    return refused_at_;
+}
+
+// Reads one request (blocking, with a 10 s bound per read), answers `status` and closes.
+void ThrottleProxy::Refuse(Connection& connection, int status) {
+    std::string request;
+    std::size_t need = std::string::npos;  // total bytes of headers and body, once the headers are complete
+    char buffer[65536];
+    while (!stopping_.load() && !connection.closing.load() && (need == std::string::npos || request.size() < need)) {
+        pollfd fd{connection.client_fd, POLLIN, 0};
+        if (::poll(&fd, 1, 100) <= 0) continue;
+        const ssize_t n = ::recv(connection.client_fd, buffer, sizeof(buffer), 0);
+        if (n <= 0 && errno != EAGAIN && errno != EINTR) break;
+        if (n <= 0) continue;
+        request.append(buffer, static_cast<std::size_t>(n));
+        const auto end = request.find("\r\n\r\n");
+        if (need == std::string::npos && end != std::string::npos) {
+            std::size_t length = 0;
+            std::string headers = request.substr(0, end);
+            for (auto& c : headers) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            if (const auto at = headers.find("\r\ncontent-length:"); at != std::string::npos) {
+                length = std::stoul(headers.substr(at + 17));
+            }
+            need = end + 4 + length;
+        }
+    }
+    if (need != std::string::npos && request.size() >= need) {
+        const std::string body = "refused by the test proxy\n";
+        const std::string answer = "HTTP/1.1 " + std::to_string(status) + " Refused\r\nContent-Type: text/plain\r\n" +
+                                   "Content-Length: " + std::to_string(body.size()) +
+                                   "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + body;
+        {
+            std::lock_guard lock(mutex_);
+            refused_at_.push_back(Clock::now());
+        }
+        ::send(connection.client_fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+    }
+    ::shutdown(connection.client_fd, SHUT_RDWR);
+    std::lock_guard lock(mutex_);
+    CloseFd(connection.client_fd);
     connection.finished.store(true);
 }
 

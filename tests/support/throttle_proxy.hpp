@@ -12,6 +12,7 @@
 // by the destructor.
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <list>
@@ -19,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace eventlog::testing {
 
@@ -56,6 +58,14 @@ public:
     /// discarded). New connections are still accepted afterwards.
     void CloseAll();
 
+    /// From now on, every new connection is answered by the proxy itself: it reads one HTTP request (headers and a
+    /// Content-Length body), answers `status` with "Connection: close" and closes, as a rate-limiting proxy or load
+    /// balancer in front of the server would. Live connections are dropped, so a keep-alive client must reconnect
+    /// and meet the refusal. `status` 0 ends the refusal: new connections are forwarded again.
+    void RefuseRequests(int status);
+    /// The steady-clock times at which refused requests were answered, in order.
+    std::vector<std::chrono::steady_clock::time_point> RefusedAt() const;
+
     /// Connections currently being proxied.
     std::size_t ActiveConnections() const;
     /// Connections accepted since construction.
@@ -69,6 +79,7 @@ private:
     struct Connection;
 
     void AcceptLoop();
+    void Refuse(Connection& connection, int status);
     void Serve(Connection& connection);
     void ReapFinished();
 
@@ -84,7 +95,9 @@ private:
     std::atomic<std::uint64_t> accepted_{0};
     std::atomic<std::uint64_t> bytes_up_{0};
     std::atomic<std::uint64_t> bytes_down_{0};
-    mutable std::mutex mutex_;                            // guards connections_
+    std::atomic<int> refuse_status_{0};
+    std::vector<std::chrono::steady_clock::time_point> refused_at_;  // guarded by mutex_
+    mutable std::mutex mutex_;                            // guards connections_ and refused_at_
     std::list<std::unique_ptr<Connection>> connections_;  // live and finished-but-unjoined connections
     std::thread acceptor_;
 };

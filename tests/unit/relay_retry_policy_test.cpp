@@ -36,8 +36,10 @@ struct Case {
 
 TEST(RetryPolicyTest, EveryErrorClassAgainstEveryState) {
     const Error transient = ClickHouseError(ErrorKind::kTransient, "252");  // TOO_MANY_PARTS: known
+    const Error full_disk = ClickHouseError(ErrorKind::kTransient, "243");  // NOT_ENOUGH_SPACE: known, not the rows'
     const Error unknown = ClickHouseError(ErrorKind::kTransient, "999");    // a code nobody classified
-    const Error proxy = ClickHouseError(ErrorKind::kTransient, "HTTP 413");
+    const Error throttled = ClickHouseError(ErrorKind::kTransient, "HTTP 429");
+    const Error too_large = ClickHouseError(ErrorKind::kTransient, "HTTP 413");
     const Error in_doubt = ClickHouseError(ErrorKind::kInDoubt, "209");
     const Error rejected = ClickHouseError(ErrorKind::kRejected, "395");
     const Error config = ClickHouseError(ErrorKind::kConfiguration, "60");
@@ -45,9 +47,12 @@ TEST(RetryPolicyTest, EveryErrorClassAgainstEveryState) {
     const Error network = TransientError("cannot connect");  // no code: nothing reached the server
     SendState lost = State(10);
     lost.session_lost = true;
-    auto unknown_state = [](std::size_t rows, int failures, int row_attempts = 0) {
+    auto with = [](const Error& e, std::size_t rows, int failures, int row_attempts = 0, bool accepted = false,
+                   bool waiting = false) {
         SendState s = State(rows, failures, row_attempts);
-        s.unknown_cause = true;
+        s.cause = CauseOf(e);
+        s.others_accepted = accepted;
+        s.others_waiting = waiting;
         return s;
     };
     const std::vector<Case> cases = {
@@ -58,16 +63,29 @@ TEST(RetryPolicyTest, EveryErrorClassAgainstEveryState) {
         {"in doubt ends the session for one row", in_doubt, State(1), Action::kLeaveToRecovery},
         {"configuration pauses", config, State(10), Action::kPause},
         {"configuration pauses after many failures", config, State(1, 50), Action::kPause},
-        {"known transient reconciles", transient, State(10), Action::kReconcileAndRetry},
-        {"known transient retries forever", transient, State(10, 500), Action::kReconcileAndRetry},
-        {"network error reconciles", network, State(10, 3), Action::kReconcileAndRetry},
-        {"unknown code is retried at first", unknown, unknown_state(10, 0), Action::kReconcileAndRetry},
-        {"unknown code bisects at the limit", unknown, unknown_state(10, 4), Action::kBisect},
-        {"unknown code on one row retries below the limit", unknown, unknown_state(1, 4, 2), Action::kRetry},
-        {"unknown code on one row dead-letters at the limit", unknown, unknown_state(1, 4, 4), Action::kDeadLetter},
-        {"proxy status without code bisects at the limit", proxy, unknown_state(2, 4), Action::kBisect},
+        {"known transient reconciles", transient, with(transient, 10, 0), Action::kReconcileAndRetry},
+        {"known transient retries forever", transient, with(transient, 10, 500), Action::kReconcileAndRetry},
+        {"known transient on one row never dead-letters", transient, with(transient, 1, 50, 50, true),
+         Action::kReconcileAndRetry},
+        {"a full disk is never about the rows", full_disk, with(full_disk, 1, 50, 0, true), Action::kReconcileAndRetry},
+        {"network error reconciles", network, with(network, 10, 3), Action::kReconcileAndRetry},
+        {"a refusal retries without a presence check", throttled, with(throttled, 10, 0), Action::kRetry},
+        {"a refusal never bisects", throttled, with(throttled, 10, 40), Action::kRetry},
+        {"a refusal of one row never dead-letters", throttled, with(throttled, 1, 40, 40, true), Action::kRetry},
+        {"unknown code is retried at first", unknown, with(unknown, 10, 0), Action::kReconcileAndRetry},
+        {"unknown code bisects at the limit", unknown, with(unknown, 10, 4), Action::kBisect},
+        {"unknown code on one row with evidence retries below the limit", unknown, with(unknown, 1, 4, 2, true),
+         Action::kReconcileAndRetry},
+        {"unknown code on one row with evidence dead-letters at the limit", unknown, with(unknown, 1, 4, 4, true),
+         Action::kDeadLetter},
+        {"unknown code on one row without evidence waits behind the others", unknown,
+         with(unknown, 1, 4, 4, false, true), Action::kDefer},
+        {"unknown code on a lone row without evidence pauses, never dead-letters", unknown,
+         with(unknown, 1, 40, 40, false, false), Action::kReconcileAndRetry},
+        {"413 is retried without a presence check at first", too_large, with(too_large, 2, 0), Action::kRetry},
+        {"413 bisects at the limit", too_large, with(too_large, 2, 4), Action::kBisect},
         {"rejection bisects a chunk", rejected, State(2), Action::kBisect},
-        {"rejection of one row retries", rejected, State(1, 0, 0), Action::kRetry},
+        {"rejection of one row reconciles and retries", rejected, State(1, 0, 0), Action::kReconcileAndRetry},
         {"rejection of one row dead-letters at the limit", rejected, State(1, 0, 4), Action::kDeadLetter},
     };
     for (const auto& c : cases) {

@@ -37,6 +37,7 @@ inline constexpr int kTooManySimultaneousQueries = 202;
 inline constexpr int kSocketTimeout = 209;
 inline constexpr int kNetworkError = 210;
 inline constexpr int kMemoryLimitExceeded = 241;
+inline constexpr int kNotEnoughSpace = 243;
 inline constexpr int kTooManyParts = 252;
 inline constexpr int kDatabaseAccessDenied = 291;
 inline constexpr int kValueIsOutOfRangeOfDataType = 321;
@@ -64,8 +65,8 @@ bool IsAuthenticationError(int code);
 [[noreturn]] void ThrowError(ErrorKind kind, const std::string& message, const std::string& code = {});
 
 /// True when `error` came from ClickHouse with a cause this library does not classify (an unknown numeric code,
-/// or an HTTP status without one, e.g. a proxy's 413). A batch that keeps failing that way is treated as
-/// rejected after a bounded number of attempts, so it is isolated instead of retried forever.
+/// or an HTTP status without one, e.g. a proxy's 429). The relay decides what that means for the rows
+/// (relay/detail/retry_policy.hpp: a status without a code is a refusal, an unknown code needs evidence).
 bool IsUnknownServerError(const Error& error);
 
 }  // namespace eventlog::clickhouse

@@ -7,10 +7,11 @@ namespace eventlog::relay::detail {
 
 /// What the batch sender does about one failed attempt to deliver a chunk of rows.
 enum class Action {
-    kRetry,              ///< Back off, then send the same rows again (nothing can have been written).
-    kReconcileAndRetry,  ///< Back off, ask ClickHouse which rows landed (the server answered), send the rest.
+    kRetry,              ///< Back off, then send the same rows again: the request was refused unread, nothing landed.
+    kReconcileAndRetry,  ///< Back off, ask ClickHouse which rows landed, send the rest.
     kBisect,             ///< Reconcile, then send each half on its own: isolate the rows that fail.
-    kDeadLetter,         ///< The single row is moved to the dead letters with the error.
+    kDefer,              ///< Reconcile this single row later, after the other chunks of the delivery have been tried.
+    kDeadLetter,         ///< Reconcile the single row; if it is still missing, move it to the dead letters.
     kPause,              ///< Configuration is wrong: leave the rows in their delivery records, pause loudly.
     kLeaveToRecovery,    ///< End this session; recovery fences any attempt still running, then finishes the rows.
     kStop,               ///< A bug or unrecoverable state: stop the relay.
@@ -19,14 +20,25 @@ enum class Action {
 /// Returns a stable lower-case name ("retry", "bisect", ...) for logs.
 const char* ToString(Action action) noexcept;
 
+/// Why an attempt failed, as far as the rows are concerned.
+enum class Cause {
+    kClassified,  ///< ClickHouse answered with a code this library classifies, or nothing reached the server.
+    kUnknownCode,  ///< ClickHouse answered with a code nobody classified: maybe about the rows, maybe not.
+    kRefused,      ///< An HTTP status without a ClickHouse code (a proxy's 429 or 4xx): the request was refused
+                   ///< before ClickHouse read it; says nothing about the rows and wrote nothing.
+    kTooLarge,     ///< HTTP 413 without a ClickHouse code: the request was too large for something on the way.
+};
+
 /// The sender's situation when an attempt failed.
 struct SendState {
-    std::size_t rows{0};        ///< Rows in the failing chunk.
-    int failures{0};            ///< Earlier consecutive failures of this chunk.
-    int row_attempts{0};        ///< For a single row: its earlier rejections.
-    int max_attempts{5};        ///< RELAY_MAX_ATTEMPTS.
-    bool session_lost{false};   ///< Our PostgreSQL session (and with it the batch's ownership) is gone.
-    bool unknown_cause{false};  ///< ClickHouse answered with a code this library does not classify.
+    std::size_t rows{0};         ///< Rows in the failing chunk.
+    int failures{0};             ///< Earlier consecutive failures of this chunk.
+    int row_attempts{0};         ///< For a single row: its earlier rejections.
+    int max_attempts{5};         ///< RELAY_MAX_ATTEMPTS.
+    bool session_lost{false};    ///< Our PostgreSQL session (and with it the batch's ownership) is gone.
+    Cause cause{Cause::kClassified};
+    bool others_accepted{false};  ///< An insert of this delivery has succeeded since the chunk first failed.
+    bool others_waiting{false};   ///< Other chunks of this delivery wait behind this one.
 };
 
 /// The retry decision, a pure function of the error's class and the sender's state:
@@ -34,9 +46,18 @@ struct SendState {
 /// - fatal stops; an in-doubt insert (timeout, connection lost after the body left) ends the session, because only
 ///   the recovery fence can tell an attempt still running on the server from one that never will;
 /// - configuration pauses;
-/// - a rejection, or an unknown cause seen `max_attempts` times, bisects a chunk and dead-letters a single row
-///   once it has failed `max_attempts` times;
-/// - any other transient error (the server answered, or could not be reached) reconciles and retries.
+/// - a failure that says nothing about the rows (a refused request, a classified transient code, a network error)
+///   backs off and retries the whole chunk, however long it lasts: it never bisects and never dead-letters;
+/// - a rejection bisects a chunk; a single rejected row is reconciled and retried, and dead-lettered (after a last
+///   presence check) once it has failed `max_attempts` times;
+/// - an unknown code, or a 413, is retried `max_attempts` times, then bisected; a single row failing that way is
+///   dead-lettered only when another insert of the delivery succeeded meanwhile (evidence that the failure is about
+///   this row, not about the server); without that evidence it waits behind the other chunks (kDefer) or, alone,
+///   backs off and retries, delivery paused until the cause goes away.
 Action Decide(const Error& error, const SendState& state);
+
+/// The cause of a failed attempt as Decide() needs it: an HTTP status without a ClickHouse code (e.g. a proxy's
+/// 429) is kRefused, or kTooLarge for 413; a ClickHouse code nobody classified is kUnknownCode; the rest kClassified.
+Cause CauseOf(const Error& error);
 
 }  // namespace eventlog::relay::detail
