@@ -469,7 +469,7 @@ void Relay::Impl::Recover() {
     for (const int owner : owners) {
         const auto lock = store_.TryLock(owner);  // released when it goes out of scope, whatever happens
         // Held: its session lives and it is not ours to touch, unless the holder is no relay. Then the owner is
-        // dead, and its records move to this session's key: fenced first, then adopted by one relay only.
+        // dead all the same: fenced first, then adopted by one relay only (Adopt is one statement).
         const bool stranger = !lock && store_.HeldByStranger(owner);
         if (!lock && !stranger) continue;
         if (stranger) {
@@ -478,8 +478,11 @@ void Relay::Impl::Recover() {
                           {"hint", std::string("a session outside eventlog_relay holds a relay's advisory lock; its "
                                                "records are recovered all the same")}});
         }
+        // Fenced, then re-owned: the records move to this session's key before anything is sent, so an insert of
+        // ours that goes in doubt is fenced by whoever recovers this session (its stage, its records), never
+        // mistaken for the dead owner's, whose stage is already gone.
         sink_.Fence(owner);
-        auto rows = stranger ? store_.Adopt(owner) : store_.LoadOwner(owner);
+        auto rows = store_.Adopt(owner);
         if (rows.empty()) continue;
         const auto batch_ids = detail::BatchIds(rows);
         const auto total = static_cast<std::int64_t>(rows.size());

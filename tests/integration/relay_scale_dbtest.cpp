@@ -43,6 +43,11 @@
 //    finds nothing, because ClickHouse 18.16 registers an HTTP INSERT in system.processes only after reading
 //    max_query_size (256 KiB) of the request, ~5 s into A's upload; B re-sends all 1000 events, A's upload lands
 //    later: every event twice, with no paused process.
+//  ARecoveryWhoseUploadIsCutOffIsNotSentTwiceByTheNextRecovery
+//    (issue 18, item 1) a dead owner's record of 1,000 rows; relay A recovers it through a 50 KiB/s link and A's
+//    PostgreSQL session is terminated mid-upload; relay B drains. A had fenced the dead owner and sent the rows
+//    through its own stage, but the record kept the dead owner's key: B fenced the dead owner again (nothing left to
+//    drop), found nothing present while A's insert was still running, and sent all 1,000 again.
 //  AProxyRefusingEveryRequestForFifteenSecondsDeadLettersNothingAndIsNotHammered
 //    (issue 18, item 7) a proxy in front of ClickHouse answers 429 (no ClickHouse code) to every request for 15 s
 //    while 20,000 events wait. The relay treated the status as an unknown cause: RELAY_MAX_ATTEMPTS tries, then
@@ -520,6 +525,38 @@ TEST_F(RelayScaleTest, AProxyRefusingEveryRequestForFifteenSecondsDeadLettersNot
               << std::chrono::duration_cast<milliseconds>(refused.back() - refusing_since).count()
               << " ms, at most " << worst << " in one second\n";
     EXPECT_LE(worst, 10u);
+    EXPECT_EQ(State(*stack_), Expected(kEvents, 0));
+}
+
+TEST_F(RelayScaleTest, ARecoveryWhoseUploadIsCutOffIsNotSentTwiceByTheNextRecovery) {
+    constexpr int kEvents = 1000;
+    std::vector<Event> events;
+    for (int i = 0; i < kEvents; ++i) events.push_back(MakeEvent("recovered_event", Context(i, 700)));
+    EmitAll(stack_->Pg(), std::move(events));
+    LeaveBatchOfDeadRelay(*stack_);
+    ASSERT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.delivery WHERE owner = " + std::to_string(kDeadOwner)),
+              1);
+
+    const auto& ch = stack_->Config().clickhouse;
+    testing::ThrottleProxy proxy(ch.host, ch.port, 50 * 1024);  // ~0.8 MB: ~16 s of upload
+    const Config config_a = stack_->ConfigWith({{"CLICKHOUSE_URI", proxy.Url()}, {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "60"}});
+    auto admin = stack_->OpenPg();
+    const std::string relays_sql =
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'eventlog-relay'";
+    const auto uploaded_before = proxy.BytesUpstream();
+    testing::BackgroundRelay relay_a(config_a, false);  // recovers the dead owner's record at once
+    ASSERT_TRUE(testing::WaitUntil(
+        [&] { return admin.Exec(relays_sql).Rows() == 1 && proxy.BytesUpstream() > uploaded_before + 60 * 1024; },
+        seconds(15)))
+        << "A's recovery upload did not start";
+    EXPECT_LT(proxy.BytesUpstream(), uploaded_before + 256 * 1024) << "A's upload is not slow enough";
+    const std::string pid_a(admin.Exec(relays_sql).Get(0, 0));
+    ASSERT_EQ(admin.Exec("SELECT pg_terminate_backend(" + pid_a + ")").Get(0, 0), "t");
+
+    const relay::Stats stats_b = DrainWithin(stack_->Config(), seconds(40));
+    EXPECT_EQ(stats_b.recovered_batches, 1);
+    relay_a.Stop();  // waits for A's insert to return
+    EXPECT_EQ(relay_a.Error(), "");
     EXPECT_EQ(State(*stack_), Expected(kEvents, 0));
 }
 

@@ -90,7 +90,8 @@ public:
     /// same, because a live relay holds its own key for its session's life.
     bool HeldByStranger(int owner);
     /// Moves `owner`'s records to this session's owner key, in one statement (of two relays adopting at once, one
-    /// gets them), and returns their rows in claim order. For a dead owner whose lock a stranger holds.
+    /// gets them), and returns their rows in claim order. Recovery adopts every dead owner's records after fencing
+    /// it, so that the rows it re-sends belong to this session (and to this session's fence) from then on.
     std::vector<PendingRow> Adopt(int owner);
     /// Every row of `owner`'s records, in claim order.
     std::vector<PendingRow> LoadOwner(int owner);
