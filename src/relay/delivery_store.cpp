@@ -383,11 +383,17 @@ std::vector<PendingRow> DeliveryStore::LoadOwner(int owner) {
 std::int64_t DeliveryStore::PruneEventIds(std::chrono::seconds window) {
     return Session()
         .Exec(
-            // Only ids whose outbox row is gone (migration 0011): a pending event stays registered, exactly
-            // idempotent and found by the status lookup, however long it waits.
+            // Only ids of delivered events: not pending in the outbox (migration 0011), not dead-lettered, and not
+            // in a delivery record. Records hold their rows in outbox order, so an id whose outbox row is at or
+            // above the lowest first id of any record is kept while records are in flight (one probe per record,
+            // never an unnest of their rows): conservative, and exact once they are acknowledged.
             "DELETE FROM eventlog.event_ids WHERE ctid = ANY (ARRAY(SELECT r.ctid FROM eventlog.event_ids r WHERE "
-            "r.accepted_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1::float8) AND NOT EXISTS "
-            "(SELECT 1 FROM eventlog.outbox o WHERE o.id = r.outbox_id) LIMIT 10000))",
+            "r.accepted_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1::float8) "
+            "AND NOT EXISTS (SELECT 1 FROM eventlog.outbox o WHERE o.id = r.outbox_id) "
+            "AND NOT EXISTS (SELECT 1 FROM eventlog.dead_letter l WHERE l.event_id = r.event_id) "
+            "AND (r.outbox_id IS NULL OR r.outbox_id < COALESCE((SELECT pg_catalog.min((d.events[1]).id) "
+            "FROM eventlog.delivery d), "
+            "9223372036854775807)) LIMIT 10000))",
             {std::to_string(window.count())})
         .AffectedRows();
 }

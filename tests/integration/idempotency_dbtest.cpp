@@ -247,5 +247,59 @@ TEST_F(IdempotencyWindowTest, AnIdPastTheWindowIsPrunedOnceDeliveredAndMayBeAcce
               "f");
 }
 
+class IdempotencyPruneTest : public IdempotencyTest {
+protected:
+    TestStack::Options StackOptions() override {
+        return {.overrides = {{"IDEMPOTENCY_WINDOW", "3600"},
+                              {"RELAY_MAX_ATTEMPTS", "2"},
+                              {"RELAY_BACKOFF_BASE_MS", "10"},
+                              {"RELAY_BACKOFF_CAP_MS", "50"}}};
+    }
+};
+
+// (issue 18, item 4) The registry forgot ids whose outbox row was gone although their event was not delivered: a
+// dead letter, or a delivery record in flight. Past the window, a retry of either was accepted again and stored
+// twice. Seen failing on the code before the fix: both ids were pruned and accepted ("t") again.
+TEST_F(IdempotencyPruneTest, AnIdThatIsDeadLetteredOrInFlightStaysRegisteredPastTheWindow) {
+    const std::string dead_id = "6f1c2a3e-0000-4000-8000-000000000011";
+    const std::string held_id = "6f1c2a3e-0000-4000-8000-000000000012";
+    stack_->Ch().Execute("ALTER TABLE " + stack_->ChTable() +
+                         " ADD COLUMN poison_check UInt8 MATERIALIZED throwIf(event_type = 'poison_event')");
+    stack_->Producer().Exec("SELECT eventlog.emit('PoisonEvent', '{}'::json, $1::uuid)", {dead_id});
+    EXPECT_EQ(stack_->Drain().dead_lettered, 1);
+    ASSERT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.dead_letter WHERE event_id = '" + dead_id + "'"), 1);
+
+    // An event held in flight by a live relay: a record whose owner's lock this test's session holds.
+    constexpr int kLiveOwner = 777;
+    stack_->Producer().Exec("SELECT eventlog.emit('held_event', '{}'::json, $1::uuid)", {held_id});
+    stack_->Pg().Exec("SELECT pg_advisory_lock(" + std::to_string(0x45564C47) + ", " + std::to_string(kLiveOwner) +
+                      ")");
+    stack_->Pg().Exec(
+        "WITH moved AS (DELETE FROM eventlog.outbox RETURNING *) INSERT INTO eventlog.delivery (batch_id, owner, "
+        "events) SELECT gen_random_uuid(), " +
+        std::to_string(kLiveOwner) + ", array_agg(ROW(m.*)::eventlog.pending_event ORDER BY m.id) FROM moved m");
+    ASSERT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.delivery"), 1);
+
+    stack_->Pg().Exec("UPDATE eventlog.event_ids SET accepted_at = now() - interval '2 hours'");
+    {
+        // A relay's recovery pass prunes the registry; the held record is a live relay's and is left alone.
+        testing::BackgroundRelay relay(stack_->Config(), false);
+        std::this_thread::sleep_for(milliseconds(1500));
+        relay.Stop();
+        EXPECT_EQ(relay.Error(), "");
+    }
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.event_ids"), 2);
+    EXPECT_EQ(EmitChecked(stack_->Producer(), dead_id, "{}"), "f");
+    EXPECT_EQ(EmitChecked(stack_->Producer(), held_id, "{}"), "f");
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 0) << "a retry was written";
+
+    // Released and delivered, the held id leaves the registry on a later pass; the dead letter's id stays.
+    stack_->Pg().Exec("SELECT pg_advisory_unlock_all()");
+    stack_->Drain();
+    stack_->Drain();
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.event_ids"), 1);
+    EXPECT_EQ(stack_->ChCount("SELECT count() FROM " + stack_->ChTable()), 1);
+}
+
 }  // namespace
 }  // namespace eventlog
