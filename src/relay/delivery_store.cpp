@@ -71,11 +71,12 @@ WITH picked AS MATERIALIZED (
     FROM claimed c GROUP BY c.batch_id
 ), summary AS (
     SELECT (SELECT pg_catalog.count(*) FROM picked) AS picked,
-           pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint AS xmin
+           pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint AS xmin,
+           (SELECT last_value FROM eventlog.outbox_id_seq) AS sequence
 )
 SELECT c.batch_id, c.event_id, c.event_type, (extract(epoch FROM c.event_date_time) * 1000000)::bigint,
        c.environment, c.event_context, c.metadata_version, c.trace_id, s.picked, c.id,
-       CASE WHEN c.id IS NOT NULL THEN pg_catalog.pg_current_xact_id()::text::bigint END, s.xmin,
+       CASE WHEN c.id IS NOT NULL THEN pg_catalog.pg_current_xact_id()::text::bigint END, s.xmin, s.sequence,
        (extract(epoch FROM c.enqueued_at) * 1000000)::bigint, c.span_id
 FROM summary s LEFT JOIN claimed c ON true ORDER BY c.id)sql";
 
@@ -242,7 +243,23 @@ std::vector<PendingRow> DeliveryStore::Claim(bool prefetch_next) {
     // The summary row alone (NULL batch id) when nothing was claimed.
     const bool empty = result.Rows() == 0 || result.IsNull(0, 0);
     const auto rows = empty ? std::int64_t{0} : static_cast<std::int64_t>(result.Rows());
-    if (result.Rows() > 0) AdvanceFloor(result, rows);
+    // Full: the row bound was reached, or the byte bound left picked rows behind.
+    const bool full = rows >= limit || (rows > 0 && result.GetInt(0, 8) > rows);
+    if (result.Rows() > 0) {
+        AdvanceFloor(result, rows, full);
+        // The outbox's sequence restarted below the floor (a restore, TRUNCATE ... RESTART IDENTITY): every new row
+        // is below it. The floor starts again from the head, here and for sessions that start later.
+        const std::int64_t sequence = result.GetInt(0, 12);
+        if (sequence < floor_) {
+            log::Warning("claim_floor_reset", {{"floor", floor_},
+                                               {"sequence", sequence},
+                                               {"reason", std::string("the outbox's id sequence is below the floor")}});
+            floor_ = 0;
+            floor_candidates_.clear();
+            published_floor_ = 0;
+            pending_floor_reset_ = true;
+        }
+    }
     last_claim_swept_ = started_claim_swept_;
     if (last_claim_swept_) {
         // A slow sweep spaces the next one out. The time measured may include the relay's own work while the
@@ -252,21 +269,31 @@ std::vector<PendingRow> DeliveryStore::Claim(bool prefetch_next) {
             std::clamp<std::chrono::steady_clock::duration>(kSweepCostFactor * took, kSweepInterval, kSweepIntervalMax);
         next_sweep_ = std::max(next_sweep_, claim_started_at_ + interval);
     }
-    // Full: the row bound was reached, or the byte bound left picked rows behind.
-    last_claim_full_ = rows >= limit || (rows > 0 && result.GetInt(0, 8) > rows);
+    last_claim_full_ = full;
     // The next claim starts before this one is decoded, so PostgreSQL claims while the relay decodes and inserts.
     if (prefetch_next && last_claim_full_) StartClaim();
     return Decode(result);
 }
 
-void DeliveryStore::AdvanceFloor(const pg::Result& r, std::int64_t claimed) {
+// A candidate (H, X) becomes the floor once this claim's snapshot is newer than every transaction older than X: the
+// rows those transactions wrote below H are visible to this claim. But this claim takes only the lowest of them
+// when it is full (its row or byte bound cut it): then it covered ids up to its highest claimed id only, and the
+// floor may move that far and no further; the candidate stays for the next claim. (Before, a full claim promoted the
+// floor to H, and the rows between its highest id and H, e.g. the rest of a 30,000-event transaction that
+// committed after a later small one was delivered, were left to the 5 s sweeps.)
+void DeliveryStore::AdvanceFloor(const pg::Result& r, std::int64_t claimed, bool full) {
     const std::int64_t xmin = r.GetInt(0, 11);
+    const int last = static_cast<int>(claimed) - 1;  // rows come in id order
+    const std::int64_t covered = full && claimed > 0 ? r.GetInt(last, 9) : INT64_MAX;
     while (!floor_candidates_.empty() && xmin > floor_candidates_.front().second) {
+        if (floor_candidates_.front().first > covered) {
+            floor_ = std::max(floor_, covered);
+            break;
+        }
         floor_ = std::max(floor_, floor_candidates_.front().first);
         floor_candidates_.pop_front();
     }
     if (claimed > 0) {
-        const int last = static_cast<int>(claimed) - 1;  // rows come in id order
         floor_candidates_.emplace_back(r.GetInt(last, 9), r.GetInt(last, 10));
         // Bounded: a transaction that never ends keeps them all waiting, and the oldest are the ones that matter.
         if (floor_candidates_.size() > 1024) floor_candidates_.pop_back();
@@ -307,7 +334,7 @@ std::vector<PendingRow> DeliveryStore::Decode(const pg::Result& r) const {
         e.event_context = MinifyTrustedJson(r.Get(i, 5));
         e.metadata_version = static_cast<std::uint64_t>(r.GetInt(i, 6));
         e.trace_id = std::string(r.Get(i, 7));
-        if (r.Columns() > 13) row.enqueued_us = r.GetInt(i, 12);  // claims only (recovered rows: unknown)
+        if (r.Columns() > 14) row.enqueued_us = r.GetInt(i, 13);  // claims only (recovered rows: unknown)
         // The last column of every shape; NULL in a record claimed before migration 0011.
         e.span_id = std::string(r.Get(i, r.Columns() - 1));
         rows.push_back(std::move(row));
@@ -332,6 +359,14 @@ void DeliveryStore::Acknowledge(const std::vector<Uuid>& batch_ids, const std::v
 // At most once a second, and only forward. setval() is not transactional: the value stands at once.
 void DeliveryStore::PublishFloor() {
     const auto now = std::chrono::steady_clock::now();
+    if (pending_floor_reset_) {
+        // Down, unconditionally: a session starting later must not begin above the restarted sequence.
+        Session().Exec("SELECT pg_catalog.setval('eventlog.relay_floor', $1::bigint)", {std::to_string(floor_)});
+        pending_floor_reset_ = false;
+        published_floor_ = floor_;
+        next_publish_ = now + std::chrono::seconds(1);
+        return;
+    }
     if (floor_ <= published_floor_ || now < next_publish_) return;
     Session().Exec(
         "SELECT pg_catalog.setval('eventlog.relay_floor', $1::bigint) "

@@ -115,7 +115,7 @@ private:
     pg::Connection& Session();
     void Unlock(int owner) noexcept;
     std::vector<PendingRow> Decode(const pg::Result& result) const;
-    void AdvanceFloor(const pg::Result& result, std::int64_t claimed);
+    void AdvanceFloor(const pg::Result& result, std::int64_t claimed, bool full);
     /// Writes the floor to eventlog.relay_floor for sessions that start later (at most once a second, only forward).
     void PublishFloor();
 
@@ -131,6 +131,7 @@ private:
     std::deque<std::pair<std::int64_t, std::int64_t>> floor_candidates_;  // (highest id claimed, claim's xid)
     std::chrono::steady_clock::time_point next_sweep_{};
     std::int64_t published_floor_{0};  // the floor this session last wrote to eventlog.relay_floor
+    bool pending_floor_reset_{false};  // the floor went down (the sequence restarted): publish it down too
     std::chrono::steady_clock::time_point next_publish_{};
     bool started_claim_swept_{false};  // the claim started last looks from floor 0
     std::chrono::steady_clock::time_point claim_started_at_{};
