@@ -207,6 +207,10 @@ SELECT 'CREATE ROLE eventlog LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHE
 ALTER ROLE eventlog WITH LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS PASSWORD '$app';
 SELECT format('CREATE ROLE %I NOLOGIN', r) FROM unnest(ARRAY['eventlog_producer', 'eventlog_relay', 'eventlog_admin']) r
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \gexec
+-- The local stack's one login runs the relay too: it must be a member of eventlog_relay, or other relays take its
+-- live batches for a dead relay's (docs/security.md, "Advisory locks held by strangers"); the relay refuses to start
+-- otherwise.
+GRANT eventlog_relay TO eventlog;
 SELECT 'CREATE DATABASE eventlog OWNER eventlog'
 WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'eventlog') \gexec
 SQL

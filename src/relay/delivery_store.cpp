@@ -108,7 +108,7 @@ INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, environ
                                   metadata_version, trace_id, enqueued_at, error, attempts, batch_id, span_id)
 SELECT e.event_id, e.event_type, e.event_date_time, e.environment, e.event_context, e.metadata_version, e.trace_id,
        e.enqueued_at, $3, $4, $1, COALESCE(e.span_id, '')
-FROM eventlog.delivery d, pg_catalog.unnest(d.events) e WHERE d.batch_id = $1 AND e.event_id = $2
+FROM eventlog.delivery d, pg_catalog.unnest(d.events) e WHERE d.batch_id = $1 AND d.owner = $5 AND e.event_id = $2
 ORDER BY e.id LIMIT 1
 ON CONFLICT (event_id) DO UPDATE SET error = EXCLUDED.error,
     attempts = eventlog.dead_letter.attempts + EXCLUDED.attempts, last_failed_at = pg_catalog.now(),
@@ -169,6 +169,21 @@ void DeliveryStore::Connect() {
             break;
         }
         pg_->Exec(fmt::format("SELECT pg_catalog.pg_advisory_unlock({}, {})", kOwnerLockClass, candidate));
+    }
+    // Other relays tell a live relay's lock from a stranger's by its role (kStrangerSql): a relay whose role is
+    // neither a member of eventlog_relay nor (without that role) a superuser would have its live batches fenced and
+    // adopted by the others every recovery pass. It refuses to run instead.
+    const auto member = pg_->Exec(
+        "SELECT current_user::text, CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = "
+        "'eventlog_relay') THEN pg_catalog.pg_has_role(current_user, 'eventlog_relay', 'MEMBER') ELSE "
+        "(SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) END");
+    if (member.Get(0, 1) != "t") {
+        const std::string role(member.Get(0, 0));
+        throw Error(ErrorKind::kFatal,
+                    "postgresql: the relay's role '" + role +
+                        "' is not a member of eventlog_relay, so other relays would take this relay's live batches "
+                        "for a dead relay's; run `GRANT eventlog_relay TO " + role +
+                        "` (or log in as a role that has it)");
     }
     pg_->Exec("LISTEN eventlog_outbox");
     // Let the server notice a vanished relay during a long statement instead of holding its row locks.
@@ -345,12 +360,22 @@ std::vector<PendingRow> DeliveryStore::Decode(const pg::Result& r) const {
 void DeliveryStore::Acknowledge(const std::vector<Uuid>& batch_ids, const std::vector<PendingRow>& dead) {
     auto& session = Session();
     pg::Transaction tx(session);
+    // Only records this session still owns: another relay that adopted one (docs/security.md) delivers or
+    // dead-letters its rows itself, after its own presence check.
+    const std::string owner = std::to_string(owner_);
     for (const auto& d : dead) {
-        tx.Exec(kDeadLetterSql,
-                {d.batch_id.ToString(), d.event.event_id.ToString(),
-                 d.error.empty() ? std::string("rejected") : d.error, std::to_string(std::max(d.attempts, 1))});
+        tx.Exec(kDeadLetterSql, {d.batch_id.ToString(), d.event.event_id.ToString(),
+                                 d.error.empty() ? std::string("rejected") : d.error,
+                                 std::to_string(std::max(d.attempts, 1)), owner});
     }
-    tx.Exec("DELETE FROM eventlog.delivery WHERE batch_id = ANY($1::uuid[])", {UuidArray(batch_ids)});
+    const auto deleted = tx.Exec("DELETE FROM eventlog.delivery WHERE batch_id = ANY($1::uuid[]) AND owner = $2",
+                                 {UuidArray(batch_ids), owner})
+                             .AffectedRows();
+    if (deleted < static_cast<std::int64_t>(batch_ids.size())) {
+        log::Warning("records_taken_over", {{"records", static_cast<std::int64_t>(batch_ids.size())},
+                                            {"still_ours", deleted},
+                                            {"hint", std::string("another relay adopted them; it finishes them")}});
+    }
     FaultPoint("during_ack");
     tx.Commit();
     PublishFloor();

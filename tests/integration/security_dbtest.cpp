@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "relay/detail/delivery_store.hpp"
 #include "support/test_env.hpp"
 
 namespace eventlog {
@@ -252,6 +253,57 @@ TEST_F(SecurityTest, AStrangerHoldingADeadRelaysLockDoesNotBlockItsRecovery) {
                         "pg_backend_pid()")
                   .GetInt(0, 0),
               1);
+}
+
+// (issue 18, item 8) Two relays whose role is outside eventlog_relay took each other's live batches for a dead
+// relay's: each fenced the other's stage and adopted its records every pass, and an acknowledgement deleted records
+// by batch id whoever owned them by then, so a poison row adopted between the two was lost. Seen failing before the
+// fix: such a relay ran (no error), and the acknowledgement below deleted the other owner's record.
+TEST_F(SecurityTest, ARelayOutsideTheRelayRoleRefusesToStartAndNoRelayDeletesAnotherOwnersRecord) {
+    const std::string outsider = MakeLogin("outsider_relay", "");
+    // Every privilege of the relay, granted directly instead of through eventlog_relay.
+    stack_->Pg().Exec("GRANT USAGE ON SCHEMA eventlog TO " + outsider);
+    stack_->Pg().Exec("GRANT SELECT, DELETE, UPDATE ON eventlog.outbox TO " + outsider);
+    stack_->Pg().Exec("GRANT SELECT, INSERT, DELETE, UPDATE ON eventlog.delivery TO " + outsider);
+    stack_->Pg().Exec("GRANT SELECT, INSERT, UPDATE ON eventlog.dead_letter TO " + outsider);
+    stack_->Pg().Exec("GRANT SELECT ON eventlog.relay_identity, eventlog.limits TO " + outsider);
+    for (int i = 0; i < 5; ++i) EmitOne(R"({"i":)" + std::to_string(i) + "}");
+    relay::Relay relay(ConfigAs(outsider));
+    try {
+        relay.Run({.drain = true});
+        ADD_FAILURE() << "a relay outside eventlog_relay ran";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.Kind(), ErrorKind::kFatal);
+        EXPECT_THAT(e.what(), HasSubstr("'" + outsider + "' is not a member of eventlog_relay"));
+        EXPECT_THAT(e.what(), HasSubstr("GRANT eventlog_relay TO " + outsider));
+    }
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 5) << "it claimed before refusing";
+
+    // A record of another, live owner (its lock held here): a session acknowledging it by batch id deletes nothing
+    // and writes no dead letter for its rows.
+    stack_->Pg().Exec("SELECT pg_advisory_lock(1163283527, 4244)");
+    const std::string batch(stack_->Pg()
+                                .Exec("WITH m AS (DELETE FROM eventlog.outbox RETURNING *) INSERT INTO eventlog.delivery "
+                                      "(batch_id, owner, events) SELECT gen_random_uuid(), 4244, "
+                                      "array_agg(ROW(m.*)::eventlog.pending_event ORDER BY m.id) FROM m "
+                                      "RETURNING batch_id::text")
+                                .Get(0, 0));
+    const std::string first_id(
+        stack_->Pg().Exec("SELECT (events[1]).event_id::text FROM eventlog.delivery WHERE batch_id = $1", {batch})
+            .Get(0, 0));
+    const Config config = stack_->Config();
+    relay::detail::DeliveryStore store(config);
+    store.Connect();
+    relay::detail::PendingRow dead;
+    dead.batch_id = Uuid::Parse(batch).value();
+    dead.event.event_id = Uuid::Parse(first_id).value();
+    dead.error = "rejected";
+    store.Acknowledge({dead.batch_id}, {dead});
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.delivery WHERE owner = 4244"), 1);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.dead_letter"), 0);
+    stack_->Pg().Exec("SELECT pg_advisory_unlock_all()");
+    EXPECT_EQ(stack_->Drain().delivered, 5);
+    EXPECT_EQ(stack_->ChQuery("SELECT count(), uniqExact(event_id) FROM " + stack_->ChTable()), "5\t5\n");
 }
 
 TEST_F(SecurityTest, AnEventOverTheLimitsIsRefusedByEmitAndDeadLetteredIfItGotIn) {
