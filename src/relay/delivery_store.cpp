@@ -195,12 +195,38 @@ void DeliveryStore::Connect() {
     if (id.Rows() != 1) throw ConfigError("postgresql: eventlog.relay_identity has no row; run `eventlog migrate`");
     outbox_id_ = std::string(id.Get(0, 0).substr(0, 16));
     limits_ = outbox::ReadLimits(*pg_);
+    suspect_for_ = ReadTimeline();
     // The new session starts at the highest floor published (migration 0009), not at the head: the first claim
     // would otherwise walk every dead index entry a held snapshot keeps. Rows that came back below it (a failover
     // that lost commits, a restore) are found by the first sweep, one interval later.
     floor_ = pg_->Exec("SELECT last_value FROM eventlog.relay_floor").GetInt(0, 0);
     published_floor_ = floor_;
     next_sweep_ = std::chrono::steady_clock::now() + kSweepInterval;
+}
+
+// The server's timeline changes at every promotion and point-in-time restore: a session that finds another one than
+// the relays recorded opens the presence window for every relay (migration 0012). Returns how long it stays open.
+std::chrono::milliseconds DeliveryStore::ReadTimeline() {
+    const auto now = pg_->Exec(
+        "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL ELSE "
+        "pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8) END");
+    if (now.IsNull(0, 0)) return std::chrono::milliseconds(0);  // a standby: the first claim fails and reconnects
+    const std::string timeline(now.Get(0, 0));
+    const auto r = pg_->Exec(
+        "INSERT INTO eventlog.relay_timeline AS t (only_row, timeline) VALUES (true, $1) "
+        "ON CONFLICT (only_row) DO UPDATE SET timeline = EXCLUDED.timeline, suspect_until = CASE WHEN t.timeline <> "
+        "EXCLUDED.timeline THEN pg_catalog.now() + pg_catalog.make_interval(secs => $2::float8) ELSE t.suspect_until "
+        "END RETURNING (t.timeline = $1)::text, GREATEST(0, extract(epoch FROM (t.suspect_until - "
+        "pg_catalog.clock_timestamp())) * 1000)::bigint",
+        {timeline, std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kSuspectWindow).count())});
+    const std::int64_t ms = r.GetInt(0, 1);
+    if (ms > 0) {
+        log::Warning("presence_window_open", {{"timeline", timeline},
+                                              {"remaining_ms", ms},
+                                              {"reason", std::string("the server's timeline changed (a failover or a "
+                                                                     "restore): claims are checked for presence")}});
+    }
+    return std::chrono::milliseconds(ms);
 }
 
 bool DeliveryStore::Healthy() const noexcept { return pg_.has_value() && pg_->Healthy(); }

@@ -113,10 +113,7 @@ private:
 
 /// How often an idle relay looks for records and stages left by dead relays.
 constexpr milliseconds kRecoveryInterval{5000};
-/// After a session was lost, claims are checked for presence before their first insert for this long: under
-/// asynchronous replication a failover can lose a claim's commit, and its rows come back to the outbox although
-/// they were delivered (docs/delivery.md, "Failover").
-constexpr milliseconds kSuspectWindow{60'000};
+using detail::kSuspectWindow;
 
 /// Links per claim span to producers' spans; OpenTelemetry SDKs' default span link limit.
 constexpr std::size_t kMaxSpanLinks = 128;
@@ -341,6 +338,10 @@ void Relay::Impl::Connect(bool after_loss) {
     connected_ = true;
     healthy_session_.store(true);
     if (after_loss) suspect_until_ = Clock::now() + kSuspectWindow;
+    // The durable window (a failover this process did not see: it started afterwards). Recovery, which runs before
+    // the first claim, has fenced every stage whose owner's lock is free by then, so no insert of a session from
+    // before the failover can land after a presence check.
+    suspect_until_ = std::max(suspect_until_, Clock::now() + store_.SuspectFor());
     log::Info("relay_connected", {{"postgres", config_.postgres.Redacted()},
                                   {"clickhouse", config_.clickhouse.Redacted()},
                                   {"owner", static_cast<std::int64_t>(store_.Owner())},

@@ -313,7 +313,8 @@ protected:
     /// first stopped (SIGSTOP) until a backlog has built up and reached the standby; then node `dead`'s WAL sender
     /// is stopped and the relay continued for 700 ms before the kill: it claims and delivers that backlog, and
     /// none of its claims reaches the standby, so the rows it delivered are pending again on the new primary.
-    void FailOver(std::size_t dead, std::size_t next, Child* lose_claims = nullptr) {
+    /// With `kill_relay`, that relay is killed (kill -9) after the primary and before the promotion.
+    void FailOver(std::size_t dead, std::size_t next, Child* lose_claims = nullptr, bool kill_relay = false) {
         auto& w = *world_;
         const auto rows = w.ChRows();
         const auto committed = Committed();
@@ -344,6 +345,7 @@ protected:
         MustShell(fmt::format("'{}' kill-pg '{}'", StackScript(), nodes_[dead].dir));
         ++w.Counts()["primary_kill9"];
         std::this_thread::sleep_for(500ms);  // producers and relay fail and retry against a dead primary and a standby
+        if (kill_relay && lose_claims != nullptr) w.KillRelay(*lose_claims);
         MustShell(fmt::format("'{}' promote-pg '{}'", StackScript(), nodes_[next].dir));
         w.Note(fmt::format("node{} promoted", next));
         const auto before = Committed();
@@ -376,6 +378,65 @@ protected:
         w.Note(fmt::format("drained; {} committed, {} in doubt, {} rolled back", produced.committed.size(),
                            produced.in_doubt.size(), produced.rolled_back.size()));
         return produced;
+    }
+
+    /// The asynchronous failover's outcome: claims delivered and then lost with the old primary were found in
+    /// ClickHouse by the relay whose log is `relay_log` (not sent again), no event is in ClickHouse twice, no
+    /// rolled-back one is there, and every committed event missing from ClickHouse is one the new primary lacks too.
+    void CheckLostClaims(const ProducedEvents& produced, const std::string& relay_log) {
+        auto& w = *world_;
+    ASSERT_GT(produced.committed.size(), 3'000u);
+        // The dangerous interleaving happened: claims the relay had delivered were lost with the old primary, their rows
+        // were pending again on the new one, and the relay found them in ClickHouse instead of sending them twice.
+        const auto log = ParseLog(relay_log);
+        std::int64_t found_present = 0;
+        for (const auto& l : Select(log, "batch_reconciled")) found_present += l.IntField("already_in_clickhouse");
+        EXPECT_GT(found_present, 0) << "no delivered claim was lost in the failover: the test did not walk its case";
+        w.Counts()["events_found_in_clickhouse_after_failover"] = static_cast<int>(found_present);
+
+        // What the new primary knows: every id its registry took (a committed producer transaction it received).
+        auto pg = Retrying([&] { return OpenPg(w.Dsn()); });
+        std::unordered_set<std::string> known;
+        const auto r = pg.Exec("SELECT event_id::text FROM eventlog.event_ids");
+        for (int i = 0; i < r.Rows(); ++i) known.emplace(r.Get(i, 0));
+        EXPECT_EQ(pg.Exec("SELECT count(*) FROM eventlog.dead_letter").GetInt(0, 0), 0);
+
+        auto ch = OpenCh(w.Srv().ch_url, w.Name(), 60s);
+        std::unordered_map<std::string, int> seen;
+        for (auto& id : SplitLines(Retrying([&] {
+                 return ch.Query(fmt::format("SELECT toString(event_id) FROM {} FORMAT TabSeparated", w.Table()));
+             }))) {
+            ++seen[id];
+        }
+        std::vector<std::string> duplicated, phantom, lost_by_relay, unexpected;
+        std::int64_t lost_by_failover = 0;
+        const std::unordered_set<std::string> rolled(produced.rolled_back.begin(), produced.rolled_back.end());
+        std::unordered_set<std::string> attempted(produced.committed.begin(), produced.committed.end());
+        attempted.insert(produced.in_doubt.begin(), produced.in_doubt.end());
+        for (const auto& [id, n] : seen) {
+            if (n > 1) duplicated.push_back(id);
+            if (rolled.count(id)) phantom.push_back(id);
+            if (!attempted.count(id)) unexpected.push_back(id);
+        }
+        for (const auto& id : produced.committed) {
+            if (seen.count(id)) continue;
+            if (known.count(id)) {
+                lost_by_relay.push_back(id);  // the new primary has it, the relay did not deliver it
+            } else {
+                ++lost_by_failover;  // committed on the old primary, never replicated: asynchronous replication's loss
+            }
+        }
+        w.Counts()["events_committed"] = static_cast<int>(produced.committed.size());
+        w.Counts()["events_lost_by_async_replication"] = static_cast<int>(lost_by_failover);
+        w.Counts()["clickhouse_rows"] = static_cast<int>(seen.size());
+        EXPECT_TRUE(duplicated.empty()) << duplicated.size() << " events are in ClickHouse more than once, e.g. "
+                                        << duplicated.front() << "\n"
+                                        << w.Timeline();
+        EXPECT_TRUE(phantom.empty()) << phantom.size() << " rolled-back events in ClickHouse";
+        EXPECT_TRUE(unexpected.empty()) << unexpected.size() << " unknown event ids in ClickHouse";
+        EXPECT_TRUE(lost_by_relay.empty()) << lost_by_relay.size()
+                                           << " events the new primary has are missing from ClickHouse, e.g. "
+                                           << lost_by_relay.front();
     }
 
     std::unique_ptr<World> world_;
@@ -428,63 +489,30 @@ TEST_F(Failover, WithAnAsynchronousStandbyNothingIsDuplicatedAndOnlyWhatTheNewPr
     ASSERT_NO_FATAL_FAILURE(AddStandby(0, /*synchronous=*/false));
     ASSERT_NO_FATAL_FAILURE(MakeWorld());
     ASSERT_NO_FATAL_FAILURE(WaitCaughtUp(0, 1));
-    auto& w = *world_;
     StartProducers(3);
-    Child& relay = w.StartRelay();
+    Child& relay = world_->StartRelay();
     ASSERT_NO_FATAL_FAILURE(FailOver(0, 1, /*lose_claims=*/&relay));
     const auto produced = Finish(relay);
-    ASSERT_GT(produced.committed.size(), 3'000u);
-    // The dangerous interleaving happened: claims the relay had delivered were lost with the old primary, their rows
-    // were pending again on the new one, and the relay found them in ClickHouse instead of sending them twice.
-    const auto log = ParseLog(relay.LogPath());
-    std::int64_t found_present = 0;
-    for (const auto& l : Select(log, "batch_reconciled")) found_present += l.IntField("already_in_clickhouse");
-    EXPECT_GT(found_present, 0) << "no delivered claim was lost in the failover: the test did not walk its case";
-    w.Counts()["events_found_in_clickhouse_after_failover"] = static_cast<int>(found_present);
+    ASSERT_NO_FATAL_FAILURE(CheckLostClaims(produced, relay.LogPath()));
+}
 
-    // What the new primary knows: every id its registry took (a committed producer transaction it received).
-    auto pg = Retrying([&] { return OpenPg(w.Dsn()); });
-    std::unordered_set<std::string> known;
-    const auto r = pg.Exec("SELECT event_id::text FROM eventlog.event_ids");
-    for (int i = 0; i < r.Rows(); ++i) known.emplace(r.Get(i, 0));
-    EXPECT_EQ(pg.Exec("SELECT count(*) FROM eventlog.dead_letter").GetInt(0, 0), 0);
-
-    auto ch = OpenCh(w.Srv().ch_url, w.Name(), 60s);
-    std::unordered_map<std::string, int> seen;
-    for (auto& id : SplitLines(Retrying([&] {
-             return ch.Query(fmt::format("SELECT toString(event_id) FROM {} FORMAT TabSeparated", w.Table()));
-         }))) {
-        ++seen[id];
-    }
-    std::vector<std::string> duplicated, phantom, lost_by_relay, unexpected;
-    std::int64_t lost_by_failover = 0;
-    const std::unordered_set<std::string> rolled(produced.rolled_back.begin(), produced.rolled_back.end());
-    std::unordered_set<std::string> attempted(produced.committed.begin(), produced.committed.end());
-    attempted.insert(produced.in_doubt.begin(), produced.in_doubt.end());
-    for (const auto& [id, n] : seen) {
-        if (n > 1) duplicated.push_back(id);
-        if (rolled.count(id)) phantom.push_back(id);
-        if (!attempted.count(id)) unexpected.push_back(id);
-    }
-    for (const auto& id : produced.committed) {
-        if (seen.count(id)) continue;
-        if (known.count(id)) {
-            lost_by_relay.push_back(id);  // the new primary has it, the relay did not deliver it
-        } else {
-            ++lost_by_failover;  // committed on the old primary, never replicated: asynchronous replication's loss
-        }
-    }
-    w.Counts()["events_committed"] = static_cast<int>(produced.committed.size());
-    w.Counts()["events_lost_by_async_replication"] = static_cast<int>(lost_by_failover);
-    w.Counts()["clickhouse_rows"] = static_cast<int>(seen.size());
-    EXPECT_TRUE(duplicated.empty()) << duplicated.size() << " events are in ClickHouse more than once, e.g. "
-                                    << duplicated.front() << "\n"
-                                    << w.Timeline();
-    EXPECT_TRUE(phantom.empty()) << phantom.size() << " rolled-back events in ClickHouse";
-    EXPECT_TRUE(unexpected.empty()) << unexpected.size() << " unknown event ids in ClickHouse";
-    EXPECT_TRUE(lost_by_relay.empty()) << lost_by_relay.size()
-                                       << " events the new primary has are missing from ClickHouse, e.g. "
-                                       << lost_by_relay.front();
+// (issue 18, item 3) The same lost claims, but the relay that saw the failover is gone (kill -9 before the
+// promotion) and a new relay process starts on the promoted node: it has no memory of a lost session. The window is
+// durable (the server's timeline changed: migration 0012), so it checks its claims all the same. Seen failing with
+// the durable window disabled: the new relay sent the lost claims' rows again.
+TEST_F(Failover, ARelayStartedAfterAnAsynchronousFailoverDuplicatesNothing) {
+    ASSERT_NO_FATAL_FAILURE(StartPrimary());
+    ASSERT_NO_FATAL_FAILURE(AddStandby(0, /*synchronous=*/false));
+    ASSERT_NO_FATAL_FAILURE(MakeWorld());
+    ASSERT_NO_FATAL_FAILURE(WaitCaughtUp(0, 1));
+    StartProducers(3);
+    Child& first = world_->StartRelay();
+    ASSERT_NO_FATAL_FAILURE(FailOver(0, 1, /*lose_claims=*/&first, /*kill_relay=*/true));
+    Child& second = world_->StartRelay();
+    const auto produced = Finish(second);
+    ASSERT_NO_FATAL_FAILURE(CheckLostClaims(produced, second.LogPath()));
+    const auto log = ParseLog(second.LogPath());
+    EXPECT_FALSE(Select(log, "presence_window_open").empty()) << "the new relay did not open the durable window";
 }
 
 }  // namespace

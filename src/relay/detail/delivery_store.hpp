@@ -17,6 +17,11 @@ namespace eventlog::relay::detail {
 
 class DeliveryStore;
 
+/// After a failover (or any lost session) claims are checked for presence before their first insert for this long:
+/// under asynchronous replication a failover can lose a claim's commit, and its rows come back to the outbox although
+/// they were delivered (docs/delivery.md, "Failover").
+constexpr std::chrono::milliseconds kSuspectWindow{60'000};
+
 /// A session-level advisory lock on a relay owner key, held by this store's session. Move-only; the destructor
 /// releases it (when the session is still alive: a lost session has released it already). Must not outlive the
 /// store.
@@ -59,6 +64,9 @@ public:
     void CheckSession();
     /// An identifier of this outbox shared by every relay of it (eventlog.relay_identity), 16 hex characters.
     const std::string& OutboxId() const noexcept { return outbox_id_; }
+    /// How long from the session's start its claims must be checked for presence because the server's timeline
+    /// changed since relays last recorded it (a failover, a restore); 0 normally. Durable: every relay sees it.
+    std::chrono::milliseconds SuspectFor() const noexcept { return suspect_for_; }
     /// eventlog.limits as read when the session opened.
     const outbox::Limits& Limits() const noexcept { return limits_; }
 
@@ -114,6 +122,7 @@ private:
     friend class OwnerLock;
     pg::Connection& Session();
     void Unlock(int owner) noexcept;
+    std::chrono::milliseconds ReadTimeline();
     std::vector<PendingRow> Decode(const pg::Result& result) const;
     void AdvanceFloor(const pg::Result& result, std::int64_t claimed, bool full);
     /// Writes the floor to eventlog.relay_floor for sessions that start later (at most once a second, only forward).
@@ -124,6 +133,7 @@ private:
     int owner_{0};
     std::string outbox_id_;
     outbox::Limits limits_;
+    std::chrono::milliseconds suspect_for_{0};
     bool claim_in_flight_{false};
     std::optional<pg::Result> prefetched_;  // a started claim's result, received but not decoded
     bool last_claim_full_{false};
