@@ -14,11 +14,11 @@ namespace {
 /// A piece of the work list: rows not yet confirmed in ClickHouse.
 struct Chunk {
     std::vector<PendingRow> rows;
-    bool reconcile{false};  ///< Ask ClickHouse which rows landed before sending.
-    bool split{false};      ///< After reconciling, send each half on its own.
+    bool reconcile{false};    ///< Ask ClickHouse which rows landed before sending.
+    bool split{false};        ///< After reconciling, send each half on its own.
     bool dead_letter{false};  ///< After reconciling, the rows still missing go to the dead letters.
-    int failures{0};        ///< Consecutive failed attempts of this chunk.
-    std::string error;      ///< The last failure's text (for a dead letter).
+    int failures{0};          ///< Consecutive failed attempts of this chunk.
+    std::string error;        ///< The last failure's text (for a dead letter).
 };
 
 /// Moves rows [from, to) of `rows` into a new chunk.

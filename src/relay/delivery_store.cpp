@@ -182,8 +182,8 @@ void DeliveryStore::Connect() {
         throw Error(ErrorKind::kFatal,
                     "postgresql: the relay's role '" + role +
                         "' is not a member of eventlog_relay, so other relays would take this relay's live batches "
-                        "for a dead relay's; run `GRANT eventlog_relay TO " + role +
-                        "` (or log in as a role that has it)");
+                        "for a dead relay's; run `GRANT eventlog_relay TO " +
+                        role + "` (or log in as a role that has it)");
     }
     pg_->Exec("LISTEN eventlog_outbox");
     // Let the server notice a vanished relay during a long statement instead of holding its row locks.
@@ -390,9 +390,9 @@ void DeliveryStore::Acknowledge(const std::vector<Uuid>& batch_ids, const std::v
     // dead-letters its rows itself, after its own presence check.
     const std::string owner = std::to_string(owner_);
     for (const auto& d : dead) {
-        tx.Exec(kDeadLetterSql, {d.batch_id.ToString(), d.event.event_id.ToString(),
-                                 d.error.empty() ? std::string("rejected") : d.error,
-                                 std::to_string(std::max(d.attempts, 1)), owner});
+        tx.Exec(kDeadLetterSql,
+                {d.batch_id.ToString(), d.event.event_id.ToString(),
+                 d.error.empty() ? std::string("rejected") : d.error, std::to_string(std::max(d.attempts, 1)), owner});
     }
     const auto deleted = tx.Exec("DELETE FROM eventlog.delivery WHERE batch_id = ANY($1::uuid[]) AND owner = $2",
                                  {UuidArray(batch_ids), owner})

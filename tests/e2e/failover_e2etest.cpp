@@ -385,9 +385,9 @@ protected:
     /// rolled-back one is there, and every committed event missing from ClickHouse is one the new primary lacks too.
     void CheckLostClaims(const ProducedEvents& produced, const std::string& relay_log) {
         auto& w = *world_;
-    ASSERT_GT(produced.committed.size(), 3'000u);
-        // The dangerous interleaving happened: claims the relay had delivered were lost with the old primary, their rows
-        // were pending again on the new one, and the relay found them in ClickHouse instead of sending them twice.
+        ASSERT_GT(produced.committed.size(), 3'000u);
+        // The dangerous interleaving happened: claims the relay had delivered were lost with the old primary, their
+        // rows were pending again on the new one, and the relay found them in ClickHouse instead of sending them twice.
         const auto log = ParseLog(relay_log);
         std::int64_t found_present = 0;
         for (const auto& l : Select(log, "batch_reconciled")) found_present += l.IntField("already_in_clickhouse");
@@ -434,9 +434,9 @@ protected:
                                         << w.Timeline();
         EXPECT_TRUE(phantom.empty()) << phantom.size() << " rolled-back events in ClickHouse";
         EXPECT_TRUE(unexpected.empty()) << unexpected.size() << " unknown event ids in ClickHouse";
-        EXPECT_TRUE(lost_by_relay.empty()) << lost_by_relay.size()
-                                           << " events the new primary has are missing from ClickHouse, e.g. "
-                                           << lost_by_relay.front();
+        EXPECT_TRUE(lost_by_relay.empty())
+            << lost_by_relay.size() << " events the new primary has are missing from ClickHouse, e.g. "
+            << lost_by_relay.front();
     }
 
     std::unique_ptr<World> world_;

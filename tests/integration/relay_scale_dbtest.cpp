@@ -489,8 +489,9 @@ TEST_F(RelayScaleTest, AProxyRefusingEveryRequestForFifteenSecondsDeadLettersNot
     ASSERT_TRUE(testing::WaitUntil(
         [&] {
             return admin
-                       .Exec("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
-                             "application_name = 'eventlog-relay'")
+                       .Exec(
+                           "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+                           "application_name = 'eventlog-relay'")
                        .GetInt(0, 0) == 1;
         },
         seconds(10)));
@@ -522,8 +523,8 @@ TEST_F(RelayScaleTest, AProxyRefusingEveryRequestForFifteenSecondsDeadLettersNot
         worst = std::max(worst, j - i + 1);
     }
     std::cout << "refused requests: " << refused.size() << " in "
-              << std::chrono::duration_cast<milliseconds>(refused.back() - refusing_since).count()
-              << " ms, at most " << worst << " in one second\n";
+              << std::chrono::duration_cast<milliseconds>(refused.back() - refusing_since).count() << " ms, at most "
+              << worst << " in one second\n";
     EXPECT_LE(worst, 10u);
     EXPECT_EQ(State(*stack_), Expected(kEvents, 0));
 }
@@ -534,12 +535,12 @@ TEST_F(RelayScaleTest, ARecoveryWhoseUploadIsCutOffIsNotSentTwiceByTheNextRecove
     for (int i = 0; i < kEvents; ++i) events.push_back(MakeEvent("recovered_event", Context(i, 700)));
     EmitAll(stack_->Pg(), std::move(events));
     LeaveBatchOfDeadRelay(*stack_);
-    ASSERT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.delivery WHERE owner = " + std::to_string(kDeadOwner)),
-              1);
+    ASSERT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.delivery WHERE owner = " + std::to_string(kDeadOwner)), 1);
 
     const auto& ch = stack_->Config().clickhouse;
     testing::ThrottleProxy proxy(ch.host, ch.port, 50 * 1024);  // ~0.8 MB: ~16 s of upload
-    const Config config_a = stack_->ConfigWith({{"CLICKHOUSE_URI", proxy.Url()}, {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "60"}});
+    const Config config_a =
+        stack_->ConfigWith({{"CLICKHOUSE_URI", proxy.Url()}, {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "60"}});
     auto admin = stack_->OpenPg();
     const std::string relays_sql =
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'eventlog-relay'";

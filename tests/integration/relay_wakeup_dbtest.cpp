@@ -128,8 +128,8 @@ TEST_F(RelayWakeupTest, ARowBelowTheFloorIsDeliveredByTheSweep) {
     ASSERT_TRUE(
         WaitUntil([&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) == 55; }, seconds(20)));
     // The premise: the floor is above the row written next (published by the relay after its acknowledgements).
-    ASSERT_TRUE(WaitUntil([&] { return stack_->PgCount("SELECT last_value FROM eventlog.relay_floor") > 3; },
-                          seconds(10)))
+    ASSERT_TRUE(
+        WaitUntil([&] { return stack_->PgCount("SELECT last_value FROM eventlog.relay_floor") > 3; }, seconds(10)))
         << "the floor never passed id 3: this test would not walk the sweep";
     // A row with an id far below the floor, as a restore would write it.
     const auto id = stack_->Pg().Exec(
@@ -199,9 +199,8 @@ TEST_F(RelayWakeupTest, TheRestOfABigTransactionThatCommittedLateIsNotLeftToTheS
     std::this_thread::sleep_for(milliseconds(300));  // more claims: the later event's candidate waits on `big`
     big.Commit();
     const auto committed = Clock::now();
-    const bool all = WaitUntil(
-        [&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) == kBig + 1; }, seconds(30),
-        milliseconds(20));
+    const bool all = WaitUntil([&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) == kBig + 1; },
+                               seconds(30), milliseconds(20));
     const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - committed).count();
     std::cout << "30,000 events visible " << took << " ms after their commit\n";
     EXPECT_TRUE(all);
@@ -226,8 +225,8 @@ TEST_F(RelayWakeupTest, AFloorAboveARestartedSequenceComesDown) {
         },
         seconds(15), milliseconds(200)))
         << "the premise: the floor passed 1,000,000";
-    ASSERT_TRUE(WaitUntil([&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) == before; },
-                          seconds(10)));
+    ASSERT_TRUE(
+        WaitUntil([&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) == before; }, seconds(10)));
     stack_->Pg().Exec("ALTER SEQUENCE eventlog.outbox_id_seq RESTART");  // as TRUNCATE ... RESTART IDENTITY does
     std::vector<Event> events(kEvents);
     for (int i = 0; i < kEvents; ++i) {
@@ -241,9 +240,9 @@ TEST_F(RelayWakeupTest, AFloorAboveARestartedSequenceComesDown) {
     }
     const auto committed = Clock::now();
     ASSERT_EQ(stack_->PgCount("SELECT max(id) FROM eventlog.outbox"), kEvents) << "the premise: ids below the floor";
-    const bool all = WaitUntil(
-        [&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) == kEvents + before; }, seconds(60),
-        milliseconds(20));
+    const bool all =
+        WaitUntil([&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) == kEvents + before; },
+                  seconds(60), milliseconds(20));
     const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - committed).count();
     std::cout << "50,000 events below the old floor visible " << took << " ms after their commit\n";
     EXPECT_TRUE(all);

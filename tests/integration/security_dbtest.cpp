@@ -282,14 +282,16 @@ TEST_F(SecurityTest, ARelayOutsideTheRelayRoleRefusesToStartAndNoRelayDeletesAno
     // A record of another, live owner (its lock held here): a session acknowledging it by batch id deletes nothing
     // and writes no dead letter for its rows.
     stack_->Pg().Exec("SELECT pg_advisory_lock(1163283527, 4244)");
-    const std::string batch(stack_->Pg()
-                                .Exec("WITH m AS (DELETE FROM eventlog.outbox RETURNING *) INSERT INTO eventlog.delivery "
-                                      "(batch_id, owner, events) SELECT gen_random_uuid(), 4244, "
-                                      "array_agg(ROW(m.*)::eventlog.pending_event ORDER BY m.id) FROM m "
-                                      "RETURNING batch_id::text")
-                                .Get(0, 0));
+    const std::string batch(
+        stack_->Pg()
+            .Exec("WITH m AS (DELETE FROM eventlog.outbox RETURNING *) INSERT INTO eventlog.delivery "
+                  "(batch_id, owner, events) SELECT gen_random_uuid(), 4244, "
+                  "array_agg(ROW(m.*)::eventlog.pending_event ORDER BY m.id) FROM m "
+                  "RETURNING batch_id::text")
+            .Get(0, 0));
     const std::string first_id(
-        stack_->Pg().Exec("SELECT (events[1]).event_id::text FROM eventlog.delivery WHERE batch_id = $1", {batch})
+        stack_->Pg()
+            .Exec("SELECT (events[1]).event_id::text FROM eventlog.delivery WHERE batch_id = $1", {batch})
             .Get(0, 0));
     const Config config = stack_->Config();
     relay::detail::DeliveryStore store(config);

@@ -97,8 +97,8 @@ private:
     std::atomic<std::uint64_t> bytes_down_{0};
     std::atomic<int> refuse_status_{0};
     std::vector<std::chrono::steady_clock::time_point> refused_at_;  // guarded by mutex_
-    mutable std::mutex mutex_;                            // guards connections_ and refused_at_
-    std::list<std::unique_ptr<Connection>> connections_;  // live and finished-but-unjoined connections
+    mutable std::mutex mutex_;                                       // guards connections_ and refused_at_
+    std::list<std::unique_ptr<Connection>> connections_;             // live and finished-but-unjoined connections
     std::thread acceptor_;
 };
 

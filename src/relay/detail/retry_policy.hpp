@@ -22,7 +22,7 @@ const char* ToString(Action action) noexcept;
 
 /// Why an attempt failed, as far as the rows are concerned.
 enum class Cause {
-    kClassified,  ///< ClickHouse answered with a code this library classifies, or nothing reached the server.
+    kClassified,   ///< ClickHouse answered with a code this library classifies, or nothing reached the server.
     kUnknownCode,  ///< ClickHouse answered with a code nobody classified: maybe about the rows, maybe not.
     kRefused,      ///< An HTTP status without a ClickHouse code (a proxy's 429 or 4xx): the request was refused
                    ///< before ClickHouse read it; says nothing about the rows and wrote nothing.
@@ -31,11 +31,11 @@ enum class Cause {
 
 /// The sender's situation when an attempt failed.
 struct SendState {
-    std::size_t rows{0};         ///< Rows in the failing chunk.
-    int failures{0};             ///< Earlier consecutive failures of this chunk.
-    int row_attempts{0};         ///< For a single row: its earlier rejections.
-    int max_attempts{5};         ///< RELAY_MAX_ATTEMPTS.
-    bool session_lost{false};    ///< Our PostgreSQL session (and with it the batch's ownership) is gone.
+    std::size_t rows{0};       ///< Rows in the failing chunk.
+    int failures{0};           ///< Earlier consecutive failures of this chunk.
+    int row_attempts{0};       ///< For a single row: its earlier rejections.
+    int max_attempts{5};       ///< RELAY_MAX_ATTEMPTS.
+    bool session_lost{false};  ///< Our PostgreSQL session (and with it the batch's ownership) is gone.
     Cause cause{Cause::kClassified};
     bool others_accepted{false};  ///< An insert of this delivery has succeeded since the chunk first failed.
     bool others_waiting{false};   ///< Other chunks of this delivery wait behind this one.
