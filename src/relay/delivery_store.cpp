@@ -216,8 +216,8 @@ std::chrono::milliseconds DeliveryStore::ReadTimeline() {
         "INSERT INTO eventlog.relay_timeline AS t (only_row, timeline) VALUES (true, $1) "
         "ON CONFLICT (only_row) DO UPDATE SET timeline = EXCLUDED.timeline, suspect_until = CASE WHEN t.timeline <> "
         "EXCLUDED.timeline THEN pg_catalog.now() + pg_catalog.make_interval(secs => $2::float8) ELSE t.suspect_until "
-        "END RETURNING (t.timeline = $1)::text, GREATEST(0, extract(epoch FROM (t.suspect_until - "
-        "pg_catalog.clock_timestamp())) * 1000)::bigint",
+        "END RETURNING (t.timeline = $1)::text, (extract(epoch FROM (GREATEST(t.suspect_until, "
+        "pg_catalog.clock_timestamp()) - pg_catalog.clock_timestamp())) * 1000)::bigint",
         {timeline, std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kSuspectWindow).count())});
     const std::int64_t ms = r.GetInt(0, 1);
     if (ms > 0) {
