@@ -200,6 +200,19 @@ int DeliverPartOfBatchDirectly(TestStack& stack, const std::string& batch_id, co
     return inserted;
 }
 
+/// Waits up to `bound` until exactly one relay session is connected to the test database.
+bool OneRelaySessionWithin(pg::Connection& admin, milliseconds bound) {
+    return testing::WaitUntil(
+        [&] {
+            return admin
+                       .Exec(
+                           "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+                           "application_name = 'eventlog-relay'")
+                       .GetInt(0, 0) == 1;
+        },
+        bound);
+}
+
 /// Runs a draining relay on `config` for at most `bound`; expects it to finish by itself without an error.
 relay::Stats DrainWithin(const Config& config, milliseconds bound) {
     const auto start = std::chrono::steady_clock::now();
@@ -380,15 +393,7 @@ TEST_F(RelayScaleTest, ADatabaseGoingReadOnlyForSomeSecondsDoesNotStopARunningRe
     // Opened before the database goes read-only, so its own session stays writable; it survives the terminations.
     auto admin = stack_->OpenPg();
     testing::BackgroundRelay relay(stack_->Config(), false);
-    ASSERT_TRUE(testing::WaitUntil(
-        [&] {
-            return admin
-                       .Exec(
-                           "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
-                           "application_name = 'eventlog-relay'")
-                       .GetInt(0, 0) == 1;
-        },
-        seconds(10)));
+    ASSERT_TRUE(OneRelaySessionWithin(admin, seconds(10)));
 
     std::vector<Event> before;
     for (int i = 0; i < 500; ++i) before.push_back(MakeEvent("before_read_only", Context(i)));
@@ -486,15 +491,7 @@ TEST_F(RelayScaleTest, AProxyRefusingEveryRequestForFifteenSecondsDeadLettersNot
                                               {"RELAY_BACKOFF_CAP_MS", "30000"}});
     auto admin = stack_->OpenPg();
     testing::BackgroundRelay relay(config, false);
-    ASSERT_TRUE(testing::WaitUntil(
-        [&] {
-            return admin
-                       .Exec(
-                           "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
-                           "application_name = 'eventlog-relay'")
-                       .GetInt(0, 0) == 1;
-        },
-        seconds(10)));
+    ASSERT_TRUE(OneRelaySessionWithin(admin, seconds(10)));
     std::this_thread::sleep_for(seconds(1));  // connected, its stage made: from now on only claims' traffic
 
     proxy.RefuseRequests(429);

@@ -359,8 +359,11 @@ void ThrottleProxy::Refuse(Connection& connection, int status) {
         pollfd fd{connection.client_fd, POLLIN, 0};
         if (::poll(&fd, 1, 100) <= 0) continue;
         const ssize_t n = ::recv(connection.client_fd, buffer, sizeof(buffer), 0);
-        if (n <= 0 && errno != EAGAIN && errno != EINTR) break;
-        if (n <= 0) continue;
+        if (n == 0) break;  // the client closed
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) continue;
+            break;
+        }
         request.append(buffer, static_cast<std::size_t>(n));
         const auto end = request.find("\r\n\r\n");
         if (need == std::string::npos && end != std::string::npos) {
