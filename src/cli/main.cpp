@@ -115,6 +115,13 @@ int CmdMigrate() {
     for (const auto& name : report.applied) std::cout << "applied " << SafeForTerminal(name) << "\n";
     std::cout << fmt::format("migrations: {} applied, {} already applied\n", report.applied.size(),
                              report.already_applied);
+    for (const auto& view : report.views_not_run) {
+        std::cout << "warning: materialized view " << SafeForTerminal(view) << " on "
+                  << SafeForTerminal(config.clickhouse.table)
+                  << " does not see the events the relay delivers: ClickHouse " << SafeForTerminal(ch.Version().text)
+                  << " does not run a table's views for rows a view pushes into it (docs/delivery.md, \"Materialized "
+                     "views on event_log\")\n";
+    }
     return 0;
 }
 

@@ -161,6 +161,7 @@ struct Client::Impl {
     CURL* curl{nullptr};
     curl_slist* headers{nullptr};
     std::optional<ServerVersion> version;
+    std::optional<bool> views_cascade;  // ViewsCascade(), probed once
 
     explicit Impl(ClientOptions opts) : options(std::move(opts)) {
         GlobalInitOnce();
@@ -387,6 +388,51 @@ std::vector<Column> Client::DescribeTable(std::string_view database, std::string
 bool Client::SupportsDeduplicationToken() { return Version().AtLeast(22, 2); }
 
 bool Client::SupportsDateTime64() { return Version().AtLeast(20, 1); }
+
+std::vector<std::string> Client::DependentViews(std::string_view database, std::string_view table) {
+    const std::string body = Query(
+        "SELECT arrayStringConcat(arrayMap((d, t) -> concat(d, '.', t), dependencies_database, dependencies_table), "
+        "'\\n') FROM system.tables WHERE database = " +
+        QuoteString(database) + " AND name = " + QuoteString(table) + " FORMAT TabSeparatedRaw");
+    std::vector<std::string> views;
+    std::size_t start = 0;
+    while (start < body.size()) {
+        const std::size_t end = std::min(body.find('\n', start), body.size());
+        if (end > start) views.emplace_back(body.substr(start, end - start));
+        start = end + 1;
+    }
+    return views;
+}
+
+bool Client::ViewsCascade(std::string_view database, std::string_view probe_prefix) {
+    if (impl_->views_cascade) return *impl_->views_cascade;
+    const std::string db = QuoteIdentifier(database);
+    const auto name = [&](const char* suffix) {
+        return db + "." + QuoteIdentifier(std::string(probe_prefix) + suffix);
+    };
+    const auto drop_all = [&] {
+        for (const char* suffix : {"_cnt", "_fwd", "_dst", "_src"}) Execute("DROP TABLE IF EXISTS " + name(suffix));
+    };
+    drop_all();
+    try {
+        Execute("CREATE TABLE " + name("_src") + " (x UInt8) ENGINE = Null");
+        Execute("CREATE TABLE " + name("_dst") + " (x UInt8) ENGINE = Memory");
+        Execute("CREATE MATERIALIZED VIEW " + name("_fwd") + " TO " + name("_dst") + " AS SELECT x FROM " +
+                name("_src"));
+        Execute("CREATE MATERIALIZED VIEW " + name("_cnt") + " ENGINE = Memory AS SELECT x FROM " + name("_dst"));
+        Execute("INSERT INTO " + name("_src") + " VALUES (1)");
+        const std::string count = Query("SELECT count() FROM " + name("_cnt") + " FORMAT TabSeparatedRaw");
+        impl_->views_cascade = count.rfind('1', 0) == 0;
+    } catch (...) {
+        try {
+            drop_all();
+        } catch (const Error&) {
+        }
+        throw;
+    }
+    drop_all();
+    return *impl_->views_cascade;
+}
 
 const ClientOptions& Client::Options() const { return impl_->options; }
 

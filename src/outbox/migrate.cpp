@@ -3,6 +3,7 @@
 #include <eventlog/core/error.hpp>
 #include <eventlog/observability/log.hpp>
 #include <eventlog/outbox/migrate.hpp>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -41,6 +42,19 @@ std::vector<std::string> SplitStatements(std::string_view script) {
     }
     if (current.find_first_not_of(" \t\r\n") != std::string::npos) out.push_back(std::move(current));
     return out;
+}
+
+}  // namespace
+
+namespace {
+
+std::vector<std::string> ViewsTheRelayCannotReach(clickhouse::Client& ch, const ClickHouseConfig& config) {
+    auto views = ch.DependentViews(config.database, config.table);
+    if (views.empty()) return views;
+    std::random_device seed;
+    const std::string probe = fmt::format("eventlog_stage_probe_{:08x}", seed());
+    if (ch.ViewsCascade(config.database, probe)) views.clear();
+    return views;
 }
 
 }  // namespace
@@ -119,6 +133,7 @@ MigrationReport MigrateClickHouse(clickhouse::Client& ch, const ClickHouseConfig
                                         {"table", config.database + "." + config.table},
                                         {"event_time_type", std::string(datetime64 ? "DateTime64(6)" : "DateTime")}});
     }
+    report.views_not_run = ViewsTheRelayCannotReach(ch, config);
     return report;
 }
 
@@ -127,6 +142,7 @@ MigrationReport Migrate(pg::Connection& postgres, clickhouse::Client& clickhouse
     MigrationReport ch = MigrateClickHouse(clickhouse, config.clickhouse);
     report.applied.insert(report.applied.end(), ch.applied.begin(), ch.applied.end());
     report.already_applied += ch.already_applied;
+    report.views_not_run = std::move(ch.views_not_run);
     return report;
 }
 

@@ -68,6 +68,19 @@ void ClickHouseSink::Open(const std::string& outbox_id, int owner) {
                                 target, stored, Qualified(stage)));
     encoder_.emplace(std::move(encoder));
     stage_ = stage;
+    // The target's own materialized views run for the rows the stage's view pushes into it only where the server
+    // cascades views (not 18.16): said by name at every session start (docs/delivery.md).
+    if (auto views = client_.DependentViews(config_.clickhouse.database, config_.clickhouse.table);
+        !views.empty() && !client_.ViewsCascade(config_.clickhouse.database, "eventlog_stage_probe_" + RandomNonce())) {
+        std::string names;
+        for (const auto& v : views) names += (names.empty() ? "" : ", ") + v;
+        log::Warning("target_views_not_run",
+                     {{"views", names},
+                      {"server_version", client_.Version().text},
+                      {"hint", std::string("this server does not run a table's materialized views for rows a view "
+                                           "pushes into it, and the relay delivers through one (its stage): these "
+                                           "views do not see delivered events (docs/delivery.md)")}});
+    }
     log::Info("relay_target", {{"table", config_.clickhouse.database + "." + config_.clickhouse.table},
                                {"columns", encoder_->ColumnList()},
                                {"stage", stage_},

@@ -101,6 +101,12 @@ public:
     bool SupportsDeduplicationToken();
     /// True when the server has the DateTime64 type (20.1+).
     bool SupportsDateTime64();
+    /// The materialized views that read from `database`.`table`, as "database.view" (system.tables' dependencies).
+    std::vector<std::string> DependentViews(std::string_view database, std::string_view table);
+    /// True when rows a materialized view pushes into a table also run that table's own materialized views (modern
+    /// servers; not 18.16). Probed once per client with four throwaway tables `probe_prefix`_src/_dst/_fwd/_cnt in
+    /// `database` (dropped again), then cached. Throws like Query().
+    bool ViewsCascade(std::string_view database, std::string_view probe_prefix);
     /// The options this client was built with.
     const ClientOptions& Options() const;
     /// base_url without any "user:password@" part, as used in error messages.

@@ -12,6 +12,9 @@ namespace eventlog::outbox {
 struct MigrationReport {
     std::vector<std::string> applied;  ///< "postgres/0001_outbox", ... newly applied this call.
     int already_applied{0};            ///< Migrations found recorded and skipped.
+    /// Materialized views on the target table that rows the relay delivers do not reach: the server does not run a
+    /// table's views for rows another view pushes into it (18.16), and the relay writes through a view (its stage).
+    std::vector<std::string> views_not_run;
 };
 
 /// Applies the PostgreSQL migrations (recorded in eventlog.schema_migrations, serialised by an
