@@ -1,15 +1,20 @@
 // The HTTP API through real HTTP against a real PostgreSQL (and ClickHouse for the users flow end to end): the
 // server runs in-process on an ephemeral loopback port, connected as a login role that holds only
 // eventlog_producer, and the tests talk to it over a raw socket (label db).
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <eventlog/http/api.hpp>
 #include <eventlog/http/api_keys.hpp>
 #include <eventlog/http/server.hpp>
 #include <eventlog/pg/pool.hpp>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -613,6 +618,38 @@ std::vector<HttpAnswer> PostTogether(std::uint16_t port, const std::vector<std::
     return answers;
 }
 
+/// Sends this process's stderr (where log lines go) to a file while it lives; Text() reads what was written so far.
+/// Not thread-safe; one at a time.
+class StderrCapture {
+public:
+    StderrCapture() : path_(fmt::format("/tmp/eventlog-stderr-{}.log", ::getpid())) {
+        std::fflush(stderr);
+        saved_ = ::dup(2);
+        const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        ::dup2(fd, 2);
+        ::close(fd);
+    }
+    ~StderrCapture() {
+        std::fflush(stderr);
+        ::dup2(saved_, 2);
+        ::close(saved_);
+        std::remove(path_.c_str());
+    }
+    StderrCapture(const StderrCapture&) = delete;
+    StderrCapture& operator=(const StderrCapture&) = delete;
+    std::string Text() const {
+        std::fflush(stderr);
+        std::ifstream in(path_);
+        std::ostringstream out;
+        out << in.rdbuf();
+        return out.str();
+    }
+
+private:
+    std::string path_;
+    int saved_{-1};
+};
+
 void WithGroupCommit(http::ServeSettings& s, pg::PoolOptions&) {
     s.group_commit_window = std::chrono::milliseconds(300);  // wide, so that a loaded machine still groups
     s.server.worker_threads = 16;
@@ -675,32 +712,46 @@ TEST_F(HttpApiTest, InAGroupARequestRefusedByTheDatabaseOrWithAnUnknownKeyDoesNo
     stack_->Pg().Exec("UPDATE eventlog.limits SET max_trace_id_bytes = 2");
     const std::string other = http::CreateApiKey(stack_->Pg(), "another-secret", "other");
     const std::string good = R"({"event_type":"a","event_context":{}})";
+    const StderrCapture log;
     const auto answers =
         PostTogether(Port(), {good, R"({"event_type":"a","event_context":{},"trace_id":"abc"})", good, good},
                      {token_, token_, other, token_});
+    const std::string lines = log.Text();
     EXPECT_EQ(answers[0].status, 202) << answers[0].body;
     EXPECT_EQ(answers[1].status, 400) << answers[1].body;
     EXPECT_EQ(answers[1].body, R"x({"error":"refused by the database (eventlog.emit)","field":"trace_id","index":0})x");
     EXPECT_EQ(answers[2].status, 401) << answers[2].body;
     EXPECT_EQ(answers[3].status, 202) << answers[3].body;
     EXPECT_EQ(Outbox(), 2);
+    // The premise: the refused request was in one group with the accepted ones (the group's statement was refused
+    // and split into one transaction per request), or the test walked nothing.
+    EXPECT_THAT(lines, HasSubstr(R"("event":"http_group_commit_split","requests":3)"))
+        << "no group of the three requests formed";
 }
 
 TEST_F(HttpApiTest, TwoRequestsInOneGroupWithTheSameEventIdAreAcceptedOnce) {
     StartServer(WithGroupCommit);
     const std::string body =
         R"({"event_type":"a","event_context":{},"event_id":"7a1d9c52-3333-4e2a-9b1c-0c4f2b7d9e03"})";
-    const auto answers = PostTogether(Port(), {body, body, body}, {token_, token_, token_});
+    // A fourth request with another id shows that the group formed: its row and the one accepted copy share one
+    // transaction.
+    const std::string other =
+        R"({"event_type":"a","event_context":{},"event_id":"7a1d9c52-3333-4e2a-9b1c-0c4f2b7d9e04"})";
+    const auto answers = PostTogether(Port(), {body, body, body, other}, {token_, token_, token_, token_});
     int accepted = 0;
     int duplicate = 0;
-    for (const auto& a : answers) {
+    for (std::size_t i = 0; i < 3; ++i) {
+        const auto& a = answers[i];
         ASSERT_EQ(a.status, 202) << a.body;
         accepted += a.body.find(R"("status":"accepted")") != std::string::npos;
         duplicate += a.body.find(R"("status":"duplicate")") != std::string::npos;
     }
+    EXPECT_EQ(answers[3].status, 202) << answers[3].body;
     EXPECT_EQ(accepted, 1);
     EXPECT_EQ(duplicate, 2);
-    EXPECT_EQ(Outbox(), 1);
+    EXPECT_EQ(Outbox(), 2);
+    EXPECT_EQ(stack_->PgCount("SELECT count(DISTINCT xmin::text) FROM eventlog.outbox"), 1)
+        << "no group formed: the copies were not written together";
 }
 
 // The group's commit is cut off (its session killed while a deferred trigger sleeps inside COMMIT): the outcome is
