@@ -163,6 +163,18 @@ private:
 };
 
 int CmdRelay(bool drain) {
+    // Signals go to one thread: the first SIGTERM/SIGINT asks for a graceful stop (bounded by
+    // RELAY_SHUTDOWN_TIMEOUT_MS, then Abort(), then exit 200 ms later), a second exits at once. Either way the
+    // delivery record keeps the batch in flight for recovery, so nothing is lost or duplicated. Blocked before any
+    // thread starts (the Sentry and trace exporters start theirs below): a thread that leaves them unblocked takes
+    // a SIGTERM with its default action, and the relay dies without its graceful stop (the observability e2e tests
+    // found it once they checked the relay's exit status).
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
     EnvMap env;
     const Config config = LoadFromEnvironment(&env);
     // Errors to Sentry when SENTRY_CONFIG_DSN is set (docs/observability.md, "Sentry"); outlives the relay.
@@ -177,15 +189,6 @@ int CmdRelay(bool drain) {
     cli::AddTracingMetrics(ops.Registry(), tracer);
     relay::Relay relay(config, &ops.Registry(), &sentry, &tracer);
 
-    // Signals go to one thread: the first SIGTERM/SIGINT asks for a graceful stop (bounded by
-    // RELAY_SHUTDOWN_TIMEOUT_MS, then Abort(), then exit 200 ms later), a second exits at once. Either way the
-    // delivery record keeps the batch in flight for recovery, so nothing is lost or duplicated.
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
     const auto stats = [&] {
         // Both threads are owned here and joined when Run() returns or throws: the signal thread first (so it
         // cannot start the watchdog any more), then the watchdog, before `relay` goes away.

@@ -181,7 +181,9 @@ TEST_F(ObservabilityE2e, TheApiServersMetricsCountRequestsByRouteTemplateAndPass
     EXPECT_NE(again.body.find(R"(eventlog_http_requests_total{route="/metrics",status="200"} 1)"), std::string::npos)
         << again.body;
     serve.Signal(SIGTERM);
-    EXPECT_TRUE(serve.Wait(30s).has_value());
+    const auto serve_status = serve.Wait(30s);
+    ASSERT_TRUE(serve_status.has_value()) << "the API server did not stop";
+    EXPECT_TRUE(WIFEXITED(*serve_status) && WEXITSTATUS(*serve_status) == 0) << DescribeStatus(*serve_status);
     ExpectEveryLineIsJson(serve_log_, 3);
 }
 
@@ -331,9 +333,14 @@ TEST_F(ObservabilityE2e, RealPrometheusScrapesRelayAndApiAndTheStallAlertFiresWh
 
     prometheus.Stop();
     serve.Signal(SIGTERM);
-    EXPECT_TRUE(serve.Wait(30s).has_value());
+    const auto serve_status = serve.Wait(30s);
+    ASSERT_TRUE(serve_status.has_value()) << "the API server did not stop";
+    EXPECT_TRUE(WIFEXITED(*serve_status) && WEXITSTATUS(*serve_status) == 0) << DescribeStatus(*serve_status);
     relay.Signal(SIGTERM);
-    ASSERT_TRUE(relay.Wait(60s).has_value());
+    const auto relay_status = relay.Wait(60s);
+    ASSERT_TRUE(relay_status.has_value()) << "the relay did not stop";
+    EXPECT_TRUE(WIFEXITED(*relay_status) && WEXITSTATUS(*relay_status) == 0) << DescribeStatus(*relay_status) << "\n"
+                                                                             << Tail(ReadFile(relay.LogPath()), 3000);
     w.VerifyExactlyOnce([&] {
         ProducedEvents p;
         p.committed = ids;
@@ -534,9 +541,14 @@ TEST_F(ObservabilityE2e, SentryGetsTheRelaysStallDeadLetterPauseAndFailedBatchAn
     EXPECT_GE(std::stoi(m[1]), 4) << metrics;
 
     serve.Signal(SIGTERM);
-    EXPECT_TRUE(serve.Wait(30s).has_value());
+    const auto serve_status = serve.Wait(30s);
+    ASSERT_TRUE(serve_status.has_value()) << "the API server did not stop";
+    EXPECT_TRUE(WIFEXITED(*serve_status) && WEXITSTATUS(*serve_status) == 0) << DescribeStatus(*serve_status);
     relay.Signal(SIGTERM);
-    ASSERT_TRUE(relay.Wait(60s).has_value());
+    const auto relay_status = relay.Wait(60s);
+    ASSERT_TRUE(relay_status.has_value()) << "the relay did not stop";
+    EXPECT_TRUE(WIFEXITED(*relay_status) && WEXITSTATUS(*relay_status) == 0) << DescribeStatus(*relay_status) << "\n"
+                                                                             << Tail(ReadFile(relay.LogPath()), 3000);
     w.VerifyExactlyOnce(
         [&] {
             ProducedEvents p;
@@ -712,9 +724,14 @@ TEST_F(ObservabilityE2e, ATraceparentSentToTheApiComesBackAsTheEventsTraceIdInCl
     }
 
     serve.Signal(SIGTERM);
-    EXPECT_TRUE(serve.Wait(30s).has_value());
+    const auto serve_status = serve.Wait(30s);
+    ASSERT_TRUE(serve_status.has_value()) << "the API server did not stop";
+    EXPECT_TRUE(WIFEXITED(*serve_status) && WEXITSTATUS(*serve_status) == 0) << DescribeStatus(*serve_status);
     relay.Signal(SIGTERM);
-    ASSERT_TRUE(relay.Wait(60s).has_value());
+    const auto relay_status = relay.Wait(60s);
+    ASSERT_TRUE(relay_status.has_value()) << "the relay did not stop";
+    EXPECT_TRUE(WIFEXITED(*relay_status) && WEXITSTATUS(*relay_status) == 0) << DescribeStatus(*relay_status) << "\n"
+                                                                             << Tail(ReadFile(relay.LogPath()), 3000);
     w.VerifyExactlyOnce([&] {
         ProducedEvents p;
         p.committed = {continued, own, fresh, malformed, unsampled};
