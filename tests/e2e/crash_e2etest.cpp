@@ -128,7 +128,7 @@ protected:
         const auto mark = w.MarkLogs();
         switch (kind) {
             case 0: {
-                w.KillAndRestartClickHouse(milliseconds(w.Uniform(0, 1000)));
+                ASSERT_NO_FATAL_FAILURE(w.KillAndRestartClickHouse(milliseconds(w.Uniform(0, 1000))));
                 // The producer keeps the relays sending: one of them must have met the dead server.
                 const bool failed = WaitForEvidence(mark, relays, [](const std::vector<LogLine>& lines) {
                     return !Select(lines, "delivery_failed").empty() || !Select(lines, "relay_retry").empty();
@@ -137,7 +137,8 @@ protected:
                 break;
             }
             case 1: {
-                w.FreezeClickHouse(milliseconds(w.Uniform(2500, 4000)));  // > send/receive timeout (1 s) + connect
+                // > send/receive timeout (1 s) + connect
+                ASSERT_NO_FATAL_FAILURE(w.FreezeClickHouse(milliseconds(w.Uniform(2500, 4000))));
                 // An insert in doubt ends its session, and a recovery fences that session's stage.
                 std::int64_t fenced_owner = 0;
                 const bool fenced = WaitForEvidence(mark, relays, [&](const std::vector<LogLine>& lines) {
@@ -167,7 +168,7 @@ protected:
             case 3: {
                 producer.Pause();
                 w.Note("producer paused");
-                w.RestartPostgres();
+                ASSERT_NO_FATAL_FAILURE(w.RestartPostgres());
                 producer.Resume();
                 w.Note("producer resumed");
                 // Every relay lost its session and must have opened a new one.
@@ -204,7 +205,7 @@ TEST_F(Crash, ChaosExactlyOnce) {
         KillCycles(3);
         std::vector<std::string> points{"after_claim", "after_insert", "during_ack"};
         std::shuffle(points.begin(), points.end(), w.Rng());
-        for (const auto& p : points) FaultPoint(p);
+        for (const auto& p : points) ASSERT_NO_FATAL_FAILURE(FaultPoint(p));
         // Server faults: round r takes kind r % 4; with fewer than 4 rounds the first rounds take several.
         for (int kind = 0; kind < 4; ++kind) {
             const long owner = rounds >= 4 ? kind : kind % rounds;
@@ -323,7 +324,7 @@ TEST_F(Crash, RepeatedClickHouseFreezes) {
     // vary around that deadline (an insert may also finish after the thaw).
     for (bool first = true; SecondsSince(t0) < static_cast<double>(seconds) && !HasFatalFailure(); first = false) {
         std::this_thread::sleep_for(milliseconds(w.Uniform(100, 900)));
-        w.FreezeClickHouse(milliseconds(first ? 3000 : w.Uniform(1100, 2600)));
+        ASSERT_NO_FATAL_FAILURE(w.FreezeClickHouse(milliseconds(first ? 3000 : w.Uniform(1100, 2600))));
     }
     std::this_thread::sleep_for(3s);
     for (Child* r : {&a, &b}) {

@@ -192,7 +192,8 @@ protected:
     /// Starts the first primary.
     void StartPrimary() {
         nodes_.push_back({base_ + "/node0", FreeLoopbackPort()});
-        MustShell(fmt::format("'{}' start-pg '{}' {}", StackScript(), nodes_[0].dir, nodes_[0].port));
+        ASSERT_NO_FATAL_FAILURE(
+            MustShell(fmt::format("'{}' start-pg '{}' {}", StackScript(), nodes_[0].dir, nodes_[0].port)));
         password_ = SuperuserPassword();
     }
 
@@ -200,8 +201,8 @@ protected:
     void AddStandby(std::size_t from, bool synchronous, int port = 0) {
         const std::size_t i = nodes_.size();
         nodes_.push_back({fmt::format("{}/node{}", base_, i), port != 0 ? port : FreeLoopbackPort()});
-        MustShell(fmt::format("'{}' start-pg-standby '{}' {} '{}'", StackScript(), nodes_[i].dir, nodes_[i].port,
-                              nodes_[from].dir));
+        ASSERT_NO_FATAL_FAILURE(MustShell(fmt::format("'{}' start-pg-standby '{}' {} '{}'", StackScript(),
+                                                      nodes_[i].dir, nodes_[i].port, nodes_[from].dir)));
         auto primary = OpenNode(from);
         primary.Exec(
             fmt::format("ALTER SYSTEM SET synchronous_standby_names = '{}'", synchronous ? "eventlog_standby" : ""));
@@ -342,11 +343,11 @@ protected:
                                w.ChRows() - rows_then, node.Exec("SELECT pg_current_wal_lsn()::text").Get(0, 0),
                                node.Exec("SELECT sent_lsn::text || ' ' || state FROM pg_stat_replication").Get(0, 0)));
         }
-        MustShell(fmt::format("'{}' kill-pg '{}'", StackScript(), nodes_[dead].dir));
+        ASSERT_NO_FATAL_FAILURE(MustShell(fmt::format("'{}' kill-pg '{}'", StackScript(), nodes_[dead].dir)));
         ++w.Counts()["primary_kill9"];
         std::this_thread::sleep_for(500ms);  // producers and relay fail and retry against a dead primary and a standby
         if (kill_relay && lose_claims != nullptr) w.KillRelay(*lose_claims);
-        MustShell(fmt::format("'{}' promote-pg '{}'", StackScript(), nodes_[next].dir));
+        ASSERT_NO_FATAL_FAILURE(MustShell(fmt::format("'{}' promote-pg '{}'", StackScript(), nodes_[next].dir)));
         w.Note(fmt::format("node{} promoted", next));
         const auto before = Committed();
         ASSERT_TRUE(WaitFor([&] { return Committed() >= before + 1000; }, 60s, 20ms))

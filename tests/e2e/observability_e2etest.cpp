@@ -184,7 +184,7 @@ TEST_F(ObservabilityE2e, TheApiServersMetricsCountRequestsByRouteTemplateAndPass
     const auto serve_status = serve.Wait(30s);
     ASSERT_TRUE(serve_status.has_value()) << "the API server did not stop";
     EXPECT_TRUE(WIFEXITED(*serve_status) && WEXITSTATUS(*serve_status) == 0) << DescribeStatus(*serve_status);
-    ExpectEveryLineIsJson(serve_log_, 3);
+    ASSERT_NO_FATAL_FAILURE(ExpectEveryLineIsJson(serve_log_, 3));
 }
 
 /// Debian's prometheus on a loopback port with its data in the test's log folder, scraping every second.
@@ -347,8 +347,8 @@ TEST_F(ObservabilityE2e, RealPrometheusScrapesRelayAndApiAndTheStallAlertFiresWh
         return p;
     }());
     // Every line the relay and the API server wrote, through a freeze, retries and a recovery, is a JSON object.
-    ExpectEveryLineIsJson(relay.LogPath(), 10);
-    ExpectEveryLineIsJson(serve_log_, 3);
+    ASSERT_NO_FATAL_FAILURE(ExpectEveryLineIsJson(relay.LogPath(), 10));
+    ASSERT_NO_FATAL_FAILURE(ExpectEveryLineIsJson(serve_log_, 3));
 }
 
 TEST_F(ObservabilityE2e, LogFormatIsReadFromTheDotenvFileToo) {

@@ -166,7 +166,7 @@ TEST_F(RelayBranches, SessionLostWhileRetryingAnUnreachableClickHouseLeavesTheBa
     ASSERT_TRUE(left) << "the send loop went on retrying without its session:\n" << LogOf(relay);
     EXPECT_EQ(left->Field("kind"), "transient") << left->text;
     EXPECT_EQ(left->owner, owner) << left->text;
-    StopGracefully(relay);
+    ASSERT_NO_FATAL_FAILURE(StopGracefully(relay));
     EXPECT_GT(w.PgInt("SELECT count(*) FROM eventlog.delivery"), 0) << "the unsent batch's records are gone";
     const auto marks = w.MarkLogs();
     w.Drain();
@@ -222,7 +222,7 @@ TEST_F(RelayBranches, SessionLostWhileAnInsertHangsIsFencedAndRecoveredOnce) {
         fenced < 0 ? -1
                    : FindLine(lines, "batch_recovering", static_cast<std::size_t>(fenced), "dead_owner", old_owner);
     EXPECT_GT(recovering, fenced) << EventList(lines);
-    StopGracefully(relay);
+    ASSERT_NO_FATAL_FAILURE(StopGracefully(relay));
     w.Drain();
     w.VerifyExactlyOnce(Committed(ids));
 }
