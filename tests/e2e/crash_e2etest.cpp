@@ -18,6 +18,8 @@
 // fault), each kill -9 hits a running relay, pg_terminate_backend hits at least one relay session and the
 // relays reconnect, a ClickHouse kill makes a delivery fail, a ClickHouse freeze leaves an insert in doubt whose
 // session's stage is then fenced, and the producer committed events.
+#include <algorithm>
+
 #include "e2e_support.hpp"
 
 namespace eventlog::e2e {
@@ -349,11 +351,28 @@ TEST_F(Crash, RepeatedClickHouseFreezes) {
         EXPECT_EQ(d.Field("action"), "leave_to_recovery") << d.text;
         if (!sessions.insert(d.owner).second) continue;
         bool fenced = false, records = false;
-        for (const auto& f : Select(lines, "stage_fenced", "owner", std::to_string(d.owner))) {
-            fenced = fenced || f.timestamp >= d.timestamp;
-        }
+        const auto fences = Select(lines, "stage_fenced", "owner", std::to_string(d.owner));
+        for (const auto& f : fences) fenced = fenced || f.timestamp >= d.timestamp;
         for (const auto& b : Select(lines, "batch_recovering", "dead_owner", std::to_string(d.owner))) {
-            records = records || b.timestamp >= d.timestamp;
+            if (b.timestamp < d.timestamp) continue;
+            records = true;
+            // The fence comes between the in-doubt insert and the recovery of its records (whose presence check
+            // would otherwise race the insert still held by the frozen server), not just at some time after it.
+            const bool fenced_first = std::any_of(fences.begin(), fences.end(), [&](const LogLine& f) {
+                return f.timestamp >= d.timestamp && f.timestamp <= b.timestamp;
+            });
+            EXPECT_TRUE(fenced_first) << "session " << d.owner << "'s records were recovered before its stage was "
+                                      << "fenced: " << b.text;
+        }
+        // An insert in doubt during a recovery (the recovering session's own insert): its records, adopted by that
+        // session, must be recovered again after its fence, never re-sent while it may still land.
+        const auto finished = Select(lines, "batch_recovered");
+        for (const auto& r : Select(lines, "batch_recovering")) {
+            if (r.owner != d.owner || r.timestamp > d.timestamp) continue;
+            const bool ended_before = std::any_of(finished.begin(), finished.end(), [&](const LogLine& f) {
+                return f.owner == d.owner && f.timestamp >= r.timestamp && f.timestamp <= d.timestamp;
+            });
+            if (!ended_before) ++w.Counts()["in_doubt_during_recovery"];
         }
         EXPECT_TRUE(fenced) << "session " << d.owner
                             << " left an insert in doubt but its stage was never fenced: " << d.text;
