@@ -22,12 +22,14 @@
 #include <unistd.h>
 
 #include <eventlog/core/uuid.hpp>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "e2e_support.hpp"
 #include "support/http_client.hpp"
+#include "support/throttle_proxy.hpp"
 
 namespace eventlog::e2e {
 namespace {
@@ -315,7 +317,9 @@ protected:
     /// is stopped and the relay continued for 700 ms before the kill: it claims and delivers that backlog, and
     /// none of its claims reaches the standby, so the rows it delivered are pending again on the new primary.
     /// With `kill_relay`, that relay is killed (kill -9) after the primary and before the promotion.
-    void FailOver(std::size_t dead, std::size_t next, Child* lose_claims = nullptr, bool kill_relay = false) {
+    /// `at_kill`, when given, runs right before the kill and again right after the promotion.
+    void FailOver(std::size_t dead, std::size_t next, Child* lose_claims = nullptr, bool kill_relay = false,
+                  const std::function<void()>& at_kill = {}) {
         auto& w = *world_;
         const auto rows = w.ChRows();
         const auto committed = Committed();
@@ -343,12 +347,14 @@ protected:
                                w.ChRows() - rows_then, node.Exec("SELECT pg_current_wal_lsn()::text").Get(0, 0),
                                node.Exec("SELECT sent_lsn::text || ' ' || state FROM pg_stat_replication").Get(0, 0)));
         }
+        if (at_kill) at_kill();
         ASSERT_NO_FATAL_FAILURE(MustShell(fmt::format("'{}' kill-pg '{}'", StackScript(), nodes_[dead].dir)));
         ++w.Counts()["primary_kill9"];
         std::this_thread::sleep_for(500ms);  // producers and relay fail and retry against a dead primary and a standby
         if (kill_relay && lose_claims != nullptr) w.KillRelay(*lose_claims);
         ASSERT_NO_FATAL_FAILURE(MustShell(fmt::format("'{}' promote-pg '{}'", StackScript(), nodes_[next].dir)));
         w.Note(fmt::format("node{} promoted", next));
+        if (at_kill) at_kill();
         const auto before = Committed();
         ASSERT_TRUE(WaitFor([&] { return Committed() >= before + 1000; }, 60s, 20ms))
             << "the producers did not commit on the promoted node" << next;
@@ -384,14 +390,17 @@ protected:
     /// The asynchronous failover's outcome: claims delivered and then lost with the old primary were found in
     /// ClickHouse by the relay whose log is `relay_log` (not sent again), no event is in ClickHouse twice, no
     /// rolled-back one is there, and every committed event missing from ClickHouse is one the new primary lacks too.
-    void CheckLostClaims(const ProducedEvents& produced, const std::string& relay_log) {
+    void CheckLostClaims(const ProducedEvents& produced, const std::vector<std::string>& relay_logs) {
         auto& w = *world_;
         ASSERT_GT(produced.committed.size(), 3'000u);
         // The dangerous interleaving happened: claims the relay had delivered were lost with the old primary, their
-        // rows were pending again on the new one, and the relay found them in ClickHouse instead of sending them twice.
-        const auto log = ParseLog(relay_log);
+        // rows were pending again on the new one, and a relay found them in ClickHouse instead of sending them twice.
         std::int64_t found_present = 0;
-        for (const auto& l : Select(log, "batch_reconciled")) found_present += l.IntField("already_in_clickhouse");
+        for (const auto& path : relay_logs) {
+            for (const auto& l : Select(ParseLog(path), "batch_reconciled")) {
+                found_present += l.IntField("already_in_clickhouse");
+            }
+        }
         EXPECT_GT(found_present, 0) << "no delivered claim was lost in the failover: the test did not walk its case";
         w.Counts()["events_found_in_clickhouse_after_failover"] = static_cast<int>(found_present);
 
@@ -494,7 +503,7 @@ TEST_F(Failover, WithAnAsynchronousStandbyNothingIsDuplicatedAndOnlyWhatTheNewPr
     Child& relay = world_->StartRelay();
     ASSERT_NO_FATAL_FAILURE(FailOver(0, 1, /*lose_claims=*/&relay));
     const auto produced = Finish(relay);
-    ASSERT_NO_FATAL_FAILURE(CheckLostClaims(produced, relay.LogPath()));
+    ASSERT_NO_FATAL_FAILURE(CheckLostClaims(produced, {relay.LogPath()}));
 }
 
 // (issue 18, item 3) The same lost claims, but the relay that saw the failover is gone (kill -9 before the
@@ -511,9 +520,37 @@ TEST_F(Failover, ARelayStartedAfterAnAsynchronousFailoverDuplicatesNothing) {
     ASSERT_NO_FATAL_FAILURE(FailOver(0, 1, /*lose_claims=*/&first, /*kill_relay=*/true));
     Child& second = world_->StartRelay();
     const auto produced = Finish(second);
-    ASSERT_NO_FATAL_FAILURE(CheckLostClaims(produced, second.LogPath()));
+    ASSERT_NO_FATAL_FAILURE(CheckLostClaims(produced, {second.LogPath()}));
     const auto log = ParseLog(second.LogPath());
     EXPECT_FALSE(Select(log, "presence_window_open").empty()) << "the new relay did not open the durable window";
+}
+
+// (issue 18, item 3) Two relays at an asynchronous failover, one of them sending through a slow link (25 KiB/s:
+// each of its inserts takes seconds), so that an insert is on its way when the primary dies. Its session is gone
+// with the primary, its claim may be lost (its rows pending again) or its record kept; either way, no relay may
+// check those rows for presence while the insert can still land: recovery fences that session's stage first.
+TEST_F(Failover, TwoRelaysWithASlowInsertInFlightAtAnAsynchronousFailoverDuplicateNothing) {
+    ASSERT_NO_FATAL_FAILURE(StartPrimary());
+    ASSERT_NO_FATAL_FAILURE(AddStandby(0, /*synchronous=*/false));
+    ASSERT_NO_FATAL_FAILURE(MakeWorld());
+    ASSERT_NO_FATAL_FAILURE(WaitCaughtUp(0, 1));
+    auto& w = *world_;
+    StartProducers(3);
+    testing::ThrottleProxy proxy("127.0.0.1", w.Srv().ch_port, 25 * 1024);
+    Child& slow =
+        w.StartRelay({{"CLICKHOUSE_URI", proxy.Url() + "/" + w.Name()}, {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "120"}});
+    Child& fast = w.StartRelay();
+    std::vector<std::uint64_t> uploaded;  // the slow link's bytes before the kill and after the promotion
+    ASSERT_NO_FATAL_FAILURE(FailOver(0, 1, /*lose_claims=*/&fast, /*kill_relay=*/false,
+                                     [&] { uploaded.push_back(proxy.BytesUpstream()); }));
+    ASSERT_EQ(uploaded.size(), 2u);
+    EXPECT_GT(uploaded[1], uploaded[0]) << "no insert of the slow relay was on its way across the failover";
+    w.Counts()["slow_link_kib_across_failover"] = static_cast<int>((uploaded[1] - uploaded[0]) / 1024);
+    const auto produced = Finish(fast);
+    slow.Signal(SIGTERM);
+    const auto st = slow.Wait(150s);
+    EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << Tail(ReadFile(slow.LogPath()), 3000);
+    ASSERT_NO_FATAL_FAILURE(CheckLostClaims(produced, {fast.LogPath(), slow.LogPath()}));
 }
 
 }  // namespace
