@@ -129,6 +129,11 @@ int CmdMigrate() {
 /// still not returned `grace` later, exits the process (a blocking ClickHouse request cannot be interrupted; the
 /// batch in flight stays in its delivery record for the next relay). Owns its thread; destroying it (when Run()
 /// has returned) wakes and joins the thread, which then does nothing more. Start() is called at most once.
+/// The exit status of a relay or server whose graceful stop was cut short by RELAY_SHUTDOWN_TIMEOUT_MS: work in
+/// flight was abandoned (a relay's batch stays in its delivery record for recovery), so a supervisor can tell it
+/// from a clean stop (0) and from a second signal (130).
+constexpr int kForcedStopExit = 3;
+
 class ShutdownWatchdog {
 public:
     ShutdownWatchdog(std::chrono::milliseconds timeout, std::chrono::milliseconds grace,
@@ -140,12 +145,16 @@ public:
     void Start(Abort abort) {
         thread_ = std::jthread([this, abort](std::stop_token stop) mutable {
             if (WaitUnlessStopped(stop, timeout_)) return;
-            log::Warning(timeout_event_, {});
+            fired_.store(true);
+            log::Warning(timeout_event_, {{"exit_status", static_cast<std::int64_t>(kForcedStopExit)}});
             abort();
             if (WaitUnlessStopped(stop, grace_)) return;
-            _exit(0);
+            _exit(kForcedStopExit);
         });
     }
+
+    /// True once the timeout passed and the stop was forced.
+    bool Fired() const noexcept { return fired_.load(); }
 
 private:
     /// True when stop was requested before `duration` elapsed.
@@ -157,6 +166,7 @@ private:
     std::chrono::milliseconds timeout_;
     std::chrono::milliseconds grace_;
     const char* timeout_event_;
+    std::atomic<bool> fired_{false};
     std::mutex mutex_;
     std::condition_variable_any wake_;
     std::jthread thread_;  // last: joined first, while the members it uses are alive
@@ -189,6 +199,7 @@ int CmdRelay(bool drain) {
     cli::AddTracingMetrics(ops.Registry(), tracer);
     relay::Relay relay(config, &ops.Registry(), &sentry, &tracer);
 
+    bool forced = false;
     const auto stats = [&] {
         // Both threads are owned here and joined when Run() returns or throws: the signal thread first (so it
         // cannot start the watchdog any more), then the watchdog, before `relay` goes away.
@@ -225,11 +236,13 @@ int CmdRelay(bool drain) {
             cli::RelayOps& ops;
             ~StopOps() { ops.Stop(); }
         } stop_ops{ops};
-        return relay.Run(options);
+        const auto result = relay.Run(options);
+        forced = watchdog.Fired() || result.stop_timed_out;
+        return result;
     }();
     std::cout << fmt::format("delivered {} events in {} batches, {} dead-lettered, {} batches recovered\n",
                              stats.delivered, stats.batches, stats.dead_lettered, stats.recovered_batches);
-    return 0;
+    return forced ? kForcedStopExit : 0;
 }
 
 /// `eventlog serve`: the HTTP API (docs/http-api.md) until SIGTERM/SIGINT. The first signal stops accepting, closes
@@ -298,6 +311,7 @@ int CmdServe(const std::string& listen) {
     http::Server server(settings.server, router);
 
     server.Start();
+    bool forced = false;
     {
         ShutdownWatchdog watchdog(config.relay.shutdown_timeout, std::chrono::milliseconds(200),
                                   "serve_shutdown_timeout");
@@ -325,8 +339,9 @@ int CmdServe(const std::string& listen) {
             }
         });
         server.Wait();
+        forced = watchdog.Fired();
     }
-    return 0;
+    return forced ? kForcedStopExit : 0;
 }
 
 int CmdApiKeyCreate(const std::string& name) {

@@ -312,6 +312,7 @@ bool Relay::Impl::SleepInterruptible(milliseconds duration) {
         if (abort_.load()) return false;
         if (stop_.load() && Clock::now() - Clock::time_point(Clock::duration(stop_requested_at_.load())) >
                                 config_.relay.shutdown_timeout) {
+            stats_.stop_timed_out = true;
             return false;  // graceful stop took too long: leave the batch to recovery
         }
         const auto now = Clock::now();

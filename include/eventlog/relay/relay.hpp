@@ -25,6 +25,7 @@ struct Stats {
     std::int64_t dead_lettered{0};      ///< Events moved to the dead-letter table.
     std::int64_t recovered_batches{0};  ///< Batches of dead relays finished by this one.
     std::int64_t retries{0};            ///< Failed attempts that were retried.
+    bool stop_timed_out{false};         ///< A graceful stop ran past RELAY_SHUTDOWN_TIMEOUT_MS and left work in flight.
 };
 
 /// What a relay reports about itself to /healthz and /readyz. Plain value type.
