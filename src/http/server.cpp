@@ -52,6 +52,18 @@ Problem MakeProblem(int status, std::string error) {
     return p;
 }
 
+/// True when a Transfer-Encoding value is exactly `chunked` (any case, spaces and tabs around it allowed).
+bool IsPlainChunked(std::string_view value) {
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    constexpr std::string_view kChunked = "chunked";
+    if (value.size() != kChunked.size()) return false;
+    for (std::size_t i = 0; i < value.size(); ++i) {
+        if (std::tolower(static_cast<unsigned char>(value[i])) != kChunked[i]) return false;
+    }
+    return true;
+}
+
 /// The host part of a Host header value: "[::1]:8000" -> "::1", "example.com:80" -> "example.com".
 std::string HostWithoutPort(std::string_view host) {
     if (!host.empty() && host.front() == '[') {
@@ -180,9 +192,29 @@ private:
         if (ec == bhttp::error::header_limit) return Fail(MakeProblem(431, "request headers too large"));
         // The parser compares Content-Length with the body limit as soon as the headers are complete.
         if (ec == bhttp::error::body_limit) return Fail(MakeProblem(413, "request body too large"));
+        if (ec == bhttp::error::bad_content_length || ec == bhttp::error::bad_transfer_encoding) {
+            // Beast refuses a request with both framings, or a malformed one: said, not just closed.
+            Problem p = MakeProblem(400, "ambiguous or malformed request framing (Content-Length, Transfer-Encoding)");
+            p.field = ec == bhttp::error::bad_content_length ? "Content-Length" : "Transfer-Encoding";
+            return Fail(p);
+        }
         if (ec) return Close();  // end of stream, timeout (slow or idle client), reset, malformed request line
         busy_ = true;
         started_ = std::chrono::steady_clock::now();
+        // Request framing: only plain `chunked` is understood. Any other transfer coding would leave the body
+        // unframed, and its bytes would be read as the next request on this connection (smuggling behind a proxy
+        // that frames it otherwise); a request with both framings is ambiguous. Refused before any body is read,
+        // and the connection is closed with the answer.
+        if (const auto te = parser_->get()[bhttp::field::transfer_encoding]; !te.empty()) {
+            Problem p = MakeProblem(501, "Transfer-Encoding: only chunked is supported");
+            p.field = "Transfer-Encoding";
+            if (!IsPlainChunked(std::string_view(te.data(), te.size()))) return Fail(p);
+            if (parser_->get().count(bhttp::field::content_length) > 0) {
+                p = MakeProblem(400, "both Transfer-Encoding and Content-Length");
+                p.field = "Transfer-Encoding";
+                return Fail(p);
+            }
+        }
         const auto length = parser_->content_length();
         if (length && *length > server_.options.max_body_bytes) return Fail(MakeProblem(413, "request body too large"));
         const auto& header = parser_->get();

@@ -280,6 +280,48 @@ TEST_F(HttpApiTest, UnknownPathsWrongMethodsAndForeignHostsAreRefused) {
     EXPECT_EQ(HttpRequest(Port(), "GET", "/healthz", "", {{"Host", "localhost:8000"}}).status, 200);
 }
 
+// (issue 20) A Transfer-Encoding other than plain chunked was accepted without chunked framing: the body's bytes were
+// read as the next request on the connection, so a `GET /healthz` hidden in a body got its own 200 (request
+// smuggling behind a proxy that frames the body differently). Anything but `chunked` is refused (501) and the
+// connection closed; a request with both Transfer-Encoding and Content-Length is refused (400). Seen failing before
+// the fix: the first answer was not 501 and the hidden request was answered 200.
+TEST_F(HttpApiTest, ATransferEncodingOtherThanChunkedIsRefusedAndNothingHiddenInTheBodyIsServed) {
+    StartServer();
+    const std::string hidden = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    for (const std::string coding : {"gzip", "chunked, gzip", "gzip, chunked", "identity"}) {
+        SCOPED_TRACE(coding);
+        HttpConnection c(Port(), std::chrono::seconds(3));
+        ASSERT_TRUE(
+            c.SendRaw("POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      "Authorization: Bearer " +
+                      token_ + "\r\nTransfer-Encoding: " + coding + "\r\n\r\n" + hidden));
+        const auto first = c.Read();
+        EXPECT_EQ(first.status, 501) << first.body;
+        EXPECT_THAT(first.body, HasSubstr(R"("field":"Transfer-Encoding")"));
+        const auto second = c.Read();
+        EXPECT_EQ(second.status, 0) << "a request hidden in the body was served: " << second.status;
+    }
+    HttpConnection both(Port(), std::chrono::seconds(3));
+    ASSERT_TRUE(
+        both.SendRaw("POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
+                     hidden));
+    const auto answer = both.Read();
+    EXPECT_EQ(answer.status, 400) << answer.body;
+    EXPECT_EQ(both.Read().status, 0) << "a request hidden after the body was served";
+    EXPECT_EQ(Outbox(), 0);
+    // Plain chunked framing is still served.
+    const std::string event = R"({"event_type":"a","event_context":{}})";
+    HttpConnection chunked(Port(), std::chrono::seconds(3));
+    ASSERT_TRUE(chunked.SendRaw(fmt::format(
+        "POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Bearer "
+        "{}\r\nTransfer-Encoding: Chunked\r\n\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+        token_, event.size(), event)));
+    const auto accepted = chunked.Read();
+    EXPECT_EQ(accepted.status, 202) << accepted.body;
+    EXPECT_EQ(Outbox(), 1);
+}
+
 TEST_F(HttpApiTest, AMissingWrongOrRevokedKeyGets401AtOnce) {
     StartServer();
     const std::string good = R"({"event_type":"a","event_context":{}})";
