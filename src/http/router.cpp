@@ -81,9 +81,14 @@ void Router::Add(std::string method, const std::string& pattern, std::shared_ptr
 }
 
 Router::Match Router::Find(std::string_view method, std::string_view path) const {
-    const auto segments = Segments(path);
     Match result;
     result.status = 404;
+    // Only the exact path: a leading slash, no empty segment, no trailing slash (except "/" itself). Matching after
+    // dropping empty segments let `//metrics` past a proxy's exact-path rule for `/metrics`.
+    const bool exact = !path.empty() && path.front() == '/' && path.find("//") == std::string_view::npos &&
+                       (path.size() == 1 || path.back() != '/');
+    if (!exact) return result;
+    const auto segments = Segments(path);
     for (const auto& route : routes_) {
         if (route.segments.size() != segments.size()) continue;
         std::map<std::string, std::string> params;

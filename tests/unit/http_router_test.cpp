@@ -31,6 +31,21 @@ TEST(HttpRouterTest, FindsLiteralAndParameterRoutes) {
     EXPECT_EQ(get.params.at("event_id"), "5f0c8f3e-58c7-4b4c-9a59-1f1d1c7e2a10");
 }
 
+// (issue 20) Paths were matched after dropping empty segments, so `//metrics` and `/metrics/` reached /metrics past a
+// proxy's exact-path rule (docs/observability.md tells operators to write one). Only the exact path matches now.
+// Seen failing before the fix: both were 200.
+TEST(HttpRouterTest, OnlyTheExactPathMatches) {
+    Router router;
+    router.Add("GET", "/metrics", std::make_shared<Fixed>());
+    router.Add("GET", "/api/v1/events/{event_id}", std::make_shared<Fixed>());
+    EXPECT_EQ(router.Find("GET", "/metrics").status, 200);
+    for (const char* path : {"//metrics", "/metrics/", "/metrics//", "///metrics", "metrics", "/api//v1/events/x",
+                             "/api/v1/events//x", "/api/v1/events/x/", ""}) {
+        EXPECT_EQ(router.Find("GET", path).status, 404) << path;
+    }
+    EXPECT_EQ(router.Find("GET", "/api/v1/events/x").status, 200);
+}
+
 TEST(HttpRouterTest, AnUnknownPathIs404AndAKnownPathWithAnotherMethodIs405WithTheAllowedOnes) {
     Router router;
     router.Add("POST", "/api/v1/events", std::make_shared<Fixed>());
