@@ -134,6 +134,19 @@ int CmdMigrate() {
 /// from a clean stop (0) and from a second signal (130).
 constexpr int kForcedStopExit = 3;
 
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and every thread it starts afterwards) and returns that
+/// set, for a signal thread's sigtimedwait(). Call it before any thread starts: a thread that leaves them unblocked
+/// would take a SIGTERM with its default action.
+sigset_t BlockStopSignals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    return set;
+}
+
 class ShutdownWatchdog {
 public:
     ShutdownWatchdog(std::chrono::milliseconds timeout, std::chrono::milliseconds grace,
@@ -179,12 +192,7 @@ int CmdRelay(bool drain) {
     // thread starts (the Sentry and trace exporters start theirs below): a thread that leaves them unblocked takes
     // a SIGTERM with its default action, and the relay dies without its graceful stop (the observability e2e tests
     // found it once they checked the relay's exit status).
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    const sigset_t set = BlockStopSignals();
     EnvMap env;
     const Config config = LoadFromEnvironment(&env);
     // Errors to Sentry when SENTRY_CONFIG_DSN is set (docs/observability.md, "Sentry"); outlives the relay.
@@ -258,12 +266,7 @@ int CmdServe(const std::string& listen) {
 
     // Blocked before any thread starts (the server's worker pool starts its threads when constructed), so that
     // only the signal thread below receives them.
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    const sigset_t set = BlockStopSignals();
 
     pg::PoolOptions pool_options;
     pool_options.connect.conninfo = config.postgres.ConnInfo();
