@@ -127,6 +127,18 @@ void ThrowError(ErrorKind kind, const std::string& message, const std::string& c
     ThrowWithCode(Error(ErrorKind::kFatal, message, true), code);
 }
 
+std::string WithoutEndpoint(std::string_view message) {
+    constexpr std::string_view kPrefix = "ClickHouse ";
+    constexpr std::string_view kInsert = " (insert into ";
+    if (message.substr(0, kPrefix.size()) != kPrefix) return std::string(message);
+    const std::size_t url_end = message.find(' ', kPrefix.size());
+    if (url_end == std::string_view::npos || message.substr(url_end, kInsert.size()) != kInsert) {
+        return std::string(message);
+    }
+    const std::size_t end = message.find("): ", url_end);
+    return end == std::string_view::npos ? std::string(message) : std::string(message.substr(end + 3));
+}
+
 bool IsUnknownServerError(const Error& error) {
     if (error.Source() != ErrorSource::kClickHouse || error.Code().empty()) return false;
     if (error.Code().rfind("HTTP ", 0) == 0) return true;

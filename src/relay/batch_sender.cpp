@@ -137,7 +137,7 @@ std::vector<PendingRow> BatchSender::Deliver(std::vector<PendingRow> rows, bool 
                     // after the part is written): only a row still missing after a presence check is dead-lettered.
                     chunk.reconcile = true;
                     chunk.dead_letter = true;
-                    chunk.error = error_text;
+                    chunk.error = clickhouse::WithoutEndpoint(error_text);  // shown by the API: no server URL
                     continue;
                 case Action::kBisect:
                     chunk.reconcile = true;  // a failed multi-partition insert may have written some parts

@@ -104,5 +104,15 @@ TEST(ClickHouseVersionTest, ParseAndCompare) {
     EXPECT_EQ(modern.patch, 4);
 }
 
+TEST(ClickHouseErrorsTest, WithoutEndpointDropsTheServerUrlAndTheStageOfAnInsertError) {
+    EXPECT_EQ(WithoutEndpoint("ClickHouse http://10.0.0.7:8123 (insert into `db`.`eventlog_stage_1_2_3`): HTTP 500 "
+                              "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO: Code: 395, e.displayText() = DB::Exception: x"),
+              "HTTP 500 FUNCTION_THROW_IF_VALUE_IS_NON_ZERO: Code: 395, e.displayText() = DB::Exception: x");
+    // Anything else is left as it is.
+    EXPECT_EQ(WithoutEndpoint("event_date_time: outside DateTime"), "event_date_time: outside DateTime");
+    EXPECT_EQ(WithoutEndpoint("ClickHouse http://h:1 (query SELECT 1): HTTP 500"),
+              "ClickHouse http://h:1 (query SELECT 1): HTTP 500");
+}
+
 }  // namespace
 }  // namespace eventlog::clickhouse

@@ -64,6 +64,11 @@ bool IsAuthenticationError(int code);
 /// "HTTP nnn") is recorded with source kClickHouse.
 [[noreturn]] void ThrowError(ErrorKind kind, const std::string& message, const std::string& code = {});
 
+/// An error message as it may be shown to API users and stored with a dead letter: without the "ClickHouse <url>
+/// (insert into <table>): " prefix this client puts in front of the server's answer (the URL names the server, the
+/// table a relay's internal stage). Other messages are returned unchanged.
+std::string WithoutEndpoint(std::string_view message);
+
 /// True when `error` came from ClickHouse with a cause this library does not classify (an unknown numeric code,
 /// or an HTTP status without one, e.g. a proxy's 429). The relay decides what that means for the rows
 /// (relay/detail/retry_policy.hpp: a status without a code is a refusal, an unknown code needs evidence).
