@@ -130,7 +130,9 @@ void RelayOps::Start(const relay::Relay& relay) {
     try {
         http::ServerOptions options;
         http::ParseListen(listen, "METRICS_LISTEN", options);
-        options.allowed_hosts = {"*"};  // read-only figures; Prometheus scrapes by whatever name it was given
+        // ALLOWED_HOSTS, as on the API: with any Host accepted, a web page on another name could read these
+        // figures through DNS rebinding. Prometheus must scrape by a name in the list (the default has 127.0.0.1).
+        options.allowed_hosts = impl_->config.allowed_hosts;
         options.io_threads = 1;
         options.worker_threads = 2;
         options.max_connections = 64;

@@ -50,6 +50,11 @@ TEST_F(RelayOps, MetricsShowDeliveryAndAStallIsReportedAndClearsByItself) {
         << get("/metrics").body;
     const auto metrics = get("/metrics");
     EXPECT_EQ(metrics.status, 200);
+    // (issue 20) The listener took any Host, so a page on another name could read it through DNS rebinding: a Host
+    // outside ALLOWED_HOSTS is 400 now, as on the API (it was 200).
+    const auto foreign = testing::HttpRequest(port, "GET", "/metrics", "", {{"Host", "rebound.example"}});
+    EXPECT_EQ(foreign.status, 400) << foreign.body;
+    EXPECT_NE(foreign.body.find(R"("field":"Host")"), std::string::npos) << foreign.body;
     EXPECT_EQ(Sample(metrics.body, "eventlog_outbox_pending_events"), 0) << metrics.body;
     EXPECT_EQ(Sample(metrics.body, "eventlog_dead_letter_events"), 0) << metrics.body;
     EXPECT_EQ(Sample(metrics.body, "eventlog_relay_delivery_lag_seconds_count"), 50) << metrics.body;
