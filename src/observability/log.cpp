@@ -174,6 +174,9 @@ void Write(Level level, std::string_view event, const Fields& fields) {
         append(t_context[i].first, t_context[i].second);
     }
     for (const auto& [key, value] : fields) append(key, value);
+    // JSON lines must be UTF-8: a byte that is not (a payload's, a server's message) becomes U+FFFD, the rest stays
+    // equal JSON (the console form escapes its strings itself).
+    if (!console) line = SafeJsonForTerminal(line);
     line += console ? "\n" : "}\n";
     std::size_t off = 0;
     while (off < line.size()) {

@@ -82,6 +82,18 @@ TEST(ObservabilityLog, ScopedContextFieldsAppearOnEveryLineOfTheScopeAsValidJson
     EXPECT_TRUE(elog::CurrentContext().empty());
 }
 
+// (issue 20) Bytes that are not UTF-8 (a payload's, a server's message) were written raw into JSON lines, which
+// made the line invalid JSON for any strict reader. They become U+FFFD; valid UTF-8 is kept. Seen failing before
+// the fix: Python's parser refused the line.
+TEST(ObservabilityLog, BytesThatAreNotUtf8BecomeReplacementCharactersAndTheLineStaysJson) {
+    elog::SetFormat("json");
+    ::testing::internal::CaptureStderr();
+    elog::Info("utf8_test", {{"text", std::string("caf\xc3\xa9 \xff\xfe end")}, {std::string("k\x80"), true}});
+    const std::string out = ParseJsonLines(::testing::internal::GetCapturedStderr());
+    EXPECT_NE(out.find(R"("text": "caf\u00e9 \ufffd\ufffd end")"), std::string::npos) << out;
+    EXPECT_NE(out.find(R"("k\ufffd": true)"), std::string::npos) << out;
+}
+
 TEST(ObservabilityLog, ContextBelongsToItsThread) {
     elog::SetFormat("json");
     elog::ScopedContext mine({{"batch_id", std::int64_t{1}}});
