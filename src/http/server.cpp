@@ -109,6 +109,10 @@ struct Server::Impl {
     Response Render(std::exception_ptr error, const std::string& route) const noexcept;
     /// The route label of a request whose headers were read: its route's pattern, or kUnmatched.
     std::string RouteOf(std::string_view method, std::string_view target) const;
+    /// 400 naming `Host` when `host_header` (without its port) is not in ALLOWED_HOSTS.
+    std::optional<Problem> HostProblem(std::string_view host_header) const;
+    /// 404, or 405 with the allowed methods, when no route takes `method` on `target`'s path.
+    std::optional<Problem> RouteProblem(std::string_view method, std::string_view target) const;
     /// Counts one answer (when metrics are on).
     void Count(const std::string& route, int status, std::chrono::steady_clock::time_point started) const;
     void ReportUnhandled(const std::exception& error, const std::string& route) const noexcept;
@@ -218,8 +222,18 @@ private:
         const auto length = parser_->content_length();
         if (length && *length > server_.options.max_body_bytes) return Fail(MakeProblem(413, "request body too large"));
         const auto& header = parser_->get();
+        // A foreign Host is refused before its body is read (and the connection closed): nothing of it is worth
+        // receiving. A client that waits for 100 Continue learns a 404/405 before it sends the body, too.
+        const auto host = header[bhttp::field::host];
+        if (auto p = server_.HostProblem(std::string_view(host.data(), host.size()))) return Fail(*p);
         const auto expect = header[bhttp::field::expect];
         if (!expect.empty() && beast::iequals(expect, "100-continue")) {
+            const auto method = header.method_string();
+            const auto target = header.target();
+            if (auto p = server_.RouteProblem(std::string_view(method.data(), method.size()),
+                                              std::string_view(target.data(), target.size()))) {
+                return Fail(*p);
+            }
             static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
             stream_.expires_after(server_.options.write_timeout);
             net::async_write(stream_, net::buffer(kContinue),
@@ -373,6 +387,29 @@ private:
     std::chrono::steady_clock::time_point started_;  // its headers were complete
 };
 
+std::optional<Problem> Server::Impl::HostProblem(std::string_view host_header) const {
+    const std::string host = HostWithoutPort(host_header);
+    const auto& allowed = options.allowed_hosts;
+    if (std::find(allowed.begin(), allowed.end(), "*") != allowed.end() ||
+        std::find(allowed.begin(), allowed.end(), host) != allowed.end()) {
+        return std::nullopt;
+    }
+    Problem p = MakeProblem(400, "Host not allowed");
+    p.field = "Host";
+    return p;
+}
+
+std::optional<Problem> Server::Impl::RouteProblem(std::string_view method, std::string_view target) const {
+    const auto match = router->Find(method, target.substr(0, target.find('?')));
+    if (match.status == 404) return MakeProblem(404, "not found");
+    if (match.status == 405) {
+        Problem p = MakeProblem(405, "method not allowed");
+        p.allow = match.allow;
+        return p;
+    }
+    return std::nullopt;
+}
+
 std::string Server::Impl::RouteOf(std::string_view method, std::string_view target) const {
     const auto match = router->Find(method, target.substr(0, target.find('?')));
     return match.route.empty() ? std::string(kUnmatched) : match.route;
@@ -504,22 +541,10 @@ bool Server::Impl::Dispatch(Exchange& x, BeastRequest& beast_request) {
     }
     request.body = std::move(beast_request.body());
 
-    const std::string host = HostWithoutPort(request.Header("host"));
-    const auto& allowed = options.allowed_hosts;
-    if (std::find(allowed.begin(), allowed.end(), "*") == allowed.end() &&
-        std::find(allowed.begin(), allowed.end(), host) == allowed.end()) {
-        Problem p = MakeProblem(400, "Host not allowed");
-        p.field = "Host";
-        throw ProblemError(p);
-    }
+    if (auto p = HostProblem(request.Header("host"))) throw ProblemError(*p);
     auto match = router->Find(request.method, request.path);
     if (!match.route.empty()) x.route = match.route;
-    if (match.status == 404) throw ProblemError(MakeProblem(404, "not found"));
-    if (match.status == 405) {
-        Problem p = MakeProblem(405, "method not allowed");
-        p.allow = match.allow;
-        throw ProblemError(p);
-    }
+    if (auto p = RouteProblem(request.method, request.path)) throw ProblemError(*p);
     const std::string encoding = Lower(request.Header("content-encoding"));
     if (!encoding.empty() && encoding != "identity" && encoding != "gzip") {
         Problem p = MakeProblem(415, "unsupported Content-Encoding (gzip or identity)");

@@ -322,6 +322,39 @@ TEST_F(HttpApiTest, ATransferEncodingOtherThanChunkedIsRefusedAndNothingHiddenIn
     EXPECT_EQ(Outbox(), 1);
 }
 
+// (issue 20) `Expect: 100-continue` was answered before routing, and the Host check ran after the body was read:
+// a client was invited to send a body to a path that does not exist, and a foreign Host's body was received in
+// full before its 400. Both are answered from the headers now. Seen failing before the fix: the first answer was
+// "100 Continue", and the foreign Host got no answer until its body arrived.
+TEST_F(HttpApiTest, AForeignHostOrAnUnknownPathIsRefusedFromTheHeadersBeforeAnyBody) {
+    StartServer();
+    const auto refused_at_once = [&](const std::string& head) {
+        HttpConnection c(Port(), std::chrono::seconds(3));
+        EXPECT_TRUE(c.SendRaw(head));  // the headers promise a body that is never sent
+        return c.Read();
+    };
+    const auto unknown = refused_at_once(
+        "POST /api/v1/nope HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nExpect: "
+        "100-continue\r\nContent-Length: 100000\r\n\r\n");
+    EXPECT_EQ(unknown.status, 404) << unknown.body;
+    const auto wrong_method = refused_at_once(
+        "PUT /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Length: 100000\r\n\r\n");
+    EXPECT_EQ(wrong_method.status, 405) << wrong_method.body;
+    const auto foreign = refused_at_once(
+        "POST /api/v1/events HTTP/1.1\r\nHost: evil.example\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100000\r\n\r\n");
+    EXPECT_EQ(foreign.status, 400) << foreign.body;
+    EXPECT_THAT(foreign.body, HasSubstr(R"("field":"Host")"));
+    // A known route still takes its body after 100 Continue (then answers: here 401, no key).
+    HttpConnection ok(Port(), std::chrono::seconds(3));
+    ASSERT_TRUE(
+        ok.SendRaw("POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+                   "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_TRUE(ok.SendRaw("{}"));
+    EXPECT_EQ(ok.Read().status, 401);
+}
+
 TEST_F(HttpApiTest, AMissingWrongOrRevokedKeyGets401AtOnce) {
     StartServer();
     const std::string good = R"({"event_type":"a","event_context":{}})";
