@@ -176,7 +176,11 @@ void Write(Level level, std::string_view event, const Fields& fields) {
     for (const auto& [key, value] : fields) append(key, value);
     // JSON lines must be UTF-8: a byte that is not (a payload's, a server's message) becomes U+FFFD, the rest stays
     // equal JSON (the console form escapes its strings itself).
-    if (!console) line = SafeJsonForTerminal(line);
+    // Only a line with a non-ASCII byte needs the pass (the access log writes one line per request).
+    if (!console &&
+        std::any_of(line.begin(), line.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; })) {
+        line = SafeJsonForTerminal(line);
+    }
     line += console ? "\n" : "}\n";
     std::size_t off = 0;
     while (off < line.size()) {

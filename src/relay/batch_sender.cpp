@@ -161,8 +161,7 @@ std::vector<PendingRow> BatchSender::Deliver(std::vector<PendingRow> rows, bool 
                     if (!hooks_.sleep(hooks_.backoff(failures))) throw;
                     continue;
                 }
-                case Action::kRetry:
-                    if (chunk.rows.size() == 1 && e.Kind() == ErrorKind::kRejected) chunk.rows.front().attempts += 1;
+                case Action::kRetry:  // a refusal: not a rejection of the rows, so no row attempt is counted
                     break;
                 case Action::kReconcileAndRetry:
                     chunk.reconcile = true;
