@@ -3,6 +3,7 @@
 #include <cstring>
 #include <eventlog/clickhouse/row_binary.hpp>
 #include <eventlog/core/error.hpp>
+#include <eventlog/core/json.hpp>
 #include <limits>
 #include <optional>
 #include <string>
@@ -500,8 +501,12 @@ void RowBinaryEncoder::Append(const Event& event, const Uuid& batch_id, std::str
                 case Source::kBatchId:
                     AppendUuidValue(field.name, field.type, batch_id, out);
                     break;
-                case Source::kEventType:
-                    AppendText(field.name, field.type, event.event_type, out);
+                case Source::kEventType:  // the name as written, in snake_case (core/json.hpp)
+                    if (IsSnakeCase(event.event_type)) {
+                        AppendText(field.name, field.type, event.event_type, out);
+                    } else {
+                        AppendText(field.name, field.type, ToSnakeCase(event.event_type), out);
+                    }
                     break;
                 case Source::kEnvironment:
                     AppendText(field.name, field.type, event.environment, out);

@@ -41,26 +41,41 @@ std::string MinifyJson(std::string_view json, std::string_view field) {
 }
 
 std::string ToSnakeCase(std::string_view name) {
+    const auto first = name.find_first_not_of(" \t");
+    if (first == std::string_view::npos) return {};
+    name = name.substr(first, name.find_last_not_of(" \t") - first + 1);
+    const auto at = [&](std::size_t k) { return static_cast<unsigned char>(name[k]); };
     std::string out;
     out.reserve(name.size() + 4);
+    const auto underscore = [&out] {
+        if (!out.empty() && out.back() != '_') out.push_back('_');
+    };
     for (std::size_t i = 0; i < name.size(); ++i) {
-        const unsigned char c = static_cast<unsigned char>(name[i]);
-        if (c == '-' || c == ' ' || c == '.') {
-            if (!out.empty() && out.back() != '_') out.push_back('_');
-            continue;
-        }
-        if (std::isupper(c)) {
-            const bool prev_lower_or_digit = i > 0 && (std::islower(static_cast<unsigned char>(name[i - 1])) ||
-                                                       std::isdigit(static_cast<unsigned char>(name[i - 1])));
-            const bool acronym_end = i > 0 && std::isupper(static_cast<unsigned char>(name[i - 1])) &&
-                                     i + 1 < name.size() && std::islower(static_cast<unsigned char>(name[i + 1]));
-            if ((prev_lower_or_digit || acronym_end) && !out.empty() && out.back() != '_') out.push_back('_');
+        const unsigned char c = at(i);
+        if (c == '-' || c == ' ' || c == '.' || c == '\t') {
+            underscore();
+        } else if (c == '_') {
+            if (out.empty() || out.back() != '_') out.push_back('_');
+        } else if (std::isupper(c)) {
+            const bool prev_lower_or_digit = i > 0 && (std::islower(at(i - 1)) || std::isdigit(at(i - 1)));
+            const bool acronym_end = i > 0 && std::isupper(at(i - 1)) && i + 1 < name.size() && std::islower(at(i + 1));
+            if (prev_lower_or_digit || acronym_end) underscore();
             out.push_back(static_cast<char>(std::tolower(c)));
         } else {
             out.push_back(static_cast<char>(c));
         }
     }
     return out;
+}
+
+bool IsSnakeCase(std::string_view name) {
+    if (name.empty()) return false;
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        const char c = name[i];
+        if ((c >= 'A' && c <= 'Z') || c == '-' || c == '.' || c == ' ' || c == '\t') return false;
+        if (c == '_' && i > 0 && name[i - 1] == '_') return false;
+    }
+    return true;
 }
 
 void AppendJsonString(std::string& out, std::string_view text) {

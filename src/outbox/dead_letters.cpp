@@ -95,7 +95,6 @@ std::int64_t ReplayDeadLetters(pg::Connection& connection, const std::vector<Uui
         "INSERT INTO eventlog.event_ids AS r (event_id, outbox_id) SELECT event_id, id FROM replayed "
         "ON CONFLICT ON CONSTRAINT event_ids_pkey DO UPDATE SET outbox_id = EXCLUDED.outbox_id";
     const auto r = ids.empty() ? tx.Exec(sql) : tx.Exec(sql, {UuidArray(ids)});
-    tx.Exec("SELECT eventlog.wake_relays()");
     tx.Commit();
     return r.AffectedRows();
 }

@@ -43,10 +43,11 @@ void AppendCopyField(std::string& out, std::string_view value) {
 }  // namespace
 
 Event Normalize(Event event) {
-    if (event.event_type.find_first_not_of(" \t") == std::string::npos) {
+    // The name is stored as written; the relay converts it (ToSnakeCase), and one that converts to nothing is
+    // refused here as by the outbox's constraint (migration 0013).
+    if (event.event_type.find_first_not_of(" \t-.") == std::string::npos) {
         throw InvalidInputError("event_type", "expected a non-empty event name");
     }
-    event.event_type = ToSnakeCase(event.event_type);
     const auto first = event.event_context.find_first_not_of(" \t\r\n");
     if (first == std::string::npos || event.event_context[first] != '{') {
         throw InvalidInputError("event_context", "expected a JSON object");
@@ -61,14 +62,20 @@ Event Normalize(Event event) {
 }
 
 Uuid Emit(pg::Transaction& transaction, Event event) {
+    // An id the caller supplied is registered for exact idempotency; one left zero is made by the server, which
+    // registers nothing for it (it cannot be a duplicate: docs/delivery.md, "Idempotency").
+    const bool supplied = event.event_id != Uuid{};
     event = Normalize(std::move(event));
-    const std::string id = event.event_id.ToString();
     const std::string ts = PgTimestamp(event.event_date_time_us);
     const std::string version = std::to_string(event.metadata_version);
-    transaction.Exec(kInsertSql,
-                     {id, event.event_type, ts, event.environment.empty() ? pg::Param{} : pg::Param{event.environment},
-                      event.event_context, version, event.trace_id, event.span_id});
-    return event.event_id;
+    const auto r =
+        transaction.Exec(kInsertSql, {supplied ? pg::Param{event.event_id.ToString()} : pg::Param{}, event.event_type,
+                                      ts, event.environment.empty() ? pg::Param{} : pg::Param{event.environment},
+                                      event.event_context, version, event.trace_id, event.span_id});
+    if (supplied) return event.event_id;
+    const auto made = r.Rows() == 1 && !r.IsNull(0, 0) ? Uuid::Parse(r.Get(0, 0)) : std::nullopt;
+    if (!made) throw Error(ErrorKind::kFatal, "postgresql: eventlog.emit() returned no event id");
+    return *made;
 }
 
 Limits ReadLimits(pg::Connection& connection) {
@@ -163,8 +170,6 @@ std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> even
             "COPY eventlog.outbox (id, event_id, event_type, event_date_time, environment, event_context, "
             "metadata_version, trace_id, span_id) FROM STDIN",
             data);
-        // Wakes a sleeping relay at commit (emit() does this inline).
-        transaction.Exec("SELECT eventlog.wake_relays()");
     }
     return ids;
 }

@@ -341,14 +341,13 @@ void DeliveryStore::AdvanceFloor(const pg::Result& r, std::int64_t claimed, bool
     }
 }
 
-std::int64_t DeliveryStore::RequestWakeup(std::chrono::milliseconds until) {
-    auto& session = Session();
-    session.Exec(
-        "SELECT pg_catalog.setval('eventlog.relay_wakeup', "
-        "(extract(epoch FROM pg_catalog.clock_timestamp()) * 1000)::bigint + $1)",
-        {std::to_string(until.count())});
-    // A transaction id drawn after the flag was set: every producer that read the old value has a smaller one.
-    return session.Exec("SELECT pg_catalog.pg_current_xact_id()::text::bigint").GetInt(0, 0);
+std::int64_t DeliveryStore::Mark() {
+    return Session().Exec("SELECT pg_catalog.pg_current_xact_id()::text::bigint").GetInt(0, 0);
+}
+
+std::int64_t DeliveryStore::OutboxSequence() {
+    const auto r = Session().Exec("SELECT pg_catalog.pg_sequence_last_value('eventlog.outbox_id_seq')");
+    return r.IsNull(0, 0) ? 0 : r.GetInt(0, 0);
 }
 
 bool DeliveryStore::OlderTransactionsEnded(std::int64_t mark) {
@@ -357,8 +356,6 @@ bool DeliveryStore::OlderTransactionsEnded(std::int64_t mark) {
                      {std::to_string(mark)})
                .Get(0, 0) == "t";
 }
-
-void DeliveryStore::CancelWakeup() { Session().Exec("SELECT pg_catalog.setval('eventlog.relay_wakeup', 0)"); }
 
 std::vector<PendingRow> DeliveryStore::Decode(const pg::Result& r) const {
     std::vector<PendingRow> rows;

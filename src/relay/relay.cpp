@@ -84,6 +84,18 @@ void TakeOverLimits(std::vector<PendingRow>& rows, const outbox::Limits& limits,
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+/// Sets a flag for its lifetime (however the scope ends).
+class RestingFlag {
+public:
+    explicit RestingFlag(std::atomic<bool>& flag) : flag_(flag) { flag_.store(true); }
+    ~RestingFlag() { flag_.store(false); }
+    RestingFlag(const RestingFlag&) = delete;
+    RestingFlag& operator=(const RestingFlag&) = delete;
+
+private:
+    std::atomic<bool>& flag_;
+};
+
 /// Ends a claim's span and hands it to the exporter when the claim is done (an empty optional: nothing), with an
 /// error status when the claim ends by an exception (its rows are retried or recovered). Never throws.
 class SpanExport {
@@ -194,6 +206,7 @@ private:
     std::atomic<double> last_ack_unix_{0.0};
     std::atomic<Clock::rep> last_ack_{0};
     std::atomic<Clock::rep> busy_since_{0};  // 0: idle
+    std::atomic<bool> resting_{false};       // only watching the outbox's id sequence
     mutable std::atomic<bool> stall_reported_{false};
     std::mt19937_64 rng_;
     std::atomic<bool> stop_{false};
@@ -262,6 +275,7 @@ void Relay::Impl::RecordAck(std::int64_t delivered, std::int64_t records, const 
 Health Relay::Impl::GetHealth() const {
     Health h;
     h.connected = healthy_session_.load();
+    h.resting = resting_.load();
     h.last_ack_unix = last_ack_unix_.load();
     const Clock::rep busy = busy_since_.load();
     if (busy != 0) {
@@ -419,34 +433,33 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     return n;
 }
 
-// Sleeping without losing a wake-up (docs/delivery.md, "Waking the relay"): producers are asked to NOTIFY, then
-// the relay waits until every transaction older than that request has ended, looking at the outbox meanwhile, and
-// looks once more; only then does it wait for a NOTIFY. A producer that read the old flag wrote its row before
-// reading it, so its transaction is one of those waited for, and the last look sees its events. Returns true when
-// woken by events (a NOTIFY, or events found on the way to sleep), false on a timeout or a stop request.
+// Resting without missing an event (docs/delivery.md, "Waking the relay"). Producers do nothing for it: the relay
+// reads the outbox's id sequence S, draws a mark, and claims every RELAY_POLL_MS until every transaction older than
+// the mark has ended, then once more; from then on it only reads the sequence every RELAY_POLL_MS (no snapshot, no
+// index) and starts over when it moved. A producer takes its transaction id before it draws an outbox id, so a row
+// with an id at or below S belongs to a transaction older than the mark, which the last claim comes after; an id
+// drawn later moves the sequence. Returns true when events were found (or a NOTIFY came), false on a timeout or a
+// stop request.
 bool Relay::Impl::SleepUntilWoken(Clock::time_point last_recovery) {
     const auto until = std::min<Clock::duration>(config_.relay.processing_interval,
                                                  kRecoveryInterval - (Clock::now() - last_recovery));
     if (until <= Clock::duration::zero()) return false;
-    // The flag outlives the sleep by a margin, so it never expires while this relay still sleeps.
-    const auto flag = std::chrono::duration_cast<milliseconds>(until) + milliseconds(1000);
     const auto deadline = Clock::now() + until;
-    const std::int64_t mark = store_.RequestWakeup(flag);
-    for (;;) {
-        const bool ended = store_.OlderTransactionsEnded(mark);
-        if (ClaimAndDeliver() > 0) {
-            store_.CancelWakeup();
-            return true;
-        }
-        if (ended) break;  // the claim above came after every producer that may have read the old flag
-        if (stop_.load() || Clock::now() >= deadline) return false;
-        SleepInterruptible(config_.relay.poll_interval);
-    }
+    const auto poll = std::max(config_.relay.poll_interval, milliseconds(1));
     while (!stop_.load() && Clock::now() < deadline) {
-        const auto slice = std::min<Clock::duration>(milliseconds(250), deadline - Clock::now());
-        if (store_.WaitForNotify(std::chrono::duration_cast<milliseconds>(slice))) {
-            store_.CancelWakeup();  // a NOTIFY wakes every listening relay
-            return true;
+        const std::int64_t seen = store_.OutboxSequence();
+        const std::int64_t mark = store_.Mark();
+        for (;;) {
+            const bool ended = store_.OlderTransactionsEnded(mark);
+            if (ClaimAndDeliver() > 0) return true;
+            if (ended) break;  // the claim above came after every transaction that drew an id up to `seen`
+            if (stop_.load() || Clock::now() >= deadline) return false;
+            SleepInterruptible(poll);
+        }
+        const RestingFlag resting(resting_);
+        while (!stop_.load() && Clock::now() < deadline && store_.OutboxSequence() == seen) {
+            const auto slice = std::min<Clock::duration>(poll, deadline - Clock::now());
+            if (store_.WaitForNotify(std::chrono::duration_cast<milliseconds>(slice))) return true;
         }
     }
     return false;

@@ -164,7 +164,7 @@ TEST_F(HttpApiTest, EventsAreAcceptedAsAnObjectAnArrayAndNdjsonInOneTransactionE
              R"("environment":"staging","metadata_version":3,"trace_id":"abc"})");
     ASSERT_EQ(one.status, 202) << one.body;
     EXPECT_EQ(one.body, R"([{"index":0,"event_id":"5f0c8f3e-58c7-4b4c-9a59-1f1d1c7e2a10","status":"accepted"}])");
-    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox WHERE event_type = 'order_placed' AND "
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox WHERE event_type = 'OrderPlaced' AND "
                               "event_context::text = '{\"order_id\":42,\"total\":\"9.90\"}' AND environment = "
                               "'staging' AND metadata_version = 3 AND trace_id = 'abc' AND event_date_time = "
                               "'2024-05-01T12:00:00Z'"),

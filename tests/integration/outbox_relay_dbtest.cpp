@@ -4,9 +4,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <eventlog/core/error.hpp>
 #include <eventlog/core/event.hpp>
+#include <eventlog/core/json.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/pg/connection.hpp>
 #include <eventlog/relay/relay.hpp>
@@ -124,8 +126,9 @@ TEST_F(OutboxRelayTest, SqlEmitRejectsBadInputNamingTheFieldAndWritesNothing) {
         stack_->Producer().Exec("SELECT eventlog.emit('  ', '{}'::json)");
         FAIL() << "empty event_type was accepted";
     } catch (const InvalidInputError& e) {
-        EXPECT_THAT(e.what(), HasSubstr("event_type"));
-        EXPECT_THAT(e.what(), HasSubstr("22023"));
+        // A constraint of the outbox (migration 0013) named after the rule: check_violation, a class 23 error.
+        EXPECT_THAT(e.what(), HasSubstr("\"event_type: expected a non-empty event name\""));
+        EXPECT_THAT(e.what(), HasSubstr("23514"));
     }
     try {
         stack_->Producer().Exec("SELECT eventlog.emit('OrderPlaced', '[1, 2]'::json)");
@@ -142,6 +145,84 @@ TEST_F(OutboxRelayTest, SqlEmitRejectsBadInputNamingTheFieldAndWritesNothing) {
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 0);
     stack_->Drain();
     EXPECT_EQ(stack_->ChCount("SELECT count() FROM " + stack_->ChTable()), 0);
+}
+
+// One set of rules on every path (migration 0013): the C++ checks (Normalize, LimitViolation) and the outbox's
+// constraints, which are what the SQL path, emit_batch() and any INSERT meet, accept exactly the same events, for
+// random names, contexts and field sizes around small limits. The context is measured as stored: C++ writes it
+// minified, so SQL is given the text C++ would write (or the raw text when C++ finds it is not JSON). Every accepted
+// name then reaches ClickHouse as ToSnakeCase of the name as written.
+TEST_F(OutboxRelayTest, TheCppChecksAndTheOutboxConstraintsAcceptTheSameEvents) {
+    stack_->Pg().Exec(
+        "UPDATE eventlog.limits SET max_event_type_bytes = 12, max_context_bytes = 30, max_environment_bytes = 6, "
+        "max_trace_id_bytes = 8");
+    const outbox::Limits limits = outbox::ReadLimits(stack_->Pg());
+    const std::string names[] = {"", " ", "\t", "-", ".", "User", "Created", "HTTP", "x", "_", "\xc3\xa9", "Id2"};
+    const std::string contexts[] = {"{}", "{\"a\": 1}", "[1]", "\"s\"", "{\"a\":", "7", "{ }"};
+    std::uint32_t state = 2026;
+    const auto next = [&state] {
+        state = state * 1664525u + 1013904223u;
+        return state >> 8;
+    };
+    int accepted = 0;
+    int refused = 0;
+    std::vector<std::pair<std::string, std::string>> ids_and_names;
+    for (int round = 0; round < 600; ++round) {
+        Event e;
+        for (std::uint32_t i = next() % 6; i > 0; --i) e.event_type += names[next() % std::size(names)];
+        if (next() % 3 == 0) {
+            e.event_context = "{\"k\": \"" + std::string(next() % 30, 'v') + "\"}";
+        } else {
+            e.event_context = contexts[next() % std::size(contexts)];
+        }
+        e.environment = std::string(next() % 9, 'e');
+        e.trace_id = std::string(next() % 11, 't');
+        e.span_id = std::string(next() % 11, 's');
+        bool cpp_ok = true;
+        std::string stored_context = e.event_context;
+        try {
+            const Event normal = outbox::Normalize(e);
+            stored_context = normal.event_context;
+            cpp_ok = !outbox::LimitViolation(normal, limits).has_value();
+        } catch (const InvalidInputError&) {
+            cpp_ok = false;
+        }
+        bool sql_ok = true;
+        std::string sql_error;
+        std::string id;
+        pg::Connection& producer = stack_->Producer();
+        try {
+            id = producer
+                     .Exec("SELECT eventlog.emit($1, $2::json, environment => $3, trace_id => $4, span_id => $5)",
+                           {e.event_type, stored_context,
+                            e.environment.empty() ? pg::Param{} : pg::Param{e.environment}, e.trace_id, e.span_id})
+                     .Get(0, 0);
+        } catch (const InvalidInputError& error) {
+            sql_ok = false;
+            sql_error = error.what();
+        }
+        ASSERT_EQ(cpp_ok, sql_ok) << "type \"" << e.event_type << "\" context " << stored_context << " environment "
+                                  << e.environment.size() << " trace_id " << e.trace_id.size() << " span_id "
+                                  << e.span_id.size() << ": " << sql_error;
+        if (sql_ok) {
+            ++accepted;
+            ids_and_names.emplace_back(id, ToSnakeCase(e.event_type));
+        } else {
+            ++refused;
+        }
+    }
+    EXPECT_GT(accepted, 100);  // both outcomes are walked many times
+    EXPECT_GT(refused, 100);
+    stack_->Pg().Exec(
+        "UPDATE eventlog.limits SET max_event_type_bytes = 200, max_context_bytes = 1048576, "
+        "max_environment_bytes = 200, max_trace_id_bytes = 128");
+    EXPECT_EQ(stack_->Drain().delivered, accepted);
+    const std::string stored = stack_->ChQuery("SELECT toString(event_id), event_type FROM " + stack_->ChTable() +
+                                               " ORDER BY toString(event_id)");
+    std::sort(ids_and_names.begin(), ids_and_names.end());
+    std::string expected;
+    for (const auto& [id, name] : ids_and_names) expected += id + "\t" + name + "\n";
+    EXPECT_EQ(stored, expected);
 }
 
 TEST_F(OutboxRelayTest, CppEmitRejectsBadInputNamingTheField) {
@@ -324,12 +405,14 @@ TEST_F(OutboxRelayTest, TwoConcurrentRelaysDeliverEachEventExactlyOnce) {
     std::cout << "relay_a_delivered=" << stats_a.delivered << " relay_b_delivered=" << stats_b.delivered << "\n";
 }
 
-class NotifyLatencyTest : public StackTest {
+class RestingLatencyTest : public StackTest {
 protected:
     TestStack::Options StackOptions() override { return {.overrides = {{"EVENT_PROCESSING_INTERVAL", "60"}}}; }
 };
 
-TEST_F(NotifyLatencyTest, NotifyWakesAnIdleRelayWithinASecond) {
+// A resting relay (it only watches the outbox's id sequence) sees a new event within a second, whatever
+// EVENT_PROCESSING_INTERVAL says: the producer does nothing to wake it (migration 0013).
+TEST_F(RestingLatencyTest, ARestingRelaySeesANewEventWithinASecond) {
     ASSERT_EQ(stack_->Config().relay.processing_interval, std::chrono::seconds(60));
     relay::Relay relay(stack_->Config());
     std::string error;
@@ -349,14 +432,8 @@ TEST_F(NotifyLatencyTest, NotifyWakesAnIdleRelayWithinASecond) {
         },
         std::chrono::seconds(10));
     EXPECT_TRUE(connected);
-    // Asleep: it has asked producers to NOTIFY (eventlog.relay_wakeup holds a time in the future).
-    EXPECT_TRUE(testing::WaitUntil(
-        [&] {
-            return stack_->PgCount(
-                       "SELECT count(*) FROM eventlog.relay_wakeup WHERE last_value > "
-                       "(extract(epoch FROM clock_timestamp()) * 1000)::bigint") == 1;
-        },
-        std::chrono::seconds(10)));
+    // Resting: it found the outbox empty and every older transaction ended.
+    EXPECT_TRUE(testing::WaitUntil([&] { return relay.GetHealth().resting; }, std::chrono::seconds(10)));
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
 
     const auto start = std::chrono::steady_clock::now();

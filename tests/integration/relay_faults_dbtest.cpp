@@ -195,7 +195,7 @@ TEST_F(UnencodableTest, OutOfRangeTimestampIsDeadLetteredNamingTheColumn) {
     const auto dead = outbox::ListDeadLetters(stack_->Pg());
     ASSERT_EQ(dead.size(), 1u);
     EXPECT_EQ(dead[0].event_id, bad);
-    EXPECT_EQ(dead[0].event_type, "far_future");
+    EXPECT_EQ(dead[0].event_type, "FarFuture");  // as written (the relay converts a name only for ClickHouse)
     EXPECT_THAT(dead[0].event_date_time, HasSubstr(dt64 ? "2300-01-01T00:00:00" : "2200-01-01T00:00:00"));
     EXPECT_THAT(dead[0].error, HasSubstr("event_date_time"));
     EXPECT_THAT(dead[0].error, HasSubstr(dt64 ? "DateTime64" : "DateTime"));

@@ -1,12 +1,14 @@
 // Waking the relay and the claim floor, against real servers (label db). Interleavings walked here:
-// 1. A producer commits while the relay falls asleep: it read the wake-up flag before the relay set it (so it sends
-//    no NOTIFY) and commits after the relay's last look would have been taken, were the relay not waiting for
-//    older transactions. The relay must still deliver it at once, not at its next timed wake-up (5 s here). Each
+// 1. A producer commits while the relay goes to rest: it drew its outbox id before the relay read the id sequence
+//    (so the sequence does not move after that read) and commits after the relay's last look would have been taken,
+//    were the relay not waiting for older transactions. The relay must still deliver it at once, not at its next
+//    timed look (5 s here). Each
 //    round wakes the relay with a batch of events (large enough that delivering it keeps the relay awake for tens
-//    of milliseconds even on a fast, idle machine: with one event, the relay was often back asleep before the
+//    of milliseconds even on a fast, idle machine: with one event, the relay was often back at rest before the
 //    probe was emitted, and the premise failed), emits the probe while the relay is busy with it, holds the
 //    probe's transaction open for a random time, so that its commit lands before, during or after the relay's
-//    way back to sleep, and then lets nothing else happen (a later event's NOTIFY would hide a lost wake-up).
+//    way back to rest, and then lets nothing else happen (a later event would move the sequence and hide a lost
+//    wake-up).
 //    The version without the wait for older transactions fails this test.
 // 2. A row appears below the relay's floor (written with an explicit, old id: a restore, or a failover that brings
 //    back rows): the periodic sweep from the head of the outbox delivers it.
@@ -56,18 +58,11 @@ protected:
         return stack_->ChCount("SELECT count() FROM " + stack_->ChTable() + " WHERE event_id = toUUID('" + id + "')") ==
                1;
     }
-
-    /// True while a relay asks producers to NOTIFY (it is asleep or on its way there).
-    bool RelayAsleep() {
-        return stack_->PgCount(
-                   "SELECT count(*) FROM eventlog.relay_wakeup WHERE last_value > "
-                   "(extract(epoch FROM clock_timestamp()) * 1000)::bigint") == 1;
-    }
 };
 
 TEST_F(RelayWakeupTest, ACommitRacingTheRelayFallingAsleepIsDeliveredAtOnce) {
     BackgroundRelay relay(stack_->Config());
-    ASSERT_TRUE(WaitUntil([&] { return RelayAsleep(); }, seconds(10))) << "the relay never went to sleep";
+    ASSERT_TRUE(WaitUntil([&] { return relay.Health().resting; }, seconds(10))) << "the relay never came to rest";
     std::mt19937 rng(std::random_device{}());
     std::uniform_int_distribution<int> delay(0, 20), open(0, 60);
     auto waker = stack_->OpenPg();
@@ -76,10 +71,10 @@ TEST_F(RelayWakeupTest, ACommitRacingTheRelayFallingAsleepIsDeliveredAtOnce) {
     constexpr int kRounds = 60;
     constexpr int kTriggerEvents = 2000;
     for (int i = 0; i < kRounds; ++i) {
-        // Each round: one event wakes the relay; while it is busy with it, the probe is emitted (so it reads the
-        // flag as "awake" and sends no NOTIFY) and committed a random time later, often after the relay's last
-        // look on its way back to sleep. Then nothing else happens until the probe is visible: a lost wake-up
-        // would leave it for the relay's next timed wake-up.
+        // Each round: a batch of events wakes the relay; while it is busy with them, the probe is emitted (its id
+        // drawn before the relay reads the sequence on its way to rest) and committed a random time later, often
+        // after the relay's last look on its way back to rest. Then nothing else happens until the probe is visible: a
+        // lost wake-up would leave it for the relay's next timed wake-up.
         waker.Exec(
             "SELECT eventlog.emit('wakeup_trigger', json_build_object('i', i, 'pad', repeat('x', 200))) "
             "FROM generate_series(1, " +
@@ -90,21 +85,21 @@ TEST_F(RelayWakeupTest, ACommitRacingTheRelayFallingAsleepIsDeliveredAtOnce) {
         const std::string id(
             producer.Exec("SELECT eventlog.emit('wakeup_probe', '{\"i\":" + std::to_string(i) + "}'::json)::text")
                 .Get(0, 0));
-        if (!RelayAsleep()) ++awake_at_emit;
+        if (!relay.Health().resting) ++awake_at_emit;
         std::this_thread::sleep_for(milliseconds(open(rng)));
         producer.Exec("COMMIT");
         const auto committed = Clock::now();
         ASSERT_TRUE(WaitUntil([&] { return Visible(id); }, seconds(10), milliseconds(2)))
             << "probe " << i << " never arrived";
         latencies_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - committed).count());
-        ASSERT_TRUE(WaitUntil([&] { return RelayAsleep(); }, seconds(10))) << "the relay did not sleep again";
+        ASSERT_TRUE(WaitUntil([&] { return relay.Health().resting; }, seconds(10))) << "the relay did not rest again";
     }
     relay.Stop();
     EXPECT_EQ(relay.Error(), "");
     std::sort(latencies_ms.begin(), latencies_ms.end());
     std::cout << "commit_to_visible_ms p50=" << latencies_ms[latencies_ms.size() / 2] << " max=" << latencies_ms.back()
               << " relay_awake_at_probe_emit=" << awake_at_emit << "/" << kRounds << "\n";
-    // The premise: probes were mostly emitted while the relay was awake (no NOTIFY from them).
+    // The premise: probes were mostly emitted while the relay was not resting (their ids drawn before it looked).
     EXPECT_GE(awake_at_emit, kRounds / 2);
     // A lost wake-up waits for the relay's next timed wake-up, up to 5 s; delivery otherwise takes milliseconds.
     EXPECT_LT(latencies_ms.back(), 1500.0);

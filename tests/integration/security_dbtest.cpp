@@ -6,12 +6,12 @@
 //    first proves the trap is armed (an unqualified call in a rolled-back transaction escalates), then runs the
 //    relay, status and the dead-letter calls as the superuser: the attacker must stay unprivileged. The same
 //    attacker also defines public.lower(text) and public.regexp_replace(text, text, text, text), and the
-//    superuser then calls emit() and snake_case() with public first on its search_path: snake_case() pins no
-//    search_path (so that it can be inlined, migration 0008) and must name every function with its schema.
+//    superuser then calls emit() and emit_checked() with public first on its search_path.
 // 2. Each role gets what it needs and no more: the producer can only call emit(); it cannot read or change the
 //    outbox, the delivery records or the dead letters. The relay delivers as eventlog_relay alone.
-// 3. An event over eventlog.limits is refused by emit() with the field named; one that reached the outbox by a
-//    privileged COPY is dead-lettered by the relay with the reason, and its neighbours are delivered.
+// 3. An event over eventlog.limits is refused by the outbox's constraints with the field named, on every path (the
+//    C++ COPY checks first); one written before the limit was lowered (the constraints are NOT VALID: old rows are
+//    not checked again) is dead-lettered by the relay with the reason, and its neighbours are delivered.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -161,8 +161,6 @@ LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.escalate(); RETURN pg_catalog.regex
     outbox::ListDeadLetters(operator_session);
     outbox::ReplayDeadLetters(operator_session, {});
     operator_session.Exec("SET search_path = public, pg_catalog");
-    EXPECT_EQ(std::string(operator_session.Exec("SELECT eventlog.snake_case('HTTPRequest-Failed')").Get(0, 0)),
-              "http_request_failed");
     operator_session.Exec("SELECT eventlog.emit('UserCreated', '{}')");
     operator_session.Exec("SELECT eventlog.emit_checked('OrderPlaced', '{}')");
     operator_session.Exec("RESET search_path");
@@ -179,7 +177,7 @@ TEST_F(SecurityTest, TheProducerRoleCanOnlyEmit) {
     auto session = ConnectAs(producer);
     const auto id = session.Exec("SELECT eventlog.emit('UserCreated', '{\"email\":\"a@b.c\"}')");
     EXPECT_EQ(id.Get(0, 0).size(), 36u);
-    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox WHERE event_type = 'user_created'"), 1);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox WHERE event_type = 'UserCreated'"), 1);
 
     const std::vector<std::string> refused = {
         "SELECT count(*) FROM eventlog.outbox",
@@ -325,12 +323,18 @@ TEST_F(SecurityTest, AnEventOverTheLimitsIsRefusedByEmitAndDeadLetteredIfItGotIn
         pg::Transaction tx(stack_->Pg());
         EXPECT_THROW(outbox::EmitMany(tx, {e}), InvalidInputError);
     }
-    // A privileged COPY that skipped the checks: the relay dead-letters the row and delivers its neighbours.
+    // A privileged INSERT meets the same constraint.
+    EXPECT_THROW(stack_->Pg().Exec("INSERT INTO eventlog.outbox (event_type, event_context) VALUES ('security_test', "
+                                   "$1::json)",
+                                   {big}),
+                 InvalidInputError);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 0);
+    // A row written while the limit was higher stays (NOT VALID constraints leave old rows alone): the relay
+    // dead-letters it and delivers its neighbours.
     EmitOne(R"({"n":1})");
-    stack_->Pg().Exec(
-        "INSERT INTO eventlog.outbox (event_id, event_type, event_context) VALUES "
-        "(gen_random_uuid(), 'security_test', $1::json)",
-        {big});
+    stack_->Pg().Exec("UPDATE eventlog.limits SET max_context_bytes = 4000");
+    EmitOne(big);
+    stack_->Pg().Exec("UPDATE eventlog.limits SET max_context_bytes = 1000");
     EmitOne(R"({"n":2})");
     const auto stats = stack_->Drain();
     EXPECT_EQ(stats.delivered, 2);

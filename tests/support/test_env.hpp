@@ -149,6 +149,8 @@ public:
     bool Finished() const { return finished_.load(); }
     /// The text of the exception that escaped Run() ("" when none, or not returned yet).
     std::string Error() const;
+    /// The relay's health (relay::Relay::GetHealth()).
+    relay::Health Health() const { return relay_.GetHealth(); }
 
 private:
     relay::Relay relay_;

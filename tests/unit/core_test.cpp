@@ -15,6 +15,30 @@ TEST(SnakeCase, ConvertsProducerNames) {
     EXPECT_EQ(ToSnakeCase("user-created"), "user_created");
     EXPECT_EQ(ToSnakeCase("OrderV2Shipped"), "order_v2_shipped");
     EXPECT_EQ(ToSnakeCase("A"), "a");
+    EXPECT_EQ(ToSnakeCase(" \tuser-created "), "user_created");  // ends trimmed, separators become one '_'
+    EXPECT_EQ(ToSnakeCase("user-created."), "user_created_");
+    EXPECT_EQ(ToSnakeCase("user__created"), "user_created");
+    EXPECT_EQ(ToSnakeCase("_private"), "_private");
+    EXPECT_EQ(ToSnakeCase("- . -"), "");  // the outbox refuses such a name (migration 0013)
+}
+
+// The relay converts every name as it encodes the row, including names an older emit() had already converted, so
+// the conversion must be idempotent; IsSnakeCase is its allocation-free fast path and must agree with it.
+TEST(SnakeCase, IsIdempotentAndIsSnakeCaseAgreesOverRandomNames) {
+    const std::string alphabet[] = {"a", "Z", "7", "_", "-", ".", " ", "\t", "HTTP", "Id", "x", "\xc3\xa9", "__", "!"};
+    std::uint32_t state = 12345;
+    const auto next = [&state] {
+        state = state * 1664525u + 1013904223u;
+        return state >> 8;
+    };
+    for (int round = 0; round < 20000; ++round) {
+        std::string name;
+        const auto parts = next() % 8;
+        for (std::uint32_t i = 0; i < parts; ++i) name += alphabet[next() % std::size(alphabet)];
+        const std::string once = ToSnakeCase(name);
+        ASSERT_EQ(ToSnakeCase(once), once) << "not idempotent for \"" << name << "\"";
+        ASSERT_EQ(IsSnakeCase(name), !name.empty() && once == name) << "\"" << name << "\"";
+    }
 }
 
 TEST(MinifyJson, RemovesWhitespaceOutsideStringsOnly) {

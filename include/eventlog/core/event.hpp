@@ -9,7 +9,7 @@ namespace eventlog {
 /// One event as stored in the outbox and delivered to ClickHouse. Plain value type.
 struct Event {
     Uuid event_id;                       ///< Idempotency key; random when the producer gives none.
-    std::string event_type;              ///< snake_case name, e.g. "user_created".
+    std::string event_type;              ///< Name as written ("UserCreated"); stored in ClickHouse in snake_case.
     std::int64_t event_date_time_us{0};  ///< Microseconds since the Unix epoch, UTC.
     std::string environment;             ///< Deployment environment, "Local" by default.
     std::string event_context;           ///< Compact JSON text, key order as the producer wrote it.

@@ -9,14 +9,14 @@
 
 namespace eventlog::outbox {
 
-/// Normalises and validates an event before it is written: snake_case event_type, minified
-/// event_context (must be a JSON object), random event_id when zero, now when event_date_time is 0.
-/// Throws InvalidInputError naming the field.
+/// Normalises and validates an event before it is written: event_type as written (not empty: the relay converts it
+/// to snake_case), minified event_context (must be a JSON object), random event_id when zero, now when
+/// event_date_time is 0. Throws InvalidInputError naming the field.
 Event Normalize(Event event);
 
 /// Size limits on event fields, from eventlog.limits (one row an admin may change). Plain value type.
 struct Limits {
-    std::int64_t max_event_type_bytes{200};   ///< event_type, after snake_case.
+    std::int64_t max_event_type_bytes{200};   ///< event_type, as written.
     std::int64_t max_context_bytes{1 << 20};  ///< event_context as stored (1 MiB).
     std::int64_t max_environment_bytes{200};  ///< environment.
     std::int64_t max_trace_id_bytes{128};     ///< trace_id.
@@ -30,7 +30,8 @@ std::optional<std::string> LimitViolation(const Event& event, const Limits& limi
 
 /// Writes `event` into the outbox inside the caller's transaction (through eventlog.emit(), so the
 /// producer role needs only EXECUTE on it and eventlog.limits apply); nothing is emitted if that
-/// transaction rolls back. Returns the event's id.
+/// transaction rolls back. Returns the event's id: the caller's (registered for exact idempotency within
+/// IDEMPOTENCY_WINDOW), or, when event_id is zero, one the server made.
 Uuid Emit(pg::Transaction& transaction, Event event);
 
 /// Writes many events with one COPY inside the caller's transaction, after checking each against eventlog.limits

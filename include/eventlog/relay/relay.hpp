@@ -37,6 +37,9 @@ struct Health {
     std::string reason;       ///< Why it is not ready ("" when it is).
     double last_ack_unix{0};  ///< Unix time of the last acknowledgement (0: none yet).
     double busy_seconds{0};   ///< How long it has had work without an acknowledgement (0 when idle).
+    /// It found the outbox empty, every older transaction ended, and it now only watches the outbox's id sequence
+    /// (docs/delivery.md, "Waking the relay").
+    bool resting{false};
 };
 
 /// How Run() ends.

@@ -110,13 +110,14 @@ public:
     /// Waits up to `timeout` for the outbox's NOTIFY.
     bool WaitForNotify(std::chrono::milliseconds timeout);
 
-    /// Asks producers to NOTIFY for the next `until` (eventlog.relay_wakeup); returns a mark for
-    /// OlderTransactionsEnded(): a look at the outbox after it is true cannot miss a producer that read the old flag.
-    std::int64_t RequestWakeup(std::chrono::milliseconds until);
-    /// True once every transaction that began before RequestWakeup() returned `mark` has ended.
+    /// A transaction id drawn now, for OlderTransactionsEnded(): every producer that drew an outbox id before this
+    /// call had taken its transaction id before that, so it has a smaller one.
+    std::int64_t Mark();
+    /// True once every transaction older than `mark` has ended.
     bool OlderTransactionsEnded(std::int64_t mark);
-    /// Producers stop notifying (every listening relay has woken).
-    void CancelWakeup();
+    /// The outbox id sequence's last value (0 before the first id). Not subject to MVCC: it moves when a producer
+    /// draws an id, before that producer commits.
+    std::int64_t OutboxSequence();
 
 private:
     friend class OwnerLock;
