@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <charconv>
 #include <cstring>
@@ -38,6 +39,18 @@ std::string Trimmed(const char* message) {
     std::string s = message ? message : "";
     while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
     return s;
+}
+
+/// A server error as "SEVERITY:  primary message" (and its HINT), without DETAIL and CONTEXT: those quote data (a
+/// failing row's values, a duplicate key, a function's statement and arguments) that must not reach logs or Sentry.
+std::string ServerMessage(const PGresult* result) {
+    const char* primary = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
+    if (primary == nullptr) return Trimmed(PQresultErrorMessage(result));
+    const char* severity = PQresultErrorField(result, PG_DIAG_SEVERITY);
+    std::string message = fmt::format("{}:  {}", severity ? severity : "ERROR", primary);
+    if (const char* hint = PQresultErrorField(result, PG_DIAG_MESSAGE_HINT))
+        message += fmt::format("\nHINT:  {}", hint);
+    return message;
 }
 
 template <typename E>
@@ -186,7 +199,7 @@ Result Connection::Check(void* raw, std::string_view sql) {
     const auto status = PQresultStatus(result);
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_COPY_IN) return owned;
     const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
-    std::string message = Trimmed(PQresultErrorMessage(result));
+    std::string message = ServerMessage(result);
     if (message.empty()) message = Trimmed(PQerrorMessage(impl_->conn));
     if (message.empty()) message = fmt::format("statement failed: {:.80}", sql);
     ThrowFor(state ? state : "", message, bad);
@@ -276,6 +289,19 @@ bool Connection::WaitForNotify(std::chrono::milliseconds timeout) {
 }
 
 bool Connection::Healthy() const noexcept { return impl_ && PQstatus(impl_->conn) == CONNECTION_OK; }
+
+bool Connection::ClosedWhileIdle() noexcept {
+    if (!Healthy()) return true;
+    pollfd p{PQsocket(impl_->conn), POLLIN, 0};
+    if (p.fd < 0) return true;
+    if (::poll(&p, 1, 0) <= 0) return false;  // nothing arrived: still open
+    if (PQconsumeInput(impl_->conn) == 0) return true;
+    (void)PQisBusy(impl_->conn);  // parses what arrived (a FATAL error before the close, a notification)
+    if (PQstatus(impl_->conn) != CONNECTION_OK) return true;
+    // libpq reads the FATAL message a terminated backend sends but not yet the end of the stream after it.
+    char byte = 0;
+    return ::recv(p.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
 
 int Connection::BackendPid() const noexcept { return impl_ ? PQbackendPID(impl_->conn) : 0; }
 

@@ -19,9 +19,11 @@ Pool::Lease Pool::Acquire() {
     std::unique_lock lock(mutex_);
     const auto deadline = std::chrono::steady_clock::now() + options_.acquire_timeout;
     for (;;) {
-        if (!idle_.empty()) {
-            busy_.push_back(std::move(idle_.back()));
+        while (!idle_.empty()) {
+            std::unique_ptr<Connection> session = std::move(idle_.back());
             idle_.pop_back();
+            if (session->ClosedWhileIdle()) continue;  // terminated while idle: closed here, never handed out
+            busy_.push_back(std::move(session));
             return Lease(this, busy_.back().get());
         }
         if (busy_.size() + opening_ < options_.max_size) break;

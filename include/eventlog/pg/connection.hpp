@@ -80,6 +80,10 @@ public:
     bool WaitForNotify(std::chrono::milliseconds timeout);
     /// False once the session is known to be broken.
     bool Healthy() const noexcept;
+    /// For an idle session: reads what the server sent meanwhile, without waiting, and is true when that was the end
+    /// of the session (a terminated backend, a server that shut down or failed over). A pool asks this before it
+    /// hands out a session that sat idle, so that a dead one costs no request.
+    bool ClosedWhileIdle() noexcept;
     /// The server process id of this session (for pg_terminate_backend in tests and logs).
     int BackendPid() const noexcept;
     /// "host:port" of the server this session reached: with several hosts in the DSN (libpq's failover), the one
