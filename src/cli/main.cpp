@@ -1,5 +1,6 @@
 // The `eventlog` command: migrate, relay, serve, apikey, status, emit, dlq.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -290,12 +291,14 @@ int CmdServe(const std::string& listen) {
     return forced ? kForcedStopExit : 0;
 }
 
-int CmdApiKeyCreate(const std::string& name) {
+int CmdApiKeyCreate(const std::string& name, const std::vector<std::string>& scopes) {
     const Config config = LoadFromEnvironment();
     http::RequireSecretKey(config.secret_key);
     auto pg = OpenPostgres(config);
-    const std::string token = http::CreateApiKey(pg, config.secret_key, name);
-    std::cout << "created API key " << SafeForTerminal(name)
+    const std::string token = http::CreateApiKey(pg, config.secret_key, name, scopes);
+    std::cout << "created API key " << SafeForTerminal(name) << " with scopes "
+              << (scopes.empty() ? std::string("events:write events:read users:write (all)")
+                                 : fmt::format("{}", fmt::join(scopes, " ")))
               << "; the token below is shown once and stored nowhere (only its HMAC is):\n"
               << token << "\n";
     return 0;
@@ -310,8 +313,9 @@ int CmdApiKeyList() {
         return 0;
     }
     for (const auto& k : keys) {
-        std::cout << fmt::format("{:<32} created={} {}\n", SafeForTerminal(k.name), k.created_at,
-                                 k.revoked_at.empty() ? std::string("active") : "revoked=" + k.revoked_at);
+        std::cout << fmt::format("{:<32} created={} {} scopes={}\n", SafeForTerminal(k.name), k.created_at,
+                                 k.revoked_at.empty() ? std::string("active") : "revoked=" + k.revoked_at,
+                                 fmt::join(k.scopes, ","));
     }
     return 0;
 }
@@ -528,6 +532,12 @@ int main(int argc, char** argv) {
     std::string apikey_name, apikey_revoke_name;
     auto* apikey_create = apikey->add_subcommand("create", "Create a key; prints its token once, as the last line");
     apikey_create->add_option("--name", apikey_name, "A unique name for the key")->required();
+    std::vector<std::string> apikey_scopes;
+    apikey_create
+        ->add_option("--scope", apikey_scopes,
+                     "A right of the key, repeatable: events:write (POST /api/v1/events), events:read (GET "
+                     "/api/v1/events/{id}), users:write (POST /api/v1/users); without it, all three")
+        ->check(CLI::IsMember({"events:write", "events:read", "users:write"}));
     auto* apikey_list = apikey->add_subcommand("list", "List keys (names and dates, never tokens)");
     auto* apikey_revoke = apikey->add_subcommand("revoke", "Revoke a key; every server refuses it at once");
     apikey_revoke->add_option("NAME", apikey_revoke_name, "The key's name")->required();
@@ -578,7 +588,7 @@ int main(int argc, char** argv) {
         if (*migrate) return CmdMigrate();
         if (*relay) return CmdRelay(drain);
         if (*serve) return CmdServe(serve_listen);
-        if (*apikey_create) return CmdApiKeyCreate(apikey_name);
+        if (*apikey_create) return CmdApiKeyCreate(apikey_name, apikey_scopes);
         if (*apikey_list) return CmdApiKeyList();
         if (*apikey_revoke) return CmdApiKeyRevoke(apikey_revoke_name);
         if (*status) return CmdStatus(status_json);

@@ -61,13 +61,60 @@ std::string BearerToken(const Request& request) {
     return std::string(token);
 }
 
-[[noreturn]] void Unauthorized() {
+Problem UnauthorizedProblem() {
     Problem p;
     p.status = 401;
     p.error = "missing or invalid API key";
     p.field = "Authorization";
-    throw ProblemError(p);
+    return p;
 }
+
+[[noreturn]] void Unauthorized() { throw ProblemError(UnauthorizedProblem()); }
+
+/// How long a key's stored hash (or its absence) is trusted for admission: a revoked key is refused from the
+/// headers at most this long after the revocation (the handlers check the key with the database again anyway).
+constexpr std::chrono::milliseconds kKeyCacheTtl{2'000};
+
+/// A route that needs an API key: the key is checked from the headers, before the body is read (docs/security.md,
+/// "No work before authentication"), through a cache of key hashes shared by the routes; the wrapped handler
+/// answers admitted requests as before.
+class KeyedHandler : public Handler {
+public:
+    KeyedHandler(std::shared_ptr<KeyCache> keys, pg::Pool& pool, std::string_view scope, std::shared_ptr<Handler> inner)
+        : keys_(std::move(keys)), pool_(pool), scope_(scope), inner_(std::move(inner)) {}
+
+    Response Handle(const Request& request) override { return inner_->Handle(request); }
+    bool HandleAsync(const Request& request, const Completion& done) override {
+        return inner_->HandleAsync(request, done);
+    }
+    Admission Admit(const Request& head, bool may_block) override {
+        const auto token = ParseToken(BearerToken(head));
+        if (!token) return {.decided = true, .refusal = UnauthorizedProblem()};
+        std::vector<std::string> scopes;
+        auto verdict = keys_->Check(*token, &scopes);
+        if (verdict == KeyCache::Verdict::kUnknown) {
+            if (!may_block) return {.decided = false, .refusal = std::nullopt};
+            auto session = Checkout(pool_);
+            keys_->Refresh(*session, token->key_id);
+            verdict = keys_->Check(*token, &scopes);
+        }
+        if (verdict != KeyCache::Verdict::kValid) return {.decided = true, .refusal = UnauthorizedProblem()};
+        if (std::find(scopes.begin(), scopes.end(), scope_) == scopes.end()) {
+            Problem p;
+            p.status = 403;
+            p.error = "the API key lacks the scope " + scope_;
+            p.field = "Authorization";
+            return {.decided = true, .refusal = p};
+        }
+        return {};
+    }
+
+private:
+    std::shared_ptr<KeyCache> keys_;
+    pg::Pool& pool_;
+    std::string scope_;
+    std::shared_ptr<Handler> inner_;
+};
 
 /// Bearer authentication on `session`: 401 unless the token belongs to an active key.
 void Authenticate(const Request& request, pg::Connection& session, const std::string& secret_key) {
@@ -537,10 +584,16 @@ std::shared_ptr<Router> MakeApiRouter(pg::Pool& pool, const ServeSettings& setti
     std::shared_ptr<EventLogReader> reader;
     if (settings.clickhouse) reader = std::make_shared<EventLogReader>(*settings.clickhouse, settings.clickhouse_table);
     router->Add("GET", "/readyz", std::make_shared<ReadyzHandler>(pool, stopping));
-    router->Add("POST", "/api/v1/users", std::make_shared<UsersHandler>(pool, settings.secret_key));
-    router->Add("POST", "/api/v1/events", std::make_shared<EventsHandler>(pool, settings, reader, std::move(stopping)));
+    auto keys = std::make_shared<KeyCache>(settings.secret_key, kKeyCacheTtl);
+    const auto keyed = [&](std::string_view scope, std::shared_ptr<Handler> inner) {
+        return std::make_shared<KeyedHandler>(keys, pool, scope, std::move(inner));
+    };
+    router->Add("POST", "/api/v1/users",
+                keyed(kScopeUsersWrite, std::make_shared<UsersHandler>(pool, settings.secret_key)));
+    router->Add("POST", "/api/v1/events",
+                keyed(kScopeEventsWrite, std::make_shared<EventsHandler>(pool, settings, reader, std::move(stopping))));
     router->Add("GET", "/api/v1/events/{event_id}",
-                std::make_shared<EventStatusHandler>(pool, settings.secret_key, reader));
+                keyed(kScopeEventsRead, std::make_shared<EventStatusHandler>(pool, settings.secret_key, reader)));
     return router;
 }
 

@@ -1,9 +1,11 @@
+#include <fmt/format.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <charconv>
 #include <eventlog/core/error.hpp>
 #include <eventlog/http/api_keys.hpp>
@@ -148,9 +150,36 @@ std::array<unsigned char, 32> HashTokenSecret(std::string_view secret_key,
     return out;
 }
 
-std::string CreateApiKey(pg::Connection& connection, std::string_view secret_key, std::string_view name) {
+/// The elements of a PostgreSQL text[] literal of simple words ("{a,b}"), as the server prints it.
+std::vector<std::string> WordsOfArray(std::string_view text) {
+    std::vector<std::string> out;
+    if (text.size() < 2) return out;
+    text = text.substr(1, text.size() - 2);
+    while (!text.empty()) {
+        const auto comma = text.find(',');
+        out.emplace_back(text.substr(0, comma));
+        if (comma == std::string_view::npos) break;
+        text.remove_prefix(comma + 1);
+    }
+    return out;
+}
+
+std::string CreateApiKey(pg::Connection& connection, std::string_view secret_key, std::string_view name,
+                         const std::vector<std::string>& scopes) {
     RequireSecretKey(secret_key);
     CheckName(name);
+    std::string scope_array = "{";
+    for (const auto& scope : scopes) {
+        if (scope != kScopeEventsWrite && scope != kScopeEventsRead && scope != kScopeUsersWrite) {
+            throw InvalidInputError("--scope", "expected events:write, events:read or users:write");
+        }
+        if (scope_array.size() > 1) scope_array += ',';
+        scope_array += scope;
+    }
+    scope_array += '}';
+    if (scopes.empty()) {
+        scope_array = fmt::format("{{{},{},{}}}", kScopeEventsWrite, kScopeEventsRead, kScopeUsersWrite);
+    }
     std::array<unsigned char, 32> secret{};
     if (RAND_bytes(secret.data(), static_cast<int>(secret.size())) != 1) {
         throw Error(ErrorKind::kFatal, "api keys: RAND_bytes failed");
@@ -158,7 +187,7 @@ std::string CreateApiKey(pg::Connection& connection, std::string_view secret_key
     const std::string hash = ByteaHex(HashTokenSecret(secret_key, secret));
     pg::Result r;
     try {
-        r = connection.Exec("SELECT eventlog.api_key_create($1, $2::bytea)", {name, hash});
+        r = connection.Exec("SELECT eventlog.api_key_create($1, $2::bytea, $3::text[])", {name, hash, scope_array});
     } catch (const Error& e) {
         if (e.Source() == ErrorSource::kPostgres && e.Code() == "23505") {
             throw InvalidInputError("--name", "a key with this name already exists");
@@ -171,12 +200,13 @@ std::string CreateApiKey(pg::Connection& connection, std::string_view secret_key
 std::vector<ApiKeyInfo> ListApiKeys(pg::Connection& connection) {
     const auto r = connection.Exec(
         "SELECT name, pg_catalog.to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-        "coalesce(pg_catalog.to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') "
+        "coalesce(pg_catalog.to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), scopes "
         "FROM eventlog.api_key_list()");
     std::vector<ApiKeyInfo> out;
     out.reserve(static_cast<std::size_t>(r.Rows()));
     for (int i = 0; i < r.Rows(); ++i) {
-        out.push_back({std::string(r.Get(i, 0)), std::string(r.Get(i, 1)), std::string(r.Get(i, 2))});
+        out.push_back(
+            {std::string(r.Get(i, 0)), std::string(r.Get(i, 1)), std::string(r.Get(i, 2)), WordsOfArray(r.Get(i, 3))});
     }
     return out;
 }
@@ -217,6 +247,38 @@ std::map<std::int64_t, std::array<unsigned char, 32>> ActiveKeyHashes(pg::Connec
 
 bool HashesMatch(const std::array<unsigned char, 32>& presented, const std::array<unsigned char, 32>& stored) {
     return CRYPTO_memcmp(stored.data(), presented.data(), presented.size()) == 0;
+}
+
+KeyCache::KeyCache(std::string secret_key, std::chrono::milliseconds ttl, std::size_t max_entries)
+    : secret_key_(std::move(secret_key)), ttl_(ttl), max_entries_(std::max<std::size_t>(1, max_entries)) {}
+
+KeyCache::Verdict KeyCache::Check(const ParsedToken& token, std::vector<std::string>* scopes) const {
+    std::optional<std::array<unsigned char, 32>> stored;
+    {
+        const std::lock_guard lock(mutex_);
+        const auto it = entries_.find(token.key_id);
+        if (it == entries_.end() || std::chrono::steady_clock::now() - it->second.read_at > ttl_) {
+            return Verdict::kUnknown;
+        }
+        stored = it->second.hash;
+        if (scopes != nullptr) *scopes = it->second.scopes;
+    }
+    if (!stored) return Verdict::kInvalid;
+    return HashesMatch(HashTokenSecret(secret_key_, token.secret), *stored) ? Verdict::kValid : Verdict::kInvalid;
+}
+
+void KeyCache::Refresh(pg::Connection& session, std::int64_t key_id) {
+    const auto r =
+        session.Exec("SELECT token_hash, scopes FROM eventlog.api_key_check($1::bigint)", {std::to_string(key_id)});
+    Entry entry;
+    if (r.Rows() == 1 && !r.IsNull(0, 0)) {
+        entry.hash = FromByteaHex(r.Get(0, 0));
+        entry.scopes = WordsOfArray(r.Get(0, 1));
+    }
+    entry.read_at = std::chrono::steady_clock::now();
+    const std::lock_guard lock(mutex_);
+    if (entries_.size() >= max_entries_ && entries_.find(key_id) == entries_.end()) entries_.clear();
+    entries_[key_id] = entry;
 }
 
 }  // namespace eventlog::http

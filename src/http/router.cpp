@@ -41,6 +41,8 @@ std::string Request::MediaType() const {
 
 bool Handler::HandleAsync(const Request& /*request*/, const Completion& /*done*/) { return false; }
 
+Handler::Admission Handler::Admit(const Request& /*head*/, bool /*may_block*/) { return {}; }
+
 Response JsonResponse(int status, std::string body) {
     Response r;
     r.status = status;
@@ -102,7 +104,8 @@ Router::Match Router::Find(std::string_view method, std::string_view path) const
         }
         if (!matches) continue;
         result.route = route.pattern;
-        if (route.method == method) {
+        // HEAD is answered like GET, without the body (the server leaves it out).
+        if (route.method == method || (method == "HEAD" && route.method == "GET")) {
             result.handler = route.handler;
             result.params = std::move(params);
             result.status = 200;
@@ -110,8 +113,11 @@ Router::Match Router::Find(std::string_view method, std::string_view path) const
             return result;
         }
         result.status = 405;
-        if (std::find(result.allow.begin(), result.allow.end(), route.method) == result.allow.end()) {
-            result.allow.push_back(route.method);
+        for (const std::string_view allowed : {std::string_view(route.method), std::string_view("HEAD")}) {
+            if (allowed == "HEAD" && route.method != "GET") continue;
+            if (std::find(result.allow.begin(), result.allow.end(), allowed) == result.allow.end()) {
+                result.allow.emplace_back(allowed);
+            }
         }
     }
     return result;

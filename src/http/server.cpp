@@ -107,6 +107,8 @@ struct Server::Impl {
     void Complete(const std::shared_ptr<Exchange>& exchange, Response response, std::exception_ptr error) noexcept;
     /// The answer for an exception a handler threw (ProblemError as it says; other errors logged).
     Response Render(std::exception_ptr error, const std::string& route) const noexcept;
+    /// The refusal for `error` (a handler's exception), logged and reported as Render() does.
+    Problem ProblemOf(std::exception_ptr error, const std::string& route) const noexcept;
     /// The route label of a request whose headers were read: its route's pattern, or kUnmatched.
     std::string RouteOf(std::string_view method, std::string_view target) const;
     /// 400 naming `Host` when `host_header` (without its port) is not in ALLOWED_HOSTS.
@@ -183,6 +185,7 @@ private:
     void ReadHeader() {
         if (server_.stopping.load()) return Close();
         busy_ = false;
+        head_only_ = false;
         parser_.emplace();
         parser_->header_limit(static_cast<std::uint32_t>(server_.options.max_header_bytes));
         parser_->body_limit(server_.options.max_body_bytes);
@@ -205,6 +208,7 @@ private:
         if (ec) return Close();  // end of stream, timeout (slow or idle client), reset, malformed request line
         busy_ = true;
         started_ = std::chrono::steady_clock::now();
+        head_only_ = parser_->get().method() == bhttp::verb::head;
         // Request framing: only plain `chunked` is understood. Any other transfer coding would leave the body
         // unframed, and its bytes would be read as the next request on this connection (smuggling behind a proxy
         // that frames it otherwise); a request with both framings is ambiguous. Refused before any body is read,
@@ -226,6 +230,51 @@ private:
         // receiving. A client that waits for 100 Continue learns a 404/405 before it sends the body, too.
         const auto host = header[bhttp::field::host];
         if (auto p = server_.HostProblem(std::string_view(host.data(), host.size()))) return Fail(*p);
+        // The route's handler may refuse the request from its headers (docs/security.md, "No work before
+        // authentication"), deciding here or, when it needs the database, on a worker thread.
+        const auto method = header.method_string();
+        const auto target = header.target();
+        const std::string_view target_view(target.data(), target.size());
+        auto match = server_.router->Find(std::string_view(method.data(), method.size()),
+                                          target_view.substr(0, target_view.find('?')));
+        if (!match.handler) return AfterAdmission();
+        Request head;
+        head.method = std::string(method.data(), method.size());
+        head.path = std::string(target_view.substr(0, target_view.find('?')));
+        if (const auto q = target_view.find('?'); q != std::string_view::npos) head.query = target_view.substr(q + 1);
+        for (const auto& field : header) {
+            const auto name = field.name_string();
+            head.headers[Lower(std::string_view(name.data(), name.size()))] = std::string(field.value());
+        }
+        Handler::Admission admission;
+        try {
+            admission = match.handler->Admit(head, false);
+        } catch (...) {
+            return Fail(MakeProblem(500, "internal error"));
+        }
+        if (admission.decided) {
+            if (admission.refusal) return Fail(*admission.refusal);
+            return AfterAdmission();
+        }
+        net::post(server_.workers, [self = shared_from_this(), handler = std::move(match.handler),
+                                    route = std::move(match.route), head = std::move(head),
+                                    guard = net::make_work_guard(server_.ioc)]() mutable {
+            std::optional<Problem> refusal;
+            try {
+                refusal = handler->Admit(head, true).refusal;
+            } catch (...) {  // e.g. no database session: a 503 to send again, logged with its cause
+                refusal = self->server_.ProblemOf(std::current_exception(), route);
+            }
+            net::post(self->stream_.get_executor(), [self, refusal = std::move(refusal), guard = std::move(guard)] {
+                if (refusal) return self->Fail(*refusal);
+                self->AfterAdmission();
+            });
+        });
+    }
+
+    /// The rest of OnHeader() once the request is admitted: 100 Continue when asked for, then the body.
+    void AfterAdmission() {
+        const auto& header = parser_->get();
         const auto expect = header[bhttp::field::expect];
         if (!expect.empty() && beast::iequals(expect, "100-continue")) {
             const auto method = header.method_string();
@@ -304,7 +353,7 @@ private:
     void Write(const Response& response, bool keep_alive) {
         server_.Count(route_, response.status, started_);
         keep_alive = keep_alive && !server_.stopping.load();
-        auto message = std::make_shared<std::string>(Serialize(response, keep_alive));
+        auto message = std::make_shared<std::string>(Serialize(response, keep_alive, !head_only_));
         stream_.expires_after(server_.options.write_timeout);
         net::async_write(stream_, net::buffer(*message),
                          [self = shared_from_this(), message, keep_alive](beast::error_code ec, std::size_t) {
@@ -317,7 +366,7 @@ private:
     /// The answer as Beast's serializer wrote it (status line, Content-Type, the extra headers, Connection: close
     /// when the connection ends, Content-Length, the body), in one buffer: one allocation and one send, where the
     /// message object, its fields and the serializer's buffer sequence cost several allocations per answer.
-    static std::string Serialize(const Response& response, bool keep_alive) {
+    static std::string Serialize(const Response& response, bool keep_alive, bool with_body = true) {
         const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(response.status));
         std::string out;
         out.reserve(128 + response.body.size());
@@ -337,7 +386,7 @@ private:
         out += "\r\nContent-Length: ";
         out += std::to_string(response.body.size());
         out += "\r\n\r\n";
-        out += response.body;
+        if (with_body) out += response.body;  // a HEAD's answer: the GET's headers, no body (RFC 9110, 9.3.2)
         return out;
     }
 
@@ -382,6 +431,7 @@ private:
     bool body_timed_out_{false};
     bool keep_alive_{false};
     bool busy_{false};
+    bool head_only_{false};  // the request in flight is a HEAD: its answer goes without the body
     bool closed_{false};
     std::string route_;                              // the metric label of the request in flight
     std::chrono::steady_clock::time_point started_;  // its headers were complete
@@ -597,29 +647,37 @@ void Server::Impl::Complete(const std::shared_ptr<Exchange>& exchange, Response 
 
 Response Server::Impl::Render(std::exception_ptr error, const std::string& route) const noexcept {
     try {
+        return ToResponse(ProblemOf(std::move(error), route));
+    } catch (...) {
+        return ToResponse(MakeProblem(500, "internal error"));
+    }
+}
+
+Problem Server::Impl::ProblemOf(std::exception_ptr error, const std::string& route) const noexcept {
+    try {
         std::rethrow_exception(std::move(error));
     } catch (const ProblemError& e) {
-        return ToResponse(e.Get());
+        return e.Get();
     } catch (const Error& e) {
-        Response response = ToResponse(ProblemFor(e));
+        Problem problem = ProblemFor(e);
         log::Fields fields{
             {"kind", std::string(ToString(e.Kind()))}, {"error", std::string(e.what())}, {"route", route}};
         // A 503 (no session, or a commit in doubt) tells the client to send again, as during every failover of the
         // database: a warning. What needs someone is an error.
-        if (response.status == 503) {
+        if (problem.status == 503) {
             log::Warning("http_request_failed", fields);
         } else {
             log::Error("http_request_failed", fields);
         }
-        if (response.status == 500) ReportUnhandled(e, route);
-        return response;
+        if (problem.status == 500) ReportUnhandled(e, route);
+        return problem;
     } catch (const std::exception& e) {
         log::Error("http_request_failed",
                    {{"kind", std::string("fatal")}, {"error", std::string(e.what())}, {"route", route}});
         ReportUnhandled(e, route);
-        return ToResponse(MakeProblem(500, "internal error"));
+        return MakeProblem(500, "internal error");
     } catch (...) {
-        return ToResponse(MakeProblem(500, "internal error"));
+        return MakeProblem(500, "internal error");
     }
 }
 

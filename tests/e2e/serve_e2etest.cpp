@@ -26,9 +26,10 @@ protected:
     }
 
     /// Creates a key through the CLI and returns the token (the last line of its output).
-    std::string CreateKey(const std::string& name) {
-        const auto created = world_->Eventlog({"apikey", "create", "--name", name},
-                                              {{"SECRET_KEY", kSecret}, {"DATABASE_URL", world_->Dsn()}}, 30s);
+    std::string CreateKey(const std::string& name, const std::vector<std::string>& more = {}) {
+        std::vector<std::string> args = {"apikey", "create", "--name", name};
+        args.insert(args.end(), more.begin(), more.end());
+        const auto created = world_->Eventlog(args, {{"SECRET_KEY", kSecret}, {"DATABASE_URL", world_->Dsn()}}, 30s);
         EXPECT_TRUE(created.Ok()) << created.output;
         EXPECT_EQ(created.output.find(kSecret), std::string::npos);
         const auto lines = SplitLines(created.output);
@@ -66,6 +67,17 @@ TEST_F(Serve, ATokenFromTheCliWorksUntilRevokedAndSigtermStopsCleanly) {
     ASSERT_TRUE(world_->Eventlog({"apikey", "revoke", "e2e"}, {{"DATABASE_URL", world_->Dsn()}}, 30s).Ok());
     EXPECT_EQ(PostEvent(token).status, 401);
     EXPECT_EQ(ReadFile(log_).find(token.substr(4)), std::string::npos) << "a token reached the log";
+    // A narrow key from the CLI (issue 20): listed with its scope, refused on a route it lacks.
+    const std::string reader = CreateKey("reader", {"--scope", "events:read"});
+    ASSERT_EQ(reader.rfind("elk_", 0), 0u) << reader;
+    EXPECT_EQ(PostEvent(reader).status, 403);
+    const auto listed = world_->Eventlog({"apikey", "list"}, {{"DATABASE_URL", world_->Dsn()}}, 30s);
+    EXPECT_NE(listed.output.find("scopes=events:read\n"), std::string::npos) << listed.output;
+    EXPECT_NE(listed.output.find("scopes=events:write,events:read,users:write"), std::string::npos) << listed.output;
+    EXPECT_FALSE(world_
+                     ->Eventlog({"apikey", "create", "--name", "bad", "--scope", "events:delete"},
+                                {{"SECRET_KEY", kSecret}, {"DATABASE_URL", world_->Dsn()}}, 30s)
+                     .Ok());
 
     serve.Signal(SIGTERM);
     const auto status = serve.Wait(30s);

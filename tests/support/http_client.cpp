@@ -100,6 +100,22 @@ HttpAnswer HttpConnection::Read() {
     return answer;
 }
 
+std::string HttpConnection::ReadUntilClosed() {
+    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    std::string out = std::move(buffer_);
+    buffer_.clear();
+    for (;;) {
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        pollfd p{fd_, POLLIN, 0};
+        if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return out;
+        char chunk[65536];
+        const ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
+        if (n <= 0) return out;
+        out.append(chunk, static_cast<std::size_t>(n));
+    }
+}
+
 bool HttpConnection::ClosedByPeer(std::chrono::milliseconds wait) {
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(wait.count())) <= 0) return false;

@@ -36,6 +36,8 @@ public:
     HttpAnswer Read();
     /// True when the server has closed the connection (a read returns EOF or reset within `wait`).
     bool ClosedByPeer(std::chrono::milliseconds wait);
+    /// Every byte the server sends until it closes the connection (or the timeout passes), unparsed.
+    std::string ReadUntilClosed();
 
 private:
     int fd_{-1};

@@ -98,6 +98,19 @@ public:
     /// leaves the request to Handle() on a worker thread. Must not block. Throws as Handle() does for an answer it
     /// gives at once (then `done` is not called). The default takes nothing.
     virtual bool HandleAsync(const Request& request, const Completion& done);
+
+    /// The answer of Admit().
+    struct Admission {
+        bool decided{true};              ///< false: not decidable without blocking; asked again with may_block
+        std::optional<Problem> refusal;  ///< set: the request is refused with it, its body unread
+    };
+    /// Called once the request's headers are read, before its body (`head` has no body and no params): a handler
+    /// that can refuse a request from its headers alone (a missing or unknown API key) does it here, so that a
+    /// refused request costs no body read, inflation or parse, and no database session while its key is known. First
+    /// called on a network thread with `may_block` false, where it must not block; a handler that needs I/O to
+    /// decide returns `decided = false` and is called again on a worker thread with `may_block` true. A refused
+    /// request is answered and its connection closed. The default admits every request.
+    virtual Admission Admit(const Request& head, bool may_block);
 };
 
 /// Maps (method, path) to a handler. Patterns are literal segments and `{name}` segments that match one non-empty
