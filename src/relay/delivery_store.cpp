@@ -151,6 +151,16 @@ void DeliveryStore::Connect() {
     options.conninfo = config_.postgres.ConnInfo();
     options.application_name = "eventlog-relay";
     pg_.emplace(pg::Connection::Open(options));
+    // A standby can hold no delivery record and serialises no claim, and what it shows lags the primary: refused
+    // with an error that says so. A configuration error: delivery pauses and is retried, so a standby that is
+    // promoted is used from then on.
+    if (pg_->Exec("SELECT pg_catalog.pg_is_in_recovery()").Get(0, 0) == "t") {
+        const std::string server = pg_->Server();
+        pg_.reset();
+        throw ConfigError("postgresql: " + server +
+                          " is a standby (in recovery); the relay claims and acknowledges on the primary only: point "
+                          "DATABASE_URL at it (with several hosts, add target_session_attrs=read-write)");
+    }
     // A fresh owner key per session: records of an earlier session of this process are recovered like those of
     // any dead relay.
     std::random_device seed;

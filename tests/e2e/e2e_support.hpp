@@ -715,6 +715,8 @@ public:
     const std::string& Dsn() const { return dsn_; }
     /// A DSN for this world's database as a role that holds only eventlog_producer (it may only call emit()).
     const std::string& ProducerDsn() const { return producer_dsn_; }
+    /// The relay role's DSN (what relays get as DATABASE_URL).
+    const std::string& RelayDsn() const { return relay_dsn_; }
     const std::string& Name() const { return name_; }
     const std::string& LogDir() const { return log_dir_; }
     const Servers& Srv() const { return servers_; }
