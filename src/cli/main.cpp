@@ -84,11 +84,42 @@ Config LoadFromEnvironment(EnvMap* env_out = nullptr) {
     return config;
 }
 
+/// Prints an error as the lines it is (libpq's messages span lines, continued with a tab), each made safe for a
+/// terminal: "error: " before the first, an indent before the others.
+void PrintError(std::string_view message) {
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.remove_suffix(1);
+    bool first = true;
+    for (;;) {
+        const auto end = message.find('\n');
+        std::string_view line = message.substr(0, end);
+        while (!line.empty() && line.front() == '\t') line.remove_prefix(1);
+        std::cerr << (first ? "error: " : "  ") << SafeForTerminal(line) << "\n";
+        first = false;
+        if (end == std::string_view::npos) break;
+        message.remove_prefix(end + 1);
+    }
+}
+
 pg::Connection OpenPostgres(const Config& config) {
     pg::ConnectOptions options;
     options.conninfo = config.postgres.ConnInfo();
     options.application_name = "eventlog-cli";
-    return pg::Connection::Open(options);
+    try {
+        return pg::Connection::Open(options);
+    } catch (const Error& e) {
+        // With nothing configured, say so and where the defaults point (an operator in an empty folder otherwise
+        // sees only a refused connection to a server they never named).
+        bool configured = false;
+        for (const auto& [name, value] :
+             ReadEnvironment(std::getenv("EVENTLOG_ENV_FILE") ? std::getenv("EVENTLOG_ENV_FILE") : ".env")) {
+            configured = configured || (!value.empty() && (name == "DATABASE_URL" || name.rfind("POSTGRES_", 0) == 0));
+        }
+        if (configured) throw;
+        throw ConfigError(std::string(e.what()) +
+                          "\nno DATABASE_URL or POSTGRES_* variable is set (environment, or .env " +
+                          "here): the default is " + config.postgres.Redacted() +
+                          "; set DATABASE_URL=postgres://USER:PASSWORD@HOST:PORT/DATABASE");
+    }
 }
 
 clickhouse::Client OpenClickHouse(const Config& config) {
@@ -293,7 +324,7 @@ int CmdServe(const std::string& listen) {
 
 int CmdApiKeyCreate(const std::string& name, const std::vector<std::string>& scopes) {
     const Config config = LoadFromEnvironment();
-    http::RequireSecretKey(config.secret_key);
+    http::RequireStrongSecretKey(config.secret_key);
     auto pg = OpenPostgres(config);
     const std::string token = http::CreateApiKey(pg, config.secret_key, name, scopes);
     std::cout << "created API key " << SafeForTerminal(name) << " with scopes "
@@ -600,11 +631,11 @@ int main(int argc, char** argv) {
         if (*dbshell) return CmdDbShell(dbshell_clickhouse);
     } catch (const eventlog::Error& e) {
         // Messages may quote server answers and event data.
-        std::cerr << "error: " << eventlog::SafeForTerminal(e.what()) << "\n";
+        PrintError(e.what());
         return e.Kind() == eventlog::ErrorKind::kConfiguration || e.Kind() == eventlog::ErrorKind::kInvalidInput ? 2
                                                                                                                  : 1;
     } catch (const std::exception& e) {
-        std::cerr << "error: " << eventlog::SafeForTerminal(e.what()) << "\n";
+        PrintError(e.what());
         return 1;
     }
     return 0;

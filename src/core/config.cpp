@@ -329,6 +329,20 @@ struct FdCloser {
     FdCloser& operator=(const FdCloser&) = delete;
 };
 
+/// True when variable `name` (with `value`) carries a secret: SECRET_KEY, a password, or a URL or DSN with a
+/// password in it.
+bool HoldsSecret(const std::string& name, const std::string& value) {
+    if (name == "SECRET_KEY" || name.find("PASSWORD") != std::string::npos) return true;
+    if (name == "DATABASE_URL" || name == "CLICKHOUSE_URI" || name == "SENTRY_CONFIG_DSN") {
+        const auto scheme = value.find("://");
+        const auto at = value.find('@');
+        if (scheme == std::string::npos || at == std::string::npos) return false;
+        const auto colon = value.find(':', scheme + 3);
+        return name == "SENTRY_CONFIG_DSN" || (colon != std::string::npos && colon < at);
+    }
+    return false;
+}
+
 /// Reads and parses a `.env` file, refusing one that another user could have written. Checked on the open
 /// descriptor, so the file checked is the file read. Missing: empty; /dev/null: empty.
 EnvMap ReadDotenvFile(const std::string& path) {
@@ -365,7 +379,23 @@ EnvMap ReadDotenvFile(const std::string& path) {
         }
         text.append(buffer, static_cast<std::size_t>(n));
     }
-    return ParseDotenvNamed(text, path);
+    EnvMap parsed = ParseDotenvNamed(text, path);
+    // A file other users can read must not hold a secret (issue 20): it is refused, naming the variables (never
+    // their values), like a file they can write.
+    if ((st.st_mode & (S_IRGRP | S_IROTH)) != 0) {
+        std::string secrets;
+        for (const auto& [name, value] : parsed) {
+            if (value.empty() || !HoldsSecret(name, value)) continue;
+            secrets += (secrets.empty() ? "" : ", ") + name;
+        }
+        if (!secrets.empty()) {
+            throw ConfigError(fmt::format(
+                "{}: refusing to read it: it holds secrets ({}) and is readable by group or others (mode {:o}); run "
+                "chmod 600 on it",
+                path, secrets, st.st_mode & 07777));
+        }
+    }
+    return parsed;
 }
 
 }  // namespace

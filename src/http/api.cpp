@@ -136,11 +136,7 @@ public:
             p.error = "stopping";
             return ToResponse(p);
         }
-        try {
-            auto session = pool_.Acquire();
-            session->Exec("SELECT 1");
-        } catch (const Error& e) {
-            log::Warning("http_not_ready", {{"error", std::string(e.what())}});
+        if (!DatabaseAnswers()) {
             Problem p;
             p.status = 503;
             p.error = "database unavailable";
@@ -151,8 +147,29 @@ public:
     }
 
 private:
+    /// Whether PostgreSQL answered a `SELECT 1` within the last second: anyone may ask /readyz, and a flood of it
+    /// costs the database at most one query a second (issue 20). Concurrent askers wait for the one check.
+    bool DatabaseAnswers() {
+        const std::lock_guard lock(mutex_);
+        const auto now = std::chrono::steady_clock::now();
+        if (checked_ && now - *checked_ < std::chrono::seconds(1)) return ready_;
+        try {
+            auto session = pool_.Acquire();
+            session->Exec("SELECT 1");
+            ready_ = true;
+        } catch (const Error& e) {
+            log::Warning("http_not_ready", {{"error", std::string(e.what())}});
+            ready_ = false;
+        }
+        checked_ = std::chrono::steady_clock::now();
+        return ready_;
+    }
+
     pg::Pool& pool_;
     std::function<bool()> stopping_;
+    std::mutex mutex_;
+    std::optional<std::chrono::steady_clock::time_point> checked_;
+    bool ready_{false};
 };
 
 class UsersHandler : public Handler {
@@ -313,12 +330,12 @@ public:
         std::optional<WaitSlot> slot;
         if (checked.wait.visible) slot.emplace(waiting_, max_waiting_);
         std::vector<detail::EventResult> results;
-        if (group_.Takes(events.size())) {
+        if (group_.Takes(events)) {
             results = group_.Submit(checked.token, std::move(events));
         } else {
             auto session = Checkout(pool_);
             Authenticate(request, *session, secret_key_);
-            results = detail::WriteEvents(session, events);
+            results = detail::WriteEvents(session, events, checked.token.key_id);
         }  // the session is back in the pool before any waiting
 
         std::string list = ResultsJson(results);
@@ -334,7 +351,7 @@ public:
         const auto checked = Check(request);
         if (checked.wait.visible) return false;  // waits for ClickHouse: a worker thread's job
         auto events = Parse(request);
-        if (!group_.Takes(events.size())) return false;
+        if (!group_.Takes(events)) return false;
         group_.Enqueue(checked.token, std::move(events),
                        [done](const std::vector<detail::EventResult>& results, std::exception_ptr error) {
                            if (error) return done(Response{}, std::move(error));
@@ -398,6 +415,7 @@ private:
         detail::GroupCommitOptions options;
         options.window = settings.group_commit_window;
         options.max_writing_groups = settings.group_commit_groups;
+        options.max_group_bytes = settings.group_commit_bytes;
         return options;
     }
 
@@ -474,12 +492,17 @@ public:
             const auto id = Uuid::Parse(request.params.at("event_id"));
             if (!id) Refuse(400, "expected a UUID", "event_id");
             event_id = id->ToString();
+            const auto token = ParseToken(BearerToken(request));
+            if (!token) Unauthorized();
+            // Only the key that wrote the event sees it (migration 0015): another key's event, or one written
+            // without a key, is not found.
             const auto r = session->Exec(
                 "SELECT state, pg_catalog.to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
-                "attempts, error FROM eventlog.event_status($1::uuid)",
-                {event_id});
+                "attempts, error FROM eventlog.event_status($1::uuid, $2::bigint)",
+                {event_id, std::to_string(token->key_id)});
+            if (r.Rows() != 1) NotFound();
             body = "{\"event_id\":\"" + event_id + "\",\"status\":";
-            if (r.Rows() == 1) return JsonResponse(200, FromPostgres(std::move(body), r));
+            if (r.Get(0, 0) != "registered") return JsonResponse(200, FromPostgres(std::move(body), r));
         }
         if (reader_) {
             if (const auto inserted_at = reader_->InsertedAt(event_id)) {
@@ -489,6 +512,11 @@ public:
                 return JsonResponse(200, std::move(body));
             }
         }
+        NotFound();
+    }
+
+private:
+    [[noreturn]] static void NotFound() {
         Problem p;
         p.status = 404;
         p.error = "event not found";
@@ -496,7 +524,6 @@ public:
         throw ProblemError(p);
     }
 
-private:
     pg::Pool& pool_;
     std::string secret_key_;
     std::shared_ptr<EventLogReader> reader_;
@@ -542,7 +569,7 @@ void ParseListen(const std::string& text, const char* variable, ServerOptions& o
 }
 
 ServeSettings LoadServeSettings(const EnvMap& env, const Config& config) {
-    RequireSecretKey(config.secret_key);
+    RequireStrongSecretKey(config.secret_key);
     ServeSettings s;
     s.secret_key = config.secret_key;
     s.clickhouse = clickhouse::OptionsFrom(config.clickhouse);
@@ -572,6 +599,8 @@ ServeSettings LoadServeSettings(const EnvMap& env, const Config& config) {
         std::chrono::microseconds(ReadInt(env, "HTTP_GROUP_COMMIT_US", s.group_commit_window.count(), 0, 1'000'000));
     s.group_commit_groups = static_cast<std::size_t>(
         ReadInt(env, "HTTP_GROUP_COMMIT_GROUPS", static_cast<std::int64_t>(s.group_commit_groups), 1, 1'000));
+    s.group_commit_bytes = static_cast<std::size_t>(
+        ReadInt(env, "HTTP_GROUP_COMMIT_BYTES", static_cast<std::int64_t>(s.group_commit_bytes), 1024, 1LL << 30));
     s.events.max_context_bytes = static_cast<std::size_t>(
         ReadInt(env, "HTTP_MAX_CONTEXT_BYTES", static_cast<std::int64_t>(s.events.max_context_bytes), 2, 256LL << 20));
     return s;

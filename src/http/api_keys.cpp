@@ -6,7 +6,9 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <cmath>
 #include <eventlog/core/error.hpp>
 #include <eventlog/http/api_keys.hpp>
 #include <memory>
@@ -91,6 +93,32 @@ void RequireSecretKey(std::string_view secret_key) {
         throw ConfigError(
             "SECRET_KEY: required for API keys and not set (set it in the environment or .env, e.g. 64 random "
             "hexadecimal characters; every server and `apikey create` must use the same value)");
+    }
+}
+
+void RequireStrongSecretKey(std::string_view secret_key) {
+    RequireSecretKey(secret_key);
+    // An estimate from the character classes the value uses (as if each character were drawn at random from them)
+    // and how many distinct characters it has: 64 hexadecimal digits (openssl rand -hex 32) pass, a phrase or a
+    // repeated pattern does not.
+    bool lower = false, upper = false, digit = false, other = false;
+    std::array<bool, 256> seen{};
+    std::size_t distinct = 0;
+    for (const char ch : secret_key) {
+        const auto c = static_cast<unsigned char>(ch);
+        lower = lower || (c >= 'a' && c <= 'z');
+        upper = upper || (c >= 'A' && c <= 'Z');
+        digit = digit || (c >= '0' && c <= '9');
+        other = other || !std::isalnum(c);
+        if (!seen[c]) ++distinct;
+        seen[c] = true;
+    }
+    const double alphabet = (lower ? 26 : 0) + (upper ? 26 : 0) + (digit ? 10 : 0) + (other ? 33 : 0);
+    const double bits = static_cast<double>(secret_key.size()) * std::log2(std::max(2.0, alphabet));
+    if (bits < 256 || distinct < 8) {
+        throw ConfigError(
+            "SECRET_KEY: expected at least 32 bytes of entropy (e.g. 64 hexadecimal characters from `openssl rand "
+            "-hex 32`); the value set is too short or too uniform (it is never printed)");
     }
 }
 

@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <eventlog/core/error.hpp>
 #include <eventlog/core/uuid.hpp>
@@ -24,7 +25,7 @@ namespace {
 constexpr std::string_view kEmitSql = R"sql(
 SELECT b.ord - 1, b.id, b.accepted
 FROM eventlog.emit_batch($1::text[], $2::json[], $3::uuid[], $4::timestamptz[], $5::text[], $6::bigint[], $7::text[],
-                         $8::text[]) b
+                         $8::text[], $9::bigint[]) b
 ORDER BY b.ord)sql";
 
 /// Appends `value` to a PostgreSQL array literal (text form): quoted, with '"' and '\' escaped; NULL when absent.
@@ -42,10 +43,12 @@ void AppendArrayElement(std::string& out, const std::optional<std::string>& valu
     out.push_back('"');
 }
 
-/// The eight array parameters of kEmitSql, built one event at a time.
+/// The nine array parameters of kEmitSql, built one event at a time.
 class EmitArrays {
 public:
-    void Add(const IncomingEvent& e) {
+    /// Adds `e`, written with API key `key_id` (its ids are that key's: migration 0015).
+    void Add(const IncomingEvent& e, std::int64_t key_id) {
+        AppendArrayElement(keys_, std::to_string(key_id));
         AppendArrayElement(types_, e.event_type);
         AppendArrayElement(contexts_, e.event_context);
         // An event without an id gets a time-ordered one here: the idempotency registry's primary key then grows at
@@ -65,12 +68,13 @@ public:
     /// run, where BEGIN, the statement and COMMIT took three). The rows are (global index, id, accepted). A session
     /// lost before the answer leaves the outcome unknown: InDoubtError, as a lost COMMIT (pg::Transaction::Commit).
     pg::Result Run(pg::Connection& session) {
-        for (auto* a : {&types_, &contexts_, &ids_, &times_, &environments_, &versions_, &traces_, &spans_}) {
+        for (auto* a : {&types_, &contexts_, &ids_, &times_, &environments_, &versions_, &traces_, &spans_, &keys_}) {
             a->push_back('}');
         }
         try {
-            return session.ExecPrepared("eventlog_http_emit", kEmitSql,
-                                        {types_, contexts_, ids_, times_, environments_, versions_, traces_, spans_});
+            return session.ExecPrepared(
+                "eventlog_http_emit", kEmitSql,
+                {types_, contexts_, ids_, times_, environments_, versions_, traces_, spans_, keys_});
         } catch (const Error& e) {
             if (e.PoisonsConnection()) {
                 throw InDoubtError(std::string("postgresql: outcome of eventlog.emit_batch unknown: ") + e.what());
@@ -105,14 +109,14 @@ private:
     std::array<std::uint8_t, 16 * kIdsPerDraw> random_{};
     std::size_t drawn_{kIdsPerDraw};
     std::string types_{"{"}, contexts_{"{"}, ids_{"{"}, times_{"{"}, environments_{"{"}, versions_{"{"}, traces_{"{"},
-        spans_{"{"};
+        spans_{"{"}, keys_{"{"};
 };
 
 /// The field emit() names first in its message ("event_context: expected at most ..."), "" when none: the name is
 /// ours, the rest of the server's text stays in the log.
 std::string FieldNamedIn(const std::string& text) {
-    for (const char* field :
-         {"event_type", "event_context", "environment", "trace_id", "metadata_version", "event_date_time"}) {
+    for (const char* field : {"event_type", "event_context", "environment", "trace_id", "span_id", "metadata_version",
+                              "event_date_time", "event_id"}) {
         if (text.find(std::string(field) + ":") != std::string::npos) return field;
     }
     return {};
@@ -141,8 +145,39 @@ std::optional<std::size_t> FirstRefused(pg::Connection& session, const std::vect
     return std::nullopt;  // the destructor rolls back
 }
 
+/// The index emit_batch() names in a clash ("event_id: already used by another writer (events[N])"), if any.
+std::optional<std::size_t> ClashIndex(const std::string& text) {
+    constexpr std::string_view kMarker = "already used by another writer (events[";
+    const auto at = text.find(kMarker);
+    if (at == std::string::npos) return std::nullopt;
+    std::size_t index = 0;
+    const char* begin = text.data() + at + kMarker.size();
+    const auto [end, ec] = std::from_chars(begin, text.data() + text.size(), index);
+    if (ec != std::errc() || end == begin) return std::nullopt;
+    return index;
+}
+
 bool RefusedByEmit(const Error& e) {
     return e.Kind() == ErrorKind::kInvalidInput && e.Source() == ErrorSource::kPostgres;
+}
+
+/// The bytes `events` take in a group's statement, about: every field's text, and 64 for the rest of a row.
+std::size_t BytesOf(const std::vector<IncomingEvent>& events) noexcept {
+    std::size_t bytes = 0;
+    const auto size = [](const std::optional<std::string>& v) { return v ? v->size() : 0; };
+    for (const auto& e : events) {
+        bytes += 64 + e.event_type.size() + e.event_context.size() + size(e.event_id) + size(e.event_date_time) +
+                 size(e.environment) + size(e.trace_id) + size(e.span_id);
+    }
+    return bytes;
+}
+
+/// A failure of a group's shared statement after which each member is written alone: an event the outbox refuses
+/// (class 22/23), or a transient error that rolled the statement back on an intact session (a deadlock with
+/// another group, a statement timeout), which need not recur for one member alone.
+bool SplitsTheGroup(const Error& e) {
+    return RefusedByEmit(e) ||
+           (e.Kind() == ErrorKind::kTransient && !e.PoisonsConnection() && e.Source() == ErrorSource::kPostgres);
 }
 
 EventResult ResultOf(const pg::Result& rows, int row, std::size_t offset) {
@@ -152,9 +187,10 @@ EventResult ResultOf(const pg::Result& rows, int row, std::size_t offset) {
 
 }  // namespace
 
-std::vector<EventResult> WriteEvents(pg::Pool::Lease& session, const std::vector<IncomingEvent>& events) {
+std::vector<EventResult> WriteEvents(pg::Pool::Lease& session, const std::vector<IncomingEvent>& events,
+                                     std::int64_t key_id) {
     EmitArrays arrays;
-    for (const auto& e : events) arrays.Add(e);
+    for (const auto& e : events) arrays.Add(e, key_id);
     pg::Result rows;
     try {
         rows = arrays.Run(*session);
@@ -164,6 +200,14 @@ std::vector<EventResult> WriteEvents(pg::Pool::Lease& session, const std::vector
     } catch (const Error& e) {
         if (!RefusedByEmit(e)) throw;
         log::Warning("http_events_refused", {{"error", std::string(e.what())}});
+        if (const auto clash = ClashIndex(e.what()); clash && *clash < events.size()) {
+            Problem p;
+            p.status = 409;
+            p.error = "event_id already used by another writer (another API key, or a producer without one)";
+            p.field = "event_id";
+            p.index = *clash;
+            throw ProblemError(p);
+        }
         Problem p;
         p.status = 400;
         p.error = "refused by the database (eventlog.emit)";
@@ -190,6 +234,7 @@ struct GroupCommitter::Member {
 struct GroupCommitter::Group {
     std::vector<Member> members;  // in arrival order, which is the order of their events in the statement
     std::size_t events{0};
+    std::size_t bytes{0};  // BytesOf its members' events
     std::uint64_t serial{0};
     std::chrono::steady_clock::time_point opened;
 };
@@ -211,8 +256,9 @@ GroupCommitter::~GroupCommitter() {
     for (auto& writer : writers_) writer.join();
 }
 
-bool GroupCommitter::Takes(std::size_t events) const noexcept {
-    return options_.window.count() > 0 && events <= options_.max_request_events;
+bool GroupCommitter::Takes(const std::vector<IncomingEvent>& events) const noexcept {
+    return options_.window.count() > 0 && events.size() <= options_.max_request_events &&
+           BytesOf(events) <= options_.max_group_bytes;
 }
 
 void GroupCommitter::Enqueue(const ParsedToken& token, std::vector<IncomingEvent> events, Done done) {
@@ -223,10 +269,12 @@ void GroupCommitter::Enqueue(const ParsedToken& token, std::vector<IncomingEvent
     member.done = std::move(done);
     member.context = log::CurrentContext();
     const std::size_t size = member.events.size();
+    const std::size_t bytes = BytesOf(member.events);
     bool wake = false;  // writers are woken when a group opens or fills, not for every member
     {
         const std::lock_guard lock(mutex_);
-        if (open_ && open_->events + size > options_.max_group_events) {  // full for this request: written as it is
+        if (open_ && (open_->events + size > options_.max_group_events ||
+                      open_->bytes + bytes > options_.max_group_bytes)) {  // full for this request: written as it is
             full_.push_back(std::move(open_));
             open_.reset();
         }
@@ -238,7 +286,8 @@ void GroupCommitter::Enqueue(const ParsedToken& token, std::vector<IncomingEvent
         }
         open_->members.push_back(std::move(member));
         open_->events += size;
-        if (open_->events >= options_.max_group_events) {
+        open_->bytes += bytes;
+        if (open_->events >= options_.max_group_events || open_->bytes >= options_.max_group_bytes) {
             full_.push_back(std::move(open_));
             open_.reset();
         }
@@ -324,7 +373,7 @@ void GroupCommitter::Execute(Group& group) {
             for (const auto* m : writers) {
                 offsets.push_back(total);
                 total += m->events.size();
-                for (const auto& e : m->events) arrays.Add(e);
+                for (const auto& e : m->events) arrays.Add(e, m->key_id);
             }
             try {
                 const auto rows = arrays.Run(*session);
@@ -339,15 +388,16 @@ void GroupCommitter::Execute(Group& group) {
                 session.Discard();
                 throw;
             } catch (const Error& e) {
-                if (!RefusedByEmit(e)) throw;
-                log::Info("http_group_commit_split", {{"requests", static_cast<std::int64_t>(writers.size())}});
+                if (!SplitsTheGroup(e)) throw;
+                log::Info("http_group_commit_split",
+                          {{"requests", static_cast<std::int64_t>(writers.size())}, {"code", e.Code()}});
             }
         }
         // One request, or a group refused by emit(): each request in its own transaction.
         for (auto* m : writers) {
             try {
                 const log::ScopedContext context(m->context);  // http_events_refused names the request
-                m->results = WriteEvents(session, m->events);
+                m->results = WriteEvents(session, m->events, m->key_id);
             } catch (...) {
                 m->error = std::current_exception();
             }

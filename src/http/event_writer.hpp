@@ -32,16 +32,22 @@ struct EventResult {
     bool accepted{false};  ///< false: a duplicate of an event_id accepted before (docs/delivery.md, "Idempotency").
 };
 
-/// Writes `events` with one statement in one transaction on `session` and returns their results after the commit.
-/// Throws ProblemError 400 naming the field and index when emit() refuses an event (nothing is written),
+/// Writes `events`, sent with API key `key_id`, with one statement in one transaction on `session` and returns their
+/// results after the commit. Throws ProblemError 400 naming the field and index when the outbox refuses an event,
+/// 409 naming event_id and the index when an event's id belongs to another writer (nothing is written either way),
 /// InDoubtError when the commit's outcome is unknown (the session is discarded), and other Errors as they come.
-std::vector<EventResult> WriteEvents(pg::Pool::Lease& session, const std::vector<IncomingEvent>& events);
+std::vector<EventResult> WriteEvents(pg::Pool::Lease& session, const std::vector<IncomingEvent>& events,
+                                     std::int64_t key_id);
 
 /// Group commit settings with documented defaults.
 struct GroupCommitOptions {
     std::chrono::microseconds window{200};  ///< HTTP_GROUP_COMMIT_US: how long a group gathers; 0 disables.
     std::size_t max_request_events{100};    ///< Requests with more events are written alone.
     std::size_t max_group_events{1000};     ///< A group closes early once it holds this many events.
+    /// A group closes before its events' bytes (contexts, names and the other fields) would pass this; a request
+    /// larger than it is written alone. Bounds the memory and the statement of one group (issue 20: 63 requests of
+    /// 16 MiB made a 1 GiB group).
+    std::size_t max_group_bytes{16u << 20};
     /// HTTP_GROUP_COMMIT_GROUPS: writer threads, so groups writing at once at most (at least 1). A group whose window
     /// has passed gathers on while this many are writing, so that under load groups grow instead of queueing for the
     /// database.
@@ -53,8 +59,10 @@ struct GroupCommitOptions {
 /// only when a writer is free, so that under load groups grow instead of queueing for the database), checks every
 /// member's API key in one statement and writes all their events with one statement in one transaction on one
 /// pooled session; each member is answered after that commit with its own results. When the shared statement fails
-/// on an event emit() refuses, every member is written again in its own transaction, so a bad request cannot fail
-/// its neighbours. Any other failure of the group (no session, connection lost, commit in doubt) is every member's.
+/// on an event the outbox refuses (SQLSTATE class 22 or 23), or with an error that rolled it back and may not recur
+/// for one member alone (a deadlock, a statement timeout: transient, the session intact), every member is written
+/// again in its own transaction, so a bad request cannot fail its neighbours. A failure that leaves the outcome
+/// unknown or the session gone (connection lost, commit in doubt, no session) is every member's.
 /// Thread-safe; not copyable; borrows `pool`, which must outlive it. The destructor writes the groups already
 /// gathered (every member is answered) and joins the writers.
 class GroupCommitter {
@@ -68,8 +76,8 @@ public:
     GroupCommitter(const GroupCommitter&) = delete;
     GroupCommitter& operator=(const GroupCommitter&) = delete;
 
-    /// True when a request of `events` events is written through a group (grouping on and the request small).
-    bool Takes(std::size_t events) const noexcept;
+    /// True when `events` are written through a group (grouping on and the request small in events and bytes).
+    bool Takes(const std::vector<IncomingEvent>& events) const noexcept;
 
     /// Queues `events` for a group under `token`'s key and returns at once; `done` gets the answer after the group's
     /// commit: ProblemError 401 when the key is unknown or revoked, otherwise as WriteEvents answers. Only when

@@ -23,7 +23,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr const char* kSecret = "e2e-observability-secret-value";
+constexpr const char* kSecret = "e2e-observability-secret-7d1f0c9e4b2a86f35e0d7c1b9a4f2e6d8c3b5a7f9e1d0c2b4a6f8e";
 
 /// `text` percent-encoded for a URL query value.
 std::string UrlEncode(const std::string& text) {

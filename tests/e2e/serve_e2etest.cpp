@@ -10,7 +10,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr const char* kSecret = "e2e-serve-secret-value";
+constexpr const char* kSecret = "e2e-serve-secret-8b2d4f6a1c3e5b7d9f0a2c4e6b8d1f3a5c7e9b0d2f4a6c8e1b3d5f7a";
 
 class Serve : public E2eTest {
 protected:
@@ -53,6 +53,20 @@ TEST_F(Serve, ServeAndApikeyCreateRefuseToStartWithoutSecretKey) {
         EXPECT_TRUE(WIFEXITED(result.status) && WEXITSTATUS(result.status) == 2) << DescribeStatus(result.status);
         EXPECT_NE(result.output.find("SECRET_KEY"), std::string::npos) << result.output;
     }
+}
+
+// Issue 20: a command that cannot reach PostgreSQL prints libpq's message as the lines it is (not with "\n\t"
+// escaped), and with no connection variable set says so and where the default points.
+TEST_F(Serve, ACommandWithoutAReachableDatabaseSaysWhatItTriedInPlainLines) {
+    const auto result = world_->Eventlog({"status"}, {{"DATABASE_URL", ""}, {"POSTGRES_PORT", ""}}, 30s);
+    ASSERT_GE(result.status, 0);
+    EXPECT_FALSE(result.Ok()) << result.output;
+    EXPECT_EQ(result.output.rfind("error: postgresql: ", 0), 0u) << result.output;
+    EXPECT_EQ(result.output.find("\\n"), std::string::npos) << result.output;
+    EXPECT_EQ(result.output.find("\\t"), std::string::npos) << result.output;
+    EXPECT_NE(result.output.find("\n  no DATABASE_URL or POSTGRES_* variable is set"), std::string::npos)
+        << result.output;
+    EXPECT_NE(result.output.find("5432"), std::string::npos) << result.output;
 }
 
 TEST_F(Serve, ATokenFromTheCliWorksUntilRevokedAndSigtermStopsCleanly) {

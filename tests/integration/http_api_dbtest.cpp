@@ -22,6 +22,7 @@
 #include "http/gzip.hpp"
 #include "support/http_client.hpp"
 #include "support/test_env.hpp"
+#include "support/throttle_proxy.hpp"
 
 namespace eventlog {
 namespace {
@@ -32,6 +33,9 @@ using testing::HttpConnection;
 using testing::HttpRequest;
 using ::testing::Not;
 using testing::StackTest;
+
+std::vector<HttpAnswer> PostTogether(std::uint16_t port, const std::vector<std::string>& bodies,
+                                     const std::vector<std::string>& tokens);
 
 constexpr const char* kSecretKey = "http-api-test-secret";
 
@@ -135,6 +139,24 @@ TEST_F(HttpApiTest, TheUsersFlowWritesTheUserAndItsEventAndADuplicateEmailWrites
     const auto duplicate = Post("/api/v1/users", R"({"email":"test@example.com","first_name":"Other"})");
     EXPECT_EQ(duplicate.status, 409);
     EXPECT_EQ(duplicate.body, R"({"error":"User with this email already exists"})");
+    // (issue 20) The same mailbox in other case is the same user; before migration 0016 it was a second one.
+    EXPECT_EQ(Post("/api/v1/users", R"({"email":"Test@Example.com","first_name":"Other"})").status, 409);
+    EXPECT_EQ(Users(), 1);
+    EXPECT_EQ(Outbox(), 1);
+    // create_user() called directly meets the route's rules in the database, each naming its field.
+    for (const auto& [call, field] : std::vector<std::pair<std::string, std::string>>{
+             {"SELECT * FROM eventlog_demo.create_user('no-at-sign', 'A', 'B')", "email"},
+             {"SELECT * FROM eventlog_demo.create_user('a b@example.com', 'A', 'B')", "email"},
+             {"SELECT * FROM eventlog_demo.create_user(repeat('a', 250) || '@example.com', 'A', 'B')", "email"},
+             {"SELECT * FROM eventlog_demo.create_user('c@example.com', repeat('A', 151), 'B')", "first_name"},
+             {"SELECT * FROM eventlog_demo.create_user('c@example.com', 'A', repeat('B', 151))", "last_name"}}) {
+        try {
+            stack_->Producer().Exec(call);
+            ADD_FAILURE() << "accepted: " << call;
+        } catch (const InvalidInputError& e) {
+            EXPECT_THAT(e.what(), HasSubstr("\"" + field + ": expected")) << call;
+        }
+    }
     EXPECT_EQ(Users(), 1);
     EXPECT_EQ(Outbox(), 1);
 
@@ -356,6 +378,30 @@ TEST_F(HttpApiTest, AForeignHostOrAnUnknownPathIsRefusedFromTheHeadersBeforeAnyB
     EXPECT_EQ(ok.Read().status, 400);  // Read() skips the 100 Continue
 }
 
+// Issue 20: /readyz ran `SELECT 1` on a pooled session for anyone, per request. It now asks PostgreSQL at most once a
+// second: 200 requests in a row cost at most a few queries. Counted as the bytes the server's sessions send to
+// PostgreSQL, through a proxy: a `SELECT 1` is a 14-byte Query message; 200 of them would be 2,800 bytes.
+TEST_F(HttpApiTest, ReadyzAsksTheDatabaseAtMostOnceASecond) {
+    const auto& pg = stack_->Config().postgres;
+    testing::ThrottleProxy proxy(pg.host, pg.port);
+    StartServer([&](http::ServeSettings&, pg::PoolOptions& p) {
+        auto through_proxy = stack_->Config().postgres;
+        through_proxy.user = producer_;
+        through_proxy.password = "pw";
+        through_proxy.host = "127.0.0.1";
+        through_proxy.port = proxy.Port();
+        p.connect.conninfo = through_proxy.ConnInfo();
+    });
+    ASSERT_EQ(HttpRequest(Port(), "GET", "/readyz").status, 200);  // the session is open and the first check made
+    const auto before = proxy.BytesUpstream();
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 200; ++i) ASSERT_EQ(HttpRequest(Port(), "GET", "/readyz").status, 200);
+    const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const auto sent = proxy.BytesUpstream() - before;
+    // One check per second that began: at most ceil(seconds) + 1 queries.
+    EXPECT_LE(sent, static_cast<std::uint64_t>(14 * (seconds + 2))) << sent << " bytes in " << seconds << " s";
+}
+
 // Issue 20: HEAD was a 405 with a body. It is answered like GET without the body (RFC 9110, 9.3.2): the GET's
 // status and headers, its Content-Length included, and nothing after them, so that the next answer on the same
 // connection starts right there. A 405 lists HEAD wherever GET is allowed.
@@ -393,6 +439,7 @@ TEST_F(HttpApiTest, AKeyWithoutARoutesScopeGets403NamingIt) {
     StartServer();
     const std::string reader = http::CreateApiKey(stack_->Pg(), kSecretKey, "reader", {"events:read"});
     const std::string writer = http::CreateApiKey(stack_->Pg(), kSecretKey, "writer", {"events:write"});
+    const std::string both = http::CreateApiKey(stack_->Pg(), kSecretKey, "both", {"events:write", "events:read"});
     const std::string body = R"({"event_type":"a","event_context":{}})";
     const auto call = [&](const std::string& method, const std::string& path, const std::string& token) {
         return HttpRequest(Port(), method, path, method == "POST" ? body : "",
@@ -414,9 +461,19 @@ TEST_F(HttpApiTest, AKeyWithoutARoutesScopeGets403NamingIt) {
     EXPECT_EQ(unreadable.status, 403);
     EXPECT_THAT(unreadable.body, HasSubstr("events:read"));
     EXPECT_EQ(call("POST", "/api/v1/users", writer).status, 403);
-    EXPECT_EQ(call("GET", "/api/v1/events/" + id, reader).status, 200);
-    EXPECT_EQ(call("GET", "/api/v1/events/" + id, token_).status, 200);  // made without --scope: every scope
-    EXPECT_EQ(Outbox(), 1);
+    // A key with the read scope passes the scope check; it sees only the events it wrote itself.
+    EXPECT_EQ(call("GET", "/api/v1/events/" + id, reader).status, 404);
+    const auto own = call("POST", "/api/v1/events", both);
+    ASSERT_EQ(own.status, 202) << own.body;
+    EXPECT_EQ(call("GET", "/api/v1/events/" + own.body.substr(own.body.find("\"event_id\":\"") + 12, 36), both).status,
+              200);
+    // Made without --scope: every scope.
+    EXPECT_EQ(
+        HttpRequest(Port(), "POST", "/api/v1/users", R"({"email":"a@example.com","first_name":"A","last_name":"B"})",
+                    {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + token_}})
+            .status,
+        201);
+    EXPECT_EQ(Outbox(), 3);
     try {
         http::CreateApiKey(stack_->Pg(), kSecretKey, "bad", {"events:delete"});
         ADD_FAILURE() << "an unknown scope was accepted";
@@ -426,7 +483,7 @@ TEST_F(HttpApiTest, AKeyWithoutARoutesScopeGets403NamingIt) {
     std::string listed;
     for (const auto& k : http::ListApiKeys(stack_->Pg()))
         listed += k.name + "=" + fmt::format("{}", k.scopes.size()) + " ";
-    EXPECT_EQ(listed, "tests=3 reader=1 writer=1 ");
+    EXPECT_EQ(listed, "tests=3 reader=1 writer=1 both=2 ");
 }
 
 // Issue 20: no work before authentication. Every route that needs a key refuses a request without a valid one from
@@ -709,7 +766,7 @@ TEST_F(HttpApiTest, AnEventsStatusIsFoundInEveryState) {
     ASSERT_EQ(Post("/api/v1/events", R"({"event_type":"a","event_context":{},"event_id":")" + delivered + "\"}").status,
               202);
     stack_->Drain();
-    for (const auto& id : {pending, in_flight}) {
+    for (const auto& id : {pending, in_flight, dead}) {
         ASSERT_EQ(Post("/api/v1/events", R"({"event_type":"a","event_context":{},"event_id":")" + id + "\"}").status,
                   202);
     }
@@ -720,9 +777,10 @@ TEST_F(HttpApiTest, AnEventsStatusIsFoundInEveryState) {
         "array_agg(ROW(m.id, m.event_id, m.event_type, m.event_date_time, m.environment, m.event_context, "
         "m.metadata_version, m.trace_id, m.enqueued_at, m.span_id)::eventlog.pending_event) FROM moved m");
     stack_->Pg().Exec(
-        "INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, event_context, "
-        "metadata_version, enqueued_at, error, attempts) VALUES ('" +
-        dead + "', 'a', now(), '{}', 1, now(), 'Code: 27. Cannot parse', 5)");
+        "WITH moved AS (DELETE FROM eventlog.outbox o WHERE o.event_id = '" + dead +
+        "' RETURNING o.*) INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, event_context, "
+        "metadata_version, enqueued_at, error, attempts) SELECT m.event_id, m.event_type, m.event_date_time, "
+        "m.event_context, m.metadata_version, m.enqueued_at, 'Code: 27. Cannot parse', 5 FROM moved m");
 
     auto answer = get(pending);
     EXPECT_EQ(answer.status, 200);
@@ -742,6 +800,58 @@ TEST_F(HttpApiTest, AnEventsStatusIsFoundInEveryState) {
     EXPECT_EQ(answer.body, R"({"error":"event not found","field":"event_id"})");
     EXPECT_EQ(get("not-a-uuid").status, 400);
     EXPECT_EQ(HttpRequest(Port(), "GET", "/api/v1/events/" + pending).status, 401);
+}
+
+// Issue 20: event ids belong to the key that wrote them. Key B posts key A's (predictable) id first: A's own event
+// is then refused with 409 naming event_id and its index, not answered `duplicate` and dropped; B's copy stays
+// B's, and B's retry of it is a duplicate as before. Each key's status lookup sees only its own events (another
+// key's, or an SQL producer's, is 404, in every state), and an SQL producer's id clashes too. In a group commit the
+// clashing request is refused alone. Before migration 0015, A got 202 `duplicate` and nothing was stored for it, and
+// every key read every status.
+TEST_F(HttpApiTest, AnEventIdBelongsToTheKeyThatWroteIt) {
+    StartServer();
+    const std::string other = http::CreateApiKey(stack_->Pg(), kSecretKey, "b");
+    const auto post = [&](const std::string& token, const std::string& id, int index_pad = 0) {
+        std::string body = "[";
+        for (int i = 0; i < index_pad; ++i) body += R"({"event_type":"pad","event_context":{}},)";
+        body += R"({"event_type":"a","event_context":{},"event_id":")" + id + "\"}]";
+        return HttpRequest(Port(), "POST", "/api/v1/events", body,
+                           {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + token}});
+    };
+    const auto get = [&](const std::string& token, const std::string& id) {
+        return HttpRequest(Port(), "GET", "/api/v1/events/" + id, "", {{"Authorization", "Bearer " + token}});
+    };
+    const std::string taken = "00000000-0000-4000-8000-0000000000b1";
+    ASSERT_EQ(post(other, taken).status, 202);
+    const auto clash = post(token_, taken, 2);
+    EXPECT_EQ(clash.status, 409) << clash.body;
+    EXPECT_EQ(clash.body,
+              R"x({"error":"event_id already used by another writer (another API key, or a producer without one)",)x"
+              R"x("field":"event_id","index":2})x");
+    EXPECT_THAT(post(other, taken).body, HasSubstr(R"("status":"duplicate")"));
+    EXPECT_EQ(Outbox(), 1);  // B's event only: nothing of A's refused request
+    EXPECT_EQ(get(other, taken).status, 200);
+    EXPECT_EQ(get(token_, taken).status, 404);
+    // Delivered: still only B's.
+    stack_->Drain();
+    EXPECT_THAT(get(other, taken).body, HasSubstr(R"("status":"delivered")"));
+    EXPECT_EQ(get(token_, taken).status, 404);
+    // An id an SQL producer registered belongs to no key: it clashes, and no key sees its status.
+    const std::string by_sql = "00000000-0000-4000-8000-0000000000b2";
+    stack_->Producer().Exec("SELECT eventlog.emit('sql', '{}'::json, $1::uuid)", {by_sql});
+    EXPECT_EQ(post(token_, by_sql).status, 409);
+    EXPECT_EQ(get(token_, by_sql).status, 404);
+    // Two requests in one group commit, one clashing: the other is accepted.
+    const std::string fresh = "00000000-0000-4000-8000-0000000000b3";
+    const auto together =
+        PostTogether(Port(),
+                     {std::string(R"({"event_type":"a","event_context":{},"event_id":")") + taken + "\"}",
+                      std::string(R"({"event_type":"a","event_context":{},"event_id":")") + fresh + "\"}"},
+                     {token_, token_});
+    ASSERT_EQ(together.size(), 2u);
+    EXPECT_EQ(together[0].status, 409) << together[0].body;
+    EXPECT_EQ(together[1].status, 202) << together[1].body;
+    EXPECT_EQ(get(token_, fresh).status, 200);
 }
 
 // ?wait=visible: with a relay running, the answer comes once ClickHouse holds the events (200, "visible": true).

@@ -265,6 +265,27 @@ TEST(Dotenv, PrivateFileIsRead) {
     EXPECT_EQ(ReadEnvironment(readable).at("ENVIRONMENT"), "x");
 }
 
+// Issue 20: a file other users can read must not hold a secret: refused, naming the variables but no value. The same
+// file with mode 600 is read; a readable file without secrets is read.
+TEST(Dotenv, AFileReadableByOthersThatHoldsASecretIsRefused) {
+    const CleanConnectionEnvironment clean;
+    TempDir dir;
+    const std::string text =
+        "SECRET_KEY=k3y-v4lue\nCLICKHOUSE_PASSWORD=pw-v4lue\nDATABASE_URL=postgres://u:db-v4lue@127.0.0.1/x\n"
+        "ENVIRONMENT=prod\n";
+    for (const mode_t mode : {0644, 0640, 0604}) {
+        const auto path = dir.Write("readable.env", text, mode);
+        const auto message = ReadError(path);
+        EXPECT_THAT(message, HasSubstr("holds secrets (CLICKHOUSE_PASSWORD, DATABASE_URL, SECRET_KEY)")) << mode;
+        EXPECT_THAT(message, HasSubstr("readable by group or others"));
+        EXPECT_THAT(message, ::testing::Not(HasSubstr("v4lue")));
+    }
+    const auto private_file = dir.Write("private.env", text, 0600);
+    EXPECT_EQ(ReadEnvironment(private_file).at("ENVIRONMENT"), "prod");
+    const auto no_password = dir.Write("plain.env", "DATABASE_URL=postgres://u@127.0.0.1/x\nENVIRONMENT=x\n", 0644);
+    EXPECT_EQ(ReadEnvironment(no_password).at("ENVIRONMENT"), "x");
+}
+
 TEST(Dotenv, MissingFileAndDevNullAreEmpty) {
     TempDir dir;
     EXPECT_NO_THROW(ReadEnvironment("/nonexistent-dir/.env"));

@@ -111,7 +111,21 @@ TEST(HttpSettingsTest, AnEmptySecretKeyIsRefusedNamingTheVariableNotTheValue) {
     } catch (const ConfigError& e) {
         EXPECT_THAT(e.what(), ::testing::StartsWith("SECRET_KEY:"));
     }
-    config.secret_key = "s3cr3t-value";
+    // Issue 20: a weak key is refused too, by name and never by value.
+    for (const char* weak : {"s3cr3t-value", "correct horse battery staple",
+                             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                             "0123456789abcdef0123456789abcdef"}) {  // 32 hex digits: 16 bytes
+        config.secret_key = weak;
+        try {
+            LoadServeSettings({}, config);
+            ADD_FAILURE() << "a weak SECRET_KEY was accepted: " << weak;
+        } catch (const ConfigError& e) {
+            EXPECT_THAT(e.what(), ::testing::HasSubstr("SECRET_KEY: expected at least 32 bytes of entropy"));
+            EXPECT_THAT(e.what(), ::testing::Not(::testing::HasSubstr(weak)));
+        }
+    }
+    config.secret_key = "s3cr3t-value-4f1c9a0b7e2d8c6f5a3b1e9d7c5a3f1b2e4d6c8a0f9e7d5c3b1a2f4e6d8c0b9a7f5e3d1";
     const auto s = LoadServeSettings({{"HTTP_LISTEN", "127.0.0.1:0"}, {"HTTP_MAX_BODY_BYTES", "2048"}}, config);
     EXPECT_EQ(s.server.port, 0);
     EXPECT_EQ(s.server.max_body_bytes, 2048u);
@@ -122,6 +136,12 @@ TEST(HttpSettingsTest, AnEmptySecretKeyIsRefusedNamingTheVariableNotTheValue) {
         EXPECT_THAT(e.what(), ::testing::StartsWith("HTTP_MAX_EVENTS:"));
         EXPECT_THAT(e.what(), ::testing::Not(::testing::HasSubstr("s3cr3t")));
     }
+    // 64 hexadecimal digits (openssl rand -hex 32) and 43 base64url characters (32 random bytes) pass.
+    for (const char* strong : {"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                               "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg"}) {
+        config.secret_key = strong;
+        EXPECT_NO_THROW(LoadServeSettings({}, config)) << strong;
+    }
 }
 
 TEST(HttpSettingsTest, TheExampleFileGivesTheDefaults) {
@@ -131,7 +151,7 @@ TEST(HttpSettingsTest, TheExampleFileGivesTheDefaults) {
     ASSERT_TRUE(file) << source << "/.env.example";
     const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
     EnvMap env = ParseDotenv(text);
-    env["SECRET_KEY"] = "x";
+    env["SECRET_KEY"] = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     const auto s = LoadServeSettings(env, LoadConfig(env));
     const ServeSettings defaults;
     EXPECT_EQ(s.server.host, "127.0.0.1");

@@ -29,6 +29,9 @@ struct ServeSettings {
     std::chrono::microseconds group_commit_window{200};
     /// HTTP_GROUP_COMMIT_GROUPS: group commits writing at once at most; a closed group waits for a free one.
     std::size_t group_commit_groups{2};
+    /// HTTP_GROUP_COMMIT_BYTES: a group closes before its events' bytes would pass this (16 MiB); a larger request is
+    /// written alone.
+    std::size_t group_commit_bytes{16u << 20};
     std::string secret_key;  ///< SECRET_KEY (required; never printed).
     /// Where GET /api/v1/events/{event_id} looks for delivered events (CLICKHOUSE_*); nullopt: it answers 404
     /// for events PostgreSQL no longer holds.

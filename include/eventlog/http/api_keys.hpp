@@ -30,6 +30,10 @@ std::array<unsigned char, 32> HashTokenSecret(std::string_view secret_key, const
 /// Throws ConfigError naming SECRET_KEY when it is empty (the value is never printed).
 void RequireSecretKey(std::string_view secret_key);
 
+/// As RequireSecretKey, and also when the value has less than 32 bytes of entropy by a conservative estimate (the
+/// character classes it uses and how many distinct characters): what `eventlog serve` and `apikey create` require.
+void RequireStrongSecretKey(std::string_view secret_key);
+
 /// The scopes a key may carry (migration 0014), each the right to one route: POST /api/v1/events, GET
 /// /api/v1/events/{event_id}, POST /api/v1/users.
 inline constexpr std::string_view kScopeEventsWrite = "events:write";
