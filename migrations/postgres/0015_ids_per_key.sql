@@ -10,7 +10,9 @@
 ALTER TABLE eventlog.event_ids ADD COLUMN key_id bigint;
 
 DROP FUNCTION eventlog.emit_batch(text[], json[], uuid[], timestamptz[], text[], bigint[], text[], text[]);
--- As in 0013, with the writer's key per event (`key_ids`, NULL: no key).
+-- As in 0011 (its checks read eventlog.limits once per call, which a batch amortises), with 0013's changes (the
+-- name stored as written, no wake-up flag, a NULL id made here and not registered) and the writer's key per event
+-- (`key_ids`, NULL: no key).
 CREATE FUNCTION eventlog.emit_batch(
     event_types       text[],
     event_contexts    json[],
@@ -129,3 +131,6 @@ BEGIN
         TO eventlog_producer, eventlog_admin;
 END
 $grants$;
+
+-- One implementation of the name rule (the relay's, since 0013); nothing calls this one any more.
+DROP FUNCTION eventlog.snake_case(text);

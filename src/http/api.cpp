@@ -583,6 +583,9 @@ ServeSettings LoadServeSettings(const EnvMap& env, const Config& config) {
     s.server.worker_threads = static_cast<unsigned>(ReadInt(env, "HTTP_WORKERS", s.server.worker_threads, 1, 1024));
     s.server.max_connections = static_cast<std::size_t>(
         ReadInt(env, "HTTP_MAX_CONNECTIONS", static_cast<std::int64_t>(s.server.max_connections), 1, 1'000'000));
+    s.server.max_connections_per_client =
+        static_cast<std::size_t>(ReadInt(env, "HTTP_MAX_CONNECTIONS_PER_CLIENT",
+                                         static_cast<std::int64_t>(s.server.max_connections_per_client), 0, 1'000'000));
     s.server.max_body_bytes = static_cast<std::size_t>(
         ReadInt(env, "HTTP_MAX_BODY_BYTES", static_cast<std::int64_t>(s.server.max_body_bytes), 1024, 1LL << 30));
     s.server.header_timeout = std::chrono::milliseconds(

@@ -27,6 +27,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include "http/gzip.hpp"
 
@@ -129,6 +130,12 @@ struct Server::Impl {
     std::vector<std::thread> threads;
     std::atomic<bool> stopping{false};
     std::atomic<std::size_t> connections{0};
+    std::mutex clients_mutex;
+    std::unordered_map<std::string, std::size_t> clients;  // open connections per client address
+    /// Counts a connection from `client`; false (nothing counted) when it already holds its limit.
+    bool AdmitClient(const std::string& client);
+    /// Uncounts a connection from `client`.
+    void ReleaseClient(const std::string& client);
     std::mutex exchanges_mutex;
     std::condition_variable exchanges_done;
     std::size_t exchanges{0};  // requests between their body and their answer's post (Wait() waits for them)
@@ -153,8 +160,8 @@ constexpr std::size_t kReadBufferBytes = 4096;
 /// One connection. Owned by shared_ptrs held by its pending operations and by Impl::sessions until it closes.
 class Server::Impl::Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(Impl& server, tcp::socket&& socket)
-        : server_(server), stream_(std::move(socket)), body_timer_(stream_.get_executor()) {
+    Session(Impl& server, tcp::socket&& socket, std::string client)
+        : server_(server), stream_(std::move(socket)), body_timer_(stream_.get_executor()), client_(std::move(client)) {
         // Beast reads at most max(512, free capacity) bytes at a time: with room for a small request's headers and
         // body, one read takes both, where a fresh buffer made it two reads.
         buffer_.reserve(kReadBufferBytes);
@@ -416,6 +423,7 @@ private:
         stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
         stream_.close();
         server_.connections.fetch_sub(1);
+        server_.ReleaseClient(client_);
         const std::lock_guard lock(server_.sessions_mutex);
         server_.sessions.erase(shared_from_this());
     }
@@ -427,6 +435,7 @@ private:
     BeastRequest request_;
     std::array<char, 16384> scratch_{};
     net::steady_timer body_timer_;  // the body's deadline (HTTP_BODY_TIMEOUT_MS)
+    std::string client_;            // the peer's address, for the per-client connection count
     bool reading_body_{false};
     bool body_timed_out_{false};
     bool keep_alive_{false};
@@ -686,10 +695,31 @@ void Server::Impl::Accept() {
                           [this](beast::error_code ec, tcp::socket socket) { OnAccept(ec, std::move(socket)); });
 }
 
+bool Server::Impl::AdmitClient(const std::string& client) {
+    if (options.max_connections_per_client == 0) return true;
+    const std::lock_guard lock(clients_mutex);
+    auto& open = clients[client];
+    if (open >= options.max_connections_per_client) return false;
+    ++open;
+    return true;
+}
+
+void Server::Impl::ReleaseClient(const std::string& client) {
+    if (options.max_connections_per_client == 0) return;
+    const std::lock_guard lock(clients_mutex);
+    const auto it = clients.find(client);
+    if (it == clients.end()) return;
+    if (--it->second == 0) clients.erase(it);
+}
+
 void Server::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
     if (!ec) {
-        if (connections.load() >= options.max_connections) {
+        beast::error_code peer_ec;
+        const auto peer = socket.remote_endpoint(peer_ec);
+        std::string client = peer_ec ? std::string() : peer.address().to_string();
+        const bool over_total = connections.load() >= options.max_connections;
+        if (over_total || !AdmitClient(client)) {
             // Refuse without queueing: a short answer on a fresh socket fits its send buffer, so this never blocks.
             static const std::string kBusy =
                 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
@@ -699,10 +729,11 @@ void Server::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
             socket.write_some(net::buffer(kBusy), ignored);
             socket.shutdown(tcp::socket::shutdown_both, ignored);
             socket.close(ignored);
-            log::Warning("http_connection_refused", {{"reason", std::string("max_connections")}});
+            log::Warning("http_connection_refused",
+                         {{"reason", std::string(over_total ? "max_connections" : "max_connections_per_client")}});
         } else {
             connections.fetch_add(1);
-            auto session = std::make_shared<Session>(*this, std::move(socket));
+            auto session = std::make_shared<Session>(*this, std::move(socket), std::move(client));
             {
                 const std::lock_guard lock(sessions_mutex);
                 sessions.insert(session);

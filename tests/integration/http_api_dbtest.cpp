@@ -1,10 +1,13 @@
 // The HTTP API through real HTTP against a real PostgreSQL (and ClickHouse for the users flow end to end): the
 // server runs in-process on an ephemeral loopback port, connected as a login role that holds only
 // eventlog_producer, and the tests talk to it over a raw socket (label db).
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -400,6 +403,48 @@ TEST_F(HttpApiTest, ReadyzAsksTheDatabaseAtMostOnceASecond) {
     const auto sent = proxy.BytesUpstream() - before;
     // One check per second that began: at most ceil(seconds) + 1 queries.
     EXPECT_LE(sent, static_cast<std::uint64_t>(14 * (seconds + 2))) << sent << " bytes in " << seconds << " s";
+}
+
+// Issue 20: one client could hold all HTTP_MAX_CONNECTIONS connections, and then no other client's /healthz was
+// answered. With a per-client limit of 4 (of 8), 127.0.0.1's fifth connection is refused with 503 at once while a
+// client on 127.0.0.2 (another loopback address) still gets its /healthz; once 127.0.0.1 closes one, it may open one.
+TEST_F(HttpApiTest, OneClientCannotTakeEveryConnection) {
+    StartServer([](http::ServeSettings& s, pg::PoolOptions&) {
+        s.server.max_connections = 8;
+        s.server.max_connections_per_client = 4;
+    });
+    std::vector<std::unique_ptr<HttpConnection>> held;
+    for (int i = 0; i < 4; ++i) {
+        held.push_back(std::make_unique<HttpConnection>(Port(), std::chrono::seconds(3)));
+        ASSERT_TRUE(held.back()->SendRaw("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+        ASSERT_EQ(held.back()->Read().status, 200);  // accepted, and kept open (keep-alive)
+    }
+    HttpConnection fifth(Port(), std::chrono::seconds(3));
+    const auto refused = fifth.Read();
+    EXPECT_EQ(refused.status, 503);
+    EXPECT_EQ(refused.body, "{\"error\":\"too many connections\"}\n");
+    // Another client address: a socket bound to 127.0.0.2 (connecting to the server on 127.0.0.1).
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    local.sin_addr.s_addr = htonl(0x7F000002);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local), 0);
+    sockaddr_in server{};
+    server.sin_family = AF_INET;
+    server.sin_port = htons(Port());
+    server.sin_addr.s_addr = htonl(0x7F000001);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&server), sizeof server), 0);
+    const std::string request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+    std::string answer;
+    char chunk[4096];
+    for (ssize_t n; (n = ::recv(fd, chunk, sizeof chunk, 0)) > 0;) answer.append(chunk, static_cast<std::size_t>(n));
+    ::close(fd);
+    EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << answer;
+    held.pop_back();  // closes one of 127.0.0.1's
+    EXPECT_TRUE(testing::WaitUntil([&] { return HttpRequest(Port(), "GET", "/healthz").status == 200; },
+                                   std::chrono::seconds(3)));
 }
 
 // Issue 20: HEAD was a 405 with a body. It is answered like GET without the body (RFC 9110, 9.3.2): the GET's
@@ -1074,6 +1119,37 @@ TEST_F(HttpApiTest, TwoRequestsInOneGroupWithTheSameEventIdAreAcceptedOnce) {
 
 // The group's commit is cut off (its session killed while a deferred trigger sleeps inside COMMIT): the outcome is
 // unknown to the server, so every member gets 503 with Retry-After, and a retry with the same ids is safe.
+// Issue 20: groups were bounded in events only (63 requests of 16 MiB made one 1 GiB group). With
+// HTTP_GROUP_COMMIT_BYTES at 4 KiB, three concurrent requests of ~3 KiB each make three groups, seen as three
+// sessions in their commits at once (a deferred trigger holds each commit), where one group held all three before.
+TEST_F(HttpApiTest, AGroupClosesBeforeItsEventsPassTheByteBound) {
+    StartServer([](http::ServeSettings& s, pg::PoolOptions& p) {
+        WithGroupCommit(s, p);
+        s.group_commit_bytes = 4096;
+        s.group_commit_groups = 3;
+    });
+    stack_->Pg().Exec(
+        "CREATE FUNCTION public.slow_commit() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
+        "$$BEGIN PERFORM pg_catalog.pg_sleep(3); RETURN NULL; END$$");
+    stack_->Pg().Exec(
+        "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON eventlog.outbox DEFERRABLE INITIALLY DEFERRED "
+        "FOR EACH ROW EXECUTE FUNCTION public.slow_commit()");
+    std::vector<std::string> bodies;
+    for (int i = 0; i < 3; ++i) {
+        bodies.push_back(fmt::format(R"({{"event_type":"a","event_context":{{"pad":"{}"}}}})", std::string(3000, 'x')));
+    }
+    std::vector<HttpAnswer> answers;
+    std::thread client([&] { answers = PostTogether(Port(), bodies, {token_, token_, token_}); });
+    const std::string sleeping = "SELECT count(*) FROM pg_stat_activity WHERE usename = '" + producer_ +
+                                 "' AND wait_event = 'PgSleep' AND query LIKE '%eventlog.emit_batch(%'";
+    const bool three = testing::WaitUntil([&] { return stack_->PgCount(sleeping) == 3; }, std::chrono::seconds(3));
+    client.join();
+    EXPECT_TRUE(three) << "the three requests did not make three groups";
+    ASSERT_EQ(answers.size(), 3u);
+    for (const auto& a : answers) EXPECT_EQ(a.status, 202) << a.body;
+    EXPECT_EQ(Outbox(), 3);
+}
+
 TEST_F(HttpApiTest, AGroupWhoseCommitIsInDoubtAnswers503ToEveryMember) {
     StartServer(WithGroupCommit);
     stack_->Pg().Exec(

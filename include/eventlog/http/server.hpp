@@ -151,6 +151,10 @@ struct ServerOptions {
     unsigned io_threads{0};                                            ///< Network threads; 0: the number of cores.
     unsigned worker_threads{64};        ///< HTTP_WORKERS: threads that run handlers (block on SQL or a group commit).
     std::size_t max_connections{1024};  ///< HTTP_MAX_CONNECTIONS: more are answered 503 and closed.
+    /// HTTP_MAX_CONNECTIONS_PER_CLIENT: connections one client address may hold at once (more are answered 503 and
+    /// closed), so that one client cannot take all of max_connections; 0: no per-client limit (behind a proxy every
+    /// client has the proxy's address: set it above the proxy's connection pool, or 0).
+    std::size_t max_connections_per_client{256};
     std::size_t max_body_bytes{16u << 20};             ///< HTTP_MAX_BODY_BYTES: body as sent and as inflated.
     std::size_t max_header_bytes{16u << 10};           ///< Request line plus headers (431 beyond).
     std::chrono::milliseconds header_timeout{10'000};  ///< HTTP_HEADER_TIMEOUT_MS: idle keep-alive + headers.
