@@ -3,6 +3,7 @@
 #include <cstring>
 #include <eventlog/clickhouse/row_binary.hpp>
 #include <eventlog/core/error.hpp>
+#include <eventlog/core/event.hpp>
 #include <eventlog/core/json.hpp>
 #include <limits>
 #include <optional>
@@ -189,16 +190,6 @@ std::int64_t FloorDiv(std::int64_t a, std::int64_t b) {
     std::int64_t q = a / b;
     if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
     return q;
-}
-
-// Days since 1970-01-01 for a proleptic Gregorian date (H. Hinnant's days_from_civil).
-constexpr std::int64_t DaysFromCivil(std::int64_t y, unsigned m, unsigned d) {
-    y -= m <= 2;
-    const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const auto yoe = static_cast<unsigned>(y - era * 400);
-    const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
 
 struct Civil {

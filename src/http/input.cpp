@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <eventlog/core/event.hpp>
 #include <eventlog/core/json.hpp>
 #include <eventlog/core/uuid.hpp>
 #include <eventlog/http/server.hpp>
@@ -108,7 +109,11 @@ IncomingEvent ReadEvent(JsonReader& reader, std::size_t index, const EventLimits
             } else if (key == "event_date_time") {
                 if (!ConsumeNull(reader)) {
                     std::string text = ReadStringField(reader, key, 64, index);
-                    if (!IsRfc3339(text)) Refuse(400, "expected an RFC 3339 date-time", key, index);
+                    const auto micros = ParseRfc3339(text);
+                    if (!micros) Refuse(400, "expected an RFC 3339 date-time", key, index);
+                    if (*micros < kMinEventTimeMicros || *micros > kMaxEventTimeMicros) {
+                        Refuse(400, kEventTimeRule, key, index);
+                    }
                     event.event_date_time = std::move(text);
                 }
             } else if (key == "environment") {
@@ -156,32 +161,56 @@ bool Digits(std::string_view text, std::size_t at, std::size_t count, int* value
 
 }  // namespace
 
-bool IsRfc3339(std::string_view t) {
+std::optional<std::int64_t> ParseRfc3339(std::string_view t) {
     int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
     if (!Digits(t, 0, 4, &year) || t.size() < 20 || t[4] != '-' || !Digits(t, 5, 2, &month) || t[7] != '-' ||
         !Digits(t, 8, 2, &day) || (t[10] != 'T' && t[10] != 't' && t[10] != ' ') || !Digits(t, 11, 2, &hour) ||
         t[13] != ':' || !Digits(t, 14, 2, &minute) || t[16] != ':' || !Digits(t, 17, 2, &second)) {
-        return false;
+        return std::nullopt;
     }
     static constexpr int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (year < 1 || month < 1 || month > 12 || day < 1 || day > kDays[month - 1] || hour > 23 || minute > 59 ||
         second > 59) {
-        return false;
+        return std::nullopt;
     }
     const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    if (month == 2 && day == 29 && !leap) return false;
+    if (month == 2 && day == 29 && !leap) return std::nullopt;
     std::size_t pos = 19;
+    std::int64_t micros = 0;
     if (t[pos] == '.') {
         const std::size_t start = ++pos;
-        while (pos < t.size() && t[pos] >= '0' && t[pos] <= '9') ++pos;
-        if (pos == start || pos - start > 9) return false;
+        std::int64_t scale = 100'000;
+        bool round_up = false;
+        while (pos < t.size() && t[pos] >= '0' && t[pos] <= '9') {
+            if (scale > 0) {
+                micros += (t[pos] - '0') * scale;
+            } else if (pos - start == 6) {
+                round_up = t[pos] >= '5';  // to the microsecond, as PostgreSQL stores it
+            }
+            scale /= 10;
+            ++pos;
+        }
+        if (pos == start || pos - start > 9) return std::nullopt;
+        if (round_up) ++micros;
     }
-    if (pos == t.size()) return false;
-    if (t[pos] == 'Z' || t[pos] == 'z') return pos + 1 == t.size();
-    int offset_hour = 0, offset_minute = 0;
-    return (t[pos] == '+' || t[pos] == '-') && pos + 6 == t.size() && Digits(t, pos + 1, 2, &offset_hour) &&
-           t[pos + 3] == ':' && Digits(t, pos + 4, 2, &offset_minute) && offset_hour <= 23 && offset_minute <= 59;
+    if (pos == t.size()) return std::nullopt;
+    std::int64_t offset_seconds = 0;
+    if (t[pos] == 'Z' || t[pos] == 'z') {
+        if (pos + 1 != t.size()) return std::nullopt;
+    } else {
+        int offset_hour = 0, offset_minute = 0;
+        if ((t[pos] != '+' && t[pos] != '-') || pos + 6 != t.size() || !Digits(t, pos + 1, 2, &offset_hour) ||
+            t[pos + 3] != ':' || !Digits(t, pos + 4, 2, &offset_minute) || offset_hour > 23 || offset_minute > 59) {
+            return std::nullopt;
+        }
+        offset_seconds = (offset_hour * 3600 + offset_minute * 60) * (t[pos] == '+' ? 1 : -1);
+    }
+    const std::int64_t days = DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+    const std::int64_t seconds = days * 86'400 + hour * 3600 + minute * 60 + second - offset_seconds;
+    return seconds * 1'000'000 + micros;
 }
+
+bool IsRfc3339(std::string_view text) { return ParseRfc3339(text).has_value(); }
 
 std::vector<IncomingEvent> ParseEvents(std::string_view body, BodyFormat format, const EventLimits& limits) {
     std::vector<IncomingEvent> events;

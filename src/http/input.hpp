@@ -46,8 +46,11 @@ enum class BodyFormat {
 /// byte offset for malformed JSON, 413 for too many events or an oversize event_context).
 std::vector<IncomingEvent> ParseEvents(std::string_view body, BodyFormat format, const EventLimits& limits);
 
-/// True when `text` is an RFC 3339 date-time ("2024-05-01T12:00:00Z", "...T12:00:00.123456+02:00"; 't', 'z' and
-/// a space separator accepted; seconds 00-59).
+/// An RFC 3339 date-time ("2024-05-01T12:00:00Z", "...T12:00:00.123456+02:00"; 't', 'z' and a space separator
+/// accepted; seconds 00-59) as microseconds since the epoch (UTC; digits past the sixth rounded, as PostgreSQL does),
+/// or nullopt when `text` is not one.
+std::optional<std::int64_t> ParseRfc3339(std::string_view text);
+/// True when `text` is an RFC 3339 date-time (ParseRfc3339 reads it).
 bool IsRfc3339(std::string_view text);
 
 /// What POST /api/v1/events is asked to wait for, from its query string.

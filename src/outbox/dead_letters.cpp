@@ -84,7 +84,10 @@ std::optional<DeadLetter> FindDeadLetter(pg::Connection& connection, const Uuid&
 
 std::int64_t ReplayDeadLetters(pg::Connection& connection, const std::vector<Uuid>& ids) {
     pg::Transaction tx(connection);
-    const std::string filter = ids.empty() ? "true" : "event_id = ANY($1::uuid[])";
+    // Only what the outbox accepts moves: a dead letter whose date ClickHouse cannot store stays (migration 0017).
+    const std::string filter = std::string(ids.empty() ? "true" : "event_id = ANY($1::uuid[])") +
+                               " AND event_date_time >= '1970-01-01 00:00:00+00' AND event_date_time < '2106-02-07 "
+                               "06:28:16+00'";
     const std::string sql =
         "WITH moved AS (DELETE FROM eventlog.dead_letter WHERE " + filter +
         " RETURNING event_id, event_type, event_date_time, environment, event_context, metadata_version, trace_id, "

@@ -55,6 +55,9 @@ Event Normalize(Event event) {
     event.event_context = MinifyJson(event.event_context, "event_context");
     if (event.event_id == Uuid{}) event.event_id = Uuid::Random();
     if (event.event_date_time_us == 0) event.event_date_time_us = NowMicros();
+    if (event.event_date_time_us < kMinEventTimeMicros || event.event_date_time_us > kMaxEventTimeMicros) {
+        throw InvalidInputError("event_date_time", kEventTimeRule);
+    }
     if (event.metadata_version > static_cast<std::uint64_t>(INT64_MAX)) {
         throw InvalidInputError("metadata_version", "expected an integer below 2^63");
     }

@@ -9,6 +9,7 @@
 #include <eventlog/core/error.hpp>
 #include <eventlog/core/event.hpp>
 #include <eventlog/core/json.hpp>
+#include <eventlog/outbox/dead_letters.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/pg/connection.hpp>
 #include <eventlog/relay/relay.hpp>
@@ -246,6 +247,75 @@ TEST_F(OutboxRelayTest, CppEmitRejectsBadInputNamingTheField) {
     }
     tx.Commit();
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 0);
+}
+
+// Dates ClickHouse cannot store (DateTime: 1970-01-01T00:00:00Z to 2106-02-07T06:28:15Z) are refused on every path,
+// naming the field, and the C++ rule (kMin/kMaxEventTimeMicros) and the outbox's constraint (migration 0017) agree
+// at both bounds: before, 2200-01-01 was accepted by emit() and by C++ and dead-lettered by the relay. What is
+// accepted reaches ClickHouse with nothing dead-lettered, and a dead letter out of range stays one on a replay.
+TEST_F(OutboxRelayTest, EveryPathRefusesADateClickHouseCannotStoreAndTheBoundsAgree) {
+    struct Case {
+        const char* text;
+        std::int64_t micros;
+    };
+    const Case cases[] = {
+        {"1969-12-31T23:59:59.999999Z", -1},
+        {"1970-01-01T00:00:00.000001Z", 1},
+        {"2024-05-01T12:00:00Z", 1'714'564'800'000'000},
+        {"2106-02-07T06:28:15.999999Z", kMaxEventTimeMicros},
+        {"2106-02-07T06:28:16Z", kMaxEventTimeMicros + 1},
+        {"2200-01-01T00:00:00Z", 7'258'118'400'000'000},
+        {"1900-01-01T00:00:00Z", -2'208'988'800'000'000},
+    };
+    int accepted = 0;
+    for (const auto& c : cases) {
+        const bool inside = c.micros >= kMinEventTimeMicros && c.micros <= kMaxEventTimeMicros;
+        bool sql_ok = true;
+        try {
+            stack_->Producer().Exec("SELECT eventlog.emit('Dated', '{}'::json, event_date_time => $1::timestamptz)",
+                                    {std::string(c.text)});
+        } catch (const InvalidInputError& e) {
+            sql_ok = false;
+            EXPECT_THAT(e.what(), HasSubstr("event_date_time: expected 1970-01-01 to 2106-02-07T06:28:15Z")) << c.text;
+        }
+        EXPECT_EQ(sql_ok, inside) << c.text;
+        bool cpp_ok = true;
+        {
+            pg::Transaction tx(stack_->Pg());
+            Event e = MakeEvent("Dated", "{}");
+            e.event_date_time_us = c.micros;
+            try {
+                outbox::Emit(tx, e);
+                tx.Commit();
+            } catch (const InvalidInputError& error) {
+                cpp_ok = false;
+                EXPECT_EQ(error.Field(), "event_date_time") << c.text;
+            }
+        }
+        EXPECT_EQ(cpp_ok, inside) << c.text;
+        accepted += (sql_ok ? 1 : 0) + (cpp_ok ? 1 : 0);
+    }
+    EXPECT_EQ(accepted, 6);  // three times inside the range, by two paths
+    // A COPY (EmitMany's path) and a direct INSERT meet the same constraint.
+    EXPECT_THROW(stack_->Pg().Exec("INSERT INTO eventlog.outbox (event_type, event_context, event_date_time) "
+                                   "VALUES ('Dated', '{}', '2106-02-07 06:28:16+00')"),
+                 InvalidInputError);
+    const auto stats = stack_->Drain();
+    EXPECT_EQ(stats.delivered, 6);
+    EXPECT_EQ(stats.dead_lettered, 0);
+    // As seconds: 18.16 prints 0 as 0000-00-00 and a time in 2106 wrapped (its date table ends in 2105), though it
+    // stores and compares them right.
+    EXPECT_EQ(stack_->ChQuery("SELECT min(toUInt32(event_date_time)), max(toUInt32(event_date_time)) FROM " +
+                              stack_->ChTable()),
+              "0\t4294967295\n");
+    // A dead letter from before the constraint (2200) stays where it is on a replay; the one in range moves.
+    stack_->Pg().Exec(
+        "INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, event_context, metadata_version, "
+        "enqueued_at, error, attempts) VALUES "
+        "(gen_random_uuid(), 'Late', '2200-01-01 00:00:00+00', '{}', 1, now(), 'out of range', 1), "
+        "(gen_random_uuid(), 'Fine', '2024-01-01 00:00:00+00', '{}', 1, now(), 'transient', 1)");
+    EXPECT_EQ(outbox::ReplayDeadLetters(stack_->Pg(), {}), 1);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.dead_letter WHERE event_type = 'Late'"), 1);
 }
 
 TEST_F(OutboxRelayTest, RolledBackTransactionsEmitNothing) {

@@ -1,6 +1,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <eventlog/core/event.hpp>
 #include <eventlog/http/server.hpp>
 
 #include "http/gzip.hpp"
@@ -154,6 +155,36 @@ TEST(HttpInputTest, Rfc3339) {
           "2024-05-01T12:00:60Z", "2024-05-01T12:00:00.Z", "2024-05-01T12:00:00+0200", "2024-05-01T12:00:00Z ",
           "0000-01-01T00:00:00Z", "2024-05-01T12:00:00.1234567890Z", "1900-02-29T00:00:00Z"}) {
         EXPECT_FALSE(IsRfc3339(bad)) << bad;
+    }
+}
+
+TEST(HttpInputTest, Rfc3339ReadsTheInstantWithItsOffsetAndRoundsToTheMicrosecond) {
+    EXPECT_EQ(ParseRfc3339("1970-01-01T00:00:00Z"), 0);
+    EXPECT_EQ(ParseRfc3339("1970-01-01T02:00:00+02:00"), 0);
+    EXPECT_EQ(ParseRfc3339("1969-12-31T23:30:00-00:30"), 0);
+    EXPECT_EQ(ParseRfc3339("2024-05-01 12:00:00.5Z"), 1'714'564'800'500'000);
+    EXPECT_EQ(ParseRfc3339("2106-02-07T06:28:15.9999994Z"), kMaxEventTimeMicros);
+    EXPECT_EQ(ParseRfc3339("2106-02-07T06:28:15.9999995Z"), kMaxEventTimeMicros + 1);
+    EXPECT_EQ(ParseRfc3339("2024-13-01T00:00:00Z"), std::nullopt);
+}
+
+// Dates ClickHouse's DateTime cannot store are a 400 naming the field and index, not a dead letter (issue 20).
+TEST(HttpInputTest, ADateClickHouseCannotStoreIsRefusedNamingTheField) {
+    for (const char* bad : {"1969-12-31T23:59:59Z", "2106-02-07T06:28:16Z", "2106-02-07T08:28:16+02:00",
+                            "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"}) {
+        const auto p = ProblemOf([&] {
+            Parse(std::string(R"([{"event_type":"a","event_context":{}},{"event_type":"a","event_context":{},)") +
+                  R"("event_date_time":")" + bad + R"("}])");
+        });
+        EXPECT_EQ(p.status, 400) << bad;
+        EXPECT_EQ(p.field, "event_date_time") << bad;
+        EXPECT_EQ(p.index, 1u) << bad;
+        EXPECT_THAT(p.error, HasSubstr("1970-01-01 to 2106-02-07T06:28:15Z")) << bad;
+    }
+    for (const char* good : {"1970-01-01T00:00:00Z", "2106-02-07T06:28:15.999999Z", "2106-02-07T08:28:15+02:00"}) {
+        EXPECT_EQ(
+            Parse(std::string(R"({"event_type":"a","event_context":{},"event_date_time":")") + good + "\"}").size(), 1u)
+            << good;
     }
 }
 

@@ -34,7 +34,8 @@ std::vector<DeadLetter> ListDeadLetters(pg::Connection& connection, int limit = 
 std::optional<DeadLetter> FindDeadLetter(pg::Connection& connection, const Uuid& event_id);
 
 /// Moves dead letters back into the outbox with the same event_id (all of them when `ids` is empty),
-/// in one transaction. Returns how many were moved.
+/// in one transaction; one whose event_date_time ClickHouse cannot store (kEventTimeRule) stays. Returns how many
+/// were moved.
 std::int64_t ReplayDeadLetters(pg::Connection& connection, const std::vector<Uuid>& ids);
 
 /// Deletes dead letters (all of them when `ids` is empty). Returns how many were deleted.
