@@ -9,13 +9,14 @@ export PG_PORT ?= 54329
 export CH_PORT ?= 18123
 # Every other target reads its configuration as each eventlog command does: the environment, then .env.
 
-.PHONY: help deps build run test test-sanitize chaos bench install migrations migrate superuser shell ch-shell lint format \
+.PHONY: help deps build run test test-sanitize test-tsan chaos bench install migrations migrate superuser shell ch-shell lint format \
         reset-test-db stack-start stack-stop clean verify-fresh
 
 help:
 	@echo "make run            install what is missing, build, start local PostgreSQL + ClickHouse, migrate, run serve + the relay"
 	@echo "make test           the whole suite (unit, integration, end-to-end) against throwaway servers"
 	@echo "make test-sanitize  unit and integration tests built with AddressSanitizer + UndefinedBehaviorSanitizer"
+	@echo "make test-tsan      every test (unit, integration, end-to-end) built with ThreadSanitizer (~40 min, not in CI)"
 	@echo "make chaos          the long crash test (ROUNDS=20 by default)"
 	@echo "make bench          benchmarks on throwaway servers (~25 min; BENCH_ARGS=\"--quick\" ~3 min; docs/benchmarks.md)"
 	@echo "make build          Release build: build/eventlog"
@@ -43,6 +44,9 @@ test:
 
 test-sanitize:
 	@EVENTLOG_SANITIZE=1 scripts/test.sh
+
+test-tsan:
+	@EVENTLOG_SANITIZE=thread scripts/test.sh
 
 verify-fresh:
 	@scripts/verify-fresh.sh

@@ -12,6 +12,8 @@
 #                                                      a streaming standby of PRIMARY_DIR's PostgreSQL (its
 #                                                      copy, same credentials; application_name eventlog_standby)
 #   scripts/stack.sh promote-pg DIR | kill-pg DIR      promote a standby; kill -9 a server and all its processes
+#   scripts/stack.sh freeze-pg DIR | thaw-pg DIR       SIGSTOP / SIGCONT of a server and all its processes (a server
+#                                                       that stops answering, its sockets open)
 #                                                      at once (a crashed host). For the failover tests.
 #
 # Both listen on 127.0.0.1 only and accept no connection without a password:
@@ -290,6 +292,26 @@ kill_pg() {
     while alive "$pid"; do sleep 0.05; done
 }
 
+# SIGSTOP (or, with CONT, SIGCONT) of the postmaster and every process it started: the postmaster first when
+# freezing (it forks no new backend), last when thawing.
+signal_pg() {
+    local home pid children
+    home=$(server_home "$1" pg)
+    [ -n "$home" ] || die "$1: no PostgreSQL folder"
+    pid=$(as_user "$(svc_user pg)" head -n 1 "$home/data/postmaster.pid" 2>/dev/null || true)
+    [[ "$pid" =~ ^[0-9]+$ ]] || die "$1: no running PostgreSQL (no postmaster.pid)"
+    children=$(ps -o pid= --ppid "$pid" | tr -s ' \n' ' ')
+    if [ "$2" = STOP ]; then
+        kill -STOP "$pid"
+        # shellcheck disable=SC2086  # the children are separate words on purpose
+        kill -STOP $children 2>/dev/null || true
+    else
+        # shellcheck disable=SC2086
+        kill -CONT $children 2>/dev/null || true
+        kill -CONT "$pid"
+    fi
+}
+
 stop_pg() {
     local dir=$1 user home
     if legacy_layout "$dir"; then stop_legacy_pg "$dir"; return 0; fi
@@ -510,5 +532,7 @@ case "$cmd" in
                       start_pg_standby "$dir" "$3" "$(stack_dir_arg "$4")" ;;
     promote-pg) [ $# -eq 2 ] || die "usage: promote-pg DIR"; promote_pg "$(stack_dir_arg "$2")" ;;
     kill-pg) [ $# -eq 2 ] || die "usage: kill-pg DIR"; kill_pg "$(stack_dir_arg "$2")" ;;
-    *) die "usage: start|stop|remove|start-pg|start-ch|stop-pg|stop-ch|secret|free-port|start-pg-standby|promote-pg|kill-pg (see the header)" ;;
+    freeze-pg) [ $# -eq 2 ] || die "usage: freeze-pg DIR"; signal_pg "$(stack_dir_arg "$2")" STOP ;;
+    thaw-pg) [ $# -eq 2 ] || die "usage: thaw-pg DIR"; signal_pg "$(stack_dir_arg "$2")" CONT ;;
+    *) die "usage: start|stop|remove|start-pg|start-ch|stop-pg|stop-ch|secret|free-port|start-pg-standby|promote-pg|kill-pg|freeze-pg|thaw-pg (see the header)" ;;
 esac

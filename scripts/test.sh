@@ -6,12 +6,18 @@
 #   CTEST_ARGS: extra ctest arguments, e.g. CTEST_ARGS="-L unit".
 #   EVENTLOG_SANITIZE=1 (make test-sanitize): AddressSanitizer + UndefinedBehaviorSanitizer build in
 #   build-asan, running the unit and integration tests (the e2e tests time real processes and are not built).
+#   EVENTLOG_SANITIZE=thread (make test-tsan): ThreadSanitizer build in build-tsan, running every test (unit,
+#   integration, end-to-end: the relay and serve processes are TSan builds too); any report fails the test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 scripts/install-deps.sh
-if [ "${EVENTLOG_SANITIZE:-0}" = 1 ]; then
+if [ "${EVENTLOG_SANITIZE:-0}" = thread ]; then
+    BUILD_DIR=${BUILD_DIR:-build-tsan}
+    scripts/build.sh "$BUILD_DIR" -DEVENTLOG_TSAN=ON
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:exitcode=66}
+elif [ "${EVENTLOG_SANITIZE:-0}" = 1 ]; then
     BUILD_DIR=${BUILD_DIR:-build-asan}
     scripts/build.sh "$BUILD_DIR" -DEVENTLOG_SANITIZE=ON
     CTEST_ARGS="-L unit|db ${CTEST_ARGS:-}"

@@ -100,10 +100,13 @@ void PrintError(std::string_view message) {
     }
 }
 
-pg::Connection OpenPostgres(const Config& config) {
+/// A session for a command; `unbounded` (migrate: migrations wait for each other's lock, and one may rewrite a
+/// table) leaves its statements without POSTGRES_STATEMENT_TIMEOUT.
+pg::Connection OpenPostgres(const Config& config, bool unbounded = false) {
     pg::ConnectOptions options;
     options.conninfo = config.postgres.ConnInfo();
     options.application_name = "eventlog-cli";
+    options.statement_timeout = unbounded ? std::chrono::milliseconds(0) : config.postgres.statement_timeout;
     try {
         return pg::Connection::Open(options);
     } catch (const Error& e) {
@@ -140,7 +143,7 @@ std::vector<Uuid> ParseIds(const std::vector<std::string>& texts) {
 
 int CmdMigrate() {
     const Config config = LoadFromEnvironment();
-    auto pg = OpenPostgres(config);
+    auto pg = OpenPostgres(config, /*unbounded=*/true);
     auto ch = OpenClickHouse(config);
     const auto report = outbox::Migrate(pg, ch, config);
     for (const auto& name : report.applied) std::cout << "applied " << SafeForTerminal(name) << "\n";
@@ -246,6 +249,8 @@ int CmdServe(const std::string& listen) {
     pg::PoolOptions pool_options;
     pool_options.connect.conninfo = config.postgres.ConnInfo();
     pool_options.connect.application_name = "eventlog-serve";
+    pool_options.connect.statement_timeout = config.postgres.statement_timeout;
+    pool_options.connect.connect_timeout = config.postgres.ConnectTimeout();
     pool_options.max_size = settings.pool_size;
     pool_options.acquire_timeout = settings.acquire_timeout;
     pg::Pool pool(pool_options);  // outlives the server, whose Wait() returns every session

@@ -1,5 +1,6 @@
 #include "cli/relay_ops.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <eventlog/core/error.hpp>
 #include <eventlog/http/api.hpp>
@@ -27,38 +28,64 @@ namespace eventlog::cli {
 namespace {
 
 /// The backlog figures that live in PostgreSQL, so they are right after a restart: read on its own session at
-/// scrape time, at most once a second for the three gauges of one scrape.
+/// scrape time, at most once a second for the gauges of one scrape. Every wait is bounded: connecting (2 s) and
+/// the query (its statement_timeout, at most 5 s); a scrape that finds another one reading does not queue behind
+/// it on the mutex but answers from the last reading (or without these samples), so a database that stops
+/// answering cannot pile up scrapes or hold up the relay's stop.
 class BacklogReader {
 public:
-    explicit BacklogReader(std::string conninfo) : conninfo_(std::move(conninfo)) {}
+    explicit BacklogReader(const PostgresConfig& postgres) : conninfo_(postgres.ConnInfo()) {
+        timeout_ = std::min(postgres.statement_timeout, std::chrono::milliseconds(5'000));
+        if (timeout_.count() == 0) timeout_ = std::chrono::milliseconds(5'000);
+    }
 
     outbox::Status Read() {
-        const std::lock_guard lock(mutex_);
+        std::unique_lock lock(mutex_, std::try_to_lock);
+        if (!lock.owns_lock()) {
+            const std::lock_guard last(last_mutex_);
+            if (last_) return *last_;
+            throw TransientError("postgresql: the backlog is being read by another scrape", false);
+        }
         const auto now = std::chrono::steady_clock::now();
         if (cached_ && now - read_at_ < std::chrono::seconds(1)) return *cached_;
+        // The gauges of one scrape share one attempt: after a failure, none is made again for a second.
+        if (now - failed_at_ < std::chrono::seconds(1)) throw TransientError(failure_, false);
         try {
             if (!session_ || !session_->Healthy()) {
                 pg::ConnectOptions options;
                 options.conninfo = conninfo_;
                 options.application_name = "eventlog-relay-metrics";
+                options.connect_timeout = std::chrono::milliseconds(2'000);
+                options.statement_timeout = timeout_;
                 session_.emplace(pg::Connection::Open(options));
             }
             cached_ = outbox::ReadStatus(*session_);
             read_at_ = now;
+            const std::lock_guard last(last_mutex_);
+            last_ = cached_;
             return *cached_;
-        } catch (const Error&) {
+        } catch (const Error& e) {
             session_.reset();
             cached_.reset();
+            failed_at_ = std::chrono::steady_clock::now();
+            failure_ = e.what();
+            const std::lock_guard last(last_mutex_);
+            last_.reset();
             throw;  // the registry renders these gauges without samples
         }
     }
 
 private:
     std::string conninfo_;
-    std::mutex mutex_;
+    std::chrono::milliseconds timeout_;
+    std::mutex mutex_;  // held by the one scrape that reads
     std::optional<pg::Connection> session_;
     std::optional<outbox::Status> cached_;
     std::chrono::steady_clock::time_point read_at_{};
+    std::chrono::steady_clock::time_point failed_at_{};  // of the last failed reading
+    std::string failure_;                                // its error
+    std::mutex last_mutex_;  // guards last_, which scrapes that find the reader busy answer from
+    std::optional<outbox::Status> last_;
 };
 
 }  // namespace
@@ -84,7 +111,7 @@ void AddTracingMetrics(metrics::Registry& registry, const tracing::TraceExporter
 }
 
 struct RelayOps::Impl {
-    explicit Impl(const Config& c) : config(c), backlog(c.postgres.ConnInfo()) {}
+    explicit Impl(const Config& c) : config(c), backlog(c.postgres) {}
 
     Config config;
     metrics::Registry registry;

@@ -432,6 +432,11 @@ EnvMap ReadEnvironment(const std::string& dotenv_path, std::vector<std::string>*
     return env;
 }
 
+std::chrono::milliseconds PostgresConfig::ConnectTimeout() const {
+    return std::clamp<std::chrono::milliseconds>(statement_timeout + std::chrono::seconds(2), std::chrono::seconds(2),
+                                                 std::chrono::seconds(10));
+}
+
 std::string PostgresConfig::ConnInfo() const {
     std::string s = fmt::format("host={} port={} user={} dbname={}", QuoteConnValue(host), port, QuoteConnValue(user),
                                 QuoteConnValue(database));
@@ -538,6 +543,7 @@ Config LoadConfig(const EnvMap& env) {
     }
     if (!pg.sslrootcert.empty() && pg.sslrootcert != "system")
         CheckReadableFile(pg.sslrootcert, "POSTGRES_SSLROOTCERT");
+    pg.statement_timeout = r.Seconds("POSTGRES_STATEMENT_TIMEOUT", pg.statement_timeout, 0, 3600);
 
     // ClickHouse: CLICKHOUSE_URI wins over the parts; credentials in it win over CLICKHOUSE_USER/PASSWORD.
     auto& ch = c.clickhouse;

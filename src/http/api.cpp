@@ -7,6 +7,7 @@
 #include <charconv>
 #include <eventlog/clickhouse/client.hpp>
 #include <eventlog/core/error.hpp>
+#include <eventlog/core/event.hpp>
 #include <eventlog/core/json.hpp>
 #include <eventlog/core/uuid.hpp>
 #include <eventlog/http/api.hpp>
@@ -213,13 +214,22 @@ private:
     std::string secret_key_;
 };
 
-/// Reads event_log in ClickHouse for the status lookup and for `wait=visible`. Its clients are not thread-safe each,
+/// Reads event_log in ClickHouse for the status lookup and for `wait=visible`. Every query is bounded (issue 20:
+/// event_log has no index on event_id, and a lookup scanned all of it): at most `max_rows` rows read and
+/// kLookupSeconds of execution, past which ClickHouse stops it with an error. Its clients are not thread-safe each,
 /// so one is checked out per query and kept for reuse. Thread-safe; not copyable.
 class EventLogReader {
 public:
-    EventLogReader(clickhouse::ClientOptions options, const std::string& table)
+    /// The most a lookup runs in ClickHouse (max_execution_time).
+    static constexpr int kLookupSeconds = 5;
+
+    EventLogReader(clickhouse::ClientOptions options, const std::string& table, std::uint64_t max_rows)
         : options_(std::move(options)),
-          table_(clickhouse::QuoteIdentifier(options_.database) + "." + clickhouse::QuoteIdentifier(table)) {}
+          table_(clickhouse::QuoteIdentifier(options_.database) + "." + clickhouse::QuoteIdentifier(table)),
+          settings_{{"max_execution_time", std::to_string(kLookupSeconds)},
+                    {"timeout_overflow_mode", "throw"},
+                    {"max_rows_to_read", std::to_string(max_rows)},
+                    {"read_overflow_mode", "throw"}} {}
     EventLogReader(const EventLogReader&) = delete;
     EventLogReader& operator=(const EventLogReader&) = delete;
 
@@ -236,8 +246,10 @@ public:
         return std::string(inserted_at);
     }
 
-    /// Those of `event_ids` (canonical UUIDs) that event_log holds, asked kIdsPerQuery at a time.
-    std::set<std::string> Present(const std::vector<std::string>& event_ids) {
+    /// Those of `event_ids` (canonical UUIDs) whose event_date_time lies within [from_s, to_s] (seconds since the
+    /// epoch) that event_log holds, asked kIdsPerQuery at a time. The time range leads event_log's sort key, so a
+    /// query reads only the parts of that range, not the table.
+    std::set<std::string> Present(const std::vector<std::string>& event_ids, std::int64_t from_s, std::int64_t to_s) {
         std::set<std::string> present;
         for (std::size_t i = 0; i < event_ids.size(); i += kIdsPerQuery) {
             std::string ids;
@@ -245,8 +257,10 @@ public:
                 if (!ids.empty()) ids += ',';
                 ids += clickhouse::QuoteString(event_ids[j]);
             }
-            const std::string body = Query("SELECT DISTINCT toString(event_id) FROM " + table_ +
-                                           " WHERE event_id IN (" + ids + ") FORMAT TabSeparated");
+            const std::string body = Query(fmt::format(
+                "SELECT DISTINCT toString(event_id) FROM {} WHERE event_date_time >= toDateTime({}) AND "
+                "event_date_time < toDateTime({}) + 1 AND event_id IN ({}) FORMAT TabSeparated",
+                table_, std::max<std::int64_t>(from_s, 0), std::min<std::int64_t>(to_s, 4'294'967'294), ids));
             std::size_t start = 0;
             while (start < body.size()) {
                 auto end = body.find('\n', start);
@@ -274,7 +288,7 @@ private:
             }
         }
         if (!client) client = std::make_unique<clickhouse::Client>(options_);
-        std::string body = client->Query(sql);  // a client that threw is dropped, not reused
+        std::string body = client->Query(sql, settings_);  // a client that threw is dropped, not reused
         const std::lock_guard lock(mutex_);
         if (idle_.size() < kMaxIdle) idle_.push_back(std::move(client));
         return body;
@@ -282,6 +296,7 @@ private:
 
     clickhouse::ClientOptions options_;
     std::string table_;
+    std::vector<std::pair<std::string, std::string>> settings_;  // the bounds, sent with every query
     std::mutex mutex_;
     std::vector<std::unique_ptr<clickhouse::Client>> idle_;
 };
@@ -329,6 +344,17 @@ public:
         auto events = Parse(request);
         std::optional<WaitSlot> slot;
         if (checked.wait.visible) slot.emplace(waiting_, max_waiting_);
+        // The times the accepted events can carry: those sent, and for the rest the database's clock during the
+        // write (a second of margin each way). wait=visible looks for them only there.
+        std::int64_t from_us = NowMicros() - 1'000'000;
+        std::int64_t to_us = from_us;
+        for (const auto& e : events) {
+            if (!e.event_date_time) continue;
+            if (const auto us = detail::ParseRfc3339(*e.event_date_time)) {
+                from_us = std::min(from_us, *us);
+                to_us = std::max(to_us, *us);
+            }
+        }
         std::vector<detail::EventResult> results;
         if (group_.Takes(events)) {
             results = group_.Submit(checked.token, std::move(events));
@@ -340,7 +366,9 @@ public:
 
         std::string list = ResultsJson(results);
         if (!checked.wait.visible) return JsonResponse(202, std::move(list));
-        const bool visible = WaitVisible(results, checked.wait.timeout);
+        to_us = std::max(to_us, NowMicros() + 1'000'000);
+        const bool visible =
+            WaitVisible(results, checked.wait.timeout, from_us / 1'000'000, to_us / 1'000'000, checked.token.key_id);
         return JsonResponse(visible ? 200 : 202,
                             std::string("{\"visible\":") + (visible ? "true" : "false") + ",\"events\":" + list + "}");
     }
@@ -419,28 +447,54 @@ private:
         return options;
     }
 
-    /// Polls event_log until it holds every event_id of `results` (a duplicate's first copy counts: it is the one
-    /// stored) or `timeout` passes; a final check runs at the deadline. A failed query counts as "not yet" (the
-    /// events are committed whatever ClickHouse says). Gives up early when the server stops.
-    bool WaitVisible(const std::vector<detail::EventResult>& results, std::chrono::milliseconds timeout) {
+    /// Polls until every event of `results` is delivered or `timeout` passes; a final check runs at the deadline.
+    /// An accepted event is looked for in event_log within [from_s, to_s], its possible times (a bounded query).
+    /// A duplicate's first copy may carry any earlier time: PostgreSQL says whether it was delivered (registered,
+    /// neither pending, in flight nor dead-lettered). A failed query counts as "not yet" (the events are committed
+    /// whatever ClickHouse says). Gives up early when the server stops.
+    bool WaitVisible(const std::vector<detail::EventResult>& results, std::chrono::milliseconds timeout,
+                     std::int64_t from_s, std::int64_t to_s, std::int64_t key_id) {
         const auto deadline = std::chrono::steady_clock::now() + timeout;
         std::set<std::string> missing;
-        for (const auto& r : results) missing.insert(r.event_id);
+        std::set<std::string> duplicates;
+        for (const auto& r : results) (r.accepted ? missing : duplicates).insert(r.event_id);
         auto pause = std::chrono::milliseconds(10);
         for (;;) {
             try {
-                for (const auto& id : reader_->Present(std::vector<std::string>(missing.begin(), missing.end()))) {
-                    missing.erase(id);
+                if (!missing.empty()) {
+                    for (const auto& id :
+                         reader_->Present(std::vector<std::string>(missing.begin(), missing.end()), from_s, to_s)) {
+                        missing.erase(id);
+                    }
+                }
+                if (!duplicates.empty()) {
+                    for (const auto& id : DeliveredInPostgres(duplicates, key_id)) duplicates.erase(id);
                 }
             } catch (const Error& e) {
                 log::Warning("http_wait_visible_query_failed", {{"error", std::string(e.what())}});
             }
-            if (missing.empty()) return true;
+            if (missing.empty() && duplicates.empty()) return true;
             const auto now = std::chrono::steady_clock::now();
             if (now >= deadline || (stopping_ && stopping_())) return false;
             std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
             pause = std::min(pause * 2, std::chrono::milliseconds(200));
         }
+    }
+
+    /// Those of `ids` (written under `key_id`) that PostgreSQL knows were delivered: registered, and neither pending,
+    /// in flight nor dead-lettered.
+    std::vector<std::string> DeliveredInPostgres(const std::set<std::string>& ids, std::int64_t key_id) {
+        std::string array = "{";
+        for (const auto& id : ids) array += (array.size() > 1 ? "," : "") + id;
+        array += "}";
+        auto session = Checkout(pool_);
+        const auto r = session->Exec(
+            "SELECT u::text FROM pg_catalog.unnest($1::uuid[]) u, eventlog.event_status(u, $2::bigint) s "
+            "WHERE s.state = 'registered'",
+            {array, std::to_string(key_id)});
+        std::vector<std::string> delivered;
+        for (int i = 0; i < r.Rows(); ++i) delivered.emplace_back(r.Get(i, 0));
+        return delivered;
     }
 
     pg::Pool& pool_;
@@ -504,15 +558,23 @@ public:
             body = "{\"event_id\":\"" + event_id + "\",\"status\":";
             if (r.Get(0, 0) != "registered") return JsonResponse(200, FromPostgres(std::move(body), r));
         }
+        // Registered under this key and no longer in PostgreSQL: delivered, whatever the bounded lookup below finds
+        // in time (HTTP_LOOKUP_MAX_ROWS, 5 s); it only adds when.
+        std::optional<std::string> inserted_at;
         if (reader_) {
-            if (const auto inserted_at = reader_->InsertedAt(event_id)) {
-                body += "\"delivered\",\"inserted_at\":";
-                AppendJsonString(body, Rfc3339(*inserted_at));
-                body += "}";
-                return JsonResponse(200, std::move(body));
+            try {
+                inserted_at = reader_->InsertedAt(event_id);
+            } catch (const Error& e) {
+                log::Warning("http_status_lookup_failed", {{"error", std::string(e.what())}, {"code", e.Code()}});
             }
         }
-        NotFound();
+        body += "\"delivered\"";
+        if (inserted_at) {
+            body += ",\"inserted_at\":";
+            AppendJsonString(body, Rfc3339(*inserted_at));
+        }
+        body += "}";
+        return JsonResponse(200, std::move(body));
     }
 
 private:
@@ -604,6 +666,8 @@ ServeSettings LoadServeSettings(const EnvMap& env, const Config& config) {
         ReadInt(env, "HTTP_GROUP_COMMIT_GROUPS", static_cast<std::int64_t>(s.group_commit_groups), 1, 1'000));
     s.group_commit_bytes = static_cast<std::size_t>(
         ReadInt(env, "HTTP_GROUP_COMMIT_BYTES", static_cast<std::int64_t>(s.group_commit_bytes), 1024, 1LL << 30));
+    s.lookup_max_rows = static_cast<std::uint64_t>(
+        ReadInt(env, "HTTP_LOOKUP_MAX_ROWS", static_cast<std::int64_t>(s.lookup_max_rows), 1, 1LL << 40));
     s.events.max_context_bytes = static_cast<std::size_t>(
         ReadInt(env, "HTTP_MAX_CONTEXT_BYTES", static_cast<std::int64_t>(s.events.max_context_bytes), 2, 256LL << 20));
     return s;
@@ -614,7 +678,9 @@ std::shared_ptr<Router> MakeApiRouter(pg::Pool& pool, const ServeSettings& setti
     auto router = std::make_shared<Router>();
     router->Add("GET", "/healthz", std::make_shared<HealthzHandler>());
     std::shared_ptr<EventLogReader> reader;
-    if (settings.clickhouse) reader = std::make_shared<EventLogReader>(*settings.clickhouse, settings.clickhouse_table);
+    if (settings.clickhouse)
+        reader =
+            std::make_shared<EventLogReader>(*settings.clickhouse, settings.clickhouse_table, settings.lookup_max_rows);
     router->Add("GET", "/readyz", std::make_shared<ReadyzHandler>(pool, stopping));
     auto keys = std::make_shared<KeyCache>(settings.secret_key, kKeyCacheTtl);
     const auto keyed = [&](std::string_view scope, std::shared_ptr<Handler> inner) {

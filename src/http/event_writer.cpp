@@ -1,5 +1,6 @@
 #include "http/event_writer.hpp"
 
+#include <fmt/format.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -333,7 +334,13 @@ void GroupCommitter::Run() {
             return;  // stopping, and every member was answered
         }
         lock.unlock();
-        Execute(*group);  // taken: its member list no longer changes
+        if (std::chrono::steady_clock::now() - group->opened > options_.max_queue_wait) {
+            const auto waited = std::make_exception_ptr(pg::PoolTimeoutError(fmt::format(
+                "postgresql: the write waited more than {} ms for the database", options_.max_queue_wait.count())));
+            for (auto& m : group->members) m.error = waited;
+        } else {
+            Execute(*group);  // taken: its member list no longer changes
+        }
         for (auto& m : group->members) {
             try {
                 m.done(std::move(m.results), std::move(m.error));

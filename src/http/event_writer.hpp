@@ -52,6 +52,10 @@ struct GroupCommitOptions {
     /// has passed gathers on while this many are writing, so that under load groups grow instead of queueing for the
     /// database.
     std::size_t max_writing_groups{2};
+    /// A group that waited longer than this for a writer (every writer held up by a database that answers slowly or
+    /// not at all) is not written: its members get PoolTimeoutError (503 with Retry-After), nothing of theirs
+    /// stored. With the sessions' statement deadline this bounds every member's wait.
+    std::chrono::milliseconds max_queue_wait{5'000};
 };
 
 /// Group commit: small requests are queued into the open group; a writer thread (max_writing_groups of them, so that

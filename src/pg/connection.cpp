@@ -3,11 +3,15 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <eventlog/core/error.hpp>
 #include <eventlog/pg/connection.hpp>
 #include <eventlog/pg/errors.hpp>
+#include <exception>
 #include <mutex>
 #include <set>
 #include <string>
@@ -32,6 +36,10 @@ SqlstateClass ClassifySqlstate(std::string_view s) {
     return {ErrorKind::kFatal, false};
 }
 namespace {
+
+/// How much longer than the server's statement_timeout the client waits for an answer before it gives the session
+/// up: a live server cancels first (57014, the session stays usable); a frozen one is cut off here.
+constexpr std::chrono::milliseconds kAnswerGrace{2'000};
 
 PGresult* AsResult(void* p) { return static_cast<PGresult*>(p); }
 
@@ -140,7 +148,10 @@ struct Connection::Impl {
     PGconn* conn{nullptr};
     std::mutex cancel_mutex;
     PGcancel* cancel{nullptr};
-    std::set<std::string, std::less<>> prepared;  // names of the statements ExecPrepared() prepared
+    std::set<std::string, std::less<>> prepared;            // names of the statements ExecPrepared() prepared
+    std::chrono::milliseconds answer_timeout{0};            // the client's bound on one call (0: none)
+    std::chrono::steady_clock::time_point sent_deadline{};  // of the statement Send() started
+    bool abandoned{false};                                  // closed by a deadline: never used again
     ~Impl() {
         if (cancel) PQfreeCancel(cancel);
         if (conn) PQfinish(conn);
@@ -178,17 +189,25 @@ Connection Connection::Open(const ConnectOptions& options) {
     // Every session eventlog opens resolves names in pg_catalog first and never in a schema another role can
     // write: eventlog's SQL runs over producers' data, and an object a producer creates (public.array_agg for a
     // type of ours, say) must not shadow a built-in (docs/security.md).
-    {
-        PGresult* pinned = PQexec(impl->conn, "SET search_path = pg_catalog, pg_temp");
-        const bool ok = pinned != nullptr && PQresultStatus(pinned) == PGRES_COMMAND_OK;
-        PQclear(pinned);
-        if (!ok) throw TransientError("postgresql: cannot pin the session's search_path", true);
-    }
+    // Non-blocking from here on: every call waits for the socket with a deadline (Await), so a server that stops
+    // answering (frozen, blackholed) costs a bounded wait, never a hung thread.
+    PQsetnonblocking(impl->conn, 1);
+    if (options.statement_timeout.count() > 0) impl->answer_timeout = options.statement_timeout + kAnswerGrace;
     impl->cancel = PQgetCancel(impl->conn);
     // Silence NOTICE messages on stderr; they are not errors.
     PQsetNoticeProcessor(
         impl->conn, [](void*, const char*) {}, nullptr);
-    return Connection(std::move(impl));
+    Connection connection(std::move(impl));
+    std::string setup = "SET search_path = pg_catalog, pg_temp";
+    if (options.statement_timeout.count() > 0) {
+        setup += fmt::format("; SET statement_timeout = {}", options.statement_timeout.count());
+    }
+    try {
+        connection.Exec(setup);
+    } catch (const Error& e) {
+        throw TransientError(fmt::format("postgresql: cannot set up the session: {}", e.what()), true);
+    }
+    return connection;
 }
 
 Result Connection::Check(void* raw, std::string_view sql) {
@@ -205,69 +224,133 @@ Result Connection::Check(void* raw, std::string_view sql) {
     ThrowFor(state ? state : "", message, bad);
 }
 
-Result Connection::Exec(std::string_view sql) {
-    const std::string text(sql);
-    return Check(PQexec(impl_->conn, text.c_str()), sql);
+std::chrono::steady_clock::time_point Connection::Deadline() const {
+    if (impl_->answer_timeout.count() <= 0) return std::chrono::steady_clock::time_point::max();
+    return std::chrono::steady_clock::now() + impl_->answer_timeout;
 }
 
-Result Connection::Exec(std::string_view sql, const std::vector<Param>& params) {
-    const TextParams p(sql, params);
-    return Check(PQexecParams(impl_->conn, p.sql.c_str(), p.Count(), nullptr, p.values.data(), nullptr, nullptr, 0),
-                 sql);
+void Connection::Abandon() {
+    impl_->abandoned = true;
+    ::shutdown(PQsocket(impl_->conn), SHUT_RDWR);  // the server's end of it sees the session close when it wakes
+    throw TransientError(fmt::format("postgresql: connection lost: no answer within {} ms; the session is closed",
+                                     impl_->answer_timeout.count()),
+                         true);
 }
 
-Result Connection::ExecPrepared(const std::string& name, std::string_view sql, const std::vector<Param>& params) {
-    const TextParams p(sql, params);
-    if (impl_->prepared.count(name) == 0) {
-        Check(PQprepare(impl_->conn, name.c_str(), p.sql.c_str(), p.Count(), nullptr), sql);
-        impl_->prepared.insert(name);
+void Connection::WaitForSocket(short events, std::chrono::steady_clock::time_point deadline) {
+    pollfd p{PQsocket(impl_->conn), events, 0};
+    if (p.fd < 0) ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), true);
+    for (;;) {
+        int wait_ms = -1;
+        if (deadline != std::chrono::steady_clock::time_point::max()) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) Abandon();
+            wait_ms = static_cast<int>(std::min<std::int64_t>(left.count(), 60'000));
+        }
+        const int rc = ::poll(&p, 1, wait_ms);
+        if (rc > 0) break;
+        if (rc < 0 && errno != EINTR) ThrowFor("", std::strerror(errno), true);
     }
-    return Check(PQexecPrepared(impl_->conn, name.c_str(), p.Count(), p.values.data(), nullptr, nullptr, 0), sql);
-}
-
-void Connection::Send(std::string_view sql, const std::vector<Param>& params) {
-    const TextParams p(sql, params);
-    if (PQsendQueryParams(impl_->conn, p.sql.c_str(), p.Count(), nullptr, p.values.data(), nullptr, nullptr, 0) != 1) {
-        ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), PQstatus(impl_->conn) != CONNECTION_OK);
+    if ((p.revents & (POLLIN | POLLERR | POLLHUP)) != 0 && PQconsumeInput(impl_->conn) == 0) {
+        ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), true);
     }
 }
 
-Result Connection::Receive() {
+void Connection::Flush(std::chrono::steady_clock::time_point deadline) {
+    for (;;) {
+        const int rc = PQflush(impl_->conn);
+        if (rc == 0) return;
+        if (rc < 0) ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), true);
+        WaitForSocket(POLLOUT | POLLIN, deadline);  // reads too: the server may answer (an error) before it reads all
+    }
+}
+
+Result Connection::Await(std::string_view sql, std::chrono::steady_clock::time_point deadline) {
+    Flush(deadline);
     std::optional<Result> last;
-    std::optional<Error> first_error;
-    while (PGresult* r = PQgetResult(impl_->conn)) {
+    std::exception_ptr first_error;  // the first error wins, as PQexec reports it, with its type kept
+    for (;;) {
+        while (PQisBusy(impl_->conn) != 0) WaitForSocket(POLLIN, deadline);
+        PGresult* r = PQgetResult(impl_->conn);
+        if (r == nullptr) break;
+        if (PQresultStatus(r) == PGRES_COPY_IN && !first_error) return Result(r);  // CopyIn() sends the data
         try {
-            last = Check(r, "(async statement)");
-        } catch (const Error& e) {
-            if (!first_error) first_error = e;
+            last = Check(r, sql);
+        } catch (const Error&) {
+            if (!first_error) first_error = std::current_exception();
         }
     }
-    if (first_error) throw *first_error;
-    if (!last) ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), true);
+    if (first_error) std::rethrow_exception(first_error);
+    if (!last) ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), !Healthy());
     return std::move(*last);
 }
 
+void Connection::ThrowIfSendFailed(int sent) {
+    if (sent != 1) ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), PQstatus(impl_->conn) != CONNECTION_OK);
+}
+
+Result Connection::Exec(std::string_view sql) {
+    if (impl_->abandoned) Abandon();
+    const auto deadline = Deadline();
+    const std::string text(sql);
+    ThrowIfSendFailed(PQsendQuery(impl_->conn, text.c_str()));
+    return Await(sql, deadline);
+}
+
+Result Connection::Exec(std::string_view sql, const std::vector<Param>& params) {
+    if (impl_->abandoned) Abandon();
+    const auto deadline = Deadline();
+    const TextParams p(sql, params);
+    ThrowIfSendFailed(
+        PQsendQueryParams(impl_->conn, p.sql.c_str(), p.Count(), nullptr, p.values.data(), nullptr, nullptr, 0));
+    return Await(sql, deadline);
+}
+
+Result Connection::ExecPrepared(const std::string& name, std::string_view sql, const std::vector<Param>& params) {
+    if (impl_->abandoned) Abandon();
+    const auto deadline = Deadline();
+    const TextParams p(sql, params);
+    if (impl_->prepared.count(name) == 0) {
+        ThrowIfSendFailed(PQsendPrepare(impl_->conn, name.c_str(), p.sql.c_str(), p.Count(), nullptr));
+        Await(sql, deadline);
+        impl_->prepared.insert(name);
+    }
+    ThrowIfSendFailed(PQsendQueryPrepared(impl_->conn, name.c_str(), p.Count(), p.values.data(), nullptr, nullptr, 0));
+    return Await(sql, deadline);
+}
+
+void Connection::Send(std::string_view sql, const std::vector<Param>& params) {
+    if (impl_->abandoned) Abandon();
+    impl_->sent_deadline = Deadline();
+    const TextParams p(sql, params);
+    ThrowIfSendFailed(
+        PQsendQueryParams(impl_->conn, p.sql.c_str(), p.Count(), nullptr, p.values.data(), nullptr, nullptr, 0));
+    Flush(impl_->sent_deadline);
+}
+
+Result Connection::Receive() { return Await("(async statement)", impl_->sent_deadline); }
+
 void Connection::CopyIn(std::string_view copy_sql, std::string_view data) {
+    const auto deadline = Deadline();
     Exec(copy_sql);  // enters COPY IN state (PGRES_COPY_IN accepted by Check)
     constexpr std::size_t kChunk = 1 << 20;
-    for (std::size_t off = 0; off < data.size(); off += kChunk) {
+    for (std::size_t off = 0; off < data.size();) {
         const auto n = std::min(kChunk, data.size() - off);
-        if (PQputCopyData(impl_->conn, data.data() + off, static_cast<int>(n)) != 1) {
-            ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), PQstatus(impl_->conn) != CONNECTION_OK);
+        const int rc = PQputCopyData(impl_->conn, data.data() + off, static_cast<int>(n));
+        if (rc < 0) ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), PQstatus(impl_->conn) != CONNECTION_OK);
+        if (rc == 0) {  // libpq's buffer is full: wait until the socket takes more
+            WaitForSocket(POLLOUT | POLLIN, deadline);
+            continue;
         }
+        off += n;
     }
-    if (PQputCopyEnd(impl_->conn, nullptr) != 1) {
-        ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), PQstatus(impl_->conn) != CONNECTION_OK);
+    for (;;) {
+        const int rc = PQputCopyEnd(impl_->conn, nullptr);
+        if (rc < 0) ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), PQstatus(impl_->conn) != CONNECTION_OK);
+        if (rc == 1) break;
+        WaitForSocket(POLLOUT | POLLIN, deadline);
     }
-    std::optional<Error> first;
-    while (PGresult* r = PQgetResult(impl_->conn)) {
-        try {
-            Check(r, copy_sql);
-        } catch (const Error& e) {
-            if (!first) first = e;
-        }
-    }
-    if (first) throw *first;
+    Await(copy_sql, deadline);
 }
 
 bool Connection::WaitForNotify(std::chrono::milliseconds timeout) {
@@ -282,13 +365,18 @@ bool Connection::WaitForNotify(std::chrono::milliseconds timeout) {
     if (PQconsumeInput(impl_->conn) == 0) ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), true);
     if (drain()) return true;
     pollfd pfd{PQsocket(impl_->conn), POLLIN, 0};
-    const int rc = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
+    // Never negative: poll() takes that for "forever". A caller's remaining time can be (its deadline passed between
+    // its check and this call), and a resting relay then slept until a NOTIFY that may never come (seen: a drain
+    // test's relay asleep for minutes, its stop request unanswered).
+    const int rc = ::poll(&pfd, 1, static_cast<int>(std::clamp<std::int64_t>(timeout.count(), 0, 3'600'000)));
     if (rc <= 0) return false;
     if (PQconsumeInput(impl_->conn) == 0) ThrowFor("", Trimmed(PQerrorMessage(impl_->conn)), true);
     return drain();
 }
 
-bool Connection::Healthy() const noexcept { return impl_ && PQstatus(impl_->conn) == CONNECTION_OK; }
+bool Connection::Healthy() const noexcept {
+    return impl_ && !impl_->abandoned && PQstatus(impl_->conn) == CONNECTION_OK;
+}
 
 bool Connection::ClosedWhileIdle() noexcept {
     if (!Healthy()) return true;

@@ -150,6 +150,8 @@ void DeliveryStore::Connect() {
     pg::ConnectOptions options;
     options.conninfo = config_.postgres.ConnInfo();
     options.application_name = "eventlog-relay";
+    options.statement_timeout = config_.postgres.statement_timeout;
+    options.connect_timeout = config_.postgres.ConnectTimeout();
     pg_.emplace(pg::Connection::Open(options));
     // A standby can hold no delivery record and serialises no claim, and what it shows lags the primary: refused
     // with an error that says so. A configuration error: delivery pauses and is retried, so a standby that is

@@ -936,6 +936,20 @@ public:
         ++counts_["clickhouse_sigstop"];
     }
 
+    /// SIGSTOP of PostgreSQL, the postmaster and every backend (`stack.sh freeze-pg`): its sockets stay open and
+    /// nothing answers. ThawPostgres() (SIGCONT) must follow; PostgresFreeze does it on every path.
+    void FreezePostgres() {
+        const auto r = RunShell(fmt::format("'{}' freeze-pg '{}'", StackScript(), servers_.stack_dir));
+        ASSERT_TRUE(r.Ok()) << "stack.sh freeze-pg: " << r.output;
+        Note("postgresql SIGSTOP");
+        ++counts_["postgres_sigstop"];
+    }
+    void ThawPostgres() {
+        const auto r = RunShell(fmt::format("'{}' thaw-pg '{}'", StackScript(), servers_.stack_dir));
+        EXPECT_TRUE(r.Ok()) << "stack.sh thaw-pg: " << r.output;
+        Note("postgresql SIGCONT");
+    }
+
     /// pg_terminate_backend() of every session of application_name 'eventlog-relay' in this test's database, once
     /// there is at least one (waits up to 30 s for it); returns how many it terminated.
     int TerminateRelayBackends() {

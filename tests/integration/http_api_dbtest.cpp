@@ -924,6 +924,52 @@ TEST_F(HttpApiTest, WaitVisibleAnswersOnceTheRelayHasDeliveredTheEvents) {
     EXPECT_EQ(relay.Error(), "");
 }
 
+// Issue 20: no request starts an unbounded ClickHouse query. event_log has no index on event_id, and a status lookup
+// or wait=visible scanned all of it. Here event_log holds 200,000 old rows and a lookup may read 50,000
+// (HTTP_LOOKUP_MAX_ROWS). wait=visible finds a new event by its time range (event_log's sort key) without passing
+// the bound (before, this query read all 200,000 rows); a duplicate's first copy is found delivered through
+// PostgreSQL. A status lookup PostgreSQL knows is delivered says so although the lookup of its insert time gave up at
+// the bound; one PostgreSQL does not know is 404 without asking ClickHouse.
+TEST_F(HttpApiTest, ClickHouseLookupsAreBoundedAndAnsweredFromPostgresWhereItKnows) {
+    StartServer([](http::ServeSettings& s, pg::PoolOptions&) { s.lookup_max_rows = 50'000; });
+    stack_->Ch().Execute("INSERT INTO " + stack_->ChTable() +
+                         " (event_id, event_type, event_date_time, event_context) SELECT generateUUIDv4(), 'old', "
+                         "toDateTime('2001-01-01 00:00:00') + number, '{}' FROM system.numbers LIMIT 200000");
+    testing::BackgroundRelay relay(stack_->Config());
+    const std::string mine = "00000000-0000-4000-8000-00000000c001";
+    const auto answer =
+        Post("/api/v1/events?wait=visible&timeout=20s", R"([{"event_type":"audit","event_context":{},"event_id":")" +
+                                                            mine + R"("},{"event_type":"audit","event_context":{}}])");
+    ASSERT_EQ(answer.status, 200) << answer.body;
+    EXPECT_THAT(answer.body, HasSubstr(R"("visible":true)"));
+    const auto retry = Post("/api/v1/events?wait=visible&timeout=5s",
+                            R"({"event_type":"audit","event_context":{},"event_id":")" + mine + "\"}");
+    EXPECT_EQ(retry.status, 200) << retry.body;
+    EXPECT_THAT(retry.body, HasSubstr(R"("visible":true)"));
+    EXPECT_THAT(retry.body, HasSubstr(R"("status":"duplicate")"));
+    const auto get = [&](const std::string& id) {
+        return HttpRequest(Port(), "GET", "/api/v1/events/" + id, "", {{"Authorization", "Bearer " + token_}});
+    };
+    const auto known = get(mine);
+    EXPECT_EQ(known.status, 200) << known.body;
+    EXPECT_EQ(known.body, R"({"event_id":")" + mine + R"(","status":"delivered"})");
+    EXPECT_EQ(get("00000000-0000-4000-8000-00000000c002").status, 404);
+    // The bound is real: the scan a lookup by event_id makes is refused past HTTP_LOOKUP_MAX_ROWS.
+    EXPECT_THAT(
+        [&] {
+            try {
+                stack_->Ch().Query(
+                    "SELECT count() FROM " + stack_->ChTable() + " WHERE event_id = toUUID('" + mine + "')",
+                    {{"max_rows_to_read", "50000"}, {"read_overflow_mode", "throw"}});
+                return std::string("answered");
+            } catch (const Error& e) {
+                return std::string(e.what());
+            }
+        }(),
+        HasSubstr("Limit for rows to read exceeded"));
+    EXPECT_EQ(relay.Error(), "");
+}
+
 // Without a relay nothing becomes visible: 202 with "visible": false after about the timeout, the event written.
 TEST_F(HttpApiTest, WaitVisibleAnswers202NotVisibleAfterTheTimeoutWhenNoRelayRuns) {
     StartServer();

@@ -41,9 +41,17 @@ struct PostgresConfig {
     std::string database{"eventlog"};
     std::string sslmode;      ///< libpq sslmode (POSTGRES_SSLMODE or DATABASE_URL's ?sslmode=); "" = libpq's default.
     std::string sslrootcert;  ///< libpq sslrootcert (POSTGRES_SSLROOTCERT or ?sslrootcert=); "" = libpq's default.
+    /// POSTGRES_STATEMENT_TIMEOUT (seconds, default 15; 0: none): the bound on each statement of `relay`, `serve`
+    /// and the commands (not `migrate`). The server cancels a longer one; a server that does not answer within it
+    /// plus 2 s loses the session (pg::ConnectOptions::statement_timeout). Below RELAY_SHUTDOWN_TIMEOUT_MS (30 s)
+    /// with a reconnect's 10 s, so that a graceful stop ends on its own while PostgreSQL does not answer.
+    std::chrono::milliseconds statement_timeout{15'000};
     /// Other libpq keywords from DATABASE_URL's query string, percent-decoded, in order.
     std::vector<std::pair<std::string, std::string>> options;
 
+    /// How long `relay` and `serve` wait to connect: no longer than for a statement's answer, statement_timeout +
+    /// 2 s, from 2 s (libpq counts whole seconds, 2 at least) to 10 s.
+    std::chrono::milliseconds ConnectTimeout() const;
     /// A libpq keyword/value connection string, every value quoted (contains the password).
     std::string ConnInfo() const;
     /// The same without the password, for logs.

@@ -37,6 +37,10 @@ struct ServeSettings {
     /// for events PostgreSQL no longer holds.
     std::optional<clickhouse::ClientOptions> clickhouse;
     std::string clickhouse_table{"event_log"};  ///< CLICKHOUSE_EVENT_LOG_TABLE_NAME.
+    /// HTTP_LOOKUP_MAX_ROWS: every ClickHouse query the API starts (status lookups, wait=visible) reads at most this
+    /// many rows (max_rows_to_read) and runs at most 5 s (max_execution_time); past either it fails instead of
+    /// scanning on.
+    std::uint64_t lookup_max_rows{10'000'000};
 };
 
 /// Reads ServeSettings from `env` and `config` (HTTP_LISTEN wins over HTTP_HOST/HTTP_PORT; ALLOWED_HOSTS and

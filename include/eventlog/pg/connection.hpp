@@ -46,6 +46,11 @@ struct ConnectOptions {
     std::string conninfo;                               ///< libpq keyword/value string or URI.
     std::chrono::milliseconds connect_timeout{10'000};  ///< Bound on establishing the session.
     std::string application_name{"eventlog"};           ///< Shown in pg_stat_activity.
+    /// Bound on each call. The server cancels a statement that runs longer (statement_timeout: SQLSTATE 57014, a
+    /// TransientError; the session stays usable); a server that does not answer within this plus 2 s (frozen,
+    /// blackholed) loses the session: the call throws a TransientError that poisons it (a COMMIT: InDoubtError).
+    /// 0: no bound (migrations, which wait for each other's lock).
+    std::chrono::milliseconds statement_timeout{30'000};
 };
 
 /// One libpq session. Move-only, not thread-safe. Errors are thrown as the eventlog::Error tree with
@@ -96,6 +101,18 @@ private:
     struct Impl;
     explicit Connection(std::unique_ptr<Impl> impl);
     Result Check(void* result, std::string_view sql);
+    /// When the call starting now must have its answer (time_point::max() without a bound).
+    std::chrono::steady_clock::time_point Deadline() const;
+    /// Closes a session whose server did not answer in time and throws the poisoning TransientError.
+    [[noreturn]] void Abandon();
+    /// Waits until the socket is ready for `events` (reading what arrived) or abandons the session at `deadline`.
+    void WaitForSocket(short events, std::chrono::steady_clock::time_point deadline);
+    /// Sends what libpq has queued, by `deadline`.
+    void Flush(std::chrono::steady_clock::time_point deadline);
+    /// Flushes, then collects the statement's results by `deadline`: the last one, or the first error.
+    Result Await(std::string_view sql, std::chrono::steady_clock::time_point deadline);
+    /// Throws for a PQsend* call that returned `sent` != 1.
+    void ThrowIfSendFailed(int sent);
     std::unique_ptr<Impl> impl_;
 };
 
