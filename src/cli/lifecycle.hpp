@@ -1,17 +1,18 @@
 #pragma once
 
-// The stop of a long-running command (`relay`, `serve`): its signals and the bound on a graceful stop.
+// The life of a long-running command (`relay`, `serve`) in one place, as pgbouncer's sig.c: signals blocked before
+// any thread starts, then run; on the first SIGTERM/SIGINT stop accepting and drain, bounded; flush the exporters;
+// exit (non-zero when the stop was forced).
 
 #include <signal.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstdint>
-#include <eventlog/observability/log.hpp>
+#include <functional>
 #include <mutex>
 #include <stop_token>
+#include <string>
 #include <thread>
 
 namespace eventlog::cli {
@@ -21,54 +22,50 @@ namespace eventlog::cli {
 /// from a clean stop (0) and from a second signal (130).
 inline constexpr int kForcedStopExit = 3;
 
-/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and every thread it starts afterwards) and returns that
-/// set, for a signal thread's sigtimedwait(). Call it before any thread starts: a thread that leaves them unblocked
-/// would take a SIGTERM with its default action.
-sigset_t BlockStopSignals();
+/// What a command does at each step of its life. Every callback but `run` is called from another thread.
+struct LifecycleSteps {
+    /// The command's work; returns when it is done or stopped, true when it cut its own stop short (a relay that
+    /// left its batch to recovery because RELAY_SHUTDOWN_TIMEOUT_MS passed).
+    std::function<bool()> run;
+    /// The first signal: stop accepting work and drain what is in flight (must return at once).
+    std::function<void()> stop;
+    /// RELAY_SHUTDOWN_TIMEOUT_MS after the first signal: give up what is in flight (must return at once).
+    std::function<void()> abort;
+    /// After `run` returned: send what the exporters (Sentry, traces) still hold, each within its own bound.
+    std::function<void()> flush;
+};
 
-/// Bounds a graceful stop: started by the first signal, it calls `abort` after `timeout` and then, if the relay has
-/// still not returned `grace` later, exits the process with kForcedStopExit (a blocking ClickHouse request cannot be
-/// interrupted; the batch in flight stays in its delivery record for the next relay). Owns its thread; destroying
-/// it (when Run() has returned) wakes and joins the thread, which then does nothing more. Start() is called at most
-/// once. Not copyable.
-class ShutdownWatchdog {
+/// One per process, created first thing in the command, before any thread starts: it blocks SIGTERM, SIGINT and
+/// SIGHUP in the calling thread and so in every thread started afterwards (one that left them unblocked would take a
+/// SIGTERM with its default action, and the process would die without draining). Run() then receives them on its
+/// own thread: the first SIGTERM/SIGINT logs `<name>_stopping` and calls `stop`, and starts the stop's bound, which
+/// calls `abort` after `timeout` (`<name>_shutdown_timeout`) and exits the process with kForcedStopExit if `run` has
+/// still not returned 200 ms later; a second signal exits at once with 130 (`<name>_exit_now`); SIGHUP is logged
+/// (nothing reloads). Not copyable; Run() once.
+class Lifecycle {
 public:
-    ShutdownWatchdog(std::chrono::milliseconds timeout, std::chrono::milliseconds grace,
-                     const char* timeout_event = "relay_shutdown_timeout")
-        : timeout_(timeout), grace_(grace), timeout_event_(timeout_event) {}
-    ShutdownWatchdog(const ShutdownWatchdog&) = delete;
-    ShutdownWatchdog& operator=(const ShutdownWatchdog&) = delete;
+    Lifecycle(std::string name, std::chrono::milliseconds timeout);
+    ~Lifecycle();
+    Lifecycle(const Lifecycle&) = delete;
+    Lifecycle& operator=(const Lifecycle&) = delete;
 
-    /// Starts the countdown; `abort` runs on the watchdog's thread.
-    template <typename Abort>
-    void Start(Abort abort) {
-        thread_ = std::jthread([this, abort](std::stop_token stop) mutable {
-            if (WaitUnlessStopped(stop, timeout_)) return;
-            fired_.store(true);
-            log::Warning(timeout_event_, {{"exit_status", static_cast<std::int64_t>(kForcedStopExit)}});
-            abort();
-            if (WaitUnlessStopped(stop, grace_)) return;
-            _exit(kForcedStopExit);
-        });
-    }
-
-    /// True once the timeout passed and the stop was forced.
-    bool Fired() const noexcept { return fired_.load(); }
+    /// Runs the steps and returns the exit status: 0 after a clean stop, kForcedStopExit when the stop was forced
+    /// (the bound passed, or `run` says it cut its stop short). The signal thread and the bound's thread are joined
+    /// before `flush` runs.
+    int Run(const LifecycleSteps& steps);
 
 private:
+    void Signals(const std::stop_token& stop, const LifecycleSteps& steps);
+    void Bound(const std::stop_token& stop, const LifecycleSteps& steps);
     /// True when stop was requested before `duration` elapsed.
-    bool WaitUnlessStopped(std::stop_token& stop, std::chrono::milliseconds duration) {
-        std::unique_lock lock(mutex_);
-        return wake_.wait_for(lock, stop, duration, [] { return false; }) || stop.stop_requested();
-    }
+    bool WaitUnlessStopped(const std::stop_token& stop, std::chrono::milliseconds duration);
 
+    std::string name_;
     std::chrono::milliseconds timeout_;
-    std::chrono::milliseconds grace_;
-    const char* timeout_event_;
-    std::atomic<bool> fired_{false};
+    sigset_t set_{};
+    std::atomic<bool> forced_{false};
     std::mutex mutex_;
     std::condition_variable_any wake_;
-    std::jthread thread_;  // last: joined first, while the members it uses are alive
 };
 
 }  // namespace eventlog::cli

@@ -159,20 +159,20 @@ int CmdMigrate() {
     return 0;
 }
 
-using cli::BlockStopSignals;
-using cli::kForcedStopExit;
-using cli::ShutdownWatchdog;
+/// Sends what the exporters still hold, each within its own bound (2 s, 3 s), logging what could not go.
+void FlushExporters(sentry::SentryClient& sentry, tracing::TraceExporter& tracer) {
+    if (!sentry.Flush(std::chrono::seconds(2))) log::Warning("sentry_flush_incomplete", {});
+    if (!tracer.Flush(std::chrono::seconds(3))) log::Warning("otel_flush_incomplete", {});
+}
 
 int CmdRelay(bool drain) {
-    // Signals go to one thread: the first SIGTERM/SIGINT asks for a graceful stop (bounded by
-    // RELAY_SHUTDOWN_TIMEOUT_MS, then Abort(), then exit 200 ms later), a second exits at once. Either way the
-    // delivery record keeps the batch in flight for recovery, so nothing is lost or duplicated. Blocked before any
-    // thread starts (the Sentry and trace exporters start theirs below): a thread that leaves them unblocked takes
-    // a SIGTERM with its default action, and the relay dies without its graceful stop (the observability e2e tests
-    // found it once they checked the relay's exit status).
-    const sigset_t set = BlockStopSignals();
+    // First, before any thread starts (the Sentry and trace exporters start theirs below): the lifecycle blocks the
+    // stop signals, so that only its own thread receives them (src/cli/lifecycle.hpp). The first SIGTERM/SIGINT
+    // asks for a graceful stop, bounded by RELAY_SHUTDOWN_TIMEOUT_MS; a second exits at once. Either way the delivery
+    // record keeps the batch in flight for recovery, so nothing is lost or duplicated.
     EnvMap env;
     const Config config = LoadFromEnvironment(&env);
+    cli::Lifecycle life("relay", config.relay.shutdown_timeout);
     // Errors to Sentry when SENTRY_CONFIG_DSN is set (docs/observability.md, "Sentry"); outlives the relay.
     sentry::SentryClient sentry(sentry::ClientOptions::FromEnvironment(env));
     // Spans over OTLP/HTTP when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set; outlives the relay.
@@ -185,35 +185,9 @@ int CmdRelay(bool drain) {
     cli::AddTracingMetrics(ops.Registry(), tracer);
     relay::Relay relay(config, &ops.Registry(), &sentry, &tracer);
 
-    bool forced = false;
-    const auto stats = [&] {
-        // Both threads are owned here and joined when Run() returns or throws: the signal thread first (so it
-        // cannot start the watchdog any more), then the watchdog, before `relay` goes away.
-        ShutdownWatchdog watchdog(config.relay.shutdown_timeout, std::chrono::milliseconds(200));
-        const std::jthread signals([&](const std::stop_token& stop) {
-            int received = 0;
-            while (!stop.stop_requested()) {
-                timespec timeout{0, 100'000'000};
-                siginfo_t info;
-                const int sig = sigtimedwait(&set, &info, &timeout);
-                if (sig < 0 || stop.stop_requested()) continue;
-                if (sig == SIGHUP) {
-                    log::Info("relay_sighup",
-                              {{"action", std::string("nothing to reload; configuration is read at start")}});
-                    continue;
-                }
-                if (++received == 1) {
-                    log::Info("relay_stopping",
-                              {{"signal", static_cast<std::int64_t>(sig)},
-                               {"timeout_ms", static_cast<std::int64_t>(config.relay.shutdown_timeout.count())}});
-                    relay.Stop();
-                    watchdog.Start([&relay] { relay.Abort(); });
-                } else {
-                    log::Warning("relay_exit_now", {{"signal", static_cast<std::int64_t>(sig)}});
-                    _exit(130);
-                }
-            }
-        });
+    relay::Stats stats;
+    cli::LifecycleSteps steps;
+    steps.run = [&] {
         relay::RunOptions options;
         options.drain = drain;
         ops.Start(relay);
@@ -222,13 +196,16 @@ int CmdRelay(bool drain) {
             cli::RelayOps& ops;
             ~StopOps() { ops.Stop(); }
         } stop_ops{ops};
-        const auto result = relay.Run(options);
-        forced = watchdog.Fired() || result.stop_timed_out;
-        return result;
-    }();
+        stats = relay.Run(options);
+        return stats.stop_timed_out;
+    };
+    steps.stop = [&relay] { relay.Stop(); };
+    steps.abort = [&relay] { relay.Abort(); };
+    steps.flush = [&] { FlushExporters(sentry, tracer); };
+    const int status = life.Run(steps);
     std::cout << fmt::format("delivered {} events in {} batches, {} dead-lettered, {} batches recovered\n",
                              stats.delivered, stats.batches, stats.dead_lettered, stats.recovered_batches);
-    return forced ? kForcedStopExit : 0;
+    return status;
 }
 
 /// `eventlog serve`: the HTTP API (docs/http-api.md) until SIGTERM/SIGINT. The first signal stops accepting, closes
@@ -242,9 +219,8 @@ int CmdServe(const std::string& listen) {
     http::ServeSettings settings = http::LoadServeSettings(env, config);  // refuses an empty SECRET_KEY
     if (!listen.empty()) http::ParseListen(listen, "--listen", settings.server);
 
-    // Blocked before any thread starts (the server's worker pool starts its threads when constructed), so that
-    // only the signal thread below receives them.
-    const sigset_t set = BlockStopSignals();
+    // Before any thread starts (the server's worker pool starts its threads when constructed): see CmdRelay.
+    cli::Lifecycle life("serve", config.relay.shutdown_timeout);
 
     pg::PoolOptions pool_options;
     pool_options.connect.conninfo = config.postgres.ConnInfo();
@@ -294,37 +270,18 @@ int CmdServe(const std::string& listen) {
     http::Server server(settings.server, router);
 
     server.Start();
-    bool forced = false;
-    {
-        ShutdownWatchdog watchdog(config.relay.shutdown_timeout, std::chrono::milliseconds(200),
-                                  "serve_shutdown_timeout");
-        const std::jthread signals([&](const std::stop_token& stop) {
-            int received = 0;
-            while (!stop.stop_requested()) {
-                timespec timeout{0, 100'000'000};
-                siginfo_t info;
-                const int sig = sigtimedwait(&set, &info, &timeout);
-                if (sig < 0 || stop.stop_requested()) continue;
-                if (sig == SIGHUP) {
-                    log::Info("serve_sighup",
-                              {{"action", std::string("nothing to reload; configuration is read at start")}});
-                    continue;
-                }
-                if (++received == 1) {
-                    log::Info("serve_stopping", {{"signal", static_cast<std::int64_t>(sig)}});
-                    stopping.store(true);
-                    server.Stop();
-                    watchdog.Start([&server] { server.Abort(); });
-                } else {
-                    log::Warning("serve_exit_now", {{"signal", static_cast<std::int64_t>(sig)}});
-                    _exit(130);
-                }
-            }
-        });
+    cli::LifecycleSteps steps;
+    steps.run = [&server] {
         server.Wait();
-        forced = watchdog.Fired();
-    }
-    return forced ? kForcedStopExit : 0;
+        return false;
+    };
+    steps.stop = [&] {
+        stopping.store(true);  // /readyz turns 503
+        server.Stop();         // stop accepting; idle connections close, requests in flight answer
+    };
+    steps.abort = [&server] { server.Abort(); };
+    steps.flush = [&] { FlushExporters(sentry, tracer); };
+    return life.Run(steps);
 }
 
 int CmdApiKeyCreate(const std::string& name, const std::vector<std::string>& scopes) {
