@@ -278,29 +278,33 @@ promote_pg() {
     as_user "$(svc_user pg)" "$PG_BIN/pg_ctl" -D "$home/data" -w -t 60 promote >/dev/null
 }
 
-# kill -9 of the postmaster and every process it started, in one kill(1): nothing gets to write or send after
-# any of them died, as when the host crashes.
-kill_pg() {
-    local home pid children
+# The postmaster's pid of stack DIR, then the pids of the processes it started, on one line.
+pg_processes() {
+    local home pid
     home=$(server_home "$1" pg)
     [ -n "$home" ] || die "$1: no PostgreSQL folder"
     pid=$(as_user "$(svc_user pg)" head -n 1 "$home/data/postmaster.pid" 2>/dev/null || true)
     [[ "$pid" =~ ^[0-9]+$ ]] || die "$1: no running PostgreSQL (no postmaster.pid)"
-    children=$(ps -o pid= --ppid "$pid" | tr -s ' \n' ' ')
-    # shellcheck disable=SC2086  # the children are separate words on purpose
-    kill -9 "$pid" $children 2>/dev/null || true
-    while alive "$pid"; do sleep 0.05; done
+    echo "$pid $(ps -o pid= --ppid "$pid" | tr -s ' \n' ' ')"
+}
+
+# kill -9 of the postmaster and every process it started, in one kill(1): nothing gets to write or send after
+# any of them died, as when the host crashes.
+kill_pg() {
+    local all
+    all=$(pg_processes "$1") || exit 1
+    # shellcheck disable=SC2086  # the pids are separate words on purpose
+    kill -9 $all 2>/dev/null || true
+    while alive "${all%% *}"; do sleep 0.05; done
 }
 
 # SIGSTOP (or, with CONT, SIGCONT) of the postmaster and every process it started: the postmaster first when
 # freezing (it forks no new backend), last when thawing.
 signal_pg() {
-    local home pid children
-    home=$(server_home "$1" pg)
-    [ -n "$home" ] || die "$1: no PostgreSQL folder"
-    pid=$(as_user "$(svc_user pg)" head -n 1 "$home/data/postmaster.pid" 2>/dev/null || true)
-    [[ "$pid" =~ ^[0-9]+$ ]] || die "$1: no running PostgreSQL (no postmaster.pid)"
-    children=$(ps -o pid= --ppid "$pid" | tr -s ' \n' ' ')
+    local all pid children
+    all=$(pg_processes "$1") || exit 1
+    pid=${all%% *}
+    children=${all#* }
     if [ "$2" = STOP ]; then
         kill -STOP "$pid"
         # shellcheck disable=SC2086  # the children are separate words on purpose

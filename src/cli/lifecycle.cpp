@@ -12,14 +12,30 @@ namespace {
 /// How long after `abort` the process waits for `run` to return before it exits by itself.
 constexpr std::chrono::milliseconds kAbortGrace{200};
 
+sigset_t StopSignals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    return set;
+}
+
 }  // namespace
 
-Lifecycle::Lifecycle(std::string name, std::chrono::milliseconds timeout) : name_(std::move(name)), timeout_(timeout) {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+void BlockStopSignals() {
+    const sigset_t set = StopSignals();
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+void UnblockStopSignals() {
+    const sigset_t set = StopSignals();
+    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+}
+
+Lifecycle::Lifecycle(std::string name, std::chrono::milliseconds timeout)
+    : name_(std::move(name)), timeout_(timeout), set_(StopSignals()) {
+    BlockStopSignals();
 }
 
 Lifecycle::~Lifecycle() = default;

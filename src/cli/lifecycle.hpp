@@ -22,6 +22,12 @@ namespace eventlog::cli {
 /// from a clean stop (0) and from a second signal (130).
 inline constexpr int kForcedStopExit = 3;
 
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread and every thread it starts afterwards. `main` calls it
+/// first; Lifecycle's constructor again (idempotent).
+void BlockStopSignals();
+/// Gives them back their default action (commands that do not run a Lifecycle: Ctrl-C ends them at once).
+void UnblockStopSignals();
+
 /// What a command does at each step of its life. Every callback but `run` is called from another thread.
 struct LifecycleSteps {
     /// The command's work; returns when it is done or stopped, true when it cut its own stop short (a relay that
@@ -35,13 +41,13 @@ struct LifecycleSteps {
     std::function<void()> flush;
 };
 
-/// One per process, created first thing in the command, before any thread starts: it blocks SIGTERM, SIGINT and
-/// SIGHUP in the calling thread and so in every thread started afterwards (one that left them unblocked would take a
-/// SIGTERM with its default action, and the process would die without draining). Run() then receives them on its
-/// own thread: the first SIGTERM/SIGINT logs `<name>_stopping` and calls `stop`, and starts the stop's bound, which
-/// calls `abort` after `timeout` (`<name>_shutdown_timeout`) and exits the process with kForcedStopExit if `run` has
-/// still not returned 200 ms later; a second signal exits at once with 130 (`<name>_exit_now`); SIGHUP is logged
-/// (nothing reloads). Not copyable; Run() once.
+/// One per process, created in the command before any thread starts: SIGTERM, SIGINT and SIGHUP are blocked (by
+/// `main`, and again here) in the calling thread and so in every thread started afterwards (one that left them
+/// unblocked would take a SIGTERM with its default action, and the process would die without draining). Run() then
+/// receives them on its own thread: the first SIGTERM/SIGINT logs `<name>_stopping` and calls `stop`, and starts the
+/// stop's bound, which calls `abort` after `timeout` (`<name>_shutdown_timeout`) and exits the process with
+/// kForcedStopExit if `run` has still not returned 200 ms later; a second signal exits at once with 130
+/// (`<name>_exit_now`); SIGHUP is logged (nothing reloads). Not copyable; Run() once.
 class Lifecycle {
 public:
     Lifecycle(std::string name, std::chrono::milliseconds timeout);

@@ -166,10 +166,10 @@ void FlushExporters(sentry::SentryClient& sentry, tracing::TraceExporter& tracer
 }
 
 int CmdRelay(bool drain) {
-    // First, before any thread starts (the Sentry and trace exporters start theirs below): the lifecycle blocks the
-    // stop signals, so that only its own thread receives them (src/cli/lifecycle.hpp). The first SIGTERM/SIGINT
-    // asks for a graceful stop, bounded by RELAY_SHUTDOWN_TIMEOUT_MS; a second exits at once. Either way the delivery
-    // record keeps the batch in flight for recovery, so nothing is lost or duplicated.
+    // Before any thread starts (the Sentry and trace exporters start theirs below), the stop signals are blocked
+    // (main, then the lifecycle), so that only the lifecycle's thread receives them (src/cli/lifecycle.hpp). The first
+    // SIGTERM/SIGINT asks for a graceful stop, bounded by RELAY_SHUTDOWN_TIMEOUT_MS; a second exits at once. Either way
+    // the delivery record keeps the batch in flight for recovery, so nothing is lost or duplicated.
     EnvMap env;
     const Config config = LoadFromEnvironment(&env);
     cli::Lifecycle life("relay", config.relay.shutdown_timeout);
@@ -506,6 +506,9 @@ int CmdDbShell(bool clickhouse) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // First thing, before any thread can start: SIGTERM/SIGINT/SIGHUP blocked, so that `relay` and `serve` receive
+    // them on their lifecycle's thread only (src/cli/lifecycle.hpp). The other commands get them back below.
+    cli::BlockStopSignals();
     CLI::App app{"eventlog: a transactional outbox relay from PostgreSQL to ClickHouse"};
     app.require_subcommand(1);
     app.set_version_flag("--version", "eventlog 0.1.0");
@@ -576,6 +579,7 @@ int main(int argc, char** argv) {
                       "clickhouse-client instead of psql (native port: CLICKHOUSE_NATIVE_PORT, default 9000)");
 
     CLI11_PARSE(app, argc, argv);
+    if (!relay->parsed() && !serve->parsed()) cli::UnblockStopSignals();  // Ctrl-C ends a one-off command at once
 
     try {
         if (*migrate) return CmdMigrate();
