@@ -728,13 +728,21 @@ public:
     /// Fault and event counters, printed in the summary.
     std::map<std::string, int>& Counts() { return counts_; }
 
-    /// Appends a line to the timeline (printed on failure and written to LogDir()/timeline.txt).
+    /// Adds `n` to counter `name`; thread-safe (a fault helper may run on a thread of the test's own).
+    void Count(const std::string& name, int n = 1) {
+        const std::lock_guard lock(notes_mutex_);
+        counts_[name] += n;
+    }
+
+    /// Appends a line to the timeline (printed on failure and written to LogDir()/timeline.txt); thread-safe.
     void Note(const std::string& what) {
+        const std::lock_guard lock(notes_mutex_);
         const std::string line = fmt::format("[{:8.3f}s] {}", SecondsSince(start_), what);
         timeline_.push_back(line);
         std::ofstream(log_dir_ + "/timeline.txt", std::ios::app) << line << "\n";
     }
-    std::string Timeline(std::size_t last = 400) const {
+    std::string Timeline(std::size_t last = 400) {
+        const std::lock_guard lock(notes_mutex_);
         std::string out;
         const std::size_t from = timeline_.size() > last ? timeline_.size() - last : 0;
         for (std::size_t i = from; i < timeline_.size(); ++i) out += timeline_[i] + "\n";
@@ -775,7 +783,7 @@ public:
         const int st = relay.Kill();
         Note(fmt::format("{} {} after {:.3f}s ({})", relay.Name(), why, relay.AgeSeconds(),
                          was_running ? "was running" : "had already ended: " + DescribeStatus(st)));
-        if (was_running) ++counts_["relay_kill9"];
+        if (was_running) Count("relay_kill9");
         return was_running;
     }
 
@@ -872,7 +880,7 @@ public:
         auto admin = Retrying([&] { return OpenPg(dsn_); });
         const bool hit = admin.Exec("SELECT pg_terminate_backend($1::int)", {std::to_string(pid)}).Get(0, 0) == "t";
         Note(fmt::format("pg_terminate_backend({}): {}", pid, hit));
-        ++counts_["pg_terminate_backend"];
+        Count("pg_terminate_backend");
         return hit;
     }
 
@@ -921,7 +929,7 @@ public:
             RunShell(fmt::format("'{}' start-ch '{}' {}", StackScript(), servers_.stack_dir, servers_.ch_port));
         ASSERT_TRUE(r.Ok()) << "stack.sh start-ch: " << DescribeStatus(r.status) << "\n" << r.output;
         Note(fmt::format("clickhouse restarted (pid {})", ClickHousePid()));
-        ++counts_["clickhouse_kill9_restart"];
+        Count("clickhouse_kill9_restart");
     }
 
     /// SIGSTOP of ClickHouse for `how_long`, then SIGCONT.
@@ -933,7 +941,7 @@ public:
         std::this_thread::sleep_for(how_long);
         ::kill(pid, SIGCONT);
         Note("clickhouse SIGCONT");
-        ++counts_["clickhouse_sigstop"];
+        Count("clickhouse_sigstop");
     }
 
     /// SIGSTOP of PostgreSQL, the postmaster and every backend (`stack.sh freeze-pg`): its sockets stay open and
@@ -942,7 +950,7 @@ public:
         const auto r = RunShell(fmt::format("'{}' freeze-pg '{}'", StackScript(), servers_.stack_dir));
         ASSERT_TRUE(r.Ok()) << "stack.sh freeze-pg: " << r.output;
         Note("postgresql SIGSTOP");
-        ++counts_["postgres_sigstop"];
+        Count("postgres_sigstop");
     }
     void ThawPostgres() {
         const auto r = RunShell(fmt::format("'{}' thaw-pg '{}'", StackScript(), servers_.stack_dir));
@@ -960,8 +968,8 @@ public:
             "WHERE application_name = 'eventlog-relay' AND datname = current_database()");
         const int n = static_cast<int>(r.GetInt(0, 0));
         Note(fmt::format("pg_terminate_backend of {} relay sessions", n));
-        ++counts_["pg_terminate_backend"];
-        counts_["pg_terminated_sessions"] += n;
+        Count("pg_terminate_backend");
+        Count("pg_terminated_sessions", n);
         return n;
     }
 
@@ -973,7 +981,7 @@ public:
         r = RunShell(fmt::format("'{}' start-pg '{}' {}", StackScript(), servers_.stack_dir, servers_.pg_port));
         ASSERT_TRUE(r.Ok()) << "stack.sh start-pg: " << r.output;
         Note("postgresql restart: started");
-        ++counts_["postgres_restart"];
+        Count("postgres_restart");
     }
 
     /// Runs `eventlog relay --drain` to completion; fails the test when it does not exit 0 in time.
@@ -1193,6 +1201,7 @@ private:
     std::vector<std::unique_ptr<Child>> relays_;
     std::vector<std::string> timeline_;
     std::map<std::string, int> counts_;
+    std::mutex notes_mutex_;  // guards timeline_ and counts_ for Note() and Count()
 };
 
 /// A gtest fixture owning a World set up in SetUp() (a missing server variable FAILS the test there).
