@@ -34,10 +34,11 @@ namespace {
 /// answering cannot pile up scrapes or hold up the relay's stop.
 class BacklogReader {
 public:
-    explicit BacklogReader(const PostgresConfig& postgres) : conninfo_(postgres.ConnInfo()) {
-        timeout_ = std::min(postgres.statement_timeout, std::chrono::milliseconds(5'000));
-        if (timeout_.count() == 0) timeout_ = std::chrono::milliseconds(5'000);
-    }
+    explicit BacklogReader(const PostgresConfig& postgres)
+        : conninfo_(postgres.ConnInfo()),
+          timeout_(postgres.statement_timeout.count() == 0
+                       ? std::chrono::milliseconds(5'000)
+                       : std::min(postgres.statement_timeout, std::chrono::milliseconds(5'000))) {}
 
     outbox::Status Read() {
         std::unique_lock lock(mutex_, std::try_to_lock);

@@ -493,6 +493,7 @@ private:
             "WHERE s.state = 'registered'",
             {array, std::to_string(key_id)});
         std::vector<std::string> delivered;
+        delivered.reserve(static_cast<std::size_t>(r.Rows()));
         for (int i = 0; i < r.Rows(); ++i) delivered.emplace_back(r.Get(i, 0));
         return delivered;
     }

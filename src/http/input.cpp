@@ -203,10 +203,12 @@ std::optional<std::int64_t> ParseRfc3339(std::string_view t) {
             t[pos + 3] != ':' || !Digits(t, pos + 4, 2, &offset_minute) || offset_hour > 23 || offset_minute > 59) {
             return std::nullopt;
         }
-        offset_seconds = (offset_hour * 3600 + offset_minute * 60) * (t[pos] == '+' ? 1 : -1);
+        offset_seconds =
+            (std::int64_t{offset_hour} * 3600 + std::int64_t{offset_minute} * 60) * (t[pos] == '+' ? 1 : -1);
     }
     const std::int64_t days = DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-    const std::int64_t seconds = days * 86'400 + hour * 3600 + minute * 60 + second - offset_seconds;
+    const std::int64_t seconds =
+        days * 86'400 + std::int64_t{hour} * 3600 + std::int64_t{minute} * 60 + second - offset_seconds;
     return seconds * 1'000'000 + micros;
 }
 
