@@ -9,7 +9,7 @@ export PG_PORT ?= 54329
 export CH_PORT ?= 18123
 # Every other target reads its configuration as each eventlog command does: the environment, then .env.
 
-.PHONY: help deps build run test test-sanitize test-tsan chaos bench install migrations migrate superuser shell ch-shell lint format \
+.PHONY: help deps build run test test-sanitize test-tsan test-deploy chaos bench install migrations migrate superuser shell ch-shell lint format \
         reset-test-db stack-start stack-stop clean verify-fresh
 
 help:
@@ -17,6 +17,7 @@ help:
 	@echo "make test           the whole suite (unit, integration, end-to-end) against throwaway servers"
 	@echo "make test-sanitize  unit and integration tests built with AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make test-tsan      every test (unit, integration, end-to-end) built with ThreadSanitizer (~40 min, not in CI)"
+	@echo "make test-deploy    (root) build the images and run docker-compose.yml end to end, then remove it all (docs/deploy.md)"
 	@echo "make chaos          the long crash test (ROUNDS=20 by default)"
 	@echo "make bench          benchmarks on throwaway servers (~25 min; BENCH_ARGS=\"--quick\" ~3 min; docs/benchmarks.md)"
 	@echo "make build          Release build: build/eventlog"
@@ -47,6 +48,9 @@ test-sanitize:
 
 test-tsan:
 	@EVENTLOG_SANITIZE=thread scripts/test.sh
+
+test-deploy:
+	@scripts/test-deploy.sh
 
 verify-fresh:
 	@scripts/verify-fresh.sh

@@ -50,9 +50,9 @@ cleanup() {
         left="containers=$(docker ps -aq | wc -l) volumes=$(docker volume ls -q | wc -l) networks=$(docker network ls -q --filter type=custom | wc -l)"
         echo "left behind: $left"
     fi
-    if [ -f "$WORK/dockerd.pid" ]; then
-        kill "$(cat "$WORK/dockerd.pid")" 2>/dev/null
-        for _ in $(seq 1 100); do kill -0 "$(cat "$WORK/dockerd.pid")" 2>/dev/null || break; sleep 0.2; done
+    if [ -n "${dockerd_pid:-}" ]; then
+        kill "$dockerd_pid" 2>/dev/null
+        for _ in $(seq 1 150); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.2; done
     fi
     # dockerd's overlay mounts, then its data.
     grep " $WORK/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
@@ -63,6 +63,7 @@ trap cleanup EXIT
 step "starting dockerd"
 dockerd --data-root "$WORK/data" --exec-root "$WORK/exec" --pidfile "$WORK/dockerd.pid" -H "$DOCKER_HOST" \
     --storage-driver overlay2 >"$WORK/dockerd.log" 2>&1 &
+dockerd_pid=$!
 for _ in $(seq 1 100); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
 docker info >/dev/null 2>&1 || { tail -20 "$WORK/dockerd.log"; fail "dockerd did not start"; }
 
@@ -82,18 +83,24 @@ if [ ! -f "$CACHE/bookworm-minbase.tar" ]; then
     rm -rf "$rootfs"
 fi
 docker import "$CACHE/bookworm-minbase.tar" debian:bookworm >/dev/null
-# slim: as Debian's, without documentation, manual pages and locales (dpkg excludes them from later installs too).
-docker build -q -t debian:bookworm-slim - >/dev/null <<'DOCKERFILE'
-FROM debian:bookworm
-RUN printf 'path-exclude /usr/share/doc/*\npath-include /usr/share/doc/*/copyright\npath-exclude /usr/share/man/*\npath-exclude /usr/share/locale/*\npath-exclude /usr/share/info/*\n' >/etc/dpkg/dpkg.cfg.d/docker-slim \
- && find /usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete \
- && rm -rf /usr/share/man/* /usr/share/locale/* /usr/share/info/*
-CMD ["bash"]
-DOCKERFILE
+# slim: as Debian's, without documentation, manual pages and locales, and dpkg told to leave them out of later
+# installs. Made from a second tarball (removing them in a layer on top would not make the image smaller).
+if [ ! -f "$CACHE/bookworm-slim.tar" ]; then
+    rootfs=$(mktemp -d "$WORK/rootfs.XXXXXX")
+    tar -C "$rootfs" -xf "$CACHE/bookworm-minbase.tar"
+    printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
+        'path-exclude /usr/share/man/*' 'path-exclude /usr/share/locale/*' 'path-exclude /usr/share/info/*' \
+        >"$rootfs/etc/dpkg/dpkg.cfg.d/docker-slim"
+    find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+    rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/* "$rootfs"/usr/share/info/*
+    tar -C "$rootfs" -cf "$CACHE/bookworm-slim.tar" .
+    rm -rf "$rootfs"
+fi
+docker import --change 'CMD ["bash"]' "$CACHE/bookworm-slim.tar" debian:bookworm-slim >/dev/null
 
 step "building the eventlog image"
 commit=$(git rev-parse --short=12 HEAD)
-docker build -q --build-arg VERSION=0.1.0 --build-arg COMMIT="$commit" -t eventlog:latest . >/dev/null ||
+DOCKER_BUILDKIT=0 docker build -q --build-arg VERSION=0.1.0 --build-arg COMMIT="$commit" -t eventlog:latest . >/dev/null ||
     fail "docker build"
 size=$(docker image inspect eventlog:latest --format '{{.Size}}')
 echo "eventlog image: $((size / 1000 / 1000)) MB ($size bytes), commit $commit"
