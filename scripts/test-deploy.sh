@@ -75,6 +75,10 @@ if [ ! -f "$CACHE/bookworm-minbase.tar" ]; then
     # What Debian's container images add: services never start during apt-get, the same archive and security
     # updates as this machine, no apt caches.
     printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d" && chmod 755 "$rootfs/usr/sbin/policy-rc.d"
+    # and, as theirs, apt keeps no downloaded package after an install
+    printf '%s\n' 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };' \
+        'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };' \
+        'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";' >"$rootfs/etc/apt/apt.conf.d/docker-clean"
     rm -f "$rootfs/etc/apt/sources.list"
     cp /etc/apt/sources.list.d/*.sources "$rootfs/etc/apt/sources.list.d/" 2>/dev/null ||
         echo "deb http://deb.debian.org/debian bookworm main" >"$rootfs/etc/apt/sources.list"

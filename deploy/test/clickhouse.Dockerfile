@@ -5,7 +5,7 @@ ARG DEBIAN_SLIM_IMAGE=debian:bookworm-slim
 FROM ${DEBIAN_SLIM_IMAGE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends clickhouse-server clickhouse-client \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
 COPY deploy/test/clickhouse-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 VOLUME /var/lib/clickhouse
 EXPOSE 8123 9000

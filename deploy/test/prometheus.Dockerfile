@@ -3,7 +3,7 @@ ARG DEBIAN_SLIM_IMAGE=debian:bookworm-slim
 FROM ${DEBIAN_SLIM_IMAGE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /prometheus && chown prometheus:prometheus /prometheus
 USER prometheus
 ENTRYPOINT ["/usr/bin/prometheus"]
