@@ -1,7 +1,7 @@
 #!/bin/bash
 # The stand-in postgres image's entrypoint (deploy/test/postgres.Dockerfile): the official image's contract.
 set -euo pipefail
-: "${POSTGRES_PASSWORD:?the superuser's password}"
+: "${POSTGRES_PASSWORD:?the superuser password}"
 mkdir -p "$PGDATA" /var/run/postgresql
 chown postgres:postgres "$PGDATA" /var/run/postgresql
 chmod 700 "$PGDATA"
