@@ -16,7 +16,7 @@ help:
 	@echo "make run            install what is missing, build, start local PostgreSQL + ClickHouse, migrate, run serve + the relay"
 	@echo "make test           the whole suite (unit, integration, end-to-end) against throwaway servers"
 	@echo "make test-sanitize  unit and integration tests built with AddressSanitizer + UndefinedBehaviorSanitizer"
-	@echo "make test-tsan      every test (unit, integration, end-to-end) built with ThreadSanitizer (~40 min, not in CI)"
+	@echo "make test-tsan      every test (unit, integration, end-to-end) built with ThreadSanitizer (~20 min: its own build, then ~8 min of tests; not in CI)"
 	@echo "make test-deploy    (root) build the images and run docker-compose.yml end to end, then remove it all (docs/deploy.md)"
 	@echo "make chaos          the long crash test (ROUNDS=20 by default)"
 	@echo "make bench          benchmarks on throwaway servers (~25 min; BENCH_ARGS=\"--quick\" ~3 min; docs/benchmarks.md)"

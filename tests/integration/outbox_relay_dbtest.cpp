@@ -437,7 +437,9 @@ TEST_F(OutboxRelayTest, EveryProducerPathStoresTheProducingSpanIdWithinItsLimit)
 }
 
 TEST_F(OutboxRelayTest, TwoConcurrentRelaysDeliverEachEventExactlyOnce) {
-    constexpr int kEvents = 20000;
+    // Enough for both to take part: with 20,000 one relay once drained them all before the other had started (an
+    // ASan build on 2 cores while a docker build compiled beside it).
+    constexpr int kEvents = 60000;
     {
         pg::Transaction tx(stack_->Pg());
         outbox::EmitMany(tx, ManyEvents(kEvents));
