@@ -26,6 +26,7 @@
 #include "relay/detail/delivery_store.hpp"
 #include "relay/detail/fault_point.hpp"
 #include "relay/detail/producer_links.hpp"
+#include "relay/detail/retry_policy.hpp"
 
 namespace eventlog::relay {
 
@@ -583,7 +584,8 @@ Stats Relay::Impl::Run(const RunOptions& options) {
             }
             if (SleepUntilWoken(last_recovery)) idle_since = kBusy;
         } catch (const Error& e) {
-            if (e.Kind() == ErrorKind::kFatal || e.Kind() == ErrorKind::kInvalidInput) {
+            const detail::LoopAction action = detail::DecideLoop(e);
+            if (action == detail::LoopAction::kStop) {
                 log::Error("relay_fatal", {{"error", std::string(e.what())}, {"code", e.Code()}});
                 Report(sentry::ReportFrom(e, "relay_fatal"));
                 throw;
@@ -596,7 +598,7 @@ Stats Relay::Impl::Run(const RunOptions& options) {
             healthy_session_.store(false);
             MarkBusy();  // failures count as work that does not progress
             if (meters_.retries != nullptr) meters_.retries->WithLabels({std::string(ToString(e.Kind()))}).Inc();
-            if (e.Kind() == ErrorKind::kConfiguration) {
+            if (action == detail::LoopAction::kPause) {
                 log::Error("delivery_paused", {{"reason", std::string(e.what())},
                                                {"code", e.Code()},
                                                {"hint", std::string("fix the configuration or the target table; no "

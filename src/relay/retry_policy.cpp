@@ -62,6 +62,33 @@ Action Decide(const Error& error, const SendState& state) {
     return state.row_attempts + 1 >= state.max_attempts ? Action::kDeadLetter : Action::kReconcileAndRetry;
 }
 
+const char* ToString(LoopAction action) noexcept {
+    switch (action) {
+        case LoopAction::kStop:
+            return "stop";
+        case LoopAction::kPause:
+            return "pause";
+        case LoopAction::kReconnect:
+            return "reconnect";
+    }
+    return "unknown";
+}
+
+LoopAction DecideLoop(const Error& error) noexcept {
+    switch (error.Kind()) {
+        case ErrorKind::kFatal:
+        case ErrorKind::kInvalidInput:
+            return LoopAction::kStop;
+        case ErrorKind::kConfiguration:
+            return LoopAction::kPause;
+        case ErrorKind::kTransient:
+        case ErrorKind::kInDoubt:
+        case ErrorKind::kRejected:
+            break;
+    }
+    return LoopAction::kReconnect;
+}
+
 Cause CauseOf(const Error& error) {
     if (error.Source() != ErrorSource::kClickHouse || error.Code().empty()) return Cause::kClassified;
     if (error.Code().rfind("HTTP ", 0) == 0) return error.Code() == "HTTP 413" ? Cause::kTooLarge : Cause::kRefused;

@@ -93,6 +93,23 @@ TEST(RetryPolicyTest, EveryErrorClassAgainstEveryState) {
     }
 }
 
+// The delivery loop's decision for each error kind (the loop itself classifies nothing).
+TEST(RetryPolicyTest, TheLoopStopsOnlyOnFatalOrInvalidInputAndPausesOnlyOnConfiguration) {
+    const std::vector<std::pair<ErrorKind, LoopAction>> table = {
+        {ErrorKind::kFatal, LoopAction::kStop},          {ErrorKind::kInvalidInput, LoopAction::kStop},
+        {ErrorKind::kConfiguration, LoopAction::kPause}, {ErrorKind::kTransient, LoopAction::kReconnect},
+        {ErrorKind::kInDoubt, LoopAction::kReconnect},   {ErrorKind::kRejected, LoopAction::kReconnect},
+    };
+    for (const auto& [kind, expected] : table) {
+        EXPECT_EQ(DecideLoop(Error(kind, "test")), expected) << ToString(kind);
+        EXPECT_STREQ(ToString(DecideLoop(Error(kind, "test"))), ToString(expected));
+    }
+    // A PostgreSQL error keeps its kind's decision: the loop does not look at its source.
+    TransientError canceled("postgresql: canceling statement due to statement timeout", false);
+    canceled.SetOrigin(ErrorSource::kPostgres, "57014");
+    EXPECT_EQ(DecideLoop(canceled), LoopAction::kReconnect);
+}
+
 TEST(RetryPolicyTest, UnknownServerErrorIsOnlyAClickHouseCodeNobodyClassified) {
     EXPECT_TRUE(clickhouse::IsUnknownServerError(ClickHouseError(ErrorKind::kTransient, "999")));
     EXPECT_TRUE(clickhouse::IsUnknownServerError(ClickHouseError(ErrorKind::kTransient, "HTTP 413")));

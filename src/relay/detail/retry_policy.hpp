@@ -56,6 +56,22 @@ struct SendState {
 ///   backs off and retries, delivery paused until the cause goes away.
 Action Decide(const Error& error, const SendState& state);
 
+/// What the delivery loop does about an error that ended one of its steps (connecting, recovery, a claim, a
+/// delivery, an acknowledgement). The loop acts on this and classifies nothing itself.
+enum class LoopAction {
+    kStop,       ///< Fatal or invalid input: a bug or corrupt state that a restart would meet again; the relay exits.
+    kPause,      ///< Configuration: the records stay, delivery pauses loudly and is retried with backoff.
+    kReconnect,  ///< Anything else (transient, in doubt, a rejection that escaped the sender): this session ends after
+                 ///< backoff, and the next one's recovery fences it and finishes its records.
+};
+
+/// Returns a stable lower-case name ("stop", "pause", "reconnect") for logs.
+const char* ToString(LoopAction action) noexcept;
+
+/// The loop's decision, a pure function of the error's kind (issue 19: the loop acts on it instead of classifying
+/// the error again).
+LoopAction DecideLoop(const Error& error) noexcept;
+
 /// The cause of a failed attempt as Decide() needs it: an HTTP status without a ClickHouse code (e.g. a proxy's
 /// 429) is kRefused, or kTooLarge for 413; a ClickHouse code nobody classified is kUnknownCode; the rest kClassified.
 Cause CauseOf(const Error& error);
