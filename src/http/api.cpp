@@ -19,11 +19,13 @@
 #include <thread>
 #include <vector>
 
+#include "http/event_log_reader.hpp"
 #include "http/event_writer.hpp"
 #include "http/input.hpp"
 #include "http/request_trace.hpp"
 
 namespace eventlog::http {
+using detail::EventLogReader;
 namespace {
 
 [[noreturn]] void Refuse(int status, std::string error, std::string field = {}) {
@@ -212,93 +214,6 @@ public:
 private:
     pg::Pool& pool_;
     std::string secret_key_;
-};
-
-/// Reads event_log in ClickHouse for the status lookup and for `wait=visible`. Every query is bounded (issue 20:
-/// event_log has no index on event_id, and a lookup scanned all of it): at most `max_rows` rows read and
-/// kLookupSeconds of execution, past which ClickHouse stops it with an error. Its clients are not thread-safe each,
-/// so one is checked out per query and kept for reuse. Thread-safe; not copyable.
-class EventLogReader {
-public:
-    /// The most a lookup runs in ClickHouse (max_execution_time).
-    static constexpr int kLookupSeconds = 5;
-
-    EventLogReader(clickhouse::ClientOptions options, const std::string& table, std::uint64_t max_rows)
-        : options_(std::move(options)),
-          table_(clickhouse::QuoteIdentifier(options_.database) + "." + clickhouse::QuoteIdentifier(table)),
-          settings_{{"max_execution_time", std::to_string(kLookupSeconds)},
-                    {"timeout_overflow_mode", "throw"},
-                    {"max_rows_to_read", std::to_string(max_rows)},
-                    {"read_overflow_mode", "throw"}} {}
-    EventLogReader(const EventLogReader&) = delete;
-    EventLogReader& operator=(const EventLogReader&) = delete;
-
-    /// The earliest inserted_at of `event_id` as ClickHouse prints it (UTC), nullopt when event_log does not hold it.
-    std::optional<std::string> InsertedAt(const std::string& event_id) {
-        const std::string found =
-            Query("SELECT toString(min(inserted_at), 'UTC') FROM " + table_ + " WHERE event_id = toUUID(" +
-                  clickhouse::QuoteString(event_id) + ") HAVING count() > 0 FORMAT TabSeparated");
-        std::string_view inserted_at(found);
-        while (!inserted_at.empty() && (inserted_at.back() == '\n' || inserted_at.back() == '\r')) {
-            inserted_at.remove_suffix(1);
-        }
-        if (inserted_at.empty()) return std::nullopt;
-        return std::string(inserted_at);
-    }
-
-    /// Those of `event_ids` (canonical UUIDs) whose event_date_time lies within [from_s, to_s] (seconds since the
-    /// epoch) that event_log holds, asked kIdsPerQuery at a time. The time range leads event_log's sort key, so a
-    /// query reads only the parts of that range, not the table.
-    std::set<std::string> Present(const std::vector<std::string>& event_ids, std::int64_t from_s, std::int64_t to_s) {
-        std::set<std::string> present;
-        for (std::size_t i = 0; i < event_ids.size(); i += kIdsPerQuery) {
-            std::string ids;
-            for (std::size_t j = i; j < std::min(event_ids.size(), i + kIdsPerQuery); ++j) {
-                if (!ids.empty()) ids += ',';
-                ids += clickhouse::QuoteString(event_ids[j]);
-            }
-            const std::string body = Query(fmt::format(
-                "SELECT DISTINCT toString(event_id) FROM {} WHERE event_date_time >= toDateTime({}) AND "
-                "event_date_time < toDateTime({}) + 1 AND event_id IN ({}) FORMAT TabSeparated",
-                table_, std::max<std::int64_t>(from_s, 0), std::min<std::int64_t>(to_s, 4'294'967'294), ids));
-            std::size_t start = 0;
-            while (start < body.size()) {
-                auto end = body.find('\n', start);
-                if (end == std::string::npos) end = body.size();
-                if (end > start) present.insert(body.substr(start, end - start));
-                start = end + 1;
-            }
-        }
-        return present;
-    }
-
-private:
-    // 2,000 quoted UUIDs are about 80 KB of SQL, well under ClickHouse's max_query_size (256 KiB).
-    static constexpr std::size_t kIdsPerQuery = 2'000;
-    static constexpr std::size_t kMaxIdle = 8;
-
-    /// Runs `sql` on an idle client (a new one when none is idle) and returns the body.
-    std::string Query(const std::string& sql) {
-        std::unique_ptr<clickhouse::Client> client;
-        {
-            const std::lock_guard lock(mutex_);
-            if (!idle_.empty()) {
-                client = std::move(idle_.back());
-                idle_.pop_back();
-            }
-        }
-        if (!client) client = std::make_unique<clickhouse::Client>(options_);
-        std::string body = client->Query(sql, settings_);  // a client that threw is dropped, not reused
-        const std::lock_guard lock(mutex_);
-        if (idle_.size() < kMaxIdle) idle_.push_back(std::move(client));
-        return body;
-    }
-
-    clickhouse::ClientOptions options_;
-    std::string table_;
-    std::vector<std::pair<std::string, std::string>> settings_;  // the bounds, sent with every query
-    std::mutex mutex_;
-    std::vector<std::unique_ptr<clickhouse::Client>> idle_;
 };
 
 /// A place among the requests waiting for visibility, held while one waits (at most `max` at once: each holds a
