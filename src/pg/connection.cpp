@@ -224,7 +224,8 @@ Result Connection::Check(void* raw, std::string_view sql) {
     ThrowFor(state ? state : "", message, bad);
 }
 
-std::chrono::steady_clock::time_point Connection::Deadline() const {
+std::chrono::steady_clock::time_point Connection::Deadline() {
+    if (impl_->abandoned) Abandon();  // a session a deadline closed is never used again
     if (impl_->answer_timeout.count() <= 0) return std::chrono::steady_clock::time_point::max();
     return std::chrono::steady_clock::now() + impl_->answer_timeout;
 }
@@ -290,7 +291,6 @@ void Connection::ThrowIfSendFailed(int sent) {
 }
 
 Result Connection::Exec(std::string_view sql) {
-    if (impl_->abandoned) Abandon();
     const auto deadline = Deadline();
     const std::string text(sql);
     ThrowIfSendFailed(PQsendQuery(impl_->conn, text.c_str()));
@@ -298,7 +298,6 @@ Result Connection::Exec(std::string_view sql) {
 }
 
 Result Connection::Exec(std::string_view sql, const std::vector<Param>& params) {
-    if (impl_->abandoned) Abandon();
     const auto deadline = Deadline();
     const TextParams p(sql, params);
     ThrowIfSendFailed(
@@ -307,7 +306,6 @@ Result Connection::Exec(std::string_view sql, const std::vector<Param>& params) 
 }
 
 Result Connection::ExecPrepared(const std::string& name, std::string_view sql, const std::vector<Param>& params) {
-    if (impl_->abandoned) Abandon();
     const auto deadline = Deadline();
     const TextParams p(sql, params);
     if (impl_->prepared.count(name) == 0) {
@@ -320,7 +318,6 @@ Result Connection::ExecPrepared(const std::string& name, std::string_view sql, c
 }
 
 void Connection::Send(std::string_view sql, const std::vector<Param>& params) {
-    if (impl_->abandoned) Abandon();
     impl_->sent_deadline = Deadline();
     const TextParams p(sql, params);
     ThrowIfSendFailed(

@@ -101,8 +101,9 @@ private:
     struct Impl;
     explicit Connection(std::unique_ptr<Impl> impl);
     Result Check(void* result, std::string_view sql);
-    /// When the call starting now must have its answer (time_point::max() without a bound).
-    std::chrono::steady_clock::time_point Deadline() const;
+    /// When the call starting now must have its answer (time_point::max() without a bound); throws like Abandon()
+    /// for a session a deadline already closed.
+    std::chrono::steady_clock::time_point Deadline();
     /// Closes a session whose server did not answer in time and throws the poisoning TransientError.
     [[noreturn]] void Abandon();
     /// Waits until the socket is ready for `events` (reading what arrived) or abandons the session at `deadline`.
