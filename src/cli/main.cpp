@@ -331,14 +331,22 @@ int CmdStatus(bool json) {
     if (json) {
         std::cout << fmt::format(
             "{{\"pending\":{},\"oldest_pending_age_seconds\":{:.3f},\"in_flight_batches\":{},\"in_flight_events\":{},"
-            "\"dead_letters\":{}}}\n",
-            s.pending, s.oldest_pending_age_seconds, s.in_flight_batches, s.in_flight_events, s.dead_letters);
+            "\"dead_letters\":{},\"retained_bytes\":{},\"retention_waiting\":{}}}\n",
+            s.pending, s.oldest_pending_age_seconds, s.in_flight_batches, s.in_flight_events, s.dead_letters,
+            s.retained_bytes, [&] {
+                std::string quoted;
+                AppendJsonString(quoted, s.retention_waiting);
+                return quoted;
+            }());
     } else {
         std::cout << fmt::format("pending:            {}\n", s.pending)
                   << fmt::format("oldest pending age: {:.3f} s\n", s.oldest_pending_age_seconds)
                   << fmt::format("in flight:          {} events in {} batches\n", s.in_flight_events,
                                  s.in_flight_batches)
-                  << fmt::format("dead letters:       {}\n", s.dead_letters);
+                  << fmt::format("dead letters:       {}\n", s.dead_letters)
+                  << fmt::format(
+                         "outbox on disk:     {} bytes{}\n", s.retained_bytes,
+                         s.retention_waiting.empty() ? std::string() : " (kept by " + s.retention_waiting + ")");
     }
     return 0;
 }

@@ -134,6 +134,9 @@ RelayOps::RelayOps(const Config& config) : impl_(std::make_unique<Impl>(config))
     r.AddCallback(metrics::kOutboxInFlightEvents, [backlog] {
         return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(backlog->Read().in_flight_events)}};
     });
+    r.AddCallback(metrics::kOutboxRetainedBytes, [backlog] {
+        return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(backlog->Read().retained_bytes)}};
+    });
     r.AddCallback(metrics::kDeadLetterEvents, [backlog] {
         return std::vector<metrics::CallbackSample>{{{}, static_cast<double>(backlog->Read().dead_letters)}};
     });

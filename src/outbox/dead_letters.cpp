@@ -93,10 +93,10 @@ std::int64_t ReplayDeadLetters(pg::Connection& connection, const std::vector<Uui
         " RETURNING event_id, event_type, event_date_time, environment, event_context, metadata_version, trace_id, "
         "span_id), replayed AS (INSERT INTO eventlog.outbox (event_id, event_type, event_date_time, environment, "
         "event_context, metadata_version, trace_id, span_id) SELECT * FROM moved RETURNING id, event_id) "
-        // The registry points at the new outbox row (status lookups; migration 0011), and holds the id again if
-        // it was pruned meanwhile.
+        // The registry points at the new outbox row and its transaction (status lookups; migrations 0011, 0018),
+        // and holds the id again if it was pruned meanwhile.
         "INSERT INTO eventlog.event_ids AS r (event_id, outbox_id) SELECT event_id, id FROM replayed "
-        "ON CONFLICT ON CONSTRAINT event_ids_pkey DO UPDATE SET outbox_id = EXCLUDED.outbox_id";
+        "ON CONFLICT ON CONSTRAINT event_ids_pkey DO UPDATE SET outbox_id = EXCLUDED.outbox_id, txid = EXCLUDED.txid";
     const auto r = ids.empty() ? tx.Exec(sql) : tx.Exec(sql, {UuidArray(ids)});
     tx.Commit();
     return r.AffectedRows();

@@ -179,18 +179,17 @@ std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> even
 
 Status ReadStatus(pg::Connection& connection) {
     const auto r = connection.Exec(
-        "SELECT (SELECT count(*) FROM eventlog.outbox), "
-        "coalesce(extract(epoch FROM now() - (SELECT enqueued_at FROM eventlog.outbox ORDER BY id LIMIT 1)), "
-        "0)::float8, "
-        "(SELECT count(*) FROM eventlog.delivery), "
-        "(SELECT coalesce(sum(cardinality(events)), 0) FROM eventlog.delivery), "
-        "(SELECT count(*) FROM eventlog.dead_letter)");
+        "SELECT b.pending, coalesce(extract(epoch FROM now() - b.oldest_enqueued_at), 0)::float8, "
+        "b.in_flight_records, b.in_flight_events, (SELECT count(*) FROM eventlog.dead_letter), b.retained_bytes, "
+        "b.retention_waiting FROM eventlog.backlog() b");
     Status s;
     s.pending = r.GetInt(0, 0);
     s.oldest_pending_age_seconds = std::max(0.0, std::stod(std::string(r.Get(0, 1))));
     s.in_flight_batches = r.GetInt(0, 2);
     s.in_flight_events = r.GetInt(0, 3);
     s.dead_letters = r.GetInt(0, 4);
+    s.retained_bytes = r.GetInt(0, 5);
+    s.retention_waiting = std::string(r.Get(0, 6));
     return s;
 }
 

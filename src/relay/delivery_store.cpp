@@ -13,78 +13,46 @@
 namespace eventlog::relay::detail {
 namespace {
 
-/// How often a claim starts from the head of the outbox instead of the floor (see kClaimSql): every 5 s, or, when a
-/// sweep is slow (it walks every dead index entry a held snapshot keeps), 20 times its duration after it started, up
-/// to 60 s, so that sweeps cost at most about 5% of the relay's time on PostgreSQL.
-constexpr std::chrono::seconds kSweepInterval{5};
-constexpr int kSweepCostFactor = 20;
-constexpr std::chrono::seconds kSweepIntervalMax{60};
-
-/// Advisory-lock class id ("EVLG") under which each relay session holds its owner key.
+/// Advisory-lock class id ("EVLG") under which each relay session holds its owner key. Key 0 of it serialises the
+/// claims (eventlog.claim_chunks).
 constexpr int kOwnerLockClass = 0x45564C47;
 
-// The claim moves up to $3 rows from the outbox into delivery records of at most $2 rows each (record k gets the
-// batch id $5[k]), in one statement, so each row is either still pending or durably held by exactly one record: never
-// both, never neither. $4 bounds the claim's bytes (the first row always fits), so no record nears PostgreSQL's 1 GB
-// value limit and the relay's memory stays bounded (the kept rows are a prefix, so one window numbers and sums them).
-// The picked ids are materialised first: a `DELETE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` may be
-// planned as a nested loop that re-runs the locking subquery per row and claims far more than n rows (the crash suite
-// lost events that way). The last column tells a claim cut by the byte bound from one that found the outbox empty. The
-// delete goes by `id = ANY(array)`: joined with the window's output, whose row count the planner underestimates, it was
-// planned as a hash join over a sequential scan of the whole outbox (58 ms of 174 at a 100k backlog, and growing with
-// it). No two row sets are joined at all: a claimed row finds its record by `width_bucket` over the sorted first ids
-// of the records (computed once), because a join of the deleted rows with the window's output was planned as a
-// nested loop whenever the outbox's statistics said it was nearly empty (as after autovacuum analysed a drained
-// outbox): 10,000 x 10,000 comparisons, one claim on CPU for 67 s. Every function is qualified: the session's
-// search_path is pinned as well.
+// Every shape of rows the store decodes: 0 batch id (NULL in a read of chunks: the chunk's is assigned by key),
+// 1 event_id, 2 event_type, 3 event_date_time (unix µs), 4 environment, 5 event_context, 6 metadata_version,
+// 7 trace_id, 8 enqueued_at (unix µs, 0 when unknown), 9 txid (0 in a record of the version before), 10 outbox id,
+// 11 span_id.
 //
-// $6 is the session's floor: every outbox row at or below it was claimed or rolled back, as far as this session can
-// tell, so the scan starts above it and never walks the dead index entries that deleted rows leave behind while some
-// session on the server holds an old snapshot (vacuum cannot remove them then, and a claim from the head of the
-// index once slowed from 55k to 4k events/s that way). A claim returns its transaction id and its snapshot's xmin:
-// once every transaction older than claim k has ended, no row at or below k's highest id can still appear, and the
-// floor moves there. A periodic sweep from the head (floor 0) picks up anything the floor skipped: a row whose id
-// was drawn before its transaction got its id, or rows another relay's claim locked and then rolled back. A sweep
-// is only slower, never needed for correctness of what is claimed. One summary row comes back even when nothing was
-// claimed (its batch id is NULL), so the floor moves while the relay polls an empty outbox.
+// The rows of chunks: eventlog.range_rows() over the range (lo, hi] from the first chunk's first key to the last
+// chunk's last key. Its two parts come in key order one after the other (the keys of the first are below those of
+// the second), so no sort is needed.
+constexpr std::string_view kReadSql = R"sql(
+SELECT NULL, o.event_id, o.event_type, (extract(epoch FROM o.event_date_time) * 1000000)::bigint, o.environment,
+       o.event_context, o.metadata_version, o.trace_id, (extract(epoch FROM o.enqueued_at) * 1000000)::bigint, o.txid,
+       o.id, o.span_id
+FROM eventlog.range_rows($1::txid_snapshot, $2::txid_snapshot, $3::bigint, $4::bigint, $5::bigint, $6::bigint,
+                         9223372036854775807) o)sql";
+
 constexpr std::string_view kClaimSql = R"sql(
-WITH picked AS MATERIALIZED (
-    SELECT id, pg_catalog.octet_length(event_context::text) + pg_catalog.octet_length(event_type) + 64 AS size
-    FROM eventlog.outbox WHERE id > $6 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED
-), bounded AS MATERIALIZED (
-    SELECT id, (pg_catalog.row_number() OVER w - 1) % $2 = 0 AS starts_part FROM (
-        SELECT id, pg_catalog.sum(size) OVER w - size AS before FROM picked WINDOW w AS (ORDER BY id)) s
-    WHERE before < $4 WINDOW w AS (ORDER BY id)
-), deleted AS (
-    DELETE FROM eventlog.outbox o WHERE o.id = ANY (ARRAY(SELECT id FROM bounded))
-    RETURNING o.id, o.event_id, o.event_type, o.event_date_time, o.environment, o.event_context,
-              o.metadata_version, o.trace_id, o.enqueued_at, o.span_id
-), claimed AS MATERIALIZED (
-    SELECT d.*, ($5::uuid[])[pg_catalog.width_bucket(d.id, (SELECT pg_catalog.array_agg(id ORDER BY id)
-                                                            FROM bounded WHERE starts_part))] AS batch_id
-    FROM deleted d
-), recorded AS (
-    INSERT INTO eventlog.delivery (batch_id, owner, events)
-    SELECT c.batch_id, $1, pg_catalog.array_agg(ROW(c.id, c.event_id, c.event_type, c.event_date_time, c.environment,
-           c.event_context, c.metadata_version, c.trace_id, c.enqueued_at, c.span_id)::eventlog.pending_event
-           ORDER BY c.id)
-    FROM claimed c GROUP BY c.batch_id
-), summary AS (
-    SELECT (SELECT pg_catalog.count(*) FROM picked) AS picked,
-           pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint AS xmin,
-           (SELECT last_value FROM eventlog.outbox_id_seq) AS sequence
+SELECT batch_id, lo, hi, first_txid, first_id, last_txid, last_id, events, picked
+FROM eventlog.claim_chunks($1::integer, $2::integer, $3::integer, $4::bigint, $5::uuid[]))sql";
+
+// The chunks in flight of an owner (with their ranges), in claim order. Adopting moves them to this session's key.
+constexpr std::string_view kOwnerChunksSql = R"sql(
+SELECT c.batch_id, r.lo::text, r.hi::text, c.first_txid, c.first_id, c.last_txid, c.last_id, c.events
+FROM eventlog.outbox_chunk c JOIN eventlog.outbox_range r ON r.id = c.range_id
+WHERE c.owner = $1 AND NOT EXISTS (SELECT 1 FROM eventlog.outbox_ack a WHERE a.batch_id = c.batch_id)
+ORDER BY c.range_id, c.first_txid, c.first_id)sql";
+
+constexpr std::string_view kAdoptChunksSql = R"sql(
+WITH moved AS (
+    UPDATE eventlog.outbox_chunk c SET owner = $1
+    WHERE c.owner = $2 AND NOT EXISTS (SELECT 1 FROM eventlog.outbox_ack a WHERE a.batch_id = c.batch_id)
+    RETURNING c.batch_id, c.range_id, c.first_txid, c.first_id, c.last_txid, c.last_id, c.events
 )
-SELECT c.batch_id, c.event_id, c.event_type, (extract(epoch FROM c.event_date_time) * 1000000)::bigint,
-       c.environment, c.event_context, c.metadata_version, c.trace_id, s.picked, c.id,
-       CASE WHEN c.id IS NOT NULL THEN pg_catalog.pg_current_xact_id()::text::bigint END, s.xmin, s.sequence,
-       (extract(epoch FROM c.enqueued_at) * 1000000)::bigint, c.span_id
-FROM summary s LEFT JOIN claimed c ON true ORDER BY c.id)sql";
+SELECT m.batch_id, r.lo::text, r.hi::text, m.first_txid, m.first_id, m.last_txid, m.last_id, m.events
+FROM moved m JOIN eventlog.outbox_range r ON r.id = m.range_id ORDER BY m.range_id, m.first_txid, m.first_id)sql";
 
-constexpr std::string_view kLoadOwnerSql = R"sql(
-SELECT d.batch_id, e.event_id, e.event_type, (extract(epoch FROM e.event_date_time) * 1000000)::bigint,
-       e.environment, e.event_context, e.metadata_version, e.trace_id, 0, e.span_id
-FROM eventlog.delivery d, pg_catalog.unnest(d.events) e WHERE d.owner = $1 ORDER BY d.claimed_at, d.batch_id, e.id)sql";
-
+// Records of the version before (eventlog.delivery, a copy of the rows), left in flight across an upgrade.
 // A holder of an owner's lock that is not a relay: a session of a role outside eventlog_relay (superusers are members
 // of every role). Without that role in the cluster, only a superuser is trusted.
 constexpr std::string_view kStrangerSql = R"sql(
@@ -95,21 +63,33 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::oid AND l.objid 
            THEN NOT pg_catalog.pg_has_role(a.usesysid, 'eventlog_relay', 'MEMBER')
            ELSE NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE oid = a.usesysid) END)sql";
 
-constexpr std::string_view kAdoptSql = R"sql(
+constexpr std::string_view kAdoptRecordsSql = R"sql(
 WITH moved AS (
     UPDATE eventlog.delivery SET owner = $1 WHERE owner = $2 RETURNING batch_id, claimed_at, events
 )
 SELECT m.batch_id, e.event_id, e.event_type, (extract(epoch FROM e.event_date_time) * 1000000)::bigint,
-       e.environment, e.event_context, e.metadata_version, e.trace_id, 0, e.span_id
+       e.environment, e.event_context, e.metadata_version, e.trace_id,
+       coalesce((extract(epoch FROM e.enqueued_at) * 1000000)::bigint, 0), 0, e.id, e.span_id
 FROM moved m, pg_catalog.unnest(m.events) e ORDER BY m.claimed_at, m.batch_id, e.id)sql";
 
+// A dead letter, copied from the outbox row (by its key) of a chunk this session owns, or, for a record of the version
+// before, from the record's copy. $1 batch id, $2 event id, $3 error, $4 attempts, $5 owner, $6 txid, $7 outbox id.
 constexpr std::string_view kDeadLetterSql = R"sql(
 INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, environment, event_context,
                                   metadata_version, trace_id, enqueued_at, error, attempts, batch_id, span_id)
 SELECT e.event_id, e.event_type, e.event_date_time, e.environment, e.event_context, e.metadata_version, e.trace_id,
        e.enqueued_at, $3, $4, $1, COALESCE(e.span_id, '')
-FROM eventlog.delivery d, pg_catalog.unnest(d.events) e WHERE d.batch_id = $1 AND d.owner = $5 AND e.event_id = $2
-ORDER BY e.id LIMIT 1
+FROM ((SELECT o.event_id, o.event_type, o.event_date_time, o.environment, o.event_context, o.metadata_version,
+              o.trace_id, o.enqueued_at, o.span_id
+       FROM eventlog.outbox o
+       WHERE $6::bigint <> 0 AND o.txid = $6::bigint AND o.id = $7::bigint AND o.event_id = $2
+         AND EXISTS (SELECT 1 FROM eventlog.outbox_chunk c WHERE c.batch_id = $1 AND c.owner = $5))
+      UNION ALL
+      (SELECT x.event_id, x.event_type, x.event_date_time, x.environment, x.event_context, x.metadata_version,
+              x.trace_id, x.enqueued_at, x.span_id
+       FROM eventlog.delivery d, pg_catalog.unnest(d.events) x
+       WHERE $6::bigint = 0 AND d.batch_id = $1 AND d.owner = $5 AND x.event_id = $2)
+      LIMIT 1) e
 ON CONFLICT (event_id) DO UPDATE SET error = EXCLUDED.error,
     attempts = eventlog.dead_letter.attempts + EXCLUDED.attempts, last_failed_at = pg_catalog.now(),
     batch_id = EXCLUDED.batch_id)sql";
@@ -143,9 +123,9 @@ DeliveryStore::DeliveryStore(const Config& config) : config_(config) {}
 
 void DeliveryStore::Connect() {
     // A claim started or collected on the old session is not lost: its delivery records are recovered.
-    claim_in_flight_ = false;
-    floor_candidates_.clear();
+    read_in_flight_ = false;
     prefetched_.reset();
+    claimed_.clear();
     pg_.reset();
     pg::ConnectOptions options;
     options.conninfo = config_.postgres.ConnInfo();
@@ -174,9 +154,7 @@ void DeliveryStore::Connect() {
             pg_->Exec(fmt::format("SELECT pg_catalog.pg_try_advisory_lock({}, {})", kOwnerLockClass, candidate));
         if (r.Get(0, 0) != "t") continue;
         // A key whose earlier (dead) session left records would make them look like ours: never reuse one.
-        const auto left = pg_->Exec("SELECT pg_catalog.count(*) FROM eventlog.delivery WHERE owner = $1",
-                                    {std::to_string(candidate)});
-        if (left.GetInt(0, 0) == 0) {
+        if (!HasRecords(candidate)) {
             owner_ = candidate;
             break;
         }
@@ -200,20 +178,20 @@ void DeliveryStore::Connect() {
     pg_->Exec("LISTEN eventlog_outbox");
     // Let the server notice a vanished relay during a long statement instead of holding its row locks.
     pg_->Exec("SET client_connection_check_interval = '1s'");
-    // A full claim materialises a few MB of rows twice (the deleted rows, the claimed rows): with the default 4 MB
-    // they spilled to temporary files.
+    // A claim materialises its keys and a recovery the rows of records of the version before: with the default
+    // 4 MB they spilled to temporary files.
     pg_->Exec("SET work_mem = '64MB'");
+    // Reads of a range go by the outbox's (txid, id) index in key order and stop at their bound. Fresh partitions'
+    // statistics say they are nearly empty, and the planner then chose bitmap scans of the whole range and a sort
+    // (measured: 33 ms of a 46 ms claim of 10,000 rows).
+    pg_->Exec("SET enable_bitmapscan = off");
+    // The two parts of a range's rows come in key order only from a plain Append (a parallel one interleaves them).
+    pg_->Exec("SET max_parallel_workers_per_gather = 0");
     const auto id = pg_->Exec("SELECT pg_catalog.replace(outbox_id::text, '-', '') FROM eventlog.relay_identity");
     if (id.Rows() != 1) throw ConfigError("postgresql: eventlog.relay_identity has no row; run `eventlog migrate`");
     outbox_id_ = std::string(id.Get(0, 0).substr(0, 16));
     limits_ = outbox::ReadLimits(*pg_);
     suspect_for_ = ReadTimeline();
-    // The new session starts at the highest floor published (migration 0009), not at the head: the first claim
-    // would otherwise walk every dead index entry a held snapshot keeps. Rows that came back below it (a failover
-    // that lost commits, a restore) are found by the first sweep, one interval later.
-    floor_ = pg_->Exec("SELECT last_value FROM eventlog.relay_floor").GetInt(0, 0);
-    published_floor_ = floor_;
-    next_sweep_ = std::chrono::steady_clock::now() + kSweepInterval;
 }
 
 // The server's timeline changes at every promotion and point-in-time restore: a session that finds another one than
@@ -249,9 +227,9 @@ std::string DeliveryStore::Server() const { return pg_ ? pg_->Server() : std::st
 
 pg::Connection& DeliveryStore::Session() {
     if (!pg_) throw TransientError("postgresql: not connected", true);
-    if (claim_in_flight_) {
-        // Another statement needs the session: take the claim's result off the wire, decode it later.
-        claim_in_flight_ = false;
+    if (read_in_flight_) {
+        // Another statement needs the session: take the read's result off the wire, decode it later.
+        read_in_flight_ = false;
         prefetched_.emplace(pg_->Receive());
     }
     return *pg_;
@@ -265,92 +243,97 @@ void DeliveryStore::StartClaim() {
     const int records = (limit + config_.relay.event_batch_size - 1) / config_.relay.event_batch_size;
     std::vector<Uuid> batch_ids(static_cast<std::size_t>(records));
     for (auto& id : batch_ids) id = Uuid::Random();
-    std::int64_t floor = floor_;
-    if (std::chrono::steady_clock::now() >= next_sweep_) {
-        floor = 0;
-        next_sweep_ = std::chrono::steady_clock::now() + kSweepInterval;
+    // The claim itself is short (keys only, under the claim lock) and committed before any row is read: from then
+    // on its chunks are the records, whatever happens to this session.
+    const auto r = Session().Exec(
+        kClaimSql, {std::to_string(owner_), std::to_string(config_.relay.event_batch_size), std::to_string(limit),
+                    std::to_string(config_.relay.claim_max_bytes), UuidArray(batch_ids)});
+    claimed_.clear();
+    std::int64_t events = 0;
+    for (int i = 0; i < r.Rows(); ++i) {
+        Chunk c;
+        c.batch_id = Uuid::Parse(r.Get(i, 0)).value_or(Uuid{});
+        c.lo = std::string(r.Get(i, 1));
+        c.hi = std::string(r.Get(i, 2));
+        c.first_txid = r.GetInt(i, 3);
+        c.first_id = r.GetInt(i, 4);
+        c.last_txid = r.GetInt(i, 5);
+        c.last_id = r.GetInt(i, 6);
+        c.events = r.GetInt(i, 7);
+        events += c.events;
+        claimed_.push_back(std::move(c));
     }
-    started_claim_swept_ = floor == 0;
-    claim_started_at_ = std::chrono::steady_clock::now();
-    Session().Send(kClaimSql,
-                   {std::to_string(owner_), std::to_string(config_.relay.event_batch_size), std::to_string(limit),
-                    std::to_string(config_.relay.claim_max_bytes), UuidArray(batch_ids), std::to_string(floor)});
-    claim_in_flight_ = true;
+    // Full: the row bound was reached, or the byte bound left rows behind.
+    claimed_full_ = r.Rows() > 0 && (events >= limit || r.GetInt(0, 8) > events);
+    if (claimed_.empty()) return;
+    SendRead(claimed_);
+}
+
+void DeliveryStore::SendRead(const std::vector<Chunk>& chunks) {
+    Session().Send(kReadSql, {chunks.front().lo, chunks.front().hi, std::to_string(chunks.front().first_txid),
+                              std::to_string(chunks.front().first_id), std::to_string(chunks.back().last_txid),
+                              std::to_string(chunks.back().last_id)});
+    read_in_flight_ = true;
 }
 
 std::vector<PendingRow> DeliveryStore::Claim(bool prefetch_next) {
+    if (!ClaimInFlight()) StartClaim();
+    if (claimed_.empty()) {
+        last_claim_full_ = false;
+        return {};
+    }
     pg::Result result;
-    if (claim_in_flight_) {
-        claim_in_flight_ = false;
+    if (read_in_flight_) {
+        read_in_flight_ = false;
         result = pg_->Receive();
-    } else if (prefetched_) {
+    } else {
         result = std::move(*prefetched_);
         prefetched_.reset();
-    } else {
-        StartClaim();
-        claim_in_flight_ = false;
-        result = pg_->Receive();
     }
-    const auto limit =
-        static_cast<std::int64_t>(std::max(config_.relay.event_batch_size, config_.relay.clickhouse_batch_size));
-    // The summary row alone (NULL batch id) when nothing was claimed.
-    const bool empty = result.Rows() == 0 || result.IsNull(0, 0);
-    const auto rows = empty ? std::int64_t{0} : static_cast<std::int64_t>(result.Rows());
-    // Full: the row bound was reached, or the byte bound left picked rows behind.
-    const bool full = rows >= limit || (rows > 0 && result.GetInt(0, 8) > rows);
-    if (result.Rows() > 0) {
-        AdvanceFloor(result, rows, full);
-        // The outbox's sequence restarted below the floor (a restore, TRUNCATE ... RESTART IDENTITY): every new row
-        // is below it. The floor starts again from the head, here and for sessions that start later.
-        const std::int64_t sequence = result.GetInt(0, 12);
-        if (sequence < floor_) {
-            log::Warning("claim_floor_reset", {{"floor", floor_},
-                                               {"sequence", sequence},
-                                               {"reason", std::string("the outbox's id sequence is below the floor")}});
-            floor_ = 0;
-            floor_candidates_.clear();
-            published_floor_ = 0;
-            pending_floor_reset_ = true;
-        }
-    }
-    last_claim_swept_ = started_claim_swept_;
-    if (last_claim_swept_) {
-        // A slow sweep spaces the next one out. The time measured may include the relay's own work while the
-        // claim was pipelined; that only spaces sweeps out a little more, never past kSweepIntervalMax.
-        const auto took = std::chrono::steady_clock::now() - claim_started_at_;
-        const auto interval =
-            std::clamp<std::chrono::steady_clock::duration>(kSweepCostFactor * took, kSweepInterval, kSweepIntervalMax);
-        next_sweep_ = std::max(next_sweep_, claim_started_at_ + interval);
-    }
-    last_claim_full_ = full;
-    // The next claim starts before this one is decoded, so PostgreSQL claims while the relay decodes and inserts.
+    const std::vector<Chunk> chunks = std::move(claimed_);
+    claimed_.clear();
+    last_claim_full_ = claimed_full_;
+    // The next claim starts before this one is decoded, so PostgreSQL reads while the relay decodes and inserts.
     if (prefetch_next && last_claim_full_) StartClaim();
-    return Decode(result);
+    return Rows(result, chunks);
 }
 
-// A candidate (H, X) becomes the floor once this claim's snapshot is newer than every transaction older than X: the
-// rows those transactions wrote below H are visible to this claim. But this claim takes only the lowest of them
-// when it is full (its row or byte bound cut it): then it covered ids up to its highest claimed id only, and the
-// floor may move that far and no further; the candidate stays for the next claim. (Before, a full claim promoted the
-// floor to H, and the rows between its highest id and H, e.g. the rest of a 30,000-event transaction that
-// committed after a later small one was delivered, were left to the 5 s sweeps.)
-void DeliveryStore::AdvanceFloor(const pg::Result& r, std::int64_t claimed, bool full) {
-    const std::int64_t xmin = r.GetInt(0, 11);
-    const int last = static_cast<int>(claimed) - 1;  // rows come in id order
-    const std::int64_t covered = full && claimed > 0 ? r.GetInt(last, 9) : INT64_MAX;
-    while (!floor_candidates_.empty() && xmin > floor_candidates_.front().second) {
-        if (floor_candidates_.front().first > covered) {
-            floor_ = std::max(floor_, covered);
+// Each row belongs to the chunk whose key interval holds its key; the rows come in key order, and so do the chunks.
+std::vector<PendingRow> DeliveryStore::Rows(const pg::Result& result, const std::vector<Chunk>& chunks) const {
+    auto rows = Decode(result);
+    std::size_t chunk = 0;
+    std::int64_t in_chunk = 0;
+    bool matches = !chunks.empty();
+    for (auto& row : rows) {
+        const auto key = std::pair(row.txid, row.outbox_id);
+        while (matches && chunk < chunks.size() && key > std::pair(chunks[chunk].last_txid, chunks[chunk].last_id)) {
+            matches = in_chunk == chunks[chunk].events;
+            ++chunk;
+            in_chunk = 0;
+        }
+        if (!matches || chunk >= chunks.size() || key < std::pair(chunks[chunk].first_txid, chunks[chunk].first_id) ||
+            in_chunk >= chunks[chunk].events) {
+            matches = false;
             break;
         }
-        floor_ = std::max(floor_, floor_candidates_.front().first);
-        floor_candidates_.pop_front();
+        row.batch_id = chunks[chunk].batch_id;
+        ++in_chunk;
     }
-    if (claimed > 0) {
-        floor_candidates_.emplace_back(r.GetInt(last, 9), r.GetInt(last, 10));
-        // Bounded: a transaction that never ends keeps them all waiting, and the oldest are the ones that matter.
-        if (floor_candidates_.size() > 1024) floor_candidates_.pop_back();
+    matches = matches && chunk + 1 == chunks.size() && in_chunk == chunks.back().events;
+    std::int64_t expected = 0;
+    for (const auto& c : chunks) expected += c.events;
+    if (!matches) {
+        // Rows of a record are gone or were added: something outside the relays deleted or truncated outbox rows
+        // (only acknowledged rows are truncated), or wrote rows with a transaction id not their own. Nothing is
+        // sent or acknowledged; delivery pauses with the records kept, and an operator must look.
+        throw ConfigError(fmt::format(
+            "postgresql: delivery record {} should hold {} outbox rows from ({}, {}) to ({}, {}) in range ({}, {}], "
+            "and {} were read: rows of the outbox were deleted, truncated or written by hand (docs/delivery.md, "
+            "\"Ranges\")",
+            chunks.front().batch_id.ToString(), expected, chunks.front().first_txid, chunks.front().first_id,
+            chunks.back().last_txid, chunks.back().last_id, chunks.front().lo, chunks.front().hi, rows.size()));
     }
+    return rows;
 }
 
 std::int64_t DeliveryStore::Mark() {
@@ -373,9 +356,8 @@ std::vector<PendingRow> DeliveryStore::Decode(const pg::Result& r) const {
     std::vector<PendingRow> rows;
     rows.reserve(static_cast<std::size_t>(r.Rows()));
     for (int i = 0; i < r.Rows(); ++i) {
-        if (r.IsNull(i, 0)) continue;  // the claim's summary row: nothing claimed
         PendingRow row;
-        row.batch_id = Uuid::Parse(r.Get(i, 0)).value_or(Uuid{});
+        if (!r.IsNull(i, 0)) row.batch_id = Uuid::Parse(r.Get(i, 0)).value_or(Uuid{});
         Event& e = row.event;
         e.event_id = Uuid::Parse(r.Get(i, 1)).value_or(Uuid{});
         e.event_type = std::string(r.Get(i, 2));
@@ -384,9 +366,10 @@ std::vector<PendingRow> DeliveryStore::Decode(const pg::Result& r) const {
         e.event_context = MinifyTrustedJson(r.Get(i, 5));
         e.metadata_version = static_cast<std::uint64_t>(r.GetInt(i, 6));
         e.trace_id = std::string(r.Get(i, 7));
-        if (r.Columns() > 14) row.enqueued_us = r.GetInt(i, 13);  // claims only (recovered rows: unknown)
-        // The last column of every shape; NULL in a record claimed before migration 0011.
-        e.span_id = std::string(r.Get(i, r.Columns() - 1));
+        row.enqueued_us = r.GetInt(i, 8);
+        row.txid = r.GetInt(i, 9);
+        row.outbox_id = r.GetInt(i, 10);
+        e.span_id = std::string(r.Get(i, 11));  // NULL in a record claimed before migration 0011
         rows.push_back(std::move(row));
     }
     return rows;
@@ -396,49 +379,40 @@ void DeliveryStore::Acknowledge(const std::vector<Uuid>& batch_ids, const std::v
     auto& session = Session();
     pg::Transaction tx(session);
     // Only records this session still owns: another relay that adopted one (docs/security.md) delivers or
-    // dead-letters its rows itself, after its own presence check.
+    // dead-letters its rows itself, after its own presence check. Only a dead owner's records are adopted, and a
+    // dead session commits nothing more, so an acknowledgement never races an adoption.
     const std::string owner = std::to_string(owner_);
     for (const auto& d : dead) {
-        tx.Exec(kDeadLetterSql,
-                {d.batch_id.ToString(), d.event.event_id.ToString(),
-                 d.error.empty() ? std::string("rejected") : d.error, std::to_string(std::max(d.attempts, 1)), owner});
+        tx.Exec(
+            kDeadLetterSql,
+            {d.batch_id.ToString(), d.event.event_id.ToString(), d.error.empty() ? std::string("rejected") : d.error,
+             std::to_string(std::max(d.attempts, 1)), owner, std::to_string(d.txid), std::to_string(d.outbox_id)});
     }
-    const auto deleted = tx.Exec("DELETE FROM eventlog.delivery WHERE batch_id = ANY($1::uuid[]) AND owner = $2",
-                                 {UuidArray(batch_ids), owner})
-                             .AffectedRows();
-    if (deleted < static_cast<std::int64_t>(batch_ids.size())) {
+    const std::string ids = UuidArray(batch_ids);
+    const auto acked =
+        tx.Exec(
+              "INSERT INTO eventlog.outbox_ack (batch_id) SELECT c.batch_id FROM eventlog.outbox_chunk c "
+              "WHERE c.batch_id = ANY ($1::uuid[]) AND c.owner = $2 ON CONFLICT DO NOTHING",
+              {ids, owner})
+            .AffectedRows();
+    const auto deleted =
+        tx.Exec("DELETE FROM eventlog.delivery WHERE batch_id = ANY($1::uuid[]) AND owner = $2", {ids, owner})
+            .AffectedRows();
+    if (acked + deleted < static_cast<std::int64_t>(batch_ids.size())) {
         log::Warning("records_taken_over", {{"records", static_cast<std::int64_t>(batch_ids.size())},
-                                            {"still_ours", deleted},
+                                            {"still_ours", acked + deleted},
                                             {"hint", std::string("another relay adopted them; it finishes them")}});
     }
     FaultPoint("during_ack");
     tx.Commit();
-    PublishFloor();
-}
-
-// At most once a second, and only forward. setval() is not transactional: the value stands at once.
-void DeliveryStore::PublishFloor() {
-    const auto now = std::chrono::steady_clock::now();
-    if (pending_floor_reset_) {
-        // Down, unconditionally: a session starting later must not begin above the restarted sequence.
-        Session().Exec("SELECT pg_catalog.setval('eventlog.relay_floor', $1::bigint)", {std::to_string(floor_)});
-        pending_floor_reset_ = false;
-        published_floor_ = floor_;
-        next_publish_ = now + std::chrono::seconds(1);
-        return;
-    }
-    if (floor_ <= published_floor_ || now < next_publish_) return;
-    Session().Exec(
-        "SELECT pg_catalog.setval('eventlog.relay_floor', $1::bigint) "
-        "WHERE $1::bigint > (SELECT last_value FROM eventlog.relay_floor)",
-        {std::to_string(floor_)});
-    published_floor_ = floor_;
-    next_publish_ = now + std::chrono::seconds(1);
 }
 
 std::vector<int> DeliveryStore::OtherOwners() {
-    const auto r =
-        Session().Exec("SELECT DISTINCT owner FROM eventlog.delivery WHERE owner <> $1", {std::to_string(owner_)});
+    const auto r = Session().Exec(
+        "SELECT c.owner FROM eventlog.outbox_chunk c WHERE c.owner <> $1 AND NOT EXISTS (SELECT 1 FROM "
+        "eventlog.outbox_ack a WHERE a.batch_id = c.batch_id) UNION SELECT owner FROM eventlog.delivery WHERE owner <> "
+        "$1",
+        {std::to_string(owner_)});
     std::vector<int> owners;
     owners.reserve(static_cast<std::size_t>(r.Rows()));
     for (int i = 0; i < r.Rows(); ++i) owners.push_back(static_cast<int>(r.GetInt(i, 0)));
@@ -468,33 +442,83 @@ bool DeliveryStore::HeldByStranger(int owner) {
 }
 
 std::vector<PendingRow> DeliveryStore::Adopt(int owner) {
-    return Decode(Session().Exec(kAdoptSql, {std::to_string(owner_), std::to_string(owner)}));
+    const std::string me = std::to_string(owner_);
+    const std::string them = std::to_string(owner);
+    auto rows = Decode(Session().Exec(kAdoptRecordsSql, {me, them}));
+    const auto r = Session().Exec(kAdoptChunksSql, {me, them});
+    // Consecutive chunks of one range are read together.
+    std::vector<Chunk> run;
+    auto flush = [&] {
+        if (run.empty()) return;
+        SendRead(run);
+        read_in_flight_ = false;
+        auto read = Rows(pg_->Receive(), run);
+        rows.insert(rows.end(), std::make_move_iterator(read.begin()), std::make_move_iterator(read.end()));
+        run.clear();
+    };
+    for (int i = 0; i < r.Rows(); ++i) {
+        Chunk c;
+        c.batch_id = Uuid::Parse(r.Get(i, 0)).value_or(Uuid{});
+        c.lo = std::string(r.Get(i, 1));
+        c.hi = std::string(r.Get(i, 2));
+        c.first_txid = r.GetInt(i, 3);
+        c.first_id = r.GetInt(i, 4);
+        c.last_txid = r.GetInt(i, 5);
+        c.last_id = r.GetInt(i, 6);
+        c.events = r.GetInt(i, 7);
+        if (!run.empty() && (run.back().lo != c.lo || run.back().hi != c.hi)) flush();
+        run.push_back(std::move(c));
+    }
+    flush();
+    return rows;
 }
 
-std::vector<PendingRow> DeliveryStore::LoadOwner(int owner) {
-    return Decode(Session().Exec(kLoadOwnerSql, {std::to_string(owner)}));
+bool DeliveryStore::HasRecords(int owner) {
+    return Session()
+               .Exec(
+                   "SELECT EXISTS (SELECT 1 FROM eventlog.outbox_chunk c WHERE c.owner = $1 AND NOT EXISTS (SELECT 1 "
+                   "FROM eventlog.outbox_ack a WHERE a.batch_id = c.batch_id)) OR EXISTS (SELECT 1 FROM "
+                   "eventlog.delivery WHERE owner = $1)",
+                   {std::to_string(owner)})
+               .Get(0, 0) == "t";
 }
 
 std::int64_t DeliveryStore::PruneEventIds(std::chrono::seconds window) {
     return Session()
         .Exec(
-            // Only ids of delivered events: not pending in the outbox (migration 0011), not dead-lettered, and not
-            // in a delivery record. Records hold their rows in outbox order, so an id whose outbox row is at or
-            // above the lowest first id of any record is kept while records are in flight (one probe per record,
-            // never an unnest of their rows): conservative, and exact once they are acknowledged.
+            // Only ids of delivered events: their transaction is visible in the acknowledged snapshot (its rows are
+            // in acknowledged chunks) and they are not dead-lettered; an id without an outbox row (written by hand)
+            // is. An id registered before migration 0018 (no txid) is
+            // delivered unless a record of the version before holds it: records hold their rows in outbox order, so
+            // one at or above the lowest first id of any such record is kept while they are in flight.
             "DELETE FROM eventlog.event_ids WHERE ctid = ANY (ARRAY(SELECT r.ctid FROM eventlog.event_ids r WHERE "
             "r.accepted_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1::float8) "
-            "AND NOT EXISTS (SELECT 1 FROM eventlog.outbox o WHERE o.id = r.outbox_id) "
             "AND NOT EXISTS (SELECT 1 FROM eventlog.dead_letter l WHERE l.event_id = r.event_id) "
-            "AND (r.outbox_id IS NULL OR r.outbox_id < COALESCE((SELECT pg_catalog.min((d.events[1]).id) "
-            "FROM eventlog.delivery d), "
-            "9223372036854775807)) LIMIT 10000))",
+            "AND CASE WHEN r.outbox_id IS NULL THEN true WHEN r.txid IS NOT NULL THEN "
+            "pg_catalog.txid_visible_in_snapshot(r.txid, (SELECT "
+            "eventlog.acknowledged_snapshot())) "
+            "ELSE r.outbox_id IS NULL OR r.outbox_id < COALESCE((SELECT pg_catalog.min((d.events[1]).id) "
+            "FROM eventlog.delivery d), 9223372036854775807) END LIMIT 10000))",
             {std::to_string(window.count())})
         .AffectedRows();
 }
 
 std::int64_t DeliveryStore::InFlightRecords() {
-    return Session().Exec("SELECT pg_catalog.count(*) FROM eventlog.delivery").GetInt(0, 0);
+    return Session()
+        .Exec(
+            "SELECT (SELECT pg_catalog.count(*) FROM eventlog.outbox_chunk c WHERE NOT EXISTS (SELECT 1 FROM "
+            "eventlog.outbox_ack a WHERE a.batch_id = c.batch_id)) + (SELECT pg_catalog.count(*) FROM "
+            "eventlog.delivery)")
+        .GetInt(0, 0);
+}
+
+std::vector<SlotState> DeliveryStore::Retain() {
+    const auto r = Session().Exec("SELECT slot, bytes, state FROM eventlog.truncate_delivered()");
+    std::vector<SlotState> slots;
+    for (int i = 0; i < r.Rows(); ++i) {
+        slots.push_back({static_cast<int>(r.GetInt(i, 0)), r.GetInt(i, 1), std::string(r.Get(i, 2))});
+    }
+    return slots;
 }
 
 bool DeliveryStore::WaitForNotify(std::chrono::milliseconds timeout) { return Session().WaitForNotify(timeout); }

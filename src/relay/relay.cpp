@@ -174,6 +174,7 @@ private:
     bool SleepUntilWoken(Clock::time_point last_recovery);
     void Recover();
     void PruneEventIds();
+    void Retain();
     bool SleepInterruptible(milliseconds duration);
     milliseconds Backoff(int failures);
 
@@ -481,6 +482,23 @@ void Relay::Impl::PruneEventIds() {
     }
 }
 
+// Delivered rows leave the outbox by partition (eventlog.truncate_delivered()). A partition another session holds
+// (pg_dump, a long read) is skipped and tried again at the next pass: it costs disk until then, never a wait.
+void Relay::Impl::Retain() {
+    for (const auto& slot : store_.Retain()) {
+        if (slot.state == "truncated") {
+            log::Info("outbox_partition_truncated",
+                      {{"slot", static_cast<std::int64_t>(slot.slot)}, {"bytes", slot.bytes}});
+        } else if (slot.state == "locked") {
+            log::Warning("outbox_partition_held",
+                         {{"slot", static_cast<std::int64_t>(slot.slot)},
+                          {"bytes", slot.bytes},
+                          {"hint", std::string("another session holds the partition (pg_dump, a long read): its "
+                                               "delivered rows stay on disk until it ends")}});
+        }
+    }
+}
+
 void Relay::Impl::Recover() {
     // Owners with records, and owners with only a stage left (a relay that died before claiming, or after its
     // last acknowledgement): every dead one is fenced, and its records are finished.
@@ -546,6 +564,7 @@ Stats Relay::Impl::Run(const RunOptions& options) {
             if (recovery_due || Clock::now() - last_recovery >= kRecoveryInterval) {
                 Recover();
                 PruneEventIds();
+                Retain();
                 recovery_due = false;
                 last_recovery = Clock::now();
             }
@@ -564,13 +583,9 @@ Stats Relay::Impl::Run(const RunOptions& options) {
                 continue;
             }
             if (options.drain) {
-                if (store_.InFlightRecords() == 0) {
-                    // Nothing above the floor. A row the floor passed over (docs/delivery.md, "The claim floor")
-                    // is found by a sweep, which a drain does not leave to the timer: it ends on an empty sweep.
-                    if (store_.LastClaimSwept()) break;
-                    store_.SweepNext();
-                    continue;
-                }
+                // An empty claim cut its range at a snapshot taken after it began: every row committed before is
+                // in a chunk. Done once no chunk is in flight either.
+                if (store_.InFlightRecords() == 0) break;
                 Recover();
                 last_recovery = Clock::now();
                 if (store_.InFlightRecords() > 0) SleepInterruptible(milliseconds(200));  // live relays' batches
@@ -632,7 +647,7 @@ Stats Relay::Impl::Run(const RunOptions& options) {
     // With nothing of ours in flight, the stage goes too; otherwise it stays for the fence of the next relay.
     if (!abort_.load() && connected_ && !store_.ClaimInFlight()) {
         try {
-            if (store_.LoadOwner(store_.Owner()).empty()) sink_.DropOwnStage();
+            if (!store_.HasRecords(store_.Owner())) sink_.DropOwnStage();
         } catch (const Error&) {
         }
     }

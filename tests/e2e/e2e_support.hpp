@@ -52,6 +52,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "support/test_env.hpp"
+
 extern char** environ;
 
 namespace eventlog::e2e {
@@ -1007,10 +1009,11 @@ public:
     std::int64_t VerifyExactlyOnce(const ProducedEvents& produced, const std::vector<std::string>& dead_lettered = {}) {
         auto pg = Retrying([&] { return OpenPg(dsn_); });
         const auto left = pg.Exec(
-            "SELECT (SELECT count(*) FROM eventlog.outbox), (SELECT count(*) FROM eventlog.delivery), "
+            "SELECT (SELECT count(*) FROM eventlog.outbox_pending), (SELECT count(*) FROM eventlog.in_flight), "
             "(SELECT count(*) FROM eventlog.dead_letter)");
-        EXPECT_EQ(left.GetInt(0, 0), 0) << "events left in eventlog.outbox";
-        EXPECT_EQ(left.GetInt(0, 1), 0) << "batches left in eventlog.delivery";
+        EXPECT_EQ(left.GetInt(0, 0), 0) << "events left in eventlog.outbox (not acknowledged)";
+        EXPECT_EQ(left.GetInt(0, 1), 0) << "records left in flight";
+        EXPECT_EQ(testing::CheckRanges(pg, true), "") << "the offline checker of ranges and chunks";
         EXPECT_EQ(left.GetInt(0, 2), static_cast<std::int64_t>(dead_lettered.size()))
             << "events in eventlog.dead_letter";
         {
@@ -1023,7 +1026,7 @@ public:
         EXPECT_TRUE(status.Ok()) << status.output;
         EXPECT_NE(status.output.find("\"pending\":0,"), std::string::npos) << status.output;
         EXPECT_NE(status.output.find("\"in_flight_events\":0,"), std::string::npos) << status.output;
-        EXPECT_NE(status.output.find(fmt::format("\"dead_letters\":{}}}", dead_lettered.size())), std::string::npos)
+        EXPECT_NE(status.output.find(fmt::format("\"dead_letters\":{},", dead_lettered.size())), std::string::npos)
             << status.output;
 
         auto ch = OpenCh(servers_.ch_url, name_, milliseconds(60'000));
@@ -1088,7 +1091,7 @@ public:
             if (!missing.empty()) {
                 const auto where = pg.Exec(
                     "SELECT (SELECT count(*) FROM eventlog.outbox WHERE event_id = $1::uuid), "
-                    "(SELECT count(*) FROM eventlog.delivery d, unnest(d.events) e WHERE e.event_id = $1::uuid), "
+                    "(SELECT count(*) FROM eventlog.in_flight d, unnest(d.events) e WHERE e.event_id = $1::uuid), "
                     "(SELECT count(*) FROM eventlog.dead_letter WHERE event_id = $1::uuid)",
                     {missing.front()});
                 ADD_FAILURE() << "missing event " << missing.front() << ": outbox=" << where.Get(0, 0)

@@ -370,8 +370,8 @@ protected:
             [&] {
                 try {
                     return w.PgInt(
-                               "SELECT (SELECT count(*) FROM eventlog.outbox) + "
-                               "(SELECT count(*) FROM eventlog.delivery)") == 0;
+                               "SELECT (SELECT count(*) FROM eventlog.outbox_pending) + "
+                               "(SELECT count(*) FROM eventlog.in_flight)") == 0;
                 } catch (const Error&) {
                     return false;
                 }

@@ -70,7 +70,7 @@ TEST_F(RelayBranches, PrefetchedClaimPendingAtSigtermIsDeliveredBeforeTheRelayEx
     // Two claim transactions among the records at once: one being sent, one prefetched.
     auto pg = OpenPg(w.Dsn());
     const bool prefetched =
-        WaitFor([&] { return pg.Exec("SELECT count(DISTINCT claimed_at) FROM eventlog.delivery").GetInt(0, 0) >= 2; },
+        WaitFor([&] { return pg.Exec("SELECT count(DISTINCT claimed_at) FROM eventlog.in_flight").GetInt(0, 0) >= 2; },
                 30s, 2ms);
     relay.Signal(SIGTERM);
     w.Note(fmt::format("SIGTERM with a prefetched claim: {}", prefetched));
@@ -86,9 +86,9 @@ TEST_F(RelayBranches, PrefetchedClaimPendingAtSigtermIsDeliveredBeforeTheRelayEx
     EXPECT_EQ(FindLine(lines, "relay_shutdown_timeout"), -1) << EventList(lines);
     EXPECT_EQ(FindLine(lines, "relay_prefetched_batch_left"), -1) << EventList(lines);
     // Both claims were delivered and acknowledged by this relay; the stop came mid-backlog; the stage is gone.
-    EXPECT_EQ(pg.Exec("SELECT count(*) FROM eventlog.delivery").GetInt(0, 0), 0)
+    EXPECT_EQ(pg.Exec("SELECT count(*) FROM eventlog.in_flight").GetInt(0, 0), 0)
         << "the stopping relay left delivery records behind";
-    EXPECT_GT(pg.Exec("SELECT count(*) FROM eventlog.outbox").GetInt(0, 0), 0)
+    EXPECT_GT(pg.Exec("SELECT count(*) FROM eventlog.outbox_pending").GetInt(0, 0), 0)
         << "the backlog was gone before SIGTERM: the stop interrupted nothing";
     EXPECT_EQ(w.StageTables(), 0) << "the stopping relay did not drop its stage";
     if (stopped >= 0) {
@@ -135,7 +135,7 @@ TEST_F(RelayBranches, SigtermDuringARetryBackoffExitsAtTheShutdownBound) {
     EXPECT_GT(FindLine(lines, "relay_stopped"), stopping) << EventList(lines);
     w.Note(FindLine(lines, "relay_shutdown_timeout") >= 0 ? "the watchdog's abort ended the sleep"
                                                           : "the sleep's own stop bound ended it");
-    EXPECT_GT(w.PgInt("SELECT count(*) FROM eventlog.delivery"), 0) << "the unsent batch's records are gone";
+    EXPECT_GT(w.PgInt("SELECT count(*) FROM eventlog.in_flight"), 0) << "the unsent batch's records are gone";
     const auto mark = w.MarkLogs();
     w.Drain();
     const auto drain = w.RelayLogLines(mark);
@@ -168,7 +168,7 @@ TEST_F(RelayBranches, SessionLostWhileRetryingAnUnreachableClickHouseLeavesTheBa
     EXPECT_EQ(left->Field("kind"), "transient") << left->text;
     EXPECT_EQ(left->owner, owner) << left->text;
     ASSERT_NO_FATAL_FAILURE(StopGracefully(relay));
-    EXPECT_GT(w.PgInt("SELECT count(*) FROM eventlog.delivery"), 0) << "the unsent batch's records are gone";
+    EXPECT_GT(w.PgInt("SELECT count(*) FROM eventlog.in_flight"), 0) << "the unsent batch's records are gone";
     const auto marks = w.MarkLogs();
     w.Drain();
     const auto drain = w.RelayLogLines(marks);
@@ -276,7 +276,7 @@ TEST_F(RelayBranches, FatalPostgresErrorAtAcknowledgementExitsOneAndTheNextRelay
         "CREATE FUNCTION public.e2e_refuse_ack() RETURNS trigger LANGUAGE plpgsql AS "
         "$$ BEGIN RAISE EXCEPTION 'e2e: acknowledgements refused'; END $$");
     pg.Exec(
-        "CREATE TRIGGER e2e_refuse_ack BEFORE DELETE ON eventlog.delivery FOR EACH STATEMENT "
+        "CREATE TRIGGER e2e_refuse_ack BEFORE INSERT ON eventlog.outbox_ack FOR EACH STATEMENT "
         "EXECUTE FUNCTION public.e2e_refuse_ack()");
     const auto ids = w.EmitCommitted(500);
     Child& relay = w.StartRelay();
@@ -291,8 +291,8 @@ TEST_F(RelayBranches, FatalPostgresErrorAtAcknowledgementExitsOneAndTheNextRelay
     EXPECT_EQ(FindLine(lines, "relay_retry"), -1) << "a fatal error was retried: " << EventList(lines);
     // The rows reached ClickHouse before the acknowledgement failed; their records stay for the next relay.
     EXPECT_EQ(w.ChRows(), 500);
-    EXPECT_GT(pg.Exec("SELECT count(*) FROM eventlog.delivery").GetInt(0, 0), 0);
-    pg.Exec("DROP TRIGGER e2e_refuse_ack ON eventlog.delivery");
+    EXPECT_GT(pg.Exec("SELECT count(*) FROM eventlog.in_flight").GetInt(0, 0), 0);
+    pg.Exec("DROP TRIGGER e2e_refuse_ack ON eventlog.outbox_ack");
     const auto mark = w.MarkLogs();
     w.Drain();
     const auto drain = w.RelayLogLines(mark);

@@ -99,7 +99,7 @@ TEST_F(Shutdown, SigtermFinishesTheBatchAndExitsZero) {
     EXPECT_EQ(At(lines, "relay_shutdown_timeout"), -1) << EventList(lines);
     // A graceful stop acknowledges its batch: nothing of this relay is left in flight.
     auto pg = OpenPg(w.Dsn());
-    EXPECT_EQ(pg.Exec("SELECT count(*) FROM eventlog.delivery").GetInt(0, 0), 0)
+    EXPECT_EQ(pg.Exec("SELECT count(*) FROM eventlog.in_flight").GetInt(0, 0), 0)
         << "a graceful stop left a delivery record behind";
     producer.Stop();
     w.Drain();

@@ -100,8 +100,9 @@ TEST_F(OutboxRelayTest, EmitThenDrainDeliversExactlyThatRow) {
     EXPECT_EQ(fields[7], "");
     EXPECT_EQ(rows.find('\n'), rows.size() - 1) << "exactly one row expected: " << rows;
 
-    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 0);
-    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.delivery"), 0);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox_pending"), 0);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.in_flight"), 0);
+    EXPECT_EQ(stack_->CheckRanges(true), "");
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.dead_letter"), 0);
 }
 

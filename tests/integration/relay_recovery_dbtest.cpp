@@ -117,7 +117,9 @@ TEST_F(RelayRecoveryTest, ARecoveredOwnersLockIsReleasedAndItsStageDropped) {
     stack_->Pg().Exec(
         "BEGIN;"
         "INSERT INTO eventlog.delivery (batch_id, owner, events) SELECT gen_random_uuid(), 4242, "
-        "array_agg(ROW(o.*)::eventlog.pending_event ORDER BY o.id) FROM eventlog.outbox o;"
+        "array_agg(ROW(o.id, o.event_id, o.event_type, o.event_date_time, o.environment, o.event_context, "
+        "o.metadata_version, o.trace_id, o.enqueued_at, o.span_id)::eventlog.pending_event ORDER BY o.id) FROM "
+        "eventlog.outbox o;"
         "DELETE FROM eventlog.outbox;"
         "COMMIT");
     const auto id = stack_->Pg().Exec("SELECT replace(outbox_id::text, '-', '') FROM eventlog.relay_identity");

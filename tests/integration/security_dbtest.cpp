@@ -152,7 +152,9 @@ LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.escalate(); RETURN pg_catalog.regex
     stack_->Pg().Exec(
         "BEGIN;"
         "INSERT INTO eventlog.delivery (batch_id, owner, events) SELECT gen_random_uuid(), 999, "
-        "pg_catalog.array_agg(ROW(o.*)::eventlog.pending_event ORDER BY o.id) FROM eventlog.outbox o WHERE o.id % 2 = "
+        "pg_catalog.array_agg(ROW(o.id, o.event_id, o.event_type, o.event_date_time, o.environment, o.event_context, "
+        "o.metadata_version, o.trace_id, o.enqueued_at, o.span_id)::eventlog.pending_event ORDER BY o.id) FROM "
+        "eventlog.outbox o WHERE o.id % 2 = "
         "0;"
         "DELETE FROM eventlog.outbox WHERE id % 2 = 0;"
         "COMMIT");
@@ -184,7 +186,7 @@ TEST_F(SecurityTest, TheProducerRoleCanOnlyEmit) {
         "SELECT count(*) FROM eventlog.outbox",
         "INSERT INTO eventlog.outbox (event_id, event_type, event_context) VALUES (gen_random_uuid(), 'x', '{}')",
         "DELETE FROM eventlog.outbox",
-        "SELECT count(*) FROM eventlog.delivery",
+        "SELECT count(*) FROM eventlog.in_flight",
         "DELETE FROM eventlog.delivery",
         "SELECT count(*) FROM eventlog.dead_letter",
         "INSERT INTO eventlog.dead_letter (event_id) VALUES (gen_random_uuid())",
@@ -224,12 +226,7 @@ TEST_F(SecurityTest, TheRelayDeliversAsTheRelayRoleAlone) {
 // relays must still finish that owner's records, once: the one that adopts them delivers them, the other finds none.
 TEST_F(SecurityTest, AStrangerHoldingADeadRelaysLockDoesNotBlockItsRecovery) {
     for (int i = 0; i < 50; ++i) EmitOne(R"({"i":)" + std::to_string(i) + "}");
-    stack_->Pg().Exec(
-        "BEGIN;"
-        "INSERT INTO eventlog.delivery (batch_id, owner, events) SELECT gen_random_uuid(), 4243, "
-        "pg_catalog.array_agg(ROW(o.*)::eventlog.pending_event ORDER BY o.id) FROM eventlog.outbox o;"
-        "DELETE FROM eventlog.outbox;"
-        "COMMIT");
+    ASSERT_EQ(stack_->ClaimAs(4243, 10).size(), 5u);
     const std::string stranger = MakeLogin("stranger", "");
     auto session = ConnectAs(stranger);
     session.Exec("SELECT pg_advisory_lock(1163283527, 4243)");  // the relay's lock class, the dead owner's key
@@ -238,7 +235,7 @@ TEST_F(SecurityTest, AStrangerHoldingADeadRelaysLockDoesNotBlockItsRecovery) {
 
     testing::BackgroundRelay first(stack_->Config());
     testing::BackgroundRelay second(stack_->Config());
-    ASSERT_TRUE(testing::WaitUntil([&] { return stack_->PgCount("SELECT count(*) FROM eventlog.delivery") == 0; },
+    ASSERT_TRUE(testing::WaitUntil([&] { return stack_->PgCount("SELECT count(*) FROM eventlog.in_flight") == 0; },
                                    std::chrono::seconds(30)))
         << "the dead owner's records were not recovered while a stranger held its lock";
     first.Stop();
@@ -262,8 +259,13 @@ TEST_F(SecurityTest, ARelayOutsideTheRelayRoleRefusesToStartAndNoRelayDeletesAno
     const std::string outsider = MakeLogin("outsider_relay", "");
     // Every privilege of the relay, granted directly instead of through eventlog_relay.
     stack_->Pg().Exec("GRANT USAGE ON SCHEMA eventlog TO " + outsider);
-    stack_->Pg().Exec("GRANT SELECT, DELETE, UPDATE ON eventlog.outbox TO " + outsider);
-    stack_->Pg().Exec("GRANT SELECT, INSERT, DELETE, UPDATE ON eventlog.delivery TO " + outsider);
+    stack_->Pg().Exec("GRANT SELECT ON eventlog.outbox TO " + outsider);
+    stack_->Pg().Exec(
+        "GRANT SELECT, INSERT, DELETE, UPDATE ON eventlog.delivery, eventlog.outbox_range, "
+        "eventlog.outbox_chunk, eventlog.outbox_ack TO " +
+        outsider);
+    stack_->Pg().Exec("GRANT EXECUTE ON FUNCTION eventlog.claim_chunks(integer, integer, integer, bigint, uuid[]) TO " +
+                      outsider);
     stack_->Pg().Exec("GRANT SELECT, INSERT, UPDATE ON eventlog.dead_letter TO " + outsider);
     stack_->Pg().Exec("GRANT SELECT ON eventlog.relay_identity, eventlog.limits TO " + outsider);
     for (int i = 0; i < 5; ++i) EmitOne(R"({"i":)" + std::to_string(i) + "}");
@@ -276,31 +278,26 @@ TEST_F(SecurityTest, ARelayOutsideTheRelayRoleRefusesToStartAndNoRelayDeletesAno
         EXPECT_THAT(e.what(), HasSubstr("'" + outsider + "' is not a member of eventlog_relay"));
         EXPECT_THAT(e.what(), HasSubstr("GRANT eventlog_relay TO " + outsider));
     }
-    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox"), 5) << "it claimed before refusing";
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.outbox_chunk"), 0) << "it claimed before refusing";
 
     // A record of another, live owner (its lock held here): a session acknowledging it by batch id deletes nothing
     // and writes no dead letter for its rows.
     stack_->Pg().Exec("SELECT pg_advisory_lock(1163283527, 4244)");
-    const std::string batch(
-        stack_->Pg()
-            .Exec("WITH m AS (DELETE FROM eventlog.outbox RETURNING *) INSERT INTO eventlog.delivery "
-                  "(batch_id, owner, events) SELECT gen_random_uuid(), 4244, "
-                  "array_agg(ROW(m.*)::eventlog.pending_event ORDER BY m.id) FROM m "
-                  "RETURNING batch_id::text")
-            .Get(0, 0));
-    const std::string first_id(
-        stack_->Pg()
-            .Exec("SELECT (events[1]).event_id::text FROM eventlog.delivery WHERE batch_id = $1", {batch})
-            .Get(0, 0));
+    const std::string batch = stack_->ClaimAs(4244).at(0);
+    const auto first =
+        stack_->Pg().Exec("SELECT event_id::text, txid, id FROM eventlog.outbox ORDER BY txid, id LIMIT 1");
+    const std::string first_id(first.Get(0, 0));
     const Config config = stack_->Config();
     relay::detail::DeliveryStore store(config);
     store.Connect();
     relay::detail::PendingRow dead;
     dead.batch_id = Uuid::Parse(batch).value();
     dead.event.event_id = Uuid::Parse(first_id).value();
+    dead.txid = first.GetInt(0, 1);
+    dead.outbox_id = first.GetInt(0, 2);
     dead.error = "rejected";
     store.Acknowledge({dead.batch_id}, {dead});
-    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.delivery WHERE owner = 4244"), 1);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.in_flight WHERE owner = 4244"), 1);
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.dead_letter"), 0);
     stack_->Pg().Exec("SELECT pg_advisory_unlock_all()");
     EXPECT_EQ(stack_->Drain().delivered, 5);

@@ -225,8 +225,49 @@ std::int64_t TestStack::PgCount(std::string_view sql) { return Pg().Exec(sql).Ge
 
 std::int64_t TestStack::PendingEvents() {
     return PgCount(
-        "SELECT (SELECT count(*) FROM eventlog.outbox) + "
+        "SELECT (SELECT count(*) FROM eventlog.outbox_pending) + "
         "(SELECT coalesce(sum(cardinality(events)), 0) FROM eventlog.delivery)");
+}
+
+std::vector<std::string> TestStack::ClaimAs(int owner, int chunk_rows) {
+    const auto r = Pg().Exec(
+        "SELECT batch_id::text FROM eventlog.claim_chunks($1::integer, $2::integer, 2147483647, 9223372036854775807, "
+        "(SELECT array_agg(gen_random_uuid()) FROM generate_series(0, (SELECT count(*) FROM eventlog.outbox) / "
+        "$2::integer)))",
+        {std::to_string(owner), std::to_string(chunk_rows)});
+    std::vector<std::string> ids;
+    for (int i = 0; i < r.Rows(); ++i) ids.emplace_back(r.Get(i, 0));
+    return ids;
+}
+
+std::string TestStack::CheckRanges(bool all_claimed) { return testing::CheckRanges(Pg(), all_claimed); }
+
+std::string CheckRanges(pg::Connection& pg, bool all_claimed) {
+    const auto r = pg.Exec(R"sql(
+WITH covered AS MATERIALIZED (
+    SELECT c.batch_id, k.txid, k.id
+    FROM eventlog.outbox_chunk c JOIN eventlog.outbox_range r ON r.id = c.range_id,
+         LATERAL eventlog.range_rows(r.lo, r.hi, c.first_txid, c.first_id, c.last_txid, c.last_id,
+                                     9223372036854775807) k
+)
+SELECT
+    (SELECT count(*) FROM eventlog.outbox_chunk c, LATERAL (SELECT count(*) AS n FROM covered x
+                                                             WHERE x.batch_id = c.batch_id) x
+     WHERE x.n > c.events OR (x.n < c.events AND NOT EXISTS (SELECT 1 FROM eventlog.outbox_ack a
+                                                             WHERE a.batch_id = c.batch_id))) AS miscounted,
+    (SELECT count(*) FROM (SELECT 1 FROM covered GROUP BY txid, id HAVING count(*) > 1) d) AS overlapping,
+    (SELECT count(*) FROM eventlog.outbox o
+     WHERE NOT EXISTS (SELECT 1 FROM covered x WHERE x.txid = o.txid AND x.id = o.id)) AS uncovered,
+    (SELECT count(*) FROM eventlog.outbox_range r JOIN eventlog.outbox_range p ON p.id = r.id - 1
+     WHERE p.hi::text <> r.lo::text) AS unchained)sql");
+    std::string problems;
+    const char* names[] = {"chunks whose rows are not their count", "rows in two chunks", "rows in no chunk",
+                           "ranges not chained to the one before"};
+    for (int i = 0; i < 4; ++i) {
+        if (i == 2 && !all_claimed) continue;
+        if (r.GetInt(0, i) != 0) problems += std::to_string(r.GetInt(0, i)) + " " + names[i] + "; ";
+    }
+    return problems;
 }
 
 relay::Stats TestStack::Drain(const EnvMap& extra) {

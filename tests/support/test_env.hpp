@@ -105,8 +105,18 @@ public:
     std::string ChQuery(std::string_view sql);
     /// Runs a PostgreSQL query returning one integer, on Pg().
     std::int64_t PgCount(std::string_view sql);
-    /// Events not yet delivered: rows in eventlog.outbox plus events in eventlog.delivery records.
+    /// Events not yet delivered: rows of eventlog.outbox not acknowledged (eventlog.outbox_pending) plus events in
+    /// records of the version before (eventlog.delivery).
     std::int64_t PendingEvents();
+    /// Claims every pending row as relay owner `owner` would (eventlog.claim_chunks, in chunks of `chunk_rows`) and
+    /// returns the chunks' batch ids: the records a relay leaves when it dies right after its claim.
+    std::vector<std::string> ClaimAs(int owner, int chunk_rows = 1'000'000);
+    /// The offline checker of storage v2 (docs/delivery.md, "Ranges"): recomputes every chunk's rows from its
+    /// descriptor and returns what is wrong, "" when nothing is: a chunk whose rows are not its count (fewer is
+    /// right for an acknowledged one whose partition was truncated since), a row in two
+    /// chunks, a committed row in no chunk (with `all_claimed`: once a claim found nothing more), consecutive ranges
+    /// that do not chain (lo of one = hi of the one before).
+    std::string CheckRanges(bool all_claimed);
 
     /// Runs a relay on Config() (or ConfigWith(extra)) with drain=true and returns its stats.
     relay::Stats Drain(const EnvMap& extra = {});
@@ -171,5 +181,8 @@ protected:
 
     std::unique_ptr<TestStack> stack_;
 };
+
+/// TestStack::CheckRanges() on any session of an eventlog database.
+std::string CheckRanges(pg::Connection& pg, bool all_claimed);
 
 }  // namespace eventlog::testing

@@ -185,6 +185,10 @@ inline constexpr Spec kOutboxOldestPendingAge{
 inline constexpr Spec kOutboxInFlightEvents{
     "eventlog_outbox_in_flight_events", Type::kGauge,
     "Events claimed by a relay and not yet acknowledged (in delivery records; read from PostgreSQL)."};
+inline constexpr Spec kOutboxRetainedBytes{
+    "eventlog_outbox_retained_bytes", Type::kGauge,
+    "Disk held by the outbox's partitions, delivered rows included until their partition is truncated (read from "
+    "PostgreSQL)."};
 inline constexpr Spec kRelayDeliveredEvents{"eventlog_relay_delivered_events_total", Type::kCounter,
                                             "Events acknowledged by ClickHouse since the process started."};
 inline constexpr Spec kRelayBatches{"eventlog_relay_batches_total", Type::kCounter,

@@ -48,6 +48,8 @@ struct Status {
     std::int64_t in_flight_batches{0};     ///< Claimed batches not yet acknowledged.
     std::int64_t in_flight_events{0};      ///< Events in those batches.
     std::int64_t dead_letters{0};          ///< Rows in the dead-letter table.
+    std::int64_t retained_bytes{0};        ///< Disk of the outbox's partitions (delivered rows stay until truncated).
+    std::string retention_waiting;         ///< What keeps delivered rows on disk ("" when nothing does).
 };
 
 /// Reads the backlog figures.

@@ -42,8 +42,24 @@ private:
     int owner_;
 };
 
+/// One chunk of a range: the delivery record of storage v2 (docs/delivery.md, "Ranges"). Its rows are the rows of
+/// range (lo, hi] with keys from `first` to `last`, `events` of them.
+struct Chunk {
+    Uuid batch_id;
+    std::string lo, hi;  // the range's snapshots, as text
+    std::int64_t first_txid{0}, first_id{0}, last_txid{0}, last_id{0};
+    std::int64_t events{0};
+};
+
+/// What a retention pass did with one partition of the outbox (eventlog.truncate_delivered()).
+struct SlotState {
+    int slot{0};
+    std::int64_t bytes{0};
+    std::string state;  // "truncated", "live" (may hold undelivered rows) or "locked" (another session holds it)
+};
+
 /// The PostgreSQL side of delivery: one session (with its owner key and advisory lock), the claim, the
-/// acknowledgement, dead letters and the records of dead owners. All SQL of the protocol lives here. Not
+/// acknowledgement, dead letters, the records of dead owners and retention. All SQL of the protocol lives here. Not
 /// thread-safe; one per relay.
 class DeliveryStore {
 public:
@@ -54,7 +70,7 @@ public:
     void Connect();
     /// True while the session is open and not known to be broken.
     bool Healthy() const noexcept;
-    /// The session's owner key (its advisory lock; delivery.owner of its records).
+    /// The session's owner key (its advisory lock; the owner of its chunks).
     int Owner() const noexcept { return owner_; }
     /// The server's pid of the session (for logs).
     int BackendPid() const noexcept;
@@ -70,26 +86,23 @@ public:
     /// eventlog.limits as read when the session opened.
     const outbox::Limits& Limits() const noexcept { return limits_; }
 
-    /// Starts a claim without waiting (pipelined with the ClickHouse insert of the previous one).
+    /// Claims the next chunks (eventlog.claim_chunks: up to CLICKHOUSE_BATCH_SIZE rows and RELAY_CLAIM_MAX_BYTES,
+    /// in chunks of EVENT_BATCH_SIZE, committed) and starts reading their rows without waiting, so the read runs on
+    /// the server while the relay inserts the claim before.
     void StartClaim();
-    /// Claims up to CLICKHOUSE_BATCH_SIZE rows (and RELAY_CLAIM_MAX_BYTES), recorded as delivery records of
-    /// EVENT_BATCH_SIZE rows each, in one statement; returns them in outbox order. Collects a started claim. With
-    /// `prefetch_next`, a full claim starts the next one on the server before its rows are decoded.
+    /// Returns the rows of the claim started last (starting one when none is), in key order, each with its chunk's
+    /// batch id. With `prefetch_next`, a full claim starts the next one before its rows are decoded.
     std::vector<PendingRow> Claim(bool prefetch_next);
     /// True when the last claim stopped at its row or byte bound (more is probably waiting).
     bool LastClaimWasFull() const noexcept { return last_claim_full_; }
-    /// True when the last claim looked from the head of the outbox (floor 0), not from the floor.
-    bool LastClaimSwept() const noexcept { return last_claim_swept_; }
-    /// Makes the next claim look from the head of the outbox (a sweep), whatever the floor.
-    void SweepNext() noexcept { next_sweep_ = {}; }
     /// True while a claim started by StartClaim() has not been collected.
-    bool ClaimInFlight() const noexcept { return claim_in_flight_ || prefetched_.has_value(); }
+    bool ClaimInFlight() const noexcept { return read_in_flight_ || prefetched_.has_value(); }
 
-    /// Acknowledges delivered records: writes `dead` into eventlog.dead_letter and deletes the records, in one
-    /// transaction.
+    /// Acknowledges delivered records: writes `dead` into eventlog.dead_letter and acknowledges the chunks (and
+    /// deletes records of the version before), in one transaction, for the records this session still owns.
     void Acknowledge(const std::vector<Uuid>& batch_ids, const std::vector<PendingRow>& dead);
 
-    /// Owners of delivery records other than this session's.
+    /// Owners of records in flight other than this session's.
     std::vector<int> OtherOwners();
     /// Takes `owner`'s lock when its session is gone; nullopt while it is held (the owner lives).
     std::optional<OwnerLock> TryLock(int owner);
@@ -97,16 +110,19 @@ public:
     /// advisory locks are open to every role, so a stranger can take a dead owner's key; the owner is dead all the
     /// same, because a live relay holds its own key for its session's life.
     bool HeldByStranger(int owner);
-    /// Moves `owner`'s records to this session's owner key, in one statement (of two relays adopting at once, one
-    /// gets them), and returns their rows in claim order. Recovery adopts every dead owner's records after fencing
-    /// it, so that the rows it re-sends belong to this session (and to this session's fence) from then on.
+    /// Moves `owner`'s records in flight to this session's owner key, in one statement each (of two relays adopting
+    /// at once, one gets them), and returns their rows in claim order. Recovery adopts every dead owner's records
+    /// after fencing it, so that the rows it re-sends belong to this session (and to this session's fence).
     std::vector<PendingRow> Adopt(int owner);
-    /// Every row of `owner`'s records, in claim order.
-    std::vector<PendingRow> LoadOwner(int owner);
+    /// True when `owner` has records in flight.
+    bool HasRecords(int owner);
     /// Removes up to 10,000 accepted event ids older than `window` from eventlog.event_ids; returns how many.
     std::int64_t PruneEventIds(std::chrono::seconds window);
-    /// Delivery records in flight, of every owner.
+    /// Records in flight, of every owner.
     std::int64_t InFlightRecords();
+    /// One retention pass: truncates the outbox's partitions whose rows are all delivered, forgets ranges whose
+    /// rows are gone. Returns the partitions that hold rows, with what happened to each.
+    std::vector<SlotState> Retain();
     /// Waits up to `timeout` for the outbox's NOTIFY.
     bool WaitForNotify(std::chrono::milliseconds timeout);
 
@@ -124,10 +140,11 @@ private:
     pg::Connection& Session();
     void Unlock(int owner) noexcept;
     std::chrono::milliseconds ReadTimeline();
+    /// Sends the read of `chunks` (consecutive chunks of one range) without waiting.
+    void SendRead(const std::vector<Chunk>& chunks);
+    /// The rows of a read of `chunks`, each with its chunk's batch id; fails unless every chunk has its count.
+    std::vector<PendingRow> Rows(const pg::Result& result, const std::vector<Chunk>& chunks) const;
     std::vector<PendingRow> Decode(const pg::Result& result) const;
-    void AdvanceFloor(const pg::Result& result, std::int64_t claimed, bool full);
-    /// Writes the floor to eventlog.relay_floor for sessions that start later (at most once a second, only forward).
-    void PublishFloor();
 
     const Config& config_;
     std::optional<pg::Connection> pg_;
@@ -135,18 +152,11 @@ private:
     std::string outbox_id_;
     outbox::Limits limits_;
     std::chrono::milliseconds suspect_for_{0};
-    bool claim_in_flight_{false};
-    std::optional<pg::Result> prefetched_;  // a started claim's result, received but not decoded
+    bool read_in_flight_{false};
+    std::optional<pg::Result> prefetched_;  // a started read's result, received but not decoded
+    std::vector<Chunk> claimed_;            // the chunks of the read in flight (or prefetched)
+    bool claimed_full_{false};              // whether that claim stopped at its row or byte bound
     bool last_claim_full_{false};
-    std::int64_t floor_{0};                                               // claims scan ids above it (see kClaimSql)
-    std::deque<std::pair<std::int64_t, std::int64_t>> floor_candidates_;  // (highest id claimed, claim's xid)
-    std::chrono::steady_clock::time_point next_sweep_{};
-    std::int64_t published_floor_{0};  // the floor this session last wrote to eventlog.relay_floor
-    bool pending_floor_reset_{false};  // the floor went down (the sequence restarted): publish it down too
-    std::chrono::steady_clock::time_point next_publish_{};
-    bool started_claim_swept_{false};  // the claim started last looks from floor 0
-    std::chrono::steady_clock::time_point claim_started_at_{};
-    bool last_claim_swept_{false};  // the claim collected last did
 };
 
 }  // namespace eventlog::relay::detail
