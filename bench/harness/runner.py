@@ -152,13 +152,11 @@ class Runner:
         self.pg_exec(f"VACUUM ANALYZE {table}")
 
     def pending(self) -> int:
-        """Events not yet acknowledged: outbox rows plus rows held by delivery records."""
-        return int(self.pg_value("SELECT (SELECT count(*) FROM eventlog.outbox) + "
-                                 "(SELECT coalesce(sum(cardinality(events)), 0) FROM eventlog.delivery)"))
+        """Events not yet acknowledged: rows in no chunk plus rows of chunks in flight (eventlog.backlog())."""
+        return int(self.pg_value("SELECT pending + in_flight_events FROM eventlog.backlog()"))
 
     def pg_empty(self) -> bool:
-        return bool(self.pg_value("SELECT NOT EXISTS (SELECT 1 FROM eventlog.outbox) "
-                                  "AND NOT EXISTS (SELECT 1 FROM eventlog.delivery)"))
+        return bool(self.pg_value("SELECT pending = 0 AND in_flight_records = 0 FROM eventlog.backlog()"))
 
     # --- ClickHouse ---------------------------------------------------------------------------------------------
     def ch_rows(self, ch=None) -> int:
@@ -196,8 +194,8 @@ class Runner:
             {"LOG_LEVEL": "warning"}, relay=False), check=True, stdout=subprocess.DEVNULL)
 
     def reset(self) -> None:
-        """Empty outbox, no delivery records, empty event_log."""
-        self.pg_exec("TRUNCATE eventlog.outbox, eventlog.delivery")
+        """Empty outbox, no delivery records, empty event_log (the chain of ranges stays: it has no gap)."""
+        self.pg_exec("TRUNCATE eventlog.outbox, eventlog.delivery, eventlog.outbox_chunk, eventlog.outbox_ack")
         self.ch_truncate(self.ch_table)
 
     def load(self, n: int, table: str = "eventlog.outbox") -> float:

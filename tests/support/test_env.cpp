@@ -230,14 +230,17 @@ std::int64_t TestStack::PendingEvents() {
 }
 
 std::vector<std::string> TestStack::ClaimAs(int owner, int chunk_rows) {
-    const auto r = Pg().Exec(
-        "SELECT batch_id::text FROM eventlog.claim_chunks($1::integer, $2::integer, 2147483647, 9223372036854775807, "
-        "(SELECT array_agg(gen_random_uuid()) FROM generate_series(0, (SELECT count(*) FROM eventlog.outbox) / "
-        "$2::integer)))",
-        {std::to_string(owner), std::to_string(chunk_rows)});
+    // One claim takes rows of one range; claims go on until one finds nothing.
     std::vector<std::string> ids;
-    for (int i = 0; i < r.Rows(); ++i) ids.emplace_back(r.Get(i, 0));
-    return ids;
+    for (;;) {
+        const auto r = Pg().Exec(
+            "SELECT batch_id::text FROM eventlog.claim_chunks($1::integer, $2::integer, 2147483647, "
+            "9223372036854775807, (SELECT array_agg(gen_random_uuid()) FROM generate_series(0, (SELECT count(*) FROM "
+            "eventlog.outbox) / $2::integer)))",
+            {std::to_string(owner), std::to_string(chunk_rows)});
+        if (r.Rows() == 0) return ids;
+        for (int i = 0; i < r.Rows(); ++i) ids.emplace_back(r.Get(i, 0));
+    }
 }
 
 std::string TestStack::CheckRanges(bool all_claimed) { return testing::CheckRanges(Pg(), all_claimed); }

@@ -108,8 +108,9 @@ public:
     /// Events not yet delivered: rows of eventlog.outbox not acknowledged (eventlog.outbox_pending) plus events in
     /// records of the version before (eventlog.delivery).
     std::int64_t PendingEvents();
-    /// Claims every pending row as relay owner `owner` would (eventlog.claim_chunks, in chunks of `chunk_rows`) and
-    /// returns the chunks' batch ids: the records a relay leaves when it dies right after its claim.
+    /// Claims every pending row as relay owner `owner` would (eventlog.claim_chunks, in chunks of `chunk_rows`, claim
+    /// after claim until one finds nothing) and returns the chunks' batch ids: the records a relay leaves when it dies
+    /// right after its claims.
     std::vector<std::string> ClaimAs(int owner, int chunk_rows = 1'000'000);
     /// The offline checker of storage v2 (docs/delivery.md, "Ranges"): recomputes every chunk's rows from its
     /// descriptor and returns what is wrong, "" when nothing is: a chunk whose rows are not its count (fewer is
