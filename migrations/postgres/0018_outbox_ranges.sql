@@ -146,7 +146,7 @@ $$;
 -- range cut now. At most `max_rows` rows (and `max_bytes`, the first row always fits), in chunks of `chunk_rows`;
 -- chunk k gets batch id batch_ids[k]. Returns the chunks written (none when nothing is pending), and in `picked` how
 -- many rows were looked at (more than the chunks hold when the byte bound cut the claim). One claim at a time per
--- outbox (an advisory transaction lock), so chunks never overlap and the chain of ranges has no gap.
+-- outbox (a lock on eventlog.outbox_range), so chunks never overlap and the chain of ranges has no gap.
 CREATE FUNCTION eventlog.claim_chunks(owner integer, chunk_rows integer, max_rows integer, max_bytes bigint,
                                       batch_ids uuid[])
 RETURNS TABLE (batch_id uuid, range_id bigint, lo text, hi text, first_txid bigint, first_id bigint,
@@ -159,9 +159,11 @@ DECLARE
     now_snap   txid_snapshot;
     kmax       constant bigint := 9223372036854775807;
 BEGIN
-    -- Class "EVLG" (the owner keys' class), key 0: no owner key is 0. Each statement below takes a new snapshot,
-    -- after the lock, so it sees the chunks and ranges of the claim before.
-    PERFORM pg_catalog.pg_advisory_xact_lock(1163283527, 0);
+    -- One claim at a time: a table lock that conflicts with itself, which only a role allowed to change the ranges
+    -- may take (an advisory lock, open to every role, would let any session stall every claim). Plain reads of the
+    -- ranges do not wait for it. Each statement below takes a new snapshot, after the lock, so it sees the chunks and
+    -- ranges of the claim before.
+    LOCK TABLE eventlog.outbox_range IN SHARE ROW EXCLUSIVE MODE;
     SELECT * INTO STRICT r FROM eventlog.outbox_range x ORDER BY x.id DESC LIMIT 1;
     SELECT c.last_txid, c.last_id + 1 INTO after_txid, after_id FROM eventlog.outbox_chunk c
     WHERE c.range_id = r.id ORDER BY c.last_txid DESC, c.last_id DESC LIMIT 1;

@@ -251,6 +251,27 @@ TEST_F(SecurityTest, AStrangerHoldingADeadRelaysLockDoesNotBlockItsRecovery) {
               1);
 }
 
+// Claims are serialised by a lock only a relay may take (storage v2): a stranger that holds the advisory key an earlier
+// draft used, or tries the table lock itself, stalls nothing. With an advisory lock any role could stop every claim.
+TEST_F(SecurityTest, AStrangerCannotStallClaims) {
+    for (int i = 0; i < 5; ++i) EmitOne(R"({"i":)" + std::to_string(i) + "}");
+    const std::string stranger = MakeLogin("claim_staller", "");
+    auto session = ConnectAs(stranger);
+    session.Exec("SELECT pg_advisory_lock(1163283527, 0)");
+    session.Exec("BEGIN");
+    try {
+        session.Exec("LOCK TABLE eventlog.outbox_range IN SHARE ROW EXCLUSIVE MODE");
+        ADD_FAILURE() << "a stranger took the claim lock";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("42501"));
+    }
+    session.Exec("ROLLBACK");
+    testing::BackgroundRelay drain(stack_->Config(), /*drain=*/true);
+    EXPECT_TRUE(drain.WaitFinished(std::chrono::seconds(10))) << "claims waited for the stranger";
+    EXPECT_EQ(drain.Stop().delivered, 5);
+    EXPECT_EQ(stack_->ChCount("SELECT count() FROM " + stack_->ChTable()), 5);
+}
+
 // (issue 18, item 8) Two relays whose role is outside eventlog_relay took each other's live batches for a dead
 // relay's: each fenced the other's stage and adopted its records every pass, and an acknowledgement deleted records
 // by batch id whoever owned them by then, so a poison row adopted between the two was lost. Seen failing before the
