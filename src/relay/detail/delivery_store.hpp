@@ -3,11 +3,11 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <future>
 #include <eventlog/core/config.hpp>
 #include <eventlog/core/uuid.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/pg/connection.hpp>
+#include <future>
 #include <optional>
 #include <string>
 #include <vector>
@@ -156,10 +156,11 @@ private:
     std::string outbox_id_;
     outbox::Limits limits_;
     std::chrono::milliseconds suspect_for_{0};
-    std::future<std::vector<PendingRow>> reading_;      // declared after pg_: joined before it goes
-    std::optional<std::vector<PendingRow>> prefetched_;  // a read collected early (another statement needed the session)
-    std::vector<Chunk> claimed_;            // the chunks of the read in flight (or prefetched)
-    bool claimed_full_{false};              // whether that claim stopped at its row or byte bound
+    std::future<std::vector<PendingRow>> reading_;  // declared after pg_: joined before it goes
+    // A read collected early, when another statement needed the session.
+    std::optional<std::vector<PendingRow>> prefetched_;
+    std::vector<Chunk> claimed_;  // the chunks of the read in flight (or prefetched)
+    bool claimed_full_{false};    // whether that claim stopped at its row or byte bound
     bool last_claim_full_{false};
 };
 
