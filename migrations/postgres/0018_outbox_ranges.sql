@@ -142,6 +142,17 @@ LANGUAGE sql STABLE AS $$
      ORDER BY o.txid, o.id LIMIT max_rows)
 $$;
 
+-- Where the next chunk of range `range_id` starts: the key after its newest chunk's last key, or (-1, -1) before its
+-- first chunk.
+CREATE FUNCTION eventlog.range_cursor(range_id bigint, OUT after_txid bigint, OUT after_id bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(c.last_txid, -1), coalesce(c.last_id + 1, -1)
+    FROM (SELECT 1) one
+    LEFT JOIN LATERAL (SELECT x.last_txid, x.last_id FROM eventlog.outbox_chunk x
+                       WHERE x.range_id = range_cursor.range_id
+                       ORDER BY x.last_txid DESC, x.last_id DESC LIMIT 1) c ON true
+$$;
+
 -- The claim: the next chunks of the newest range after its last chunk, or, when that range is exhausted, of a new
 -- range cut now. At most `max_rows` rows (and `max_bytes`, the first row always fits), in chunks of `chunk_rows`;
 -- chunk k gets batch id batch_ids[k]. Returns the chunks written (none when nothing is pending), and in `picked` how
@@ -165,12 +176,7 @@ BEGIN
     -- ranges of the claim before.
     LOCK TABLE eventlog.outbox_range IN SHARE ROW EXCLUSIVE MODE;
     SELECT * INTO STRICT r FROM eventlog.outbox_range x ORDER BY x.id DESC LIMIT 1;
-    SELECT c.last_txid, c.last_id + 1 INTO after_txid, after_id FROM eventlog.outbox_chunk c
-    WHERE c.range_id = r.id ORDER BY c.last_txid DESC, c.last_id DESC LIMIT 1;
-    IF NOT FOUND THEN
-        after_txid := -1;
-        after_id := -1;
-    END IF;
+    SELECT x.after_txid, x.after_id INTO STRICT after_txid, after_id FROM eventlog.range_cursor(r.id) x;
     IF NOT EXISTS (SELECT 1 FROM eventlog.range_rows(r.lo, r.hi, after_txid, after_id, kmax, kmax, 1)) THEN
         -- The newest range is exhausted: cut the next one at this moment, unless nothing happened since.
         now_snap := pg_catalog.txid_current_snapshot();
@@ -234,12 +240,7 @@ BEGIN
     WHERE NOT EXISTS (SELECT 1 FROM eventlog.outbox_ack a WHERE a.batch_id = c.batch_id);
     SELECT * INTO STRICT r FROM eventlog.outbox_range x ORDER BY x.id DESC LIMIT 1;
     IF open_range IS NULL THEN
-        SELECT c.last_txid, c.last_id + 1 INTO after_txid, after_id FROM eventlog.outbox_chunk c
-        WHERE c.range_id = r.id ORDER BY c.last_txid DESC, c.last_id DESC LIMIT 1;
-        IF NOT FOUND THEN
-            after_txid := -1;
-            after_id := -1;
-        END IF;
+        SELECT x.after_txid, x.after_id INTO STRICT after_txid, after_id FROM eventlog.range_cursor(r.id) x;
         IF NOT EXISTS (SELECT 1 FROM eventlog.range_rows(r.lo, r.hi, after_txid, after_id, kmax, kmax, 1)) THEN
             RETURN r.hi;
         END IF;
@@ -331,12 +332,7 @@ DECLARE
     kmax       constant bigint := 9223372036854775807;
 BEGIN
     SELECT * INTO STRICT r FROM eventlog.outbox_range x ORDER BY x.id DESC LIMIT 1;
-    SELECT c.last_txid, c.last_id + 1 INTO after_txid, after_id FROM eventlog.outbox_chunk c
-    WHERE c.range_id = r.id ORDER BY c.last_txid DESC, c.last_id DESC LIMIT 1;
-    IF NOT FOUND THEN
-        after_txid := -1;
-        after_id := -1;
-    END IF;
+    SELECT x.after_txid, x.after_id INTO STRICT after_txid, after_id FROM eventlog.range_cursor(r.id) x;
     -- Not chunked: the rest of the newest range, and every row committed after its hi.
     SELECT pg_catalog.count(*), pg_catalog.min(o.enqueued_at) INTO pending, oldest_enqueued_at
     FROM ((SELECT k.enqueued_at FROM eventlog.range_rows(r.lo, r.hi, after_txid, after_id, kmax, kmax, kmax) k)
@@ -422,7 +418,7 @@ REVOKE ALL ON eventlog.outbox, eventlog.outbox_range, eventlog.outbox_chunk, eve
     eventlog.outbox_pending, eventlog.in_flight FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventlog.range_rows(txid_snapshot, txid_snapshot, bigint, bigint, bigint, bigint, bigint),
     eventlog.claim_chunks(integer, integer, integer, bigint, uuid[]), eventlog.retention_frontier(),
-    eventlog.acknowledged_snapshot(),
+    eventlog.acknowledged_snapshot(), eventlog.range_cursor(bigint),
     eventlog.truncate_delivered(integer), eventlog.backlog() FROM PUBLIC;
 DO $grants$
 DECLARE
@@ -444,8 +440,8 @@ BEGIN
     GRANT SELECT, INSERT, DELETE ON eventlog.outbox_ack TO eventlog_relay;
     GRANT SELECT ON eventlog.outbox_range, eventlog.outbox_chunk, eventlog.outbox_ack TO eventlog_admin;
     GRANT EXECUTE ON FUNCTION eventlog.range_rows(txid_snapshot, txid_snapshot, bigint, bigint, bigint, bigint, bigint),
-        eventlog.retention_frontier(), eventlog.acknowledged_snapshot(), eventlog.backlog() TO eventlog_relay,
-        eventlog_admin;
+        eventlog.retention_frontier(), eventlog.acknowledged_snapshot(), eventlog.range_cursor(bigint),
+        eventlog.backlog() TO eventlog_relay, eventlog_admin;
     GRANT EXECUTE ON FUNCTION eventlog.claim_chunks(integer, integer, integer, bigint, uuid[]),
         eventlog.truncate_delivered(integer) TO eventlog_relay;
     -- An administrator's bulk COPY and the dead-letter replay: every column but txid, which is always the writer's.

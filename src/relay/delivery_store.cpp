@@ -92,6 +92,20 @@ ON CONFLICT (event_id) DO UPDATE SET error = EXCLUDED.error,
     attempts = eventlog.dead_letter.attempts + EXCLUDED.attempts, last_failed_at = pg_catalog.now(),
     batch_id = EXCLUDED.batch_id)sql";
 
+/// Row `i` of kClaimSql's or kAdoptChunksSql's result: batch id, lo, hi, first key, last key, row count.
+Chunk ChunkAt(const pg::Result& r, int i) {
+    Chunk c;
+    c.batch_id = Uuid::Parse(r.Get(i, 0)).value_or(Uuid{});
+    c.lo = std::string(r.Get(i, 1));
+    c.hi = std::string(r.Get(i, 2));
+    c.first_txid = r.GetInt(i, 3);
+    c.first_id = r.GetInt(i, 4);
+    c.last_txid = r.GetInt(i, 5);
+    c.last_id = r.GetInt(i, 6);
+    c.events = r.GetInt(i, 7);
+    return c;
+}
+
 std::string UuidArray(const std::vector<Uuid>& ids) {
     std::string text = "{";
     for (const auto& id : ids) {
@@ -253,15 +267,7 @@ void DeliveryStore::StartClaim() {
     claimed_.clear();
     std::int64_t events = 0;
     for (int i = 0; i < r.Rows(); ++i) {
-        Chunk c;
-        c.batch_id = Uuid::Parse(r.Get(i, 0)).value_or(Uuid{});
-        c.lo = std::string(r.Get(i, 1));
-        c.hi = std::string(r.Get(i, 2));
-        c.first_txid = r.GetInt(i, 3);
-        c.first_id = r.GetInt(i, 4);
-        c.last_txid = r.GetInt(i, 5);
-        c.last_id = r.GetInt(i, 6);
-        c.events = r.GetInt(i, 7);
+        Chunk c = ChunkAt(r, i);
         events += c.events;
         claimed_.push_back(std::move(c));
     }
@@ -458,15 +464,7 @@ std::vector<PendingRow> DeliveryStore::Adopt(int owner) {
         run.clear();
     };
     for (int i = 0; i < r.Rows(); ++i) {
-        Chunk c;
-        c.batch_id = Uuid::Parse(r.Get(i, 0)).value_or(Uuid{});
-        c.lo = std::string(r.Get(i, 1));
-        c.hi = std::string(r.Get(i, 2));
-        c.first_txid = r.GetInt(i, 3);
-        c.first_id = r.GetInt(i, 4);
-        c.last_txid = r.GetInt(i, 5);
-        c.last_id = r.GetInt(i, 6);
-        c.events = r.GetInt(i, 7);
+        Chunk c = ChunkAt(r, i);
         if (!run.empty() && (run.back().lo != c.lo || run.back().hi != c.hi)) flush();
         run.push_back(std::move(c));
     }
