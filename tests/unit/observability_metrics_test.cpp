@@ -183,6 +183,7 @@ TEST(ObservabilityMetrics, ConcurrentIncrementsAreNotLost) {
 TEST(ObservabilityMetrics, TheIssueMetricNamesAreAllDefinedAndDocumented) {
     const std::vector<std::string> expected = {"eventlog_outbox_pending_events",
                                                "eventlog_outbox_oldest_pending_age_seconds",
+                                               "eventlog_outbox_retained_bytes",
                                                "eventlog_relay_delivered_events_total",
                                                "eventlog_relay_batches_total",
                                                "eventlog_relay_delivery_lag_seconds",

@@ -231,15 +231,13 @@ inline constexpr Spec kSentryDroppedEvents{"eventlog_sentry_dropped_events_total
                                            "Error events not sent: rate-limited, queue full or Sentry unreachable."};
 
 /// Every Spec above, in documentation order.
-inline constexpr const Spec* kAllSpecs[] = {&kOutboxPendingEvents,  &kOutboxOldestPendingAge,
-                                            &kOutboxInFlightEvents, &kRelayDeliveredEvents,
-                                            &kRelayBatches,         &kRelayDeliveryLag,
-                                            &kRelayInsertDuration,  &kRelayRetries,
-                                            &kRelayLastSuccess,     &kDeadLetterEvents,
-                                            &kHttpRequests,         &kHttpRequestDuration,
-                                            &kPgPoolConnections,    &kBuildInfo,
-                                            &kOtelExportedSpans,    &kOtelDroppedSpans,
-                                            &kSentrySentEvents,     &kSentryDroppedEvents};
+inline constexpr const Spec* kAllSpecs[] = {&kOutboxPendingEvents, &kOutboxOldestPendingAge, &kOutboxInFlightEvents,
+                                            &kOutboxRetainedBytes, &kRelayDeliveredEvents,   &kRelayBatches,
+                                            &kRelayDeliveryLag,    &kRelayInsertDuration,    &kRelayRetries,
+                                            &kRelayLastSuccess,    &kDeadLetterEvents,       &kHttpRequests,
+                                            &kHttpRequestDuration, &kPgPoolConnections,      &kBuildInfo,
+                                            &kOtelExportedSpans,   &kOtelDroppedSpans,       &kSentrySentEvents,
+                                            &kSentryDroppedEvents};
 
 /// Registers eventlog_build_info{version,commit} = 1.
 void AddBuildInfo(Registry& registry, const std::string& version, const std::string& commit);
