@@ -318,6 +318,13 @@ BEGIN
 END
 $$;
 
+-- The delivery records in flight, of this version (chunks not acknowledged) and of the version before.
+CREATE VIEW eventlog.in_flight AS
+SELECT c.batch_id, c.owner, c.claimed_at, c.events FROM eventlog.outbox_chunk c
+WHERE NOT EXISTS (SELECT 1 FROM eventlog.outbox_ack a WHERE a.batch_id = c.batch_id)
+UNION ALL
+SELECT d.batch_id, d.owner, d.claimed_at, pg_catalog.cardinality(d.events) FROM eventlog.delivery d;
+
 -- What is waiting, for `eventlog status` and the metrics: events not yet in a chunk, chunks in flight (and their
 -- events) of this version and of the version before, the oldest waiting event's enqueue time, the outbox's size on
 -- disk (rows stay there, delivered or not, until their partition is truncated), and what retention waits for: records
@@ -339,11 +346,8 @@ BEGIN
           UNION ALL
           (SELECT k.enqueued_at FROM eventlog.range_rows(r.hi, pg_catalog.txid_current_snapshot(), -1, -1, kmax, kmax,
                                                          kmax) k)) o;
-    SELECT pg_catalog.count(*), coalesce(pg_catalog.sum(c.events), 0) INTO in_flight_records, in_flight_events
-    FROM eventlog.outbox_chunk c WHERE NOT EXISTS (SELECT 1 FROM eventlog.outbox_ack a WHERE a.batch_id = c.batch_id);
-    in_flight_records := in_flight_records + (SELECT pg_catalog.count(*) FROM eventlog.delivery);
-    in_flight_events := in_flight_events +
-        (SELECT coalesce(pg_catalog.sum(pg_catalog.cardinality(d.events)), 0) FROM eventlog.delivery d);
+    SELECT pg_catalog.count(*), coalesce(pg_catalog.sum(f.events), 0) INTO in_flight_records, in_flight_events
+    FROM eventlog.in_flight f;
     retained_bytes := (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(i.inhrelid))::bigint
                        FROM pg_catalog.pg_inherits i WHERE i.inhparent = 'eventlog.outbox'::regclass);
     retention_waiting := coalesce(
@@ -374,13 +378,6 @@ WHERE NOT EXISTS (
     WHERE r.lo_xmin <= o.txid AND o.txid < r.hi_xmax
       AND pg_catalog.txid_visible_in_snapshot(o.txid, r.hi) AND NOT pg_catalog.txid_visible_in_snapshot(o.txid, r.lo)
       AND (c.first_txid, c.first_id) <= (o.txid, o.id) AND (o.txid, o.id) <= (c.last_txid, c.last_id));
-
--- The delivery records in flight, of this version (chunks not acknowledged) and of the version before.
-CREATE VIEW eventlog.in_flight AS
-SELECT c.batch_id, c.owner, c.claimed_at, c.events FROM eventlog.outbox_chunk c
-WHERE NOT EXISTS (SELECT 1 FROM eventlog.outbox_ack a WHERE a.batch_id = c.batch_id)
-UNION ALL
-SELECT d.batch_id, d.owner, d.claimed_at, pg_catalog.cardinality(d.events) FROM eventlog.delivery d;
 
 -- The status of one event in PostgreSQL: pending (not in a chunk yet), in_flight (in a chunk not acknowledged, or in
 -- a record of the version before), dead_lettered; no row when PostgreSQL holds no such state (delivered, or unknown).

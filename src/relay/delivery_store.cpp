@@ -416,11 +416,9 @@ void DeliveryStore::Acknowledge(const std::vector<Uuid>& batch_ids, const std::v
 }
 
 std::vector<int> DeliveryStore::OtherOwners() {
-    const auto r = Session().Exec(
-        "SELECT c.owner FROM eventlog.outbox_chunk c WHERE c.owner <> $1 AND NOT EXISTS (SELECT 1 FROM "
-        "eventlog.outbox_ack a WHERE a.batch_id = c.batch_id) UNION SELECT owner FROM eventlog.delivery WHERE owner <> "
-        "$1",
-        {std::to_string(owner_)});
+    // eventlog.in_flight: chunks not acknowledged, and records of the storage before 0018.
+    const auto r =
+        Session().Exec("SELECT DISTINCT owner FROM eventlog.in_flight WHERE owner <> $1", {std::to_string(owner_)});
     std::vector<int> owners;
     owners.reserve(static_cast<std::size_t>(r.Rows()));
     for (int i = 0; i < r.Rows(); ++i) owners.push_back(static_cast<int>(r.GetInt(i, 0)));
@@ -474,11 +472,7 @@ std::vector<PendingRow> DeliveryStore::Adopt(int owner) {
 
 bool DeliveryStore::HasRecords(int owner) {
     return Session()
-               .Exec(
-                   "SELECT EXISTS (SELECT 1 FROM eventlog.outbox_chunk c WHERE c.owner = $1 AND NOT EXISTS (SELECT 1 "
-                   "FROM eventlog.outbox_ack a WHERE a.batch_id = c.batch_id)) OR EXISTS (SELECT 1 FROM "
-                   "eventlog.delivery WHERE owner = $1)",
-                   {std::to_string(owner)})
+               .Exec("SELECT EXISTS (SELECT 1 FROM eventlog.in_flight WHERE owner = $1)", {std::to_string(owner)})
                .Get(0, 0) == "t";
 }
 
@@ -503,12 +497,7 @@ std::int64_t DeliveryStore::PruneEventIds(std::chrono::seconds window) {
 }
 
 std::int64_t DeliveryStore::InFlightRecords() {
-    return Session()
-        .Exec(
-            "SELECT (SELECT pg_catalog.count(*) FROM eventlog.outbox_chunk c WHERE NOT EXISTS (SELECT 1 FROM "
-            "eventlog.outbox_ack a WHERE a.batch_id = c.batch_id)) + (SELECT pg_catalog.count(*) FROM "
-            "eventlog.delivery)")
-        .GetInt(0, 0);
+    return Session().Exec("SELECT pg_catalog.count(*) FROM eventlog.in_flight").GetInt(0, 0);
 }
 
 std::vector<SlotState> DeliveryStore::Retain() {
