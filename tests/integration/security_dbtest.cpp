@@ -280,7 +280,7 @@ TEST_F(SecurityTest, ARelayOutsideTheRelayRoleRefusesToStartAndNoRelayDeletesAno
     const std::string outsider = MakeLogin("outsider_relay", "");
     // Every privilege of the relay, granted directly instead of through eventlog_relay.
     stack_->Pg().Exec("GRANT USAGE ON SCHEMA eventlog TO " + outsider);
-    stack_->Pg().Exec("GRANT SELECT ON eventlog.outbox TO " + outsider);
+    stack_->Pg().Exec("GRANT SELECT ON eventlog.outbox, eventlog.in_flight TO " + outsider);
     stack_->Pg().Exec(
         "GRANT SELECT, INSERT, DELETE, UPDATE ON eventlog.delivery, eventlog.outbox_range, "
         "eventlog.outbox_chunk, eventlog.outbox_ack TO " +
