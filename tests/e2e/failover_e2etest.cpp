@@ -580,8 +580,11 @@ TEST_F(Failover, TwoRelaysWithASlowInsertInFlightAtAnAsynchronousFailoverDuplica
     auto& w = *world_;
     StartProducers(3);
     testing::ThrottleProxy proxy("127.0.0.1", w.Srv().ch_port, 25 * 1024);
-    Child& slow =
-        w.StartRelay({{"CLICKHOUSE_URI", proxy.Url() + "/" + w.Name()}, {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "120"}});
+    // Its graceful stop may wait for an insert on the slow link (seconds): the shutdown bound is raised to match the
+    // link's timeout, or a SIGTERM during such an insert ends in exit 3 (seen once in CI, the insert still uploading).
+    Child& slow = w.StartRelay({{"CLICKHOUSE_URI", proxy.Url() + "/" + w.Name()},
+                                {"CLICKHOUSE_SEND_RECEIVE_TIMEOUT", "120"},
+                                {"RELAY_SHUTDOWN_TIMEOUT_MS", "130000"}});
     Child& fast = w.StartRelay();
     std::vector<std::uint64_t> uploaded;  // the slow link's bytes before the kill and after the promotion
     ASSERT_NO_FATAL_FAILURE(FailOver(0, 1, /*lose_claims=*/&fast, /*kill_relay=*/false,
