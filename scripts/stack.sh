@@ -12,9 +12,11 @@
 #                                                      a streaming standby of PRIMARY_DIR's PostgreSQL (its
 #                                                      copy, same credentials; application_name eventlog_standby)
 #   scripts/stack.sh promote-pg DIR | kill-pg DIR      promote a standby; kill -9 a server and all its processes
+#                                                      at once (a crashed host). For the failover tests.
+#   scripts/stack.sh crash-pg DIR                      immediate shutdown (pg_ctl -m immediate: no checkpoint,
+#                                                      crash recovery at the next start-pg). For the crash tests.
 #   scripts/stack.sh freeze-pg DIR | thaw-pg DIR       SIGSTOP / SIGCONT of a server and all its processes (a server
 #                                                       that stops answering, its sockets open)
-#                                                      at once (a crashed host). For the failover tests.
 #
 # Both listen on 127.0.0.1 only and accept no connection without a password:
 #   PostgreSQL  scram-sha-256 on TCP for every role (no `trust` anywhere); the unix socket lies in a folder
@@ -323,7 +325,7 @@ stop_pg() {
     [ -n "$home" ] || return 0
     user=$(svc_user pg)
     as_user "$user" test -f "$home/data/PG_VERSION" || return 0
-    as_user "$user" "$PG_BIN/pg_ctl" -D "$home/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+    as_user "$user" "$PG_BIN/pg_ctl" -D "$home/data" -m "${2:-fast}" -w -t 60 stop >/dev/null 2>&1 || true
 }
 
 # An older layout's PostgreSQL data folder: DIR/pg, or the /var/tmp/eventlog-pg-<md5> folder DIR/pg links
@@ -536,7 +538,8 @@ case "$cmd" in
                       start_pg_standby "$dir" "$3" "$(stack_dir_arg "$4")" ;;
     promote-pg) [ $# -eq 2 ] || die "usage: promote-pg DIR"; promote_pg "$(stack_dir_arg "$2")" ;;
     kill-pg) [ $# -eq 2 ] || die "usage: kill-pg DIR"; kill_pg "$(stack_dir_arg "$2")" ;;
+    crash-pg) [ $# -eq 2 ] || die "usage: crash-pg DIR"; stop_pg "$(stack_dir_arg "$2")" immediate ;;
     freeze-pg) [ $# -eq 2 ] || die "usage: freeze-pg DIR"; signal_pg "$(stack_dir_arg "$2")" STOP ;;
     thaw-pg) [ $# -eq 2 ] || die "usage: thaw-pg DIR"; signal_pg "$(stack_dir_arg "$2")" CONT ;;
-    *) die "usage: start|stop|remove|start-pg|start-ch|stop-pg|stop-ch|secret|free-port|start-pg-standby|promote-pg|kill-pg|freeze-pg|thaw-pg (see the header)" ;;
+    *) die "usage: start|stop|remove|start-pg|start-ch|stop-pg|stop-ch|secret|free-port|start-pg-standby|promote-pg|kill-pg|crash-pg|freeze-pg|thaw-pg (see the header)" ;;
 esac

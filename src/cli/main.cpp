@@ -36,6 +36,7 @@
 #include <stop_token>
 #include <thread>
 
+#include "cli/fault_injection.hpp"
 #include "cli/lifecycle.hpp"
 #include "cli/relay_ops.hpp"
 
@@ -183,7 +184,7 @@ int CmdRelay(bool drain) {
     cli::RelayOps ops(ops_config);
     cli::AddSentryMetrics(ops.Registry(), sentry);
     cli::AddTracingMetrics(ops.Registry(), tracer);
-    relay::Relay relay(config, &ops.Registry(), &sentry, &tracer);
+    relay::Relay relay(config, &ops.Registry(), &sentry, &tracer, cli::FaultInjectionFromEnvironment());
 
     relay::Stats stats;
     cli::LifecycleSteps steps;

@@ -10,8 +10,6 @@
 #include <sstream>
 #include <unordered_set>
 
-#include "relay/detail/fault_point.hpp"
-
 namespace eventlog::relay::detail {
 namespace {
 
@@ -26,8 +24,8 @@ std::string RandomNonce() {
 
 }  // namespace
 
-ClickHouseSink::ClickHouseSink(const Config& config)
-    : config_(config), client_(clickhouse::OptionsFrom(config.clickhouse)) {}
+ClickHouseSink::ClickHouseSink(const Config& config, const Probe& probe)
+    : config_(config), probe_(probe), client_(clickhouse::OptionsFrom(config.clickhouse)) {}
 
 std::string ClickHouseSink::Qualified(const std::string& table) const {
     return clickhouse::QuoteIdentifier(config_.clickhouse.database) + "." + clickhouse::QuoteIdentifier(table);
@@ -110,7 +108,7 @@ void ClickHouseSink::Insert(std::vector<PendingRow>& rows, std::vector<PendingRo
     if (rows.empty()) return;
     clickhouse::InsertOptions options;
     options.query_id = fmt::format("{}-{}", rows.front().batch_id.ToString(), ++send_seq_);
-    FaultPoint("before_insert");
+    probe_.At("before_insert");
     client_.Insert(stage_, encoder_->ColumnList(), body, options);
 }
 
@@ -154,7 +152,7 @@ std::vector<PendingRow> ClickHouseSink::Missing(const std::vector<PendingRow>& r
             }
             time_filter += ") AND ";
         }
-        FaultPoint("before_presence_query");
+        probe_.At("before_presence_query");
         const std::string body = client_.Query(
             fmt::format("SELECT DISTINCT toString(event_id) FROM {} WHERE {}event_id IN ({}) FORMAT TabSeparated",
                         target, time_filter, ids),

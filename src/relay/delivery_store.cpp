@@ -8,13 +8,10 @@
 #include <eventlog/observability/log.hpp>
 #include <random>
 
-#include "relay/detail/fault_point.hpp"
-
 namespace eventlog::relay::detail {
 namespace {
 
-/// Advisory-lock class id ("EVLG") under which each relay session holds its owner key. Key 0 of it serialises the
-/// claims (eventlog.claim_chunks).
+/// Advisory-lock class id ("EVLG") under which each relay session holds its owner key.
 constexpr int kOwnerLockClass = 0x45564C47;
 
 // Every shape of rows the store decodes: 0 batch id (NULL in a read of chunks: the chunk's is assigned by key),
@@ -131,7 +128,7 @@ OwnerLock::~OwnerLock() {
     if (store_ != nullptr) store_->Unlock(owner_);
 }
 
-DeliveryStore::DeliveryStore(const Config& config) : config_(config) {}
+DeliveryStore::DeliveryStore(const Config& config, const Probe& probe) : config_(config), probe_(probe) {}
 
 void DeliveryStore::Connect() {
     // A claim started or collected on the old session is not lost: its delivery records are recovered.
@@ -260,10 +257,17 @@ void DeliveryStore::StartClaim() {
     std::vector<Uuid> batch_ids(static_cast<std::size_t>(records));
     for (auto& id : batch_ids) id = Uuid::Random();
     // The claim itself is short (keys only, under the claim lock) and committed before any row is read: from then
-    // on its chunks are the records, whatever happens to this session.
-    const auto r = Session().Exec(
-        kClaimSql, {std::to_string(owner_), std::to_string(config_.relay.event_batch_size), std::to_string(limit),
-                    std::to_string(config_.relay.claim_max_bytes), UuidArray(batch_ids)});
+    // on its chunks are the records, whatever happens to this session. Its transaction is explicit so that the test
+    // seam has a step inside the cut, the claim lock held and nothing committed (two round trips more a claim).
+    pg::Result r;
+    {
+        pg::Transaction tx(Session());
+        r = tx.Exec(kClaimSql,
+                    {std::to_string(owner_), std::to_string(config_.relay.event_batch_size), std::to_string(limit),
+                     std::to_string(config_.relay.claim_max_bytes), UuidArray(batch_ids)});
+        if (r.Rows() > 0) probe_.At("in_cut");
+        tx.Commit();
+    }
     claimed_.clear();
     std::int64_t events = 0;
     for (int i = 0; i < r.Rows(); ++i) {
@@ -411,7 +415,7 @@ void DeliveryStore::Acknowledge(const std::vector<Uuid>& batch_ids, const std::v
                                             {"still_ours", acked + deleted},
                                             {"hint", std::string("another relay adopted them; it finishes them")}});
     }
-    FaultPoint("during_ack");
+    probe_.At("during_ack");
     tx.Commit();
 }
 
@@ -501,12 +505,18 @@ std::int64_t DeliveryStore::InFlightRecords() {
 }
 
 std::vector<SlotState> DeliveryStore::Retain() {
-    const auto r = Session().Exec("SELECT slot, bytes, state FROM eventlog.truncate_delivered()");
+    // An explicit transaction, so that the test seam has a step with partitions truncated and nothing committed.
+    pg::Transaction tx(Session());
+    const auto r = tx.Exec("SELECT slot, bytes, state FROM eventlog.truncate_delivered()");
     std::vector<SlotState> slots;
     slots.reserve(static_cast<std::size_t>(r.Rows()));
     for (int i = 0; i < r.Rows(); ++i) {
         slots.push_back({static_cast<int>(r.GetInt(i, 0)), r.GetInt(i, 1), std::string(r.Get(i, 2))});
     }
+    if (std::any_of(slots.begin(), slots.end(), [](const SlotState& s) { return s.state == "truncated"; })) {
+        probe_.At("during_truncate");
+    }
+    tx.Commit();
     return slots;
 }
 

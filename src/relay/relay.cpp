@@ -1,20 +1,12 @@
-#include <fmt/format.h>
-#include <signal.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <eventlog/core/error.hpp>
 #include <eventlog/observability/log.hpp>
-#include <eventlog/observability/metrics.hpp>
-#include <eventlog/observability/sentry.hpp>
 #include <eventlog/observability/tracing.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/relay/relay.hpp>
 #include <iterator>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
@@ -24,42 +16,14 @@
 #include "relay/detail/batch_sender.hpp"
 #include "relay/detail/clickhouse_sink.hpp"
 #include "relay/detail/delivery_store.hpp"
-#include "relay/detail/fault_point.hpp"
+#include "relay/detail/loop_observer.hpp"
 #include "relay/detail/producer_links.hpp"
 #include "relay/detail/retry_policy.hpp"
+#include "relay/detail/step_probe.hpp"
 
 namespace eventlog::relay {
 
 using detail::PendingRow;
-
-namespace detail {
-
-void FaultPoint(const char* name) {
-    // Read on every call (a few per batch), so that an in-process test can arm a point after another.
-    const char* point = std::getenv("EVENTLOG_FAULT_POINT");
-    if (point == nullptr || std::string_view(point) != name) return;
-    static std::mutex mutex;
-    static std::string armed;
-    static int remaining = 0;
-    std::lock_guard<std::mutex> lock(mutex);
-    if (armed != point) {
-        armed = point;
-        const char* after = std::getenv("EVENTLOG_FAULT_AFTER");
-        remaining = after ? std::max(1, std::atoi(after)) : 1;
-    }
-    if (remaining <= 0 || --remaining > 0) return;
-    const char* action = std::getenv("EVENTLOG_FAULT_ACTION");
-    if (action != nullptr && std::string_view(action) == "throw") {
-        log::Warning("fault_point_throw", {{"point", std::string(name)}});
-        TransientError error(std::string("injected fault at ") + name, false);
-        error.SetOrigin(ErrorSource::kClickHouse, "210");  // NETWORK_ERROR: as if the server went away
-        throw error;
-    }
-    log::Warning("fault_point_kill", {{"point", std::string(name)}});
-    ::kill(::getpid(), SIGKILL);
-}
-
-}  // namespace detail
 
 namespace {
 
@@ -85,16 +49,16 @@ void TakeOverLimits(std::vector<PendingRow>& rows, const outbox::Limits& limits,
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-/// Sets a flag for its lifetime (however the scope ends).
-class RestingFlag {
+/// Tells the observer the relay rests for the scope's lifetime (however the scope ends).
+class RestingScope {
 public:
-    explicit RestingFlag(std::atomic<bool>& flag) : flag_(flag) { flag_.store(true); }
-    ~RestingFlag() { flag_.store(false); }
-    RestingFlag(const RestingFlag&) = delete;
-    RestingFlag& operator=(const RestingFlag&) = delete;
+    explicit RestingScope(detail::LoopObserver& observer) : observer_(observer) { observer_.Resting(true); }
+    ~RestingScope() { observer_.Resting(false); }
+    RestingScope(const RestingScope&) = delete;
+    RestingScope& operator=(const RestingScope&) = delete;
 
 private:
-    std::atomic<bool>& flag_;
+    detail::LoopObserver& observer_;
 };
 
 /// Ends a claim's span and hands it to the exporter when the claim is done (an empty optional: nothing), with an
@@ -139,23 +103,23 @@ constexpr std::size_t kMaxSpanLinks = 128;
 
 class Relay::Impl {
 public:
-    Impl(Config config, metrics::Registry* registry, sentry::SentryClient* sentry, tracing::TraceExporter* tracer)
+    Impl(Config config, metrics::Registry* registry, sentry::SentryClient* sentry, tracing::TraceExporter* tracer,
+         StepProbe probe)
         : config_(std::move(config)),
-          sentry_(sentry),
           tracer_(tracer),
+          observer_(config_.relay, registry, sentry),
+          probe_(std::move(probe)),
           rng_(std::random_device{}()),
-          store_(config_),
-          sink_(config_),
+          store_(config_, probe_),
+          sink_(config_, probe_),
           sender_(
               sink_, config_.relay,
               detail::SenderHooks{[this](milliseconds d) { return SleepInterruptible(d); },
                                   [this](int failures) { return Backoff(failures); }, [this] { return SessionAlive(); },
-                                  [this](const Error& e, int failures) { OnSendFailure(e, failures); }},
-              counters_) {
-        if (registry != nullptr) RegisterMetrics(*registry);
-    }
+                                  [this](const Error& e, int failures) { observer_.SendFailed(e, failures); }},
+              counters_) {}
 
-    Health GetHealth() const;
+    Health GetHealth() const { return observer_.GetHealth(); }
 
     Stats Run(const RunOptions& options);
     void Stop() noexcept {
@@ -178,42 +142,10 @@ private:
     bool SleepInterruptible(milliseconds duration);
     milliseconds Backoff(int failures);
 
-    void RegisterMetrics(metrics::Registry& registry);
-    /// Sentry reports (each a no-op without a client; the client drops repeats of a fingerprint for a minute).
-    void Report(const sentry::Report& report) const {
-        if (sentry_ != nullptr) sentry_->Capture(report);
-    }
-    void OnSendFailure(const Error& error, int failures) const;
-    void ReportDeadLetters(const std::vector<PendingRow>& dead) const;
-    /// Work began (or goes on): starts the stall clock unless it runs.
-    void MarkBusy() noexcept {
-        Clock::rep idle = 0;
-        busy_since_.compare_exchange_strong(idle, Clock::now().time_since_epoch().count());
-    }
-    /// Records an acknowledgement of `rows` (`lags`: seconds from each row's write to now, where known).
-    void RecordAck(std::int64_t delivered, std::int64_t records, const char* outcome,
-                   const std::vector<std::int64_t>& enqueued_us);
-
-    /// The relay's meters; null without a registry.
-    struct Meters {
-        metrics::Counter* delivered{nullptr};
-        metrics::CounterFamily* batches{nullptr};
-        metrics::Histogram* lag{nullptr};
-        metrics::Histogram* insert{nullptr};
-        metrics::CounterFamily* retries{nullptr};
-        metrics::Gauge* last_success{nullptr};
-    };
-
     Config config_;
-    sentry::SentryClient* sentry_;
     tracing::TraceExporter* tracer_;
-    Meters meters_;
-    std::atomic<bool> healthy_session_{false};
-    std::atomic<double> last_ack_unix_{0.0};
-    std::atomic<Clock::rep> last_ack_{0};
-    std::atomic<Clock::rep> busy_since_{0};  // 0: idle
-    std::atomic<bool> resting_{false};       // only watching the outbox's id sequence
-    mutable std::atomic<bool> stall_reported_{false};
+    detail::LoopObserver observer_;  // metrics, Sentry, failure log lines and the stall clock
+    detail::Probe probe_;            // the test seam
     std::mt19937_64 rng_;
     std::atomic<bool> stop_{false};
     std::atomic<bool> abort_{false};
@@ -228,88 +160,11 @@ private:
     Stats stats_;
 };
 
-Relay::Relay(Config config, metrics::Registry* registry, sentry::SentryClient* sentry, tracing::TraceExporter* tracer)
-    : impl_(std::make_unique<Impl>(std::move(config), registry, sentry, tracer)) {}
+Relay::Relay(Config config, metrics::Registry* registry, sentry::SentryClient* sentry, tracing::TraceExporter* tracer,
+             StepProbe probe)
+    : impl_(std::make_unique<Impl>(std::move(config), registry, sentry, tracer, std::move(probe))) {}
 
-// A batch that failed RELAY_MAX_ATTEMPTS times in a row is reported once on that attempt (it keeps being retried or
-// bisected: no event is dropped); later failures of the same chunk are in the log only.
-void Relay::Impl::OnSendFailure(const Error& error, int failures) const {
-    if (failures != config_.relay.max_attempts) return;
-    auto report = sentry::ReportFrom(error, "batch_failed");
-    report.message = fmt::format("batch_failed: {} attempts in a row failed; the relay keeps retrying", failures);
-    Report(report);
-}
-
-void Relay::Impl::ReportDeadLetters(const std::vector<PendingRow>& dead) const {
-    if (dead.empty()) return;
-    sentry::Report report;
-    report.message = fmt::format("event_dead_lettered: {} events moved to eventlog.dead_letter", dead.size());
-    report.exception_type = "event_dead_lettered";
-    report.exception_value = dead.front().error;  // ClickHouse's reason for the first one (as in the error log line)
-    report.tags = {{"error.kind", "rejected"}, {"error.source", "clickhouse"}};
-    report.fingerprint = {"event_dead_lettered"};
-    Report(report);
-}
 Health Relay::GetHealth() const { return impl_->GetHealth(); }
-
-void Relay::Impl::RegisterMetrics(metrics::Registry& registry) {
-    meters_.delivered = &registry.AddCounter(metrics::kRelayDeliveredEvents).Get();
-    meters_.batches = &registry.AddCounter(metrics::kRelayBatches);
-    meters_.lag = &registry.AddHistogram(metrics::kRelayDeliveryLag).Get();
-    meters_.insert = &registry.AddHistogram(metrics::kRelayInsertDuration).Get();
-    meters_.retries = &registry.AddCounter(metrics::kRelayRetries);
-    meters_.last_success = &registry.AddGauge(metrics::kRelayLastSuccess).Get();
-}
-
-void Relay::Impl::RecordAck(std::int64_t delivered, std::int64_t records, const char* outcome,
-                            const std::vector<std::int64_t>& enqueued_us) {
-    const auto now = Clock::now();
-    last_ack_.store(now.time_since_epoch().count());
-    const double unix_now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    last_ack_unix_.store(unix_now);
-    if (meters_.delivered == nullptr) return;
-    meters_.delivered->Inc(static_cast<double>(delivered));
-    meters_.batches->WithLabels({outcome}).Inc(static_cast<double>(records));
-    meters_.last_success->Set(unix_now);
-    for (const std::int64_t us : enqueued_us) {
-        if (us > 0) meters_.lag->Observe(unix_now - static_cast<double>(us) / 1e6);
-    }
-}
-
-// Stalled: work was pending or held (a batch, or failures being retried) and nothing was acknowledged for
-// RELAY_STALL_SECONDS. Whoever observes the change first (a health probe, a scrape, the CLI's monitor) logs it once.
-Health Relay::Impl::GetHealth() const {
-    Health h;
-    h.connected = healthy_session_.load();
-    h.resting = resting_.load();
-    h.last_ack_unix = last_ack_unix_.load();
-    const Clock::rep busy = busy_since_.load();
-    if (busy != 0) {
-        const Clock::rep since = std::max(busy, last_ack_.load());
-        h.busy_seconds =
-            std::chrono::duration<double>(Clock::now().time_since_epoch() - Clock::duration(since)).count();
-        h.stalled = h.busy_seconds >= static_cast<double>(config_.relay.stall_after.count());
-    }
-    if (h.stalled) {
-        h.reason = fmt::format("stalled: work pending and nothing acknowledged for {:.0f} s", h.busy_seconds);
-    } else if (!h.connected) {
-        h.reason = "not connected to PostgreSQL and ClickHouse";
-    }
-    if (h.stalled && !stall_reported_.exchange(true)) {
-        log::Error("relay_stalled",
-                   {{"seconds_without_ack", h.busy_seconds},
-                    {"stall_after_seconds", static_cast<std::int64_t>(config_.relay.stall_after.count())}});
-        sentry::Report report;
-        report.message = "relay_stalled: " + h.reason;
-        report.exception_type = "relay_stalled";
-        report.exception_value = h.reason;
-        report.fingerprint = {"relay_stalled"};
-        Report(report);
-    } else if (!h.stalled && stall_reported_.exchange(false)) {
-        log::Info("relay_stall_cleared", {{"last_ack_unix", h.last_ack_unix}});
-    }
-    return h;
-}
 Relay::~Relay() = default;
 Stats Relay::Run(const RunOptions& options) { return impl_->Run(options); }
 void Relay::Stop() noexcept { impl_->Stop(); }
@@ -357,7 +212,7 @@ void Relay::Impl::Connect(bool after_loss) {
     // The stage is created after the owner lock is taken and before any claim: see ClickHouseSink.
     sink_.Open(store_.OutboxId(), store_.Owner());
     connected_ = true;
-    healthy_session_.store(true);
+    observer_.SessionUp();
     if (after_loss) suspect_until_ = Clock::now() + kSuspectWindow;
     // The durable window (a failover this process did not see: it started afterwards). Recovery, which runs before
     // the first claim, has fenced every stage whose owner's lock is free by then, so no insert of a session from
@@ -375,10 +230,10 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     last_claim_started_ = t0;
     auto rows = store_.Claim(/*prefetch_next=*/!stop_.load());
     if (rows.empty()) {
-        if (!store_.ClaimInFlight()) busy_since_.store(0);  // idle: nothing pending, nothing held
+        if (!store_.ClaimInFlight()) observer_.Idle();  // nothing pending, nothing held
         return 0;
     }
-    MarkBusy();
+    observer_.Busy();
     const auto t1 = Clock::now();
     const std::size_t n = rows.size();
     const auto batch_ids = detail::BatchIds(rows);
@@ -403,27 +258,27 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     }
     const log::ScopedContext scope(std::move(context));
     const SpanExport export_span(tracer_, span);
-    detail::FaultPoint("after_claim");
+    probe_.At("after_claim");
     const bool reconcile = Clock::now() < suspect_until_;
     // Limits apply to rows never sent: a row that may already be in ClickHouse (recovery, the presence window)
     // is never dead-lettered for its size, which would leave it in both places.
     std::vector<PendingRow> over;
     if (!reconcile) TakeOverLimits(rows, store_.Limits(), over);
     std::vector<std::int64_t> enqueued_us;  // only with metrics: the write times, for the lag histogram
-    if (meters_.lag != nullptr) {
+    if (observer_.WantsLags()) {
         enqueued_us.reserve(rows.size());
         for (const auto& row : rows) enqueued_us.push_back(row.enqueued_us);
     }
     auto dead = sender_.Deliver(std::move(rows), reconcile);
     dead.insert(dead.end(), std::make_move_iterator(over.begin()), std::make_move_iterator(over.end()));
     const auto t2 = Clock::now();
-    detail::FaultPoint("after_insert");
+    probe_.At("after_insert");
     store_.Acknowledge(batch_ids, dead);
-    ReportDeadLetters(dead);
+    observer_.DeadLettered(dead);
     if (span) span->attributes.emplace_back("eventlog.dead_lettered", static_cast<std::int64_t>(dead.size()));
-    if (meters_.insert != nullptr) meters_.insert->Observe(std::chrono::duration<double>(t2 - t1).count());
-    RecordAck(static_cast<std::int64_t>(n - dead.size()), static_cast<std::int64_t>(batch_ids.size()), "delivered",
-              enqueued_us);
+    observer_.Inserted(std::chrono::duration<double>(t2 - t1).count());
+    observer_.Acknowledged(static_cast<std::int64_t>(n - dead.size()), static_cast<std::int64_t>(batch_ids.size()),
+                           "delivered", enqueued_us);
     const auto us = [](Clock::duration d) {
         return static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
     };
@@ -462,7 +317,7 @@ bool Relay::Impl::SleepUntilWoken(Clock::time_point last_recovery) {
             if (stop_.load() || Clock::now() >= deadline) return false;
             SleepInterruptible(poll);
         }
-        const RestingFlag resting(resting_);
+        const RestingScope resting(observer_);
         while (!stop_.load() && Clock::now() < deadline && store_.OutboxSequence() == seen) {
             const auto slice = std::min<Clock::duration>(poll, deadline - Clock::now());
             if (store_.WaitForNotify(std::chrono::duration_cast<milliseconds>(slice))) return true;
@@ -531,11 +386,12 @@ void Relay::Impl::Recover() {
                                           {"batches", static_cast<std::int64_t>(batch_ids.size())},
                                           {"events", total}});
         const auto sent_before = counters_.sent;
-        MarkBusy();
+        observer_.Busy();
         const auto dead = sender_.Deliver(std::move(rows), /*reconcile_first=*/true);
         store_.Acknowledge(batch_ids, dead);
-        ReportDeadLetters(dead);
-        RecordAck(counters_.sent - sent_before, static_cast<std::int64_t>(batch_ids.size()), "recovered", {});
+        observer_.DeadLettered(dead);
+        observer_.Acknowledged(counters_.sent - sent_before, static_cast<std::int64_t>(batch_ids.size()), "recovered",
+                               {});
         stats_.recovered_batches += static_cast<std::int64_t>(batch_ids.size());
         stats_.delivered += counters_.sent - sent_before;  // only what recovery sent, not what it found present
         stats_.batches += static_cast<std::int64_t>(batch_ids.size());
@@ -600,38 +456,13 @@ Stats Relay::Impl::Run(const RunOptions& options) {
             if (SleepUntilWoken(last_recovery)) idle_since = kBusy;
         } catch (const Error& e) {
             const detail::LoopAction action = detail::DecideLoop(e);
-            if (action == detail::LoopAction::kStop) {
-                log::Error("relay_fatal", {{"error", std::string(e.what())}, {"code", e.Code()}});
-                Report(sentry::ReportFrom(e, "relay_fatal"));
-                throw;
-            }
-            if (abort_.load()) break;
+            if (action != detail::LoopAction::kStop && abort_.load()) break;
+            observer_.LoopFailed(e, action, failures);  // logs it, counts it, reports what deserves a report
+            if (action == detail::LoopAction::kStop) throw;
             // Whatever failed, this session ends: the next one fences this one's stage, so an insert that may
             // still be running cannot land after the rows are checked, then finishes its records.
             lost = lost || e.PoisonsConnection() || !store_.Healthy();
             connected_ = false;
-            healthy_session_.store(false);
-            MarkBusy();  // failures count as work that does not progress
-            if (meters_.retries != nullptr) meters_.retries->WithLabels({std::string(ToString(e.Kind()))}).Inc();
-            if (action == detail::LoopAction::kPause) {
-                log::Error("delivery_paused", {{"reason", std::string(e.what())},
-                                               {"code", e.Code()},
-                                               {"hint", std::string("fix the configuration or the target table; no "
-                                                                    "event is dropped, delivery resumes by itself")}});
-                // One issue per pause, whichever errors it goes through (a missing table fails the presence check,
-                // then the column lookup, with different codes); the tags keep each report's code.
-                auto report = sentry::ReportFrom(e, "delivery_paused");
-                report.fingerprint = {"delivery_paused"};
-                Report(report);
-            } else {
-                // The delivery loop failed RELAY_MAX_ATTEMPTS times in a row (each time the batch goes back to be
-                // retried or recovered; nothing is dropped): reported once per run of failures.
-                if (failures + 1 == config_.relay.max_attempts) Report(sentry::ReportFrom(e, "batch_failed"));
-                log::Warning("relay_retry", {{"kind", std::string(ToString(e.Kind()))},
-                                             {"code", e.Code()},
-                                             {"error", std::string(e.what())},
-                                             {"failures", static_cast<std::int64_t>(failures + 1)}});
-            }
             ++stats_.retries;
             SleepInterruptible(Backoff(failures++));
         }

@@ -5,8 +5,8 @@
 // the long form), and keeps starting rounds until EVENTLOG_CHAOS_SECONDS have passed when that is set. Each round:
 //   1. kill cycles: one or two relays started and kill -9'd after 50-400 ms (sometimes after a first 2 s, so the
 //      kill lands mid-delivery rather than in start-up or recovery), then one relay that lives 2.5-4 s;
-//   2. the three fault points after_claim, after_insert, during_ack (EVENTLOG_FAULT_AFTER 1..5), in random
-//      order, half of them next to a second, normal relay;
+//   2. the four fault points in_cut (the claim lock held), after_claim, after_insert, during_ack
+//      (EVENTLOG_FAULT_AFTER 1..5), in random order, half of them next to a second, normal relay;
 //   3. server faults, spread over the rounds so that the short form has each once: ClickHouse kill -9 and
 //      restart, ClickHouse SIGSTOP longer than CLICKHOUSE_SEND_RECEIVE_TIMEOUT, pg_terminate_backend of the relays'
 //      sessions, PostgreSQL restart (the producer pauses for it).
@@ -205,7 +205,8 @@ TEST_F(Crash, ChaosExactlyOnce) {
     for (long round = 0; round < rounds || SecondsSince(t0) < static_cast<double>(min_seconds); ++round) {
         w.Note(fmt::format("--- round {} ({} events committed so far)", round, producer.CommittedSoFar()));
         KillCycles(3);
-        std::vector<std::string> points{"after_claim", "after_insert", "during_ack"};
+        // in_cut: inside the claim's transaction, its lock held (the companion relay's claims wait for the session).
+        std::vector<std::string> points{"in_cut", "after_claim", "after_insert", "during_ack"};
         std::shuffle(points.begin(), points.end(), w.Rng());
         for (const auto& p : points) ASSERT_NO_FATAL_FAILURE(FaultPoint(p));
         // Server faults: round r takes kind r % 4; with fewer than 4 rounds the first rounds take several.
@@ -229,9 +230,64 @@ TEST_F(Crash, ChaosExactlyOnce) {
     w.CountFromLogs();
     // One fault_point_kill line per relay that died at its point, and no other.
     EXPECT_EQ(w.Counts()["log_fault_point_kill"], fault_kills_);
-    EXPECT_EQ(fault_kills_, 3 * w.Counts()["rounds"]);
+    EXPECT_EQ(fault_kills_, 4 * w.Counts()["rounds"]);
     std::printf("[ summary  ] chaos rounds=%ld seed=%llu:%s\n", rounds, static_cast<unsigned long long>(w.Seed()),
                 w.Summary().c_str());
+}
+
+// (issue 19) PostgreSQL's immediate shutdown while a relay is inside each step that holds a transaction open or has
+// just committed one: inside the cut (the claim lock held, nothing committed), after the claim committed (its rows
+// read, not yet sent), with the acknowledgement written but not committed, with a partition truncated but not
+// committed. The test seam stops the relay at the step (SIGSTOP), the server crashes (no checkpoint) and starts
+// again with crash recovery, and the relay goes on: its session is gone, so whatever the step held is rolled back or
+// left in a record, and its next session recovers it. Producers write throughout (their COMMITs in flight become in
+// doubt). Every committed event is in ClickHouse once, the offline range checker is clean, the relay exits 0 at
+// SIGTERM each time, and the truncation is done again by the next pass.
+TEST_F(Crash, PostgresImmediateShutdownInsideEachStepLosesAndDuplicatesNothing) {
+    auto& w = *world_;
+    Producer producer(w.ProducerDsn(), w.Rng()());
+    producer.Start();
+    for (const std::string step : {"in_cut", "after_claim", "during_ack", "during_truncate"}) {
+        // A partition's turn passes, so that one holds only delivered rows once the next events are acknowledged.
+        if (step == "during_truncate") w.BurnTransactionIds(140'000);
+        Child& relay = w.StartRelay({{"EVENTLOG_FAULT_POINT", step}, {"EVENTLOG_FAULT_ACTION", "stop"}});
+        const auto at = w.WaitForLogLine(relay, "fault_point_stop", 60s);
+        ASSERT_TRUE(at) << "the relay never reached " << step << ":\n" << Tail(ReadFile(relay.LogPath()), 3000);
+        const auto stopped = [&] {
+            std::ifstream stat(fmt::format("/proc/{}/stat", relay.Pid()));
+            std::string pid, comm, state;
+            stat >> pid >> comm >> state;
+            return state == "T";
+        };
+        ASSERT_TRUE(WaitFor(stopped, 10s, 5ms)) << "the relay did not stop at " << step;
+        const auto [before, after] = w.CrashPostgres();
+        EXPECT_NE(before, after) << "PostgreSQL did not restart";
+        const auto from = FileSize(relay.LogPath());
+        relay.Signal(SIGCONT);
+        w.Note("relay resumed after " + step);
+        // Its session died with the server: the step fails, and a new session recovers what it held.
+        EXPECT_TRUE(w.WaitForLogLine(relay, "relay_connected", 60s, from))
+            << "no new session after the crash at " << step << ":\n"
+            << Tail(ReadFile(relay.LogPath()), 3000);
+        if (step == "during_truncate") {
+            EXPECT_TRUE(w.WaitForLogLine(relay, "outbox_partition_truncated", 30s, from))
+                << "the truncation rolled back by the crash was not done again:\n"
+                << Tail(ReadFile(relay.LogPath()), 3000);
+        }
+        SleepMs(w.Uniform(500, 1500));
+        relay.Signal(SIGTERM);
+        const auto st = relay.Wait(60s);
+        EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0)
+            << step << ": " << (st ? DescribeStatus(*st) : "still running") << "\n"
+            << Tail(ReadFile(relay.LogPath()), 3000);
+        ++w.Counts()["crash_" + step];
+    }
+    producer.Stop();
+    w.Note(fmt::format("producer stopped: {} committed, {} in doubt", producer.Events().committed.size(),
+                       producer.Events().in_doubt.size()));
+    w.Drain();
+    w.VerifyExactlyOnce(producer.Events());
+    std::printf("[ summary  ] seed=%llu:%s\n", static_cast<unsigned long long>(w.Seed()), w.Summary().c_str());
 }
 
 /// N relays at once, each kill -9'd after a random 50 ms..3 s life and replaced at once; some with a fault point.
@@ -241,7 +297,7 @@ void ConcurrentRelays(E2eTest& test, World& w, int n) {
     const long seconds = EnvInt("EVENTLOG_MULTI_SECONDS", 20);
     Producer producer(w.ProducerDsn(), w.Rng()());
     producer.Start();
-    static const char* kPoints[] = {"after_claim", "after_insert", "during_ack"};
+    static const char* kPoints[] = {"in_cut", "after_claim", "after_insert", "during_ack"};
     struct Slot {
         Child* relay{nullptr};
         Clock::time_point deadline;
@@ -254,7 +310,7 @@ void ConcurrentRelays(E2eTest& test, World& w, int n) {
         s.point.clear();
         const bool sure = std::exchange(first, false);
         if (sure || w.Chance(0.15)) {
-            s.point = kPoints[w.Uniform(0, 2)];
+            s.point = kPoints[w.Uniform(0, 3)];
             vars["EVENTLOG_FAULT_POINT"] = s.point;
             vars["EVENTLOG_FAULT_AFTER"] = sure ? "1" : std::to_string(w.Uniform(1, 5));
         }

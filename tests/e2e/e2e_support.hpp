@@ -986,6 +986,35 @@ public:
         Count("postgres_restart");
     }
 
+    /// Immediate shutdown of PostgreSQL (pg_ctl -m immediate: no checkpoint, so the next start runs crash recovery),
+    /// then a start. Every session is lost with the transactions it had open. Returns the server's start time
+    /// before and after, as text (they differ when the crash happened).
+    std::pair<std::string, std::string> CrashPostgres() {
+        const auto started = [&] {
+            auto pg = Retrying([&] { return OpenPg(dsn_); });
+            return std::string(pg.Exec("SELECT pg_postmaster_start_time()::text").Get(0, 0));
+        };
+        const std::string before = started();
+        Note("postgresql immediate shutdown");
+        auto r = RunShell(fmt::format("'{}' crash-pg '{}'", StackScript(), servers_.stack_dir));
+        EXPECT_TRUE(r.Ok()) << "stack.sh crash-pg: " << r.output;
+        r = RunShell(fmt::format("'{}' start-pg '{}' {}", StackScript(), servers_.stack_dir, servers_.pg_port));
+        EXPECT_TRUE(r.Ok()) << "stack.sh start-pg: " << r.output;
+        Note("postgresql started after its crash");
+        Count("postgres_immediate_shutdown");
+        return {before, started()};
+    }
+
+    /// Moves the server's transaction ids on by at least `n` (each subtransaction that writes takes one).
+    void BurnTransactionIds(int n) {
+        auto pg = Retrying([&] { return OpenPg(dsn_); });
+        pg.Exec("CREATE TEMP TABLE burn (x integer)");
+        pg.Exec(
+            fmt::format("DO $$ BEGIN FOR i IN 1..{} LOOP BEGIN INSERT INTO burn VALUES (i); "
+                        "EXCEPTION WHEN OTHERS THEN NULL; END; END LOOP; END $$",
+                        n));
+    }
+
     /// Runs `eventlog relay --drain` to completion; fails the test when it does not exit 0 in time.
     void Drain(milliseconds timeout = milliseconds(180'000), const std::map<std::string, std::string>& extra = {}) {
         const auto t0 = Clock::now();

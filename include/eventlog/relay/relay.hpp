@@ -3,8 +3,10 @@
 #include <atomic>
 #include <cstdint>
 #include <eventlog/core/config.hpp>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace eventlog::metrics {
 class Registry;
@@ -47,6 +49,14 @@ struct RunOptions {
     bool drain{false};  ///< Return once the outbox and the in-flight batches of dead relays are empty.
 };
 
+/// The test seam of delivery: called each time delivery reaches a named step, with its name: "in_cut" (a claim's
+/// chunks cut, the claim lock held, nothing committed), "after_claim" (the claim committed, its rows read),
+/// "before_insert", "before_presence_query", "after_insert", "during_ack" (acknowledgement written, not committed),
+/// "during_truncate" (retention truncated a partition, not committed). A probe may throw an eventlog::Error there
+/// (as if that step failed) or stop or end the process (as if it hung or crashed there). Production code passes
+/// none; the CLI installs one only when a test asks for it (EVENTLOG_FAULT_POINT, docs/delivery.md, "Test switch").
+using StepProbe = std::function<void(std::string_view step)>;
+
 /// The delivery loop: claims batches from the outbox, inserts them into ClickHouse, acknowledges them,
 /// retries with backoff, isolates poison rows and finishes batches left behind by crashed relays.
 /// The protocol is in docs/delivery.md. One Relay runs on one thread; Stop() may be called from any
@@ -55,9 +65,10 @@ class Relay {
 public:
     /// With `registry`, the relay registers and updates its eventlog_relay_* metrics there (docs/observability.md);
     /// with `sentry`, it reports a stall, dead letters, a paused delivery and a batch that failed RELAY_MAX_ATTEMPTS
-    /// times in a row; with `tracer`, it exports a span per claim (kind consumer). All must outlive it.
+    /// times in a row; with `tracer`, it exports a span per claim (kind consumer). All must outlive it. `probe` is
+    /// the test seam (StepProbe); empty in production.
     explicit Relay(Config config, metrics::Registry* registry = nullptr, sentry::SentryClient* sentry = nullptr,
-                   tracing::TraceExporter* tracer = nullptr);
+                   tracing::TraceExporter* tracer = nullptr, StepProbe probe = {});
     ~Relay();
     Relay(const Relay&) = delete;
     Relay& operator=(const Relay&) = delete;

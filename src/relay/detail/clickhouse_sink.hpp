@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "relay/detail/pending_row.hpp"
+#include "relay/detail/step_probe.hpp"
 
 namespace eventlog::relay::detail {
 
@@ -23,7 +24,8 @@ namespace eventlog::relay::detail {
 /// land, whatever its link speed or queueing, and a presence check tells the final truth.
 class ClickHouseSink {
 public:
-    explicit ClickHouseSink(const Config& config);
+    /// `probe`: the relay's test seam (it must outlive the sink).
+    explicit ClickHouseSink(const Config& config, const Probe& probe = kNoProbe);
 
     /// Reads the target table's columns, plans the encoding and creates the stage of session (`outbox_id`,
     /// `owner`). Throws ConfigError when the target is missing or unusable.
@@ -62,6 +64,7 @@ private:
     std::string Qualified(const std::string& table) const;
 
     const Config& config_;
+    const Probe& probe_;
     clickhouse::Client client_;
     std::optional<clickhouse::RowBinaryEncoder> encoder_;
     std::string outbox_id_;

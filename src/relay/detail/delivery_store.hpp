@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "relay/detail/pending_row.hpp"
+#include "relay/detail/step_probe.hpp"
 
 namespace eventlog::relay::detail {
 
@@ -64,7 +65,8 @@ struct SlotState {
 /// thread-safe; one per relay.
 class DeliveryStore {
 public:
-    explicit DeliveryStore(const Config& config);
+    /// `probe`: the relay's test seam (it must outlive the store).
+    explicit DeliveryStore(const Config& config, const Probe& probe = kNoProbe);
 
     /// Opens a new session (closing any old one, which releases its owner lock), takes a fresh owner key, pins
     /// the search_path and LISTENs for the outbox's NOTIFY.
@@ -151,6 +153,7 @@ private:
     std::vector<PendingRow> Decode(const pg::Result& result) const;
 
     const Config& config_;
+    const Probe& probe_;
     std::optional<pg::Connection> pg_;
     int owner_{0};
     std::string outbox_id_;
