@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make superuser [NAME=admin]`: the analogue of Django's createsuperuser for the HTTP API: creates an API key named
-# NAME with `eventlog apikey create` on the configured database (the environment, then .env) and prints its token
-# once, as the last line. SECRET_KEY comes from the environment or .env, else from .local/secret_key, which
+# `make apikey [NAME=admin]`: creates an API key for the HTTP API named NAME with `eventlog apikey create` on the
+# configured database (the environment, then .env) and prints its token once, as the last line. (Until the admin
+# console, `make superuser` did this; it now creates a console administrator: `eventlog createsuperuser`.) SECRET_KEY comes from the environment or .env, else from .local/secret_key, which
 # `make run` generates (the same key `make run`'s server checks tokens with).
 set -euo pipefail
 cd "$(dirname "$0")/.."
