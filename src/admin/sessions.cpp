@@ -2,6 +2,7 @@
 #include <openssl/sha.h>
 
 #include <array>
+#include <eventlog/admin/administrators.hpp>
 #include <eventlog/admin/password.hpp>
 #include <eventlog/admin/sessions.hpp>
 #include <eventlog/core/error.hpp>
@@ -49,8 +50,18 @@ std::optional<std::string> TokenHash(std::string_view token) {
 
 LoginResult Login(pg::Connection& connection, std::string_view username, std::string_view password,
                   std::string_view client_address, std::chrono::seconds idle) {
-    const auto setting = connection.Exec("SELECT eventlog.console_login_setting($1)", {username});
-    const bool known = setting.Rows() == 1 && !setting.IsNull(0, 0);
+    // A name no administrator can have (too long, other characters) is looked up nowhere, and is recorded cut to 150
+    // bytes: a form cannot fill the failure table and the audit log with 16 KiB names.
+    bool valid = true;
+    try {
+        CheckUsername(username);
+    } catch (const InvalidInputError&) {
+        valid = false;
+        username = username.substr(0, 150);
+    }
+    const auto setting =
+        valid ? connection.Exec("SELECT eventlog.console_login_setting($1)", {username}) : pg::Result();
+    const bool known = valid && setting.Rows() == 1 && !setting.IsNull(0, 0);
     std::optional<std::string> presented = HashWithSetting(password, known ? setting.Get(0, 0) : DummySetting());
     if (!known) presented.reset();
 

@@ -168,6 +168,10 @@ TEST_F(AdminTest, TheApiRoleLogsInWithTheRightPasswordOnlyAndNeverReadsAHash) {
     EXPECT_THAT(Audit(), ElementsAre("cli admin_created ada", "ada login_failed ada", "nobody login_failed nobody",
                                      "ada login ada", "ada logout ada"));
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.console_audit WHERE client_address = '10.0.0.1'"), 4);
+    // A name no administrator can have is refused, counted, and recorded cut to 150 bytes.
+    EXPECT_EQ(admin::Login(api, std::string(5000, 'x') + " y", kPassword, "10.0.0.1", 600s).outcome,
+              admin::LoginOutcome::kRefused);
+    EXPECT_EQ(stack_->PgCount("SELECT max(octet_length(username)) FROM eventlog.console_login_failure"), 150);
 
     // Least privilege: the API role reaches the administrators only through its four functions; the setting it
     // gets is the hash without its digest. The admin role reads no table either.
