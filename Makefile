@@ -9,7 +9,7 @@ export PG_PORT ?= 54329
 export CH_PORT ?= 18123
 # Every other target reads its configuration as each eventlog command does: the environment, then .env.
 
-.PHONY: help deps build run test test-sanitize test-tsan test-deploy chaos bench install migrations migrate superuser shell ch-shell lint format \
+.PHONY: help deps build run test test-sanitize test-tsan test-deploy chaos bench install migrations migrate superuser apikey shell ch-shell lint format \
         reset-test-db stack-start stack-stop clean verify-fresh
 
 help:
@@ -22,7 +22,8 @@ help:
 	@echo "make bench          benchmarks on throwaway servers (~25 min; BENCH_ARGS=\"--quick\" ~3 min; docs/benchmarks.md)"
 	@echo "make build          Release build: build/eventlog"
 	@echo "make install        migrate"
-	@echo "make superuser [NAME=admin]   create an API key for the HTTP API; prints its token as the last line"
+	@echo "make superuser [NAME=admin] [EMAIL=e] [PASSWORD_STDIN=1]   create an administrator of the web console (/admin/); asks for the password twice"
+	@echo "make apikey [NAME=admin]   create an API key for the HTTP API; prints its token as the last line"
 	@echo "make migrations NAME=add_x [ENGINE=postgres|clickhouse]   scaffold a numbered migration file"
 	@echo "make migrate        apply migrations to the configured databases"
 	@echo "make shell          psql on the configured PostgreSQL;  make ch-shell: clickhouse-client on ClickHouse"
@@ -71,8 +72,14 @@ stack-stop:
 install migrate: build
 	@$(BUILD_DIR)/eventlog migrate
 
+# The seed's createsuperuser: an administrator of the console at /admin/ (docs/admin-console.md). The password is asked
+# twice on the terminal, or read as one line from standard input with PASSWORD_STDIN=1.
 superuser: build
-	@scripts/superuser.sh "$(or $(NAME),admin)"
+	@$(BUILD_DIR)/eventlog createsuperuser --username "$(or $(NAME),admin)" $(if $(EMAIL),--email "$(EMAIL)") \
+		$(if $(PASSWORD_STDIN),--password-stdin)
+
+apikey: build
+	@scripts/apikey.sh "$(or $(NAME),admin)"
 
 migrations:
 	@scripts/new-migration.sh "$(ENGINE)" "$(NAME)"

@@ -17,8 +17,9 @@ PACKAGES=(
     # ca-certificates (HTTPS to ClickHouse), procps (ps: stack.sh's liveness checks).
     git curl ca-certificates procps
     # Libraries linked by the code: libpq (pg), libcurl (clickhouse), OpenSSL (hashes),
-    # simdjson (JSON input), fmt (formatting), CLI11 (the eventlog command line).
-    libpq-dev libcurl4-openssl-dev libssl-dev libsimdjson-dev libfmt-dev libcli11-dev
+    # simdjson (JSON input), fmt (formatting), CLI11 (the eventlog command line), libargon2 (administrators'
+    # password hashes, argon2id).
+    libpq-dev libcurl4-openssl-dev libssl-dev libsimdjson-dev libfmt-dev libcli11-dev libargon2-dev
     # The HTTP API (`eventlog serve`): Boost.Beast and Boost.Asio (header-only; Debian 12 ships 1.74),
     # zlib (gzip request bodies).
     libboost1.74-dev zlib1g-dev

@@ -12,7 +12,7 @@
 # again. A `.env` without that line (yours) or URLs in the environment: no local servers are started.
 # The local servers accept only the passwords generated for them (scripts/stack.sh), which go into `.env`.
 # SECRET_KEY (for API tokens): the environment's or `.env`'s; without one, a key is generated once into
-# .local/secret_key and used from there (scripts/lib/secret_key.sh); `make superuser` uses the same.
+# .local/secret_key and used from there (scripts/lib/secret_key.sh); `make apikey` uses the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOCAL_DIR=${LOCAL_DIR:-.local/dev}
@@ -100,7 +100,8 @@ In another terminal, in this folder:
   build/eventlog emit UserCreated '{"email":"a@b.c","first_name":"A","last_name":"B"}'
   echo 'SELECT * FROM eventlog.event_log FORMAT Vertical' | build/eventlog dbshell --clickhouse
   build/eventlog status
-  make superuser    (an API key for the HTTP API on http://$listen; the token is the last line)
+  make superuser    (an administrator of the console: http://$listen/admin/; asks for a password)
+  make apikey       (an API key for the HTTP API on http://$listen; the token is the last line)
   curl -H "Authorization: Bearer \$TOKEN" -d '{"event_type":"OrderPlaced","event_context":{"order_id":42}}' \\
        -H 'Content-Type: application/json' http://$listen/api/v1/events
   make shell        (psql)      make ch-shell   (clickhouse-client)

@@ -1,4 +1,4 @@
-# Sourced by scripts/run.sh and scripts/superuser.sh: makes sure `eventlog serve` and `eventlog apikey create` see a
+# Sourced by scripts/run.sh and scripts/apikey.sh: makes sure `eventlog serve` and `eventlog apikey create` see a
 # SECRET_KEY. When neither the environment nor the env file sets one, a key is generated once into
 # .local/secret_key (mode 600, in the ignored dev folder) and exported from there; it is never printed.
 # Usage: ensure_secret_key ENV_FILE

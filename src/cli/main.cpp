@@ -1,4 +1,4 @@
-// The `eventlog` command: migrate, relay, serve, apikey, status, emit, dlq.
+// The `eventlog` command: migrate, relay, serve, apikey, createsuperuser, admin, status, emit, dlq.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <pthread.h>
@@ -36,6 +36,7 @@
 #include <stop_token>
 #include <thread>
 
+#include "cli/admin_commands.hpp"
 #include "cli/fault_injection.hpp"
 #include "cli/lifecycle.hpp"
 #include "cli/relay_ops.hpp"
@@ -547,6 +548,8 @@ int main(int argc, char** argv) {
     auto* apikey_revoke = apikey->add_subcommand("revoke", "Revoke a key; every server refuses it at once");
     apikey_revoke->add_option("NAME", apikey_revoke_name, "The key's name")->required();
 
+    cli::AdminCommands admin_commands(app);
+
     bool status_json = false;
     auto* status = app.add_subcommand("status", "Print backlog, oldest pending age, in-flight batches, dead letters");
     status->add_flag("--json", status_json, "Print one JSON object");
@@ -597,6 +600,7 @@ int main(int argc, char** argv) {
         if (*apikey_create) return CmdApiKeyCreate(apikey_name, apikey_scopes);
         if (*apikey_list) return CmdApiKeyList();
         if (*apikey_revoke) return CmdApiKeyRevoke(apikey_revoke_name);
+        if (const auto rc = admin_commands.Run([] { return OpenPostgres(LoadFromEnvironment()); })) return *rc;
         if (*status) return CmdStatus(status_json);
         if (*emit) return CmdEmit(emit_type, emit_context, emit_id, emit_env, emit_version, emit_count);
         if (*dlq_list) return CmdDlqList(dlq_json, dlq_limit);

@@ -12,6 +12,7 @@
 #include <eventlog/core/uuid.hpp>
 #include <eventlog/http/api.hpp>
 #include <eventlog/http/api_keys.hpp>
+#include <eventlog/http/console.hpp>
 #include <eventlog/http/errors.hpp>
 #include <eventlog/observability/log.hpp>
 #include <mutex>
@@ -586,6 +587,25 @@ ServeSettings LoadServeSettings(const EnvMap& env, const Config& config) {
         ReadInt(env, "HTTP_LOOKUP_MAX_ROWS", static_cast<std::int64_t>(s.lookup_max_rows), 1, 1LL << 40));
     s.events.max_context_bytes = static_cast<std::size_t>(
         ReadInt(env, "HTTP_MAX_CONTEXT_BYTES", static_cast<std::int64_t>(s.events.max_context_bytes), 2, 256LL << 20));
+    s.console_idle_timeout = std::chrono::seconds(
+        ReadInt(env, "CONSOLE_SESSION_IDLE_SECONDS", s.console_idle_timeout.count(), 60, 7 * 86'400));
+    if (const auto it = env.find("HTTP_TRUSTED_PROXY"); it != env.end()) {
+        std::string_view list = it->second;
+        while (!list.empty()) {
+            const auto comma = list.find(',');
+            std::string_view item = list.substr(0, comma);
+            while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+            while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+            if (!item.empty()) {
+                if (item.find_first_not_of("0123456789abcdefABCDEF:.") != std::string_view::npos) {
+                    throw ConfigError("HTTP_TRUSTED_PROXY: expected comma-separated IP addresses (the proxies' own)");
+                }
+                s.trusted_proxies.emplace_back(item);
+            }
+            if (comma == std::string_view::npos) break;
+            list.remove_prefix(comma + 1);
+        }
+    }
     return s;
 }
 
@@ -608,6 +628,10 @@ std::shared_ptr<Router> MakeApiRouter(pg::Pool& pool, const ServeSettings& setti
                 keyed(kScopeEventsWrite, std::make_shared<EventsHandler>(pool, settings, reader, std::move(stopping))));
     router->Add("GET", "/api/v1/events/{event_id}",
                 keyed(kScopeEventsRead, std::make_shared<EventStatusHandler>(pool, settings.secret_key, reader)));
+    AddConsoleRoutes(*router, pool,
+                     {.secret_key = settings.secret_key,
+                      .idle_timeout = settings.console_idle_timeout,
+                      .trusted_proxies = settings.trusted_proxies});
     return router;
 }
 

@@ -72,9 +72,10 @@ Response ToResponse(const Problem& problem) {
 }
 
 void Router::Add(std::string method, const std::string& pattern, std::shared_ptr<Handler> handler) {
-    Route route{std::move(method), pattern, Segments(pattern), std::move(handler)};
+    const bool trailing_slash = pattern.size() > 1 && pattern.back() == '/';
+    Route route{std::move(method), pattern, Segments(pattern), std::move(handler), trailing_slash};
     for (auto& r : routes_) {
-        if (r.method == route.method && r.segments == route.segments) {
+        if (r.method == route.method && r.segments == route.segments && r.trailing_slash == route.trailing_slash) {
             r = std::move(route);
             return;
         }
@@ -85,14 +86,15 @@ void Router::Add(std::string method, const std::string& pattern, std::shared_ptr
 Router::Match Router::Find(std::string_view method, std::string_view path) const {
     Match result;
     result.status = 404;
-    // Only the exact path: a leading slash, no empty segment, no trailing slash (except "/" itself). Matching after
-    // dropping empty segments let `//metrics` past a proxy's exact-path rule for `/metrics`.
-    const bool exact = !path.empty() && path.front() == '/' && path.find("//") == std::string_view::npos &&
-                       (path.size() == 1 || path.back() != '/');
+    // Only the exact path: a leading slash, no empty segment, a trailing slash only where the route's pattern has one
+    // (the console's Django-style URLs). Matching after dropping empty segments let `//metrics` past a proxy's
+    // exact-path rule for `/metrics`.
+    const bool exact = !path.empty() && path.front() == '/' && path.find("//") == std::string_view::npos;
     if (!exact) return result;
+    const bool trailing_slash = path.size() > 1 && path.back() == '/';
     const auto segments = Segments(path);
     for (const auto& route : routes_) {
-        if (route.segments.size() != segments.size()) continue;
+        if (route.segments.size() != segments.size() || route.trailing_slash != trailing_slash) continue;
         std::map<std::string, std::string> params;
         bool matches = true;
         for (std::size_t i = 0; i < segments.size() && matches; ++i) {

@@ -179,6 +179,9 @@ public:
         });
     }
 
+    /// The peer's address (set once at accept; safe to read from any thread).
+    const std::string& Client() const noexcept { return client_; }
+
     /// Sends the answer of the request in flight, from any thread; `guard` kept io_context::run() going until now.
     void Respond(Response response, std::string route, net::executor_work_guard<net::io_context::executor_type> guard) {
         net::post(stream_.get_executor(), [self = shared_from_this(), response = std::move(response),
@@ -599,6 +602,7 @@ bool Server::Impl::Dispatch(Exchange& x, BeastRequest& beast_request) {
         request.headers[Lower(std::string_view(name.data(), name.size()))] = std::string(field.value());
     }
     request.body = std::move(beast_request.body());
+    request.client_address = x.session->Client();
 
     if (auto p = HostProblem(request.Header("host"))) throw ProblemError(*p);
     auto match = router->Find(request.method, request.path);

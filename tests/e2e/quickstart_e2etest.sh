@@ -240,14 +240,30 @@ grep -q 'environment:.*Local' <<<"$arrived" || fail "environment is not Local: $
 status=$(readme_command "$status_cmd") || fail "README status failed: $status"
 grep -q '^pending:' <<<"$status" || fail "status printed no pending line: $status"
 
-# The HTTP API that make run started, with a key from `make superuser` (its token is the last line).
-token=$(readme_command "make -s superuser NAME=quickstart" | tail -n 1) || fail "make superuser failed: $token"
-[[ "$token" =~ ^elk_[0-9]+_[A-Za-z0-9_-]{43}$ ]] || fail "make superuser's last line is not a token: $token"
+# The HTTP API that make run started, with a key from `make apikey` (its token is the last line).
+token=$(readme_command "make -s apikey NAME=quickstart" | tail -n 1) || fail "make apikey failed: $token"
+[[ "$token" =~ ^elk_[0-9]+_[A-Za-z0-9_-]{43}$ ]] || fail "make apikey's last line is not a token: $token"
 answer=$(curl -s -w ' %{http_code}' -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
     -d '{"event_type":"OrderPlaced","event_context":{"order_id":42}}' \
     "http://127.0.0.1:$http_port/api/v1/events?wait=visible&timeout=20s") || fail "POST to make run's server failed"
 [[ "$answer" == '{"visible":true,"events":[{"index":0,"event_id":'*'"status":"accepted"}]} 200' ]] ||
     fail "POST /api/v1/events?wait=visible answered: $answer"
+# `make superuser`: an administrator of the console, its password as one line on standard input.
+out=$(readme_command "printf '%s\\n' 'a fresh passphrase for the console' | make -s superuser NAME=quickstart PASSWORD_STDIN=1") ||
+    fail "make superuser failed: $out"
+out=$(readme_command "build/eventlog admin list") || fail "eventlog admin list failed: $out"
+grep -q '^quickstart  *active' <<<"$out" || fail "admin list does not show the administrator make superuser made: $out"
+# ... who signs in to the console on make run's server, with curl keeping the cookies as a browser would.
+jar="$work/console.cookies"
+form=$(curl -s -c "$jar" "http://127.0.0.1:$http_port/admin/login/") || fail "GET /admin/login/ failed"
+csrf=$(grep -o 'name="csrf_token" value="[0-9a-f]*"' <<<"$form" | sed -e 's/.*value="//' -e 's/"$//')
+[ ${#csrf} -eq 64 ] || fail "the login form has no CSRF token: $form"
+answer=$(curl -s -b "$jar" -c "$jar" -o /dev/null -w '%{http_code} %{redirect_url}' --data-urlencode "csrf_token=$csrf" \
+    --data-urlencode username=quickstart --data-urlencode 'password=a fresh passphrase for the console' \
+    "http://127.0.0.1:$http_port/admin/login/") || fail "POST /admin/login/ failed"
+[ "$answer" = "303 http://127.0.0.1:$http_port/admin/" ] || fail "signing in answered: $answer"
+home=$(curl -s -b "$jar" "http://127.0.0.1:$http_port/admin/") || fail "GET /admin/ failed"
+grep -q 'Signed in as <strong>quickstart</strong>' <<<"$home" || fail "/admin/ does not say who is signed in: $home"
 [ "$(stat -c %a "$work/.local/secret_key")" = 600 ] || fail ".local/secret_key is not mode 600"
 grep -qF "$(cat "$work/.local/secret_key")" "$work/run.log" && fail "make run printed the generated SECRET_KEY"
 
@@ -265,4 +281,4 @@ out=$(readme_command "$query_cmd") || fail "query after restart failed"
 grep -q "$event_id" <<<"$out" || fail "the event is gone after restart: $out"
 stop_make_run
 
-echo "quickstart: emit -> ClickHouse, status, make superuser + the HTTP API, Ctrl-C and restart all behave as the README says; the local stack refuses clients without its generated passwords"
+echo "quickstart: emit -> ClickHouse, status, make apikey + the HTTP API, make superuser + signing in at /admin/, Ctrl-C and restart all behave as the README says; the local stack refuses clients without its generated passwords"

@@ -46,6 +46,22 @@ TEST(HttpRouterTest, OnlyTheExactPathMatches) {
     EXPECT_EQ(router.Find("GET", "/api/v1/events/x").status, 200);
 }
 
+// The admin console's URLs end with a slash, as Django's: a pattern that ends with one matches only the path with it,
+// and the API's patterns still match only without one.
+TEST(HttpRouterTest, ATrailingSlashMatchesOnlyAPatternThatHasOne) {
+    Router router;
+    router.Add("GET", "/admin/login/", std::make_shared<Fixed>());
+    router.Add("GET", "/admin/", std::make_shared<Fixed>());
+    router.Add("GET", "/healthz", std::make_shared<Fixed>());
+    EXPECT_EQ(router.Find("GET", "/admin/login/").status, 200);
+    EXPECT_EQ(router.Find("GET", "/admin/login/").route, "/admin/login/");
+    EXPECT_EQ(router.Find("GET", "/admin/").status, 200);
+    for (const char* path : {"/admin/login", "/admin", "/admin//", "/admin//login/", "/healthz/", "//admin/"}) {
+        EXPECT_EQ(router.Find("GET", path).status, 404) << path;
+    }
+    EXPECT_EQ(router.Find("GET", "/healthz").status, 200);
+}
+
 TEST(HttpRouterTest, AnUnknownPathIs404AndAKnownPathWithAnotherMethodIs405WithTheAllowedOnes) {
     Router router;
     router.Add("POST", "/api/v1/events", std::make_shared<Fixed>());

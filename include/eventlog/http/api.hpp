@@ -41,6 +41,11 @@ struct ServeSettings {
     /// many rows (max_rows_to_read) and runs at most 5 s (max_execution_time); past either it fails instead of
     /// scanning on.
     std::uint64_t lookup_max_rows{10'000'000};
+    /// CONSOLE_SESSION_IDLE_SECONDS: an admin console session ends after this long unused (docs/admin-console.md).
+    std::chrono::seconds console_idle_timeout{1800};
+    /// HTTP_TRUSTED_PROXY: comma-separated IP addresses of reverse proxies whose X-Forwarded-For and
+    /// X-Forwarded-Proto the console believes (the client's address for throttling, TLS for the Secure cookie).
+    std::vector<std::string> trusted_proxies;
 };
 
 /// Reads ServeSettings from `env` and `config` (HTTP_LISTEN wins over HTTP_HOST/HTTP_PORT; ALLOWED_HOSTS and
@@ -51,8 +56,8 @@ ServeSettings LoadServeSettings(const EnvMap& env, const Config& config);
 void ParseListen(const std::string& text, const char* variable, ServerOptions& options);
 
 /// The API's routes: GET /healthz, GET /readyz, POST /api/v1/users, POST /api/v1/events and
-/// GET /api/v1/events/{event_id}. Handlers borrow `pool` (which must outlive the router); `stopping` turns /readyz
-/// to 503 when the stop begins.
+/// GET /api/v1/events/{event_id}; and the admin console's (AddConsoleRoutes, include/eventlog/http/console.hpp).
+/// Handlers borrow `pool` (which must outlive the router); `stopping` turns /readyz to 503 when the stop begins.
 std::shared_ptr<Router> MakeApiRouter(pg::Pool& pool, const ServeSettings& settings, std::function<bool()> stopping);
 
 }  // namespace eventlog::http

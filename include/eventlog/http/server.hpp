@@ -35,6 +35,8 @@ struct Request {
     /// log line written while the handler runs carries the span's ids in either case.
     std::string trace_id;
     std::string span_id;
+    /// The peer's IP address as the server's socket saw it (a proxy's, behind one); "" when unknown.
+    std::string client_address;
 
     /// The value of header `lower_case_name`, "" when absent.
     std::string Header(std::string_view lower_case_name) const;
@@ -114,7 +116,9 @@ public:
 };
 
 /// Maps (method, path) to a handler. Patterns are literal segments and `{name}` segments that match one non-empty
-/// segment and fill Request::params. Built before the server starts, then read-only (thread-safe to read).
+/// segment and fill Request::params. A path matches only exactly: a trailing slash only where the pattern has one
+/// ("/admin/login/", as Django's URLs), never an empty segment. Built before the server starts, then read-only
+/// (thread-safe to read).
 class Router {
 public:
     /// Adds a route; a second handler for the same method and pattern replaces the first.
@@ -139,6 +143,7 @@ private:
         std::string pattern;
         std::vector<std::string> segments;
         std::shared_ptr<Handler> handler;
+        bool trailing_slash{false};
     };
     std::vector<Route> routes_;
 };
