@@ -31,6 +31,8 @@ PACKAGES=(
     prometheus python3-sentry-sdk
     # Servers the local stack and the tests run as plain processes (psql for `make shell`, the bench).
     postgresql-15 postgresql-client-15 clickhouse-server clickhouse-client
+    # The ClickHouse cluster of the cluster tests (scripts/cluster.sh): ZooKeeper, run as a plain process.
+    zookeeperd
     # `make lint` (run in CI): formatting, clang-tidy, cppcheck.
     clang-format clang-tidy cppcheck
     # `make bench` (bench/run.py): PostgreSQL and ClickHouse clients for the harness and the Celery-style baseline

@@ -445,6 +445,14 @@ start_ch() {
     tcp=$(cat "$dir/ch/tcp_port" 2>/dev/null || true)
     [ -n "$tcp" ] || tcp=$(free_port)
     ch_config "$home" "$http" "$tcp" | write_as "$user" "$home/config.xml"
+    # DIR/ch/extra.xml, when present, is merged into the configuration (config.d): scripts/cluster.sh writes a
+    # cluster node's ZooKeeper, shards, macros and interserver port there.
+    as_user "$user" mkdir -p "$home/config.d"
+    if [ -f "$dir/ch/extra.xml" ]; then
+        write_as "$user" "$home/config.d/extra.xml" <"$dir/ch/extra.xml"
+    else
+        as_user "$user" rm -f "$home/config.d/extra.xml"
+    fi
     ch_users "$(sha256_hex "$(secret "$dir" CH_PASSWORD)")" "$(sha256_hex "$(random_hex)")" |
         write_as "$user" "$home/users.xml"
     bin=$(ch_server_bin)

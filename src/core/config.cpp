@@ -587,6 +587,8 @@ Config LoadConfig(const EnvMap& env) {
     }
     ch.table = r.String("CLICKHOUSE_EVENT_LOG_TABLE_NAME", ch.table);
     CheckIdentifier(ch.table, "CLICKHOUSE_EVENT_LOG_TABLE_NAME");
+    ch.cluster = r.String("CLICKHOUSE_CLUSTER", ch.cluster);
+    if (!ch.cluster.empty()) CheckIdentifier(ch.cluster, "CLICKHOUSE_CLUSTER");
     if (database_from_uri) {
         if (!IsIdentifier(ch.database)) {
             throw ConfigError(

@@ -112,6 +112,25 @@ MigrationReport MigrateClickHouse(clickhouse::Client& ch, const ClickHouseConfig
     }
     const bool datetime64 = ch.SupportsDateTime64();
     const bool dedup = ch.SupportsDeduplicationToken();
+    // One server: MergeTree under the table's name. A cluster (docs/cluster.md): every statement ON CLUSTER, the
+    // shard-local <table>_local replicated through ZooKeeper (path and replica name from each server's macros, as
+    // ClickHouse documents), and the Distributed <table> over the shards for reads.
+    const bool clustered = !config.cluster.empty();
+    const std::string local = clustered ? clickhouse::QuoteIdentifier(config.table + "_local") : table;
+    const std::string on_cluster = clustered ? " ON CLUSTER " + clickhouse::QuoteIdentifier(config.cluster) : "";
+    const std::string engine =
+        clustered ? fmt::format("ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{}.{}_local', '{{replica}}')",
+                                config.database, config.table)
+                  : "MergeTree";
+    const std::string settings = !dedup ? ""
+                                        : (clustered ? "SETTINGS replicated_deduplication_window = 1000"
+                                                     : "SETTINGS non_replicated_deduplication_window = 1000");
+    const std::string distributed =
+        clustered ? fmt::format("CREATE TABLE IF NOT EXISTS {0}.{1}{2} AS {0}.{3} ENGINE = Distributed({4}, {5}, {6});",
+                                db, table, on_cluster, local, clickhouse::QuoteIdentifier(config.cluster),
+                                clickhouse::QuoteIdentifier(config.database),
+                                clickhouse::QuoteIdentifier(config.table + "_local"))
+                  : "";
     for (const auto& m : detail::EmbeddedMigrations()) {
         if (m.engine != "clickhouse") continue;
         const std::string name(m.name);
@@ -121,9 +140,13 @@ MigrationReport MigrateClickHouse(clickhouse::Client& ch, const ClickHouseConfig
         }
         std::string sql(m.sql);
         sql = Replace(sql, "{database}", db);
+        sql = Replace(sql, "{local_table}", local);
         sql = Replace(sql, "{table}", table);
         sql = Replace(sql, "{event_time_type}", datetime64 ? "DateTime64(6, 'UTC')" : "DateTime('UTC')");
-        sql = Replace(sql, "{table_settings}", dedup ? "SETTINGS non_replicated_deduplication_window = 1000" : "");
+        sql = Replace(sql, "{on_cluster}", on_cluster);
+        sql = Replace(sql, "{distributed}", distributed);
+        sql = Replace(sql, "{table_settings}", settings);
+        sql = Replace(sql, "{engine}", engine);  // last: its path holds the server's own {shard} and {replica} macros
         for (const auto& statement : SplitStatements(sql)) ch.Execute(statement);
         ch.Execute(fmt::format("INSERT INTO {}.eventlog_migrations (name, target) VALUES ({}, {})", db,
                                clickhouse::QuoteString(name), clickhouse::QuoteString(config.table)));
@@ -131,6 +154,7 @@ MigrationReport MigrateClickHouse(clickhouse::Client& ch, const ClickHouseConfig
         log::Info("migration_applied", {{"engine", std::string("clickhouse")},
                                         {"name", name},
                                         {"table", config.database + "." + config.table},
+                                        {"cluster", config.cluster},
                                         {"event_time_type", std::string(datetime64 ? "DateTime64(6)" : "DateTime")}});
     }
     report.views_not_run = ViewsTheRelayCannotReach(ch, config);

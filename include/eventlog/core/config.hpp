@@ -67,6 +67,10 @@ struct ClickHouseConfig {
     std::string password;
     std::string database{"default"};  ///< CLICKHOUSE_SCHEMA.
     std::string table{"event_log"};   ///< CLICKHOUSE_EVENT_LOG_TABLE_NAME.
+    /// CLICKHOUSE_CLUSTER: the cluster (of the server's remote_servers) that `eventlog migrate` creates the tables on:
+    /// the shard-local ReplicatedMergeTree `<table>_local` on every node and a Distributed `<table>` over them
+    /// (docs/cluster.md). Empty: one server, nothing changes.
+    std::string cluster;
     std::chrono::milliseconds connect_timeout{30'000};
     std::chrono::milliseconds send_receive_timeout{10'000};
     std::string ca_file;  ///< CLICKHOUSE_CA_FILE: CA bundle to verify the server's certificate (https only).
