@@ -506,6 +506,31 @@ TEST_F(Failover, WithAnAsynchronousStandbyNothingIsDuplicatedAndOnlyWhatTheNewPr
     ASSERT_NO_FATAL_FAILURE(CheckLostClaims(produced, {relay.LogPath()}));
 }
 
+// (issue 19: "with 1 and 3 relays") Three relays at an asynchronous failover: claims of any of them delivered and then
+// lost with the old primary are pending again on the new one; whichever relay claims them must find them in
+// ClickHouse, and none may send them twice. The first relay is the one paused while the backlog replicates (the
+// others keep delivering throughout), so that claims are cut after the WAL sender stops.
+TEST_F(Failover, ThreeRelaysAtAnAsynchronousFailoverDuplicateNothing) {
+    ASSERT_NO_FATAL_FAILURE(StartPrimary());
+    ASSERT_NO_FATAL_FAILURE(AddStandby(0, /*synchronous=*/false));
+    ASSERT_NO_FATAL_FAILURE(MakeWorld());
+    ASSERT_NO_FATAL_FAILURE(WaitCaughtUp(0, 1));
+    auto& w = *world_;
+    StartProducers(3);
+    Child& first = w.StartRelay();
+    Child& second = w.StartRelay();
+    Child& third = w.StartRelay();
+    ASSERT_NO_FATAL_FAILURE(FailOver(0, 1, /*lose_claims=*/&first));
+    const auto produced = Finish(first);
+    for (Child* r : {&second, &third}) {
+        EXPECT_TRUE(r->Running()) << r->Name() << " exited: " << Tail(ReadFile(r->LogPath()), 3000);
+        r->Signal(SIGTERM);
+        const auto st = r->Wait(30s);
+        EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << Tail(ReadFile(r->LogPath()), 3000);
+    }
+    ASSERT_NO_FATAL_FAILURE(CheckLostClaims(produced, {first.LogPath(), second.LogPath(), third.LogPath()}));
+}
+
 // (issue 19) A relay pointed at a standby refuses to claim or acknowledge there, with an error that names the
 // standby and says what to do (delivery paused, retried), and delivers once that node is promoted. Before, it logged
 // warnings "cannot execute LISTEN during recovery (SQLSTATE 25006)" as a transient failure, about five a second, and
