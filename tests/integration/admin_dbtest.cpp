@@ -307,7 +307,8 @@ TEST_F(AdminUpgradeTest, MigrateAppliesTheConsoleMigrationToAnExistingDatabase) 
     ASSERT_EQ(stack_->PgCount("SELECT count(*) FROM pg_tables WHERE tablename = 'console_admin'"), 0);
 
     const auto report = outbox::MigratePostgres(pg);
-    EXPECT_THAT(report.applied, ElementsAre("postgres/0019_admin_console"));
+    ASSERT_FALSE(report.applied.empty());
+    EXPECT_EQ(report.applied.front(), "postgres/0019_admin_console") << "0019 first, then any later ones";
     EXPECT_EQ(report.already_applied, 18);
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.api_key WHERE name = 'before'"), 1);
     admin::CreateAdministrator(pg, "ada", "", kPassword);
