@@ -307,7 +307,8 @@ TEST_F(AdminUpgradeTest, MigrateAppliesTheConsoleMigrationToAnExistingDatabase) 
     ASSERT_EQ(stack_->PgCount("SELECT count(*) FROM pg_tables WHERE tablename = 'console_admin'"), 0);
 
     const auto report = outbox::MigratePostgres(pg);
-    EXPECT_THAT(report.applied, ElementsAre("postgres/0019_admin_console"));
+    // 0020 (the console's pages) comes along.
+    EXPECT_THAT(report.applied, ElementsAre("postgres/0019_admin_console", "postgres/0020_console_pages"));
     EXPECT_EQ(report.already_applied, 18);
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.api_key WHERE name = 'before'"), 1);
     admin::CreateAdministrator(pg, "ada", "", kPassword);

@@ -100,8 +100,9 @@ TEST_F(UpgradeTest, ALiveSystemUpgradesUnderLoadLosingAndDuplicatingNothing) {
     }
     std::this_thread::sleep_for(milliseconds(300));
     const auto report = outbox::MigratePostgres(stack_->Pg());
-    // 0019 (the admin console's tables) comes along; it touches nothing 0018 does.
-    EXPECT_THAT(report.applied, ::testing::ElementsAre("postgres/0018_outbox_ranges", "postgres/0019_admin_console"));
+    // 0019 and 0020 (the admin console's tables and functions) come along; they touch nothing 0018 does.
+    EXPECT_THAT(report.applied, ::testing::ElementsAre("postgres/0018_outbox_ranges", "postgres/0019_admin_console",
+                                                       "postgres/0020_console_pages"));
     std::this_thread::sleep_for(milliseconds(300));
 
     // A relay of the version before claims by deleting outbox rows: on the new outbox it is refused, and takes none.
