@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <eventlog/admin/administrators.hpp>
+#include <eventlog/admin/sessions.hpp>
+#include <eventlog/core/error.hpp>
 #include <eventlog/http/api.hpp>
 #include <eventlog/http/server.hpp>
 #include <eventlog/outbox/outbox.hpp>
@@ -391,6 +393,49 @@ TEST_F(ConsolePagesTest, HostileEventTypesAndPayloadsAreEscapedOnTheDeadLetterAn
     EXPECT_THAT(one.body, Not(HasSubstr("<script")));
     const auto dead = Get("/admin/events/" + id + "/");
     EXPECT_EQ(Anchor(dead.body, "event-status"), "dead_lettered");
+}
+
+TEST_F(ConsolePagesTest, TheApiRoleChangesNothingWithoutALiveSessionAndReadsNoConsoleTable) {
+    const std::string id = DeadLetter("Guarded");
+    auto lease = pool_->Acquire();
+    const auto code_of = [&](const std::string& sql, const std::vector<pg::Param>& params = {}) {
+        try {
+            lease->Exec(sql, params);
+        } catch (const Error& e) {
+            return e.Code();
+        }
+        return std::string("ok");
+    };
+    const std::string forged = "\\x" + std::string(64, 'a');
+    // The functions the pages use refuse a session that does not exist, so a stolen producer login cannot use them.
+    EXPECT_EQ(code_of("SELECT eventlog.console_dead_letter_act($1::bytea, '', 'replay', NULL, '', '')", {forged}),
+              "42501");
+    EXPECT_EQ(code_of("SELECT eventlog.console_api_key_create($1::bytea, '', 'x', decode(repeat('00', 32), 'hex'), "
+                      "'{events:write}')",
+                      {forged}),
+              "42501");
+    EXPECT_EQ(code_of("SELECT eventlog.console_api_key_revoke($1::bytea, '', 'x')", {forged}), "42501");
+    EXPECT_EQ(code_of("SELECT * FROM eventlog.console_dead_letters($1::bytea, '', '', NULL, NULL, 10)", {forged}),
+              "42501");
+    EXPECT_EQ(code_of("SELECT * FROM eventlog.console_users($1::bytea, '', NULL, 10)", {forged}), "42501");
+    EXPECT_EQ(code_of("SELECT * FROM eventlog.console_audit_log($1::bytea, NULL, 10)", {forged}), "42501");
+    // Nor the bodies and tables underneath.
+    EXPECT_EQ(code_of("SELECT eventlog.dead_letter_replay(NULL)"), "42501");
+    EXPECT_EQ(code_of("SELECT eventlog.dead_letter_discard(NULL)"), "42501");
+    EXPECT_EQ(code_of("SELECT eventlog.console_actor($1::bytea)", {forged}), "42501");
+    EXPECT_EQ(code_of("SELECT count(*) FROM eventlog.dead_letter"), "42501");
+    EXPECT_EQ(code_of("SELECT count(*) FROM eventlog.console_audit"), "42501");
+    EXPECT_EQ(code_of("SELECT count(*) FROM eventlog_demo.users"), "42501");
+    // The status figures are counts (/metrics publishes them too): any role reads them, the same for all.
+    EXPECT_EQ(code_of("SELECT * FROM eventlog.status()"), "ok");
+    // The real session works until it ends; then it is refused like a forged one.
+    const std::string live = *admin::SessionTokenHash(session_.substr(session_.find('=') + 1));
+    EXPECT_EQ(code_of("SELECT count(*) FROM eventlog.console_dead_letters($1::bytea, '', '', NULL, NULL, 10)", {live}),
+              "ok");
+    ASSERT_EQ(Post("/admin/logout/", "").status, 303);
+    EXPECT_EQ(code_of("SELECT eventlog.console_dead_letter_act($1::bytea, '', 'discard', NULL, '', '')", {live}),
+              "42501");
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.dead_letter WHERE event_id = '" + id + "'"), 1);
 }
 
 }  // namespace
