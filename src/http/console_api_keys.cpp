@@ -50,8 +50,10 @@ std::string CreateForm(const SignedIn& who, std::string_view name, std::string_v
            HtmlEscape(name) + "\">\n<fieldset><legend>Scopes (none ticked: all three)</legend>\n";
     for (const auto scope : kScopes) {
         const std::string id = ScopeId(scope);
-        out += "<div class=\"check\"><input type=\"checkbox\" id=\"" + id + "\" name=\"" + id + "\" value=\"" +
-               std::string(scope) + "\"><label for=\"" + id + "\">" + std::string(scope) + "</label></div>\n";
+        out += fmt::format(
+            "<div class=\"check\"><input type=\"checkbox\" id=\"{0}\" name=\"{0}\" value=\"{1}\"><label "
+            "for=\"{0}\">{1}</label></div>\n",
+            id, scope);
     }
     out += "</fieldset>\n<button type=\"submit\" id=\"create-submit\">Create key</button>\n</form>\n</section>\n";
     return out;

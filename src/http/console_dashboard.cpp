@@ -29,7 +29,7 @@ std::string Seconds(double s) {
 /// The chart: one bar per minute (delivered, left scale) and the mean lag as a line (right scale), the hour before
 /// `now_s`; then the same numbers as a table for screen readers and text browsers.
 std::string ChartSvg(const detail::EventLogReader::Chart& chart, std::int64_t now_s) {
-    const std::int64_t first = (now_s / 60) * 60 - 59 * 60;
+    const std::int64_t first = (now_s / 60) * 60 - std::int64_t{59} * 60;
     std::vector<const detail::EventLogReader::Minute*> slots(60, nullptr);
     std::int64_t max_delivered = 0;
     std::int64_t total = 0;

@@ -132,13 +132,12 @@ protected:
                 "(UTC)</th></tr></thead><tbody>\n";
             for (int i = 0; i < shown; ++i) {
                 const std::string id(rows.Get(i, 0));
-                content += "<tr id=\"dead-letter-" + id + "\"><td><input type=\"checkbox\" name=\"id\" value=\"" + id +
-                           "\" id=\"select-" + id + "\" aria-label=\"Select " + id +
-                           "\"></td><td><a href=\"/admin/"
-                           "dead-letters/" +
-                           id + "/\" class=\"mono\">" + id + "</a></td><td>" + HtmlEscape(rows.Get(i, 1)) +
-                           "</td><td>" + HtmlEscape(Shorten(rows.Get(i, 6), 200)) + "</td><td>" +
-                           HtmlEscape(rows.Get(i, 7)) + "</td><td>" + HtmlEscape(rows.Get(i, 10)) + "</td></tr>\n";
+                content += fmt::format(
+                    "<tr id=\"dead-letter-{0}\"><td><input type=\"checkbox\" name=\"id\" value=\"{0}\" "
+                    "id=\"select-{0}\" aria-label=\"Select {0}\"></td><td><a href=\"/admin/dead-letters/{0}/\" "
+                    "class=\"mono\">{0}</a></td><td>{1}</td><td>{2}</td><td>{3}</td><td>{4}</td></tr>\n",
+                    id, HtmlEscape(rows.Get(i, 1)), HtmlEscape(Shorten(rows.Get(i, 6), 200)),
+                    HtmlEscape(rows.Get(i, 7)), HtmlEscape(rows.Get(i, 10)));
             }
             content +=
                 "</tbody></table></div>\n<button type=\"submit\" name=\"action\" value=\"replay\" "
