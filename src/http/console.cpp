@@ -74,14 +74,16 @@ a { color: var(--accent); }
 .fields dt { min-width: 10rem; color: var(--muted); }
 .fields dd { margin: 0; overflow-wrap: anywhere; }
 .scroll { overflow-x: auto; }
+.scroll table { min-width: 36rem; }
 table { border-collapse: collapse; width: 100%; font-size: 0.95rem; }
 th, td { text-align: left; padding: 0.35rem 0.5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
 caption { text-align: left; color: var(--muted); }
 .mono, pre, code { font-family: ui-monospace, monospace; font-size: 0.9rem; overflow-wrap: anywhere; }
 pre { white-space: pre-wrap; background: var(--wash); padding: 0.75rem; border-radius: 4px; }
 .filters { display: flex; flex-wrap: wrap; gap: 0 1rem; align-items: end; }
+.filters .field { flex: 1 1 12rem; min-width: 0; }
 .filters label { margin-top: 0.5rem; }
-.filters input { min-width: 12rem; }
+.filters input { width: 100%; }
 .filters button { margin-top: 0.5rem; }
 input[type=datetime-local] { display: block; padding: 0.45rem; margin-top: 0.25rem; font: inherit;
   border: 1px solid var(--muted); border-radius: 4px; }
@@ -99,7 +101,7 @@ button.danger { background: var(--bad); }
 .chart text { font-size: 12px; fill: var(--muted); }
 figure { margin: 0; }
 @media (max-width: 400px) { main { margin: 0; padding: 0.75rem; border-radius: 0; border-left: 0; border-right: 0; }
-  .filters input { min-width: 0; width: 100%; } .fields dt { min-width: 0; } }
+  .fields dt { min-width: 0; } }
 )css";
 
 int HexDigit(char c) {

@@ -79,7 +79,8 @@ public:
             content += "<p id=\"no-keys\">No API keys yet.</p>\n";
         } else {
             content +=
-                "<div class=\"scroll\"><table id=\"api-key-list\"><thead><tr><th scope=\"col\">Name</th><th "
+                "<div class=\"scroll\" tabindex=\"0\"><table id=\"api-key-list\"><thead><tr><th "
+                "scope=\"col\">Name</th><th "
                 "scope=\"col\">Scopes</th><th scope=\"col\">Created (UTC)</th><th scope=\"col\">State</th><th "
                 "scope=\"col\">Action</th></tr></thead><tbody>\n";
             for (int i = 0; i < r.Rows(); ++i) {

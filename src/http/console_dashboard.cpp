@@ -153,7 +153,7 @@ protected:
             relay_count);
         if (relay_count > 0) {
             content +=
-                "<div class=\"scroll\"><table id=\"relays\"><thead><tr><th scope=\"col\">PID</th><th "
+                "<div class=\"scroll\" tabindex=\"0\"><table id=\"relays\"><thead><tr><th scope=\"col\">PID</th><th "
                 "scope=\"col\">Address</th><th scope=\"col\">Connected (UTC)</th><th scope=\"col\">Last seen "
                 "(UTC)</th><th scope=\"col\">State</th></tr></thead><tbody>\n" +
                 relays + "</tbody></table></div>\n";

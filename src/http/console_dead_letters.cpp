@@ -101,12 +101,15 @@ protected:
         content += fmt::format("<p>Matching: <strong id=\"dead-letter-count\">{}</strong></p>\n", total);
         content +=
             "<form method=\"get\" action=\"/admin/dead-letters/\" class=\"filters\" id=\"dead-letter-filter\">\n"
-            "<label for=\"type\">Event type contains</label><input type=\"text\" id=\"type\" name=\"type\" "
+            "<div class=\"field\"><label for=\"type\">Event type contains</label><input type=\"text\" id=\"type\" "
+            "name=\"type\" "
             "maxlength=\"200\" value=\"" +
             HtmlEscape(filters.type) +
-            "\">\n<label for=\"error\">Error contains</label><input type=\"text\" id=\"error\" name=\"error\" "
+            "\"></div>\n<div class=\"field\"><label for=\"error\">Error contains</label><input type=\"text\" "
+            "id=\"error\" name=\"error\" "
             "maxlength=\"200\" value=\"" +
-            HtmlEscape(filters.error) + "\">\n<button type=\"submit\" id=\"filter-submit\">Filter</button>\n</form>\n";
+            HtmlEscape(filters.error) +
+            "\"></div>\n<button type=\"submit\" id=\"filter-submit\">Filter</button>\n</form>\n";
         if (total > 0) {
             content += "<form method=\"post\" action=\"/admin/dead-letters/confirm/\" id=\"all-matching\">" +
                        CsrfInput(who) + filters.Hidden() +
@@ -126,7 +129,8 @@ protected:
             content += "<form method=\"post\" action=\"/admin/dead-letters/confirm/\" id=\"selected\">" +
                        CsrfInput(who) + filters.Hidden() + "<input type=\"hidden\" name=\"scope\" value=\"selected\">";
             content +=
-                "<div class=\"scroll\"><table id=\"dead-letter-list\"><caption>Oldest failure first</caption><thead>"
+                "<div class=\"scroll\" tabindex=\"0\"><table id=\"dead-letter-list\"><caption>Oldest failure "
+                "first</caption><thead>"
                 "<tr><th scope=\"col\">Select</th><th scope=\"col\">Event</th><th scope=\"col\">Type</th><th "
                 "scope=\"col\">Error</th><th scope=\"col\">Attempts</th><th scope=\"col\">Last failed "
                 "(UTC)</th></tr></thead><tbody>\n";

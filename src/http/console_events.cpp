@@ -57,7 +57,7 @@ std::string FormatLocal(std::int64_t s) {
 }
 
 std::string EventTable(const std::vector<detail::EventLogReader::Row>& rows, std::size_t shown, std::string_view id) {
-    std::string out = "<div class=\"scroll\"><table id=\"" + std::string(id) +
+    std::string out = "<div class=\"scroll\" tabindex=\"0\"><table id=\"" + std::string(id) +
                       "\"><thead><tr><th scope=\"col\">Event time (UTC)</th><th scope=\"col\">Type</th><th "
                       "scope=\"col\">Event</th><th scope=\"col\">Trace</th><th scope=\"col\">Context</th></tr></thead>"
                       "<tbody>\n";
@@ -108,20 +108,26 @@ protected:
         std::string content = "<h1>Events</h1>\n<p>Delivered events in ClickHouse, newest event time first.</p>\n";
         content +=
             "<form method=\"get\" action=\"/admin/events/\" class=\"filters\" id=\"event-filter\">\n"
-            "<label for=\"type\">Event type (exact)</label><input type=\"text\" id=\"type\" name=\"type\" "
+            "<div class=\"field\"><label for=\"type\">Event type (exact)</label><input type=\"text\" id=\"type\" "
+            "name=\"type\" "
             "maxlength=\"200\" value=\"" +
             HtmlEscape(filter.event_type) +
-            "\">\n<label for=\"from\">From (UTC)</label><input type=\"datetime-local\" id=\"from\" name=\"from\" "
+            "\"></div>\n<div class=\"field\"><label for=\"from\">From (UTC)</label><input type=\"datetime-local\" "
+            "id=\"from\" name=\"from\" "
             "value=\"" +
             FormatLocal(filter.from_s) +
-            "\">\n<label for=\"to\">To (UTC)</label><input type=\"datetime-local\" id=\"to\" name=\"to\" value=\"" +
+            "\"></div>\n<div class=\"field\"><label for=\"to\">To (UTC)</label><input type=\"datetime-local\" "
+            "id=\"to\" name=\"to\" value=\"" +
             FormatLocal(filter.to_s) +
-            "\">\n<label for=\"trace\">Trace id</label><input type=\"text\" id=\"trace\" name=\"trace\" "
+            "\"></div>\n<div class=\"field\"><label for=\"trace\">Trace id</label><input type=\"text\" id=\"trace\" "
+            "name=\"trace\" "
             "maxlength=\"128\" value=\"" +
             HtmlEscape(filter.trace_id) +
-            "\">\n<label for=\"event_id\">Event id</label><input type=\"text\" id=\"event_id\" name=\"event_id\" "
+            "\"></div>\n<div class=\"field\"><label for=\"event_id\">Event id</label><input type=\"text\" "
+            "id=\"event_id\" name=\"event_id\" "
             "maxlength=\"36\" value=\"" +
-            HtmlEscape(event_id_text) + "\">\n<button type=\"submit\" id=\"filter-submit\">Filter</button>\n</form>\n";
+            HtmlEscape(event_id_text) +
+            "\"></div>\n<button type=\"submit\" id=\"filter-submit\">Filter</button>\n</form>\n";
         if (!error.empty()) {
             content += "<p class=\"error\" role=\"alert\" id=\"filter-error\">" + HtmlEscape(error) + "</p>\n";
             return Html(400, Page("Events", content, &who, "/admin/events/"));

@@ -41,15 +41,16 @@ protected:
         std::string content =
             "<h1>Users</h1>\n<p>The users created through <code>POST /api/v1/users</code>, newest first.</p>\n"
             "<form method=\"get\" action=\"/admin/users/\" class=\"filters\" id=\"user-search\" role=\"search\">"
-            "<label for=\"q\">Email or name contains</label><input type=\"text\" id=\"q\" name=\"q\" "
+            "<div class=\"field\"><label for=\"q\">Email or name contains</label><input type=\"text\" id=\"q\" "
+            "name=\"q\" "
             "maxlength=\"254\" value=\"" +
-            HtmlEscape(search) + "\"><button type=\"submit\" id=\"search-submit\">Search</button></form>\n";
+            HtmlEscape(search) + "\"></div><button type=\"submit\" id=\"search-submit\">Search</button></form>\n";
         const int shown = std::min(r.Rows(), kPageRows);
         if (shown == 0) {
             content += "<p id=\"no-users\">No users" + std::string(search.empty() ? "" : " match") + ".</p>\n";
         } else {
             content +=
-                "<div class=\"scroll\"><table id=\"user-list\"><thead><tr><th scope=\"col\">Id</th><th "
+                "<div class=\"scroll\" tabindex=\"0\"><table id=\"user-list\"><thead><tr><th scope=\"col\">Id</th><th "
                 "scope=\"col\">Email</th><th scope=\"col\">First name</th><th scope=\"col\">Last name</th><th "
                 "scope=\"col\">Created (UTC)</th></tr></thead><tbody>\n";
             for (int i = 0; i < shown; ++i) {
@@ -93,7 +94,8 @@ protected:
             content += "<p id=\"no-audit\">Nothing recorded yet.</p>\n";
         } else {
             content +=
-                "<div class=\"scroll\"><table id=\"audit-list\"><thead><tr><th scope=\"col\">When (UTC)</th><th "
+                "<div class=\"scroll\" tabindex=\"0\"><table id=\"audit-list\"><thead><tr><th scope=\"col\">When "
+                "(UTC)</th><th "
                 "scope=\"col\">Who</th><th scope=\"col\">Action</th><th scope=\"col\">Target</th><th "
                 "scope=\"col\">Address</th><th scope=\"col\">Details</th></tr></thead><tbody>\n";
             for (int i = 0; i < shown; ++i) {
