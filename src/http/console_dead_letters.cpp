@@ -83,7 +83,9 @@ protected:
         // The next page starts after the last row of this one: (first_failed_at, event_id), as the index orders.
         const std::string after_at = Field(query, "after_at");
         const auto after_id = Uuid::Parse(Field(query, "after_id"));
-        const bool paged = !after_at.empty() && after_id;
+        // A timestamptz as PostgreSQL prints it ("2026-12-07 19:20:29.123456+00"); anything else starts at the top.
+        const bool paged = !after_at.empty() && after_at.size() <= 40 &&
+                           after_at.find_first_not_of("0123456789-:. +") == std::string::npos && after_id;
         std::int64_t total = 0;
         pg::Result rows;
         InTransaction(Ctx(), [&](pg::Transaction& tx) {

@@ -391,6 +391,15 @@ TEST_F(ConsolePagesTest, HostileEventTypesAndPayloadsAreEscapedOnTheDeadLetterAn
     EXPECT_EQ(Anchor(one.body, "trace-id"), trace);
     EXPECT_EQ(Count(one.body, "class=\"mono\" href=\"/admin/events/"), 2);  // the trace's two events
     EXPECT_THAT(one.body, Not(HasSubstr("<script")));
+    // ClickHouse's TabSeparated escapes (backslashes, tabs, newlines in the context) are undone before escaping.
+    const std::string escaped = std::string(
+        stack_->Producer()
+            .Exec("SELECT eventlog.emit('Escapes', $1::json)", {R"({"path":"C:\\dir\\x","tab":"a\tb","nl":"c\nd"})"})
+            .Get(0, 0));
+    ASSERT_EQ(stack_->Drain().delivered, 1);
+    EXPECT_EQ(
+        Anchor(Get("/admin/events/" + escaped + "/").body, "event-context"),
+        R"({&quot;path&quot;:&quot;C:\\dir\\x&quot;,&quot;tab&quot;:&quot;a\tb&quot;,&quot;nl&quot;:&quot;c\nd&quot;})");
     const auto dead = Get("/admin/events/" + id + "/");
     EXPECT_EQ(Anchor(dead.body, "event-status"), "dead_lettered");
 }
