@@ -12,6 +12,8 @@
 #include <eventlog/admin/sessions.hpp>
 #include <eventlog/core/error.hpp>
 #include <eventlog/http/console.hpp>
+#include <eventlog/http/errors.hpp>
+#include <eventlog/observability/log.hpp>
 #include <memory>
 #include <string>
 
@@ -437,18 +439,40 @@ std::string Thousands(std::int64_t n) {
     return n < 0 ? "-" + out : out;
 }
 
+Response ErrorPage(const Error& error, const Request& request) {
+    const Problem p = ProblemFor(error);
+    log::Warning("console_request_failed",
+                 {{"path", request.path}, {"error", std::string(error.what())}, {"code", error.Code()}});
+    std::string content =
+        "<h1>" + std::string(p.status == 503 ? "Unavailable" : "Error") +
+        "</h1>\n<p class=\"error\" role=\"alert\" id=\"error-text\">" + HtmlEscape(p.error) +
+        (p.status == 503 ? ": PostgreSQL or ClickHouse did not answer. Reload the page in a moment." : ".") +
+        "</p>\n<p><a href=\"/admin/\">Dashboard</a></p>\n";
+    Response r = Html(p.status, Page(p.status == 503 ? "Unavailable" : "Error", content));
+    if (p.retry_after) r.headers.emplace_back("Retry-After", std::to_string(*p.retry_after));
+    return r;
+}
+
 Response PageHandler::Handle(const Request& request) {
-    const auto who = SignedInOf(*console_, request);
-    if (!who) return Redirect("/admin/login/");
-    return Serve(request, *who);
+    try {
+        const auto who = SignedInOf(*console_, request);
+        if (!who) return Redirect("/admin/login/");
+        return Serve(request, *who);
+    } catch (const Error& e) {
+        return ErrorPage(e, request);
+    }
 }
 
 Response ActionHandler::Handle(const Request& request) {
-    const auto who = SignedInOf(*console_, request);
-    if (!who) return Redirect("/admin/login/");
-    const auto form = ReadForm(request);
-    if (!CsrfOk(*who, form)) return Forbidden();
-    return Act(request, *who, form);
+    try {
+        const auto who = SignedInOf(*console_, request);
+        if (!who) return Redirect("/admin/login/");
+        const auto form = ReadForm(request);
+        if (!CsrfOk(*who, form)) return Forbidden();
+        return Act(request, *who, form);
+    } catch (const Error& e) {
+        return ErrorPage(e, request);
+    }
 }
 
 }  // namespace console

@@ -4,6 +4,7 @@
 // administrator, HTML pages and responses, forms, CSRF. Internal to the http component.
 
 #include <cstdint>
+#include <eventlog/core/error.hpp>
 #include <eventlog/http/console.hpp>
 #include <eventlog/pg/connection.hpp>
 #include <eventlog/pg/pool.hpp>
@@ -50,6 +51,8 @@ std::string Page(std::string_view title, std::string_view content, const SignedI
                  std::string_view current = "");
 /// 404 as a console page.
 Response NotFoundPage(const SignedIn& who, std::string_view what);
+/// An HTML page for a failure of a page's work (503 with Retry-After when a server did not answer), logged.
+Response ErrorPage(const Error& error, const Request& request);
 /// A POST body as form fields (413 over 16 KiB, 415 for another Content-Type).
 std::map<std::string, std::string> ReadForm(const Request& request);
 /// The field's value, "" when absent.

@@ -447,5 +447,32 @@ TEST_F(ConsolePagesTest, TheApiRoleChangesNothingWithoutALiveSessionAndReadsNoCo
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.dead_letter WHERE event_id = '" + id + "'"), 1);
 }
 
+TEST_F(ConsolePagesTest, APageWhoseDatabaseDoesNotAnswerSaysSoInHtmlWith503) {
+    // A second server whose pool points at a port nobody listens on: the session cannot even be checked.
+    pg::PoolOptions pool_options;
+    auto postgres = stack_->Config().postgres;
+    postgres.port = 1;
+    pool_options.connect.conninfo = postgres.ConnInfo();
+    pool_options.max_size = 1;
+    pg::Pool dead_pool(pool_options);
+    http::ServeSettings settings;
+    settings.secret_key = kSecretKey;
+    settings.server.port = 0;
+    settings.server.io_threads = 1;
+    settings.server.worker_threads = 1;
+    http::Server dead(settings.server, http::MakeApiRouter(dead_pool, settings, [] { return false; }));
+    dead.Start();
+    for (const std::string path : {"/admin/", "/admin/dead-letters/", "/admin/audit/"}) {
+        const auto answer = HttpRequest(dead.Port(), "GET", path, {}, {{"Cookie", session_}});
+        EXPECT_EQ(answer.status, 503) << path;
+        EXPECT_EQ(answer.headers.count("content-type") ? answer.headers.at("content-type") : "",
+                  "text/html; charset=utf-8");
+        EXPECT_THAT(answer.body, HasSubstr("<h1>Unavailable</h1>"));
+        EXPECT_EQ(answer.headers.count("retry-after"), 1U);
+    }
+    dead.Stop();
+    dead.Wait();
+}
+
 }  // namespace
 }  // namespace eventlog
