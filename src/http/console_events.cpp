@@ -99,7 +99,7 @@ protected:
         filter.from_s = from.value_or(filter.to_s - kDefaultWindowS);
         std::size_t page = 0;
         if (const std::string p = Field(query, "page");
-            !p.empty() && p.size() < 5 && p.find_first_not_of("0123456789") == std::string::npos) {
+            !p.empty() && p.size() <= 9 && p.find_first_not_of("0123456789") == std::string::npos) {
             page = std::min<std::size_t>(std::stoul(p), kMaxPages - 1);
         }
         filter.limit = kPageRows + 1;

@@ -347,6 +347,26 @@ TEST_F(ConsolePagesTest, ListsArePagedAndFilteredWithinTheirBounds) {
     EXPECT_EQ(Count(search.body, "<tr id=\"user-"), 1);
     EXPECT_THAT(search.body, HasSubstr("user1@example.com"));
     EXPECT_EQ(Count(Get("/admin/users/?q=%25").body, "<tr id=\"user-"), 0);  // no LIKE wildcards
+
+    stack_->Pg().Exec(
+        "INSERT INTO eventlog.console_audit (actor, action, target) SELECT 'cli', 'test_row', g::text FROM "
+        "generate_series(1, 60) g");
+    const auto audit = Get("/admin/audit/");
+    EXPECT_EQ(Count(audit.body, "<tr id=\"audit-"), 50);
+    EXPECT_LT(audit.body.find(">60<"), audit.body.find(">59<"));  // newest first
+    ASSERT_TRUE(std::regex_search(audit.body, m, std::regex(R"re(href="([^"]+)" id="next-page")re")));
+    EXPECT_EQ(Count(Get(m[1]).body, "<tr id=\"audit-"), 12);  // the other 10, ada's login and admin_created
+
+    stack_->Producer().Exec("SELECT eventlog.emit('Paged', '{}'::json) FROM generate_series(1, 55)");
+    ASSERT_EQ(stack_->Drain().delivered, 55 + 55);  // and the users' user_created events
+    const auto events = Get("/admin/events/?type=paged");
+    EXPECT_EQ(Count(events.body, "class=\"mono\" href=\"/admin/events/"), 50);
+    ASSERT_TRUE(std::regex_search(events.body, m, std::regex(R"re(href="([^"]+)" id="next-page")re")));
+    const auto older = Get(std::regex_replace(std::string(m[1]), std::regex("&amp;"), "&"));
+    EXPECT_EQ(Count(older.body, "class=\"mono\" href=\"/admin/events/"), 5);
+    EXPECT_THAT(older.body, HasSubstr("id=\"previous-page\""));
+    // A page past the last is empty and its number is capped (at most 200 pages of 50 are ever asked for).
+    EXPECT_EQ(Count(Get("/admin/events/?page=99999").body, "class=\"mono\" href=\"/admin/events/"), 0);
 }
 
 TEST_F(ConsolePagesTest, HostileEventTypesAndPayloadsAreEscapedOnTheDeadLetterAndEventsPages) {
