@@ -494,5 +494,22 @@ TEST_F(ConsolePagesTest, APageWhoseDatabaseDoesNotAnswerSaysSoInHtmlWith503) {
     dead.Wait();
 }
 
+TEST_F(ConsolePagesTest, TheDashboardListsTheRunningRelaysSessions) {
+    EXPECT_EQ(Anchor(Get("/admin/").body, "relays-alive"), "0");
+    testing::BackgroundRelay relay(stack_->Config());
+    std::string page;
+    EXPECT_TRUE(testing::WaitUntil(
+        [&] {
+            page = Get("/admin/").body;
+            return Anchor(page, "relays-alive") != "0";
+        },
+        std::chrono::seconds(10), std::chrono::milliseconds(100)));
+    EXPECT_THAT(page, HasSubstr("<table id=\"relays\">"));
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'eventlog-relay' AND "
+                              "datname = current_database()"),
+              std::stoll(Anchor(page, "relays-alive")));
+    relay.Stop();
+}
+
 }  // namespace
 }  // namespace eventlog
