@@ -10,8 +10,8 @@
 -- ReplayDeadLetters / DiscardDeadLetters: `eventlog dlq replay|discard`, the console's buttons).
 
 -- `eventlog status`'s figures, one home: ReadStatus selects from this, and so does the dashboard (through the same
--- C++ function), so their numbers cannot differ. Counts only, which /metrics already publishes; any of the three
--- roles may read them.
+-- C++ function), so their numbers cannot differ. Counts (which /metrics already publishes) and what retention waits
+-- for; any of the three roles may read them.
 CREATE FUNCTION eventlog.status(OUT pending bigint, OUT oldest_pending_age_seconds float8,
                                 OUT in_flight_batches bigint, OUT in_flight_events bigint, OUT dead_letters bigint,
                                 OUT retained_bytes bigint, OUT retention_waiting text)
