@@ -48,6 +48,8 @@ std::optional<std::string> TokenHash(std::string_view token) {
 
 }  // namespace
 
+std::optional<std::string> SessionTokenHash(std::string_view session_token) { return TokenHash(session_token); }
+
 LoginResult Login(pg::Connection& connection, std::string_view username, std::string_view password,
                   std::string_view client_address, std::chrono::seconds idle) {
     // A name no administrator can have (too long, other characters) is looked up nowhere, and is recorded cut to 150

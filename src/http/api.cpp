@@ -631,7 +631,10 @@ std::shared_ptr<Router> MakeApiRouter(pg::Pool& pool, const ServeSettings& setti
     AddConsoleRoutes(*router, pool,
                      {.secret_key = settings.secret_key,
                       .idle_timeout = settings.console_idle_timeout,
-                      .trusted_proxies = settings.trusted_proxies});
+                      .trusted_proxies = settings.trusted_proxies,
+                      .clickhouse = settings.clickhouse,
+                      .clickhouse_table = settings.clickhouse_table,
+                      .lookup_max_rows = settings.lookup_max_rows});
     return router;
 }
 

@@ -192,8 +192,8 @@ std::vector<std::string> WordsOfArray(std::string_view text) {
     return out;
 }
 
-std::string CreateApiKey(pg::Connection& connection, std::string_view secret_key, std::string_view name,
-                         const std::vector<std::string>& scopes) {
+std::string CreateApiKeyWith(std::string_view secret_key, std::string_view name, const std::vector<std::string>& scopes,
+                             const KeyStore& store) {
     RequireSecretKey(secret_key);
     CheckName(name);
     std::string scope_array = "{";
@@ -213,16 +213,27 @@ std::string CreateApiKey(pg::Connection& connection, std::string_view secret_key
         throw Error(ErrorKind::kFatal, "api keys: RAND_bytes failed");
     }
     const std::string hash = ByteaHex(HashTokenSecret(secret_key, secret));
-    pg::Result r;
+    std::int64_t key_id = 0;
     try {
-        r = connection.Exec("SELECT eventlog.api_key_create($1, $2::bytea, $3::text[])", {name, hash, scope_array});
+        key_id = store(std::string(name), hash, scope_array);
     } catch (const Error& e) {
         if (e.Source() == ErrorSource::kPostgres && e.Code() == "23505") {
             throw InvalidInputError("--name", "a key with this name already exists");
         }
         throw;
     }
-    return std::string(kPrefix) + std::string(r.Get(0, 0)) + "_" + Base64Url(secret.data(), secret.size());
+    return std::string(kPrefix) + std::to_string(key_id) + "_" + Base64Url(secret.data(), secret.size());
+}
+
+std::string CreateApiKey(pg::Connection& connection, std::string_view secret_key, std::string_view name,
+                         const std::vector<std::string>& scopes) {
+    return CreateApiKeyWith(secret_key, name, scopes,
+                            [&](const std::string& key_name, const std::string& token_hash, const std::string& scope) {
+                                return connection
+                                    .Exec("SELECT eventlog.api_key_create($1, $2::bytea, $3::text[])",
+                                          {key_name, token_hash, scope})
+                                    .GetInt(0, 0);
+                            });
 }
 
 std::vector<ApiKeyInfo> ListApiKeys(pg::Connection& connection) {

@@ -1,5 +1,6 @@
-// The admin console's sign-in, sign-out and first page (docs/admin-console.md). Server-rendered HTML without
-// JavaScript, one stylesheet served from here, a strict Content-Security-Policy.
+// The admin console's sign-in and sign-out, and what its pages share (docs/admin-console.md). Server-rendered HTML
+// without JavaScript, one stylesheet served from here, a strict Content-Security-Policy. The pages themselves are in
+// console_*.cpp.
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -11,11 +12,23 @@
 #include <eventlog/admin/sessions.hpp>
 #include <eventlog/core/error.hpp>
 #include <eventlog/http/console.hpp>
+#include <eventlog/http/errors.hpp>
+#include <eventlog/observability/log.hpp>
 #include <memory>
 #include <string>
 
+#include "http/console_internal.hpp"
+
 namespace eventlog::http {
 namespace {
+
+using console::Console;
+using console::Field;
+using console::Forbidden;
+using console::Html;
+using console::Page;
+using console::ReadForm;
+using console::Redirect;
 
 constexpr std::string_view kSessionCookie = "eventlog_session";
 constexpr std::string_view kCsrfCookie = "eventlog_csrf";
@@ -47,7 +60,50 @@ button { margin-top: 1.25rem; padding: 0.5rem 1rem; font: inherit; color: #fff; 
 header button { margin: 0; background: transparent; border: 1px solid #fff; }
 :focus-visible { outline: 3px solid #f2b705; outline-offset: 2px; }
 .error { color: var(--bad); border-left: 4px solid var(--bad); padding-left: 0.75rem; }
-@media (max-width: 400px) { main { margin: 0; border-radius: 0; border-left: 0; border-right: 0; } }
+header .who { margin: 0 0 0 auto; }
+nav ul { list-style: none; margin: 0; padding: 0.25rem 1rem; display: flex; flex-wrap: wrap; gap: 0.25rem 1rem;
+  background: var(--paper); border-bottom: 1px solid var(--line); }
+nav a { color: var(--accent); }
+nav a[aria-current=page] { color: var(--ink); font-weight: 600; text-decoration: none; }
+main { max-width: 72rem; }
+h2 { font-size: 1.15rem; margin-top: 1.5rem; }
+a { color: var(--accent); }
+.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(10rem, 1fr)); gap: 0.75rem; margin: 0; }
+.figures div { border: 1px solid var(--line); border-radius: 4px; padding: 0.5rem 0.75rem; }
+.figures dt { color: var(--muted); font-size: 0.9rem; }
+.figures dd { margin: 0; font-size: 1.3rem; font-weight: 600; overflow-wrap: anywhere; }
+.fields div { display: flex; flex-wrap: wrap; gap: 0 1rem; border-bottom: 1px solid var(--line); padding: 0.25rem 0; }
+.fields dt { min-width: 10rem; color: var(--muted); }
+.fields dd { margin: 0; overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; }
+.scroll table { min-width: 36rem; }
+table { border-collapse: collapse; width: 100%; font-size: 0.95rem; }
+th, td { text-align: left; padding: 0.35rem 0.5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
+caption { text-align: left; color: var(--muted); }
+.mono, pre, code { font-family: ui-monospace, monospace; font-size: 0.9rem; overflow-wrap: anywhere; }
+pre { white-space: pre-wrap; background: var(--wash); padding: 0.75rem; border-radius: 4px; }
+.filters { display: flex; flex-wrap: wrap; gap: 0 1rem; align-items: end; }
+.filters .field { flex: 1 1 12rem; min-width: 0; }
+.filters label { margin-top: 0.5rem; }
+.filters input { width: 100%; }
+.filters button { margin-top: 0.5rem; }
+input[type=datetime-local] { display: block; padding: 0.45rem; margin-top: 0.25rem; font: inherit;
+  border: 1px solid var(--muted); border-radius: 4px; }
+fieldset { margin-top: 1rem; border: 1px solid var(--line); border-radius: 4px; }
+.check { display: flex; gap: 0.5rem; align-items: center; }
+.check label { margin: 0; font-weight: 400; }
+td form button, td button { margin: 0; padding: 0.25rem 0.6rem; }
+button.danger { background: var(--bad); }
+.pager { margin-top: 1rem; }
+.notice { border: 2px solid var(--accent); border-radius: 4px; padding: 0.5rem 1rem; }
+.chart { width: 100%; height: auto; border: 1px solid var(--line); }
+.chart .bar { fill: var(--accent); }
+.chart .lag { fill: none; stroke: var(--bad); stroke-width: 2; }
+.chart .axis { stroke: var(--muted); }
+.chart text { font-size: 12px; fill: var(--muted); }
+figure { margin: 0; }
+@media (max-width: 400px) { main { margin: 0; padding: 0.75rem; border-radius: 0; border-left: 0; border-right: 0; }
+  .fields dt { min-width: 0; } }
 )css";
 
 int HexDigit(char c) {
@@ -119,44 +175,6 @@ std::string Cookie(std::string_view name, std::string_view value, bool secure) {
     return out;
 }
 
-Response Html(int status, std::string body) {
-    Response r;
-    r.status = status;
-    r.body = std::move(body);
-    r.content_type = "text/html; charset=utf-8";
-    r.headers = {{"Content-Security-Policy", std::string(kContentSecurityPolicy)},
-                 {"X-Content-Type-Options", "nosniff"},
-                 {"X-Frame-Options", "DENY"},
-                 {"Referrer-Policy", "same-origin"},
-                 {"Cache-Control", "no-store"}};
-    return r;
-}
-
-Response Redirect(std::string location) {
-    Response r = Html(303, "");
-    r.headers.emplace_back("Location", std::move(location));
-    return r;
-}
-
-/// A whole page: the header bar (with a sign-out form when `csrf` is set), then `content`.
-std::string Page(std::string_view title, std::string_view content, const std::string& csrf = "") {
-    std::string out =
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>";
-    out += HtmlEscape(title);
-    out +=
-        " · eventlog admin</title>\n<link rel=\"stylesheet\" href=\"/admin/static/console.css\">\n</head>\n<body>\n"
-        "<header><p class=\"brand\">eventlog admin</p>";
-    if (!csrf.empty()) {
-        out += "<form method=\"post\" action=\"/admin/logout/\"><input type=\"hidden\" name=\"csrf_token\" value=\"" +
-               csrf + "\"><button type=\"submit\">Sign out</button></form>";
-    }
-    out += "</header>\n<main>\n";
-    out += content;
-    out += "</main>\n</body>\n</html>\n";
-    return out;
-}
-
 std::string LoginPage(const std::string& csrf, std::string_view username, std::string_view error) {
     std::string content = "<h1>Sign in</h1>\n";
     if (!error.empty()) content += "<p class=\"error\" role=\"alert\">" + HtmlEscape(error) + "</p>\n";
@@ -171,51 +189,6 @@ std::string LoginPage(const std::string& csrf, std::string_view username, std::s
                "required>\n<button type=\"submit\">Sign in</button>\n</form>\n";
     return Page("Sign in", content);
 }
-
-Response Forbidden() {
-    return Html(403, Page("Forbidden",
-                          "<h1>Forbidden</h1>\n<p class=\"error\" role=\"alert\">The form's CSRF token is missing or "
-                          "wrong. Go back, reload the page and try again.</p>\n"
-                          "<p><a href=\"/admin/login/\">Sign in</a></p>\n"));
-}
-
-std::map<std::string, std::string> ReadForm(const Request& request) {
-    if (request.body.size() > kMaxFormBytes) {
-        Problem p;
-        p.status = 413;
-        p.error = "form too large";
-        throw ProblemError(p);
-    }
-    if (request.MediaType() != "application/x-www-form-urlencoded") {
-        Problem p;
-        p.status = 415;
-        p.error = "unsupported Content-Type (expected application/x-www-form-urlencoded)";
-        p.field = "Content-Type";
-        throw ProblemError(p);
-    }
-    return ParseForm(request.body);
-}
-
-std::string Field(const std::map<std::string, std::string>& form, std::string_view name) {
-    const auto it = form.find(std::string(name));
-    return it == form.end() ? std::string() : it->second;
-}
-
-/// The state every console handler shares. Thread-safe (read-only after construction; the pool is thread-safe).
-struct Console {
-    pg::Pool& pool;
-    ConsoleSettings settings;
-
-    /// The administrator of the request's live session (touching it), nullopt without one.
-    std::optional<std::string> SessionOf(const Request& request, std::string* token = nullptr) const {
-        const std::string cookie = CookieValue(request, kSessionCookie);
-        if (!WellFormedToken(cookie)) return std::nullopt;
-        auto session = pool.Acquire();
-        auto who = admin::SessionAdministrator(*session, cookie, settings.idle_timeout);
-        if (who && token != nullptr) *token = cookie;
-        return who;
-    }
-};
 
 class StylesheetHandler : public Handler {
 public:
@@ -233,7 +206,7 @@ class LoginFormHandler : public Handler {
 public:
     explicit LoginFormHandler(std::shared_ptr<const Console> console) : console_(std::move(console)) {}
     Response Handle(const Request& request) override {
-        if (console_->SessionOf(request)) return Redirect("/admin/");
+        if (console::SignedInOf(*console_, request)) return Redirect("/admin/");
         const auto origin = OriginOf(request, console_->settings.trusted_proxies);
         std::string cookie = CookieValue(request, kCsrfCookie);
         const bool fresh = !WellFormedToken(cookie);
@@ -313,26 +286,196 @@ private:
     std::shared_ptr<const Console> console_;
 };
 
-class HomeHandler : public Handler {
-public:
-    explicit HomeHandler(std::shared_ptr<const Console> console) : console_(std::move(console)) {}
-    Response Handle(const Request& request) override {
-        std::string token;
-        const auto who = console_->SessionOf(request, &token);
-        if (!who) return Redirect("/admin/login/");
-        const std::string csrf = CsrfToken(console_->settings.secret_key, "session", token);
-        return Html(200, Page("Console",
-                              "<h1>Console</h1>\n<p>Signed in as <strong>" + HtmlEscape(*who) +
-                                  "</strong>.</p>\n<p>The dashboard, events, dead letters, API keys and users pages "
-                                  "come next.</p>\n",
-                              csrf));
-    }
-
-private:
-    std::shared_ptr<const Console> console_;
-};
-
 }  // namespace
+
+namespace console {
+
+std::optional<SignedIn> SignedInOf(const Console& console, const Request& request) {
+    const std::string cookie = CookieValue(request, kSessionCookie);
+    if (!WellFormedToken(cookie)) return std::nullopt;
+    std::optional<std::string> who;
+    {
+        auto session = console.pool.Acquire();
+        who = admin::SessionAdministrator(*session, cookie, console.settings.idle_timeout);
+    }
+    if (!who) return std::nullopt;
+    SignedIn out;
+    out.username = std::move(*who);
+    out.token_hash = admin::SessionTokenHash(cookie).value_or("");
+    out.csrf = CsrfToken(console.settings.secret_key, "session", cookie);
+    out.origin = OriginOf(request, console.settings.trusted_proxies);
+    return out;
+}
+
+bool CsrfOk(const SignedIn& who, const std::map<std::string, std::string>& form) {
+    return SameToken(Field(form, kCsrfField), who.csrf);
+}
+
+Response Html(int status, std::string body) {
+    Response r;
+    r.status = status;
+    r.body = std::move(body);
+    r.content_type = "text/html; charset=utf-8";
+    r.headers = {{"Content-Security-Policy", std::string(kContentSecurityPolicy)},
+                 {"X-Content-Type-Options", "nosniff"},
+                 {"X-Frame-Options", "DENY"},
+                 {"Referrer-Policy", "same-origin"},
+                 {"Cache-Control", "no-store"}};
+    return r;
+}
+
+Response Redirect(std::string location) {
+    Response r = Html(303, "");
+    r.headers.emplace_back("Location", std::move(location));
+    return r;
+}
+
+std::string CsrfInput(const SignedIn& who) {
+    return "<input type=\"hidden\" name=\"csrf_token\" value=\"" + who.csrf + "\">";
+}
+
+std::string Page(std::string_view title, std::string_view content, const SignedIn* who, std::string_view current) {
+    static constexpr std::array<std::pair<std::string_view, std::string_view>, 6> kNav = {{
+        {"/admin/", "Dashboard"},
+        {"/admin/events/", "Events"},
+        {"/admin/dead-letters/", "Dead letters"},
+        {"/admin/api-keys/", "API keys"},
+        {"/admin/users/", "Users"},
+        {"/admin/audit/", "Audit log"},
+    }};
+    std::string out =
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>";
+    out += HtmlEscape(title);
+    out +=
+        " · eventlog admin</title>\n<link rel=\"stylesheet\" href=\"/admin/static/console.css\">\n</head>\n<body>\n"
+        "<header><p class=\"brand\">eventlog admin</p>";
+    if (who != nullptr) {
+        out += "<p class=\"who\">Signed in as <strong>" + HtmlEscape(who->username) +
+               "</strong></p><form method=\"post\" action=\"/admin/logout/\">" + CsrfInput(*who) +
+               "<button type=\"submit\" id=\"sign-out\">Sign out</button></form>";
+    }
+    out += "</header>\n";
+    if (who != nullptr) {
+        out += "<nav aria-label=\"Console\"><ul>";
+        for (const auto& [path, label] : kNav) {
+            out += "<li><a href=\"" + std::string(path) + "\"";
+            if (path == current) out += " aria-current=\"page\"";
+            out += ">" + std::string(label) + "</a></li>";
+        }
+        out += "</ul></nav>\n";
+    }
+    out += "<main>\n";
+    out += content;
+    out += "</main>\n</body>\n</html>\n";
+    return out;
+}
+
+Response Forbidden() {
+    return Html(403, Page("Forbidden",
+                          "<h1>Forbidden</h1>\n<p class=\"error\" role=\"alert\">The form's CSRF token is missing or "
+                          "wrong. Go back, reload the page and try again.</p>\n"
+                          "<p><a href=\"/admin/login/\">Sign in</a></p>\n"));
+}
+
+Response NotFoundPage(const SignedIn& who, std::string_view what) {
+    return Html(
+        404, Page("Not found", "<h1>Not found</h1>\n<p class=\"error\" role=\"alert\">" + HtmlEscape(what) + "</p>\n",
+                  &who));
+}
+
+std::map<std::string, std::string> ReadForm(const Request& request) {
+    if (request.body.size() > kMaxFormBytes) {
+        Problem p;
+        p.status = 413;
+        p.error = "form too large";
+        throw ProblemError(p);
+    }
+    if (request.MediaType() != "application/x-www-form-urlencoded") {
+        Problem p;
+        p.status = 415;
+        p.error = "unsupported Content-Type (expected application/x-www-form-urlencoded)";
+        p.field = "Content-Type";
+        throw ProblemError(p);
+    }
+    return ParseForm(request.body);
+}
+
+std::string Field(const std::map<std::string, std::string>& form, std::string_view name) {
+    const auto it = form.find(std::string(name));
+    return it == form.end() ? std::string() : it->second;
+}
+
+std::string UrlEncode(std::string_view text) {
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    std::string out;
+    for (const char c : text) {
+        const auto b = static_cast<unsigned char>(c);
+        if (std::isalnum(b) || c == '-' || c == '_' || c == '.' || c == '~') {
+            out.push_back(c);
+        } else {
+            out.push_back('%');
+            out.push_back(kHex[b >> 4]);
+            out.push_back(kHex[b & 0x0F]);
+        }
+    }
+    return out;
+}
+
+std::string Shorten(std::string_view text, std::size_t max_bytes) {
+    if (text.size() <= max_bytes) return std::string(text);
+    std::size_t cut = max_bytes;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+    return std::string(text.substr(0, cut)) + "…";
+}
+
+std::string Thousands(std::int64_t n) {
+    std::string digits = std::to_string(n < 0 ? -n : n);
+    std::string out;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
+        out.push_back(digits[i]);
+    }
+    return n < 0 ? "-" + out : out;
+}
+
+Response ErrorPage(const Error& error, const Request& request) {
+    const Problem p = ProblemFor(error);
+    log::Warning("console_request_failed",
+                 {{"path", request.path}, {"error", std::string(error.what())}, {"code", error.Code()}});
+    std::string content =
+        "<h1>" + std::string(p.status == 503 ? "Unavailable" : "Error") +
+        "</h1>\n<p class=\"error\" role=\"alert\" id=\"error-text\">" + HtmlEscape(p.error) +
+        (p.status == 503 ? ": PostgreSQL or ClickHouse did not answer. Reload the page in a moment." : ".") +
+        "</p>\n<p><a href=\"/admin/\">Dashboard</a></p>\n";
+    Response r = Html(p.status, Page(p.status == 503 ? "Unavailable" : "Error", content));
+    if (p.retry_after) r.headers.emplace_back("Retry-After", std::to_string(*p.retry_after));
+    return r;
+}
+
+Response PageHandler::Handle(const Request& request) {
+    try {
+        const auto who = SignedInOf(*console_, request);
+        if (!who) return Redirect("/admin/login/");
+        return Serve(request, *who);
+    } catch (const Error& e) {
+        return ErrorPage(e, request);
+    }
+}
+
+Response ActionHandler::Handle(const Request& request) {
+    try {
+        const auto who = SignedInOf(*console_, request);
+        if (!who) return Redirect("/admin/login/");
+        const auto form = ReadForm(request);
+        if (!CsrfOk(*who, form)) return Forbidden();
+        return Act(request, *who, form);
+    } catch (const Error& e) {
+        return ErrorPage(e, request);
+    }
+}
+
+}  // namespace console
 
 ClientOrigin OriginOf(const Request& request, const std::vector<std::string>& trusted_proxies) {
     ClientOrigin origin;
@@ -434,12 +577,21 @@ std::string HtmlEscape(std::string_view text) {
 
 void AddConsoleRoutes(Router& router, pg::Pool& pool, const ConsoleSettings& settings) {
     if (settings.secret_key.empty()) throw ConfigError("SECRET_KEY: required for the console's CSRF tokens");
-    auto console = std::make_shared<const Console>(Console{pool, settings});
+    std::shared_ptr<detail::EventLogReader> reader;
+    if (settings.clickhouse) {
+        reader = std::make_shared<detail::EventLogReader>(*settings.clickhouse, settings.clickhouse_table,
+                                                          settings.lookup_max_rows);
+    }
+    auto console = std::make_shared<const Console>(Console{pool, settings, std::move(reader)});
     router.Add("GET", "/admin/static/console.css", std::make_shared<StylesheetHandler>());
     router.Add("GET", "/admin/login/", std::make_shared<LoginFormHandler>(console));
     router.Add("POST", "/admin/login/", std::make_shared<LoginHandler>(console));
     router.Add("POST", "/admin/logout/", std::make_shared<LogoutHandler>(console));
-    router.Add("GET", "/admin/", std::make_shared<HomeHandler>(console));
+    console::AddDashboardRoutes(router, console);
+    console::AddDeadLetterRoutes(router, console);
+    console::AddApiKeyRoutes(router, console);
+    console::AddTableRoutes(router, console);
+    console::AddEventRoutes(router, console);
 }
 
 }  // namespace eventlog::http

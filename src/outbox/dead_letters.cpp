@@ -83,30 +83,17 @@ std::optional<DeadLetter> FindDeadLetter(pg::Connection& connection, const Uuid&
 }
 
 std::int64_t ReplayDeadLetters(pg::Connection& connection, const std::vector<Uuid>& ids) {
-    pg::Transaction tx(connection);
-    // Only what the outbox accepts moves: a dead letter whose date ClickHouse cannot store stays (migration 0017).
-    const std::string filter = std::string(ids.empty() ? "true" : "event_id = ANY($1::uuid[])") +
-                               " AND event_date_time >= '1970-01-01 00:00:00+00' AND event_date_time < '2106-02-07 "
-                               "06:28:16+00'";
-    const std::string sql =
-        "WITH moved AS (DELETE FROM eventlog.dead_letter WHERE " + filter +
-        " RETURNING event_id, event_type, event_date_time, environment, event_context, metadata_version, trace_id, "
-        "span_id), replayed AS (INSERT INTO eventlog.outbox (event_id, event_type, event_date_time, environment, "
-        "event_context, metadata_version, trace_id, span_id) SELECT * FROM moved RETURNING id, event_id) "
-        // The registry points at the new outbox row and its transaction (status lookups; migrations 0011, 0018),
-        // and holds the id again if it was pruned meanwhile.
-        "INSERT INTO eventlog.event_ids AS r (event_id, outbox_id) SELECT event_id, id FROM replayed "
-        "ON CONFLICT ON CONSTRAINT event_ids_pkey DO UPDATE SET outbox_id = EXCLUDED.outbox_id, txid = EXCLUDED.txid";
-    const auto r = ids.empty() ? tx.Exec(sql) : tx.Exec(sql, {UuidArray(ids)});
-    tx.Commit();
-    return r.AffectedRows();
+    // The one replay (migration 0020), which the console calls too: only what the outbox accepts moves, and the
+    // event id registry follows the new outbox row.
+    const auto r = ids.empty() ? connection.Exec("SELECT eventlog.dead_letter_replay(NULL)")
+                               : connection.Exec("SELECT eventlog.dead_letter_replay($1::uuid[])", {UuidArray(ids)});
+    return r.GetInt(0, 0);
 }
 
 std::int64_t DiscardDeadLetters(pg::Connection& connection, const std::vector<Uuid>& ids) {
-    const auto r = ids.empty() ? connection.Exec("DELETE FROM eventlog.dead_letter")
-                               : connection.Exec("DELETE FROM eventlog.dead_letter WHERE event_id = ANY($1::uuid[])",
-                                                 {UuidArray(ids)});
-    return r.AffectedRows();
+    const auto r = ids.empty() ? connection.Exec("SELECT eventlog.dead_letter_discard(NULL)")
+                               : connection.Exec("SELECT eventlog.dead_letter_discard($1::uuid[])", {UuidArray(ids)});
+    return r.GetInt(0, 0);
 }
 
 }  // namespace eventlog::outbox

@@ -178,10 +178,10 @@ std::vector<Uuid> EmitMany(pg::Transaction& transaction, std::vector<Event> even
 }
 
 Status ReadStatus(pg::Connection& connection) {
+    // One home for the figures (migration 0020): `eventlog status` and the console's dashboard both read them here.
     const auto r = connection.Exec(
-        "SELECT b.pending, coalesce(extract(epoch FROM now() - b.oldest_enqueued_at), 0)::float8, "
-        "b.in_flight_records, b.in_flight_events, (SELECT count(*) FROM eventlog.dead_letter), b.retained_bytes, "
-        "b.retention_waiting FROM eventlog.backlog() b");
+        "SELECT pending, oldest_pending_age_seconds, in_flight_batches, in_flight_events, dead_letters, "
+        "retained_bytes, retention_waiting FROM eventlog.status()");
     Status s;
     s.pending = r.GetInt(0, 0);
     s.oldest_pending_age_seconds = std::max(0.0, std::stod(std::string(r.Get(0, 1))));

@@ -43,6 +43,10 @@ LoginResult Login(pg::Connection& connection, std::string_view username, std::st
 std::optional<std::string> SessionAdministrator(pg::Connection& connection, std::string_view session_token,
                                                 std::chrono::seconds idle);
 
+/// "\\x..." (bytea hex input) of SHA-256(`session_token`), what the console's functions (migration 0020) take to
+/// find the caller's session; nullopt unless the token is 43 base64url characters.
+std::optional<std::string> SessionTokenHash(std::string_view session_token);
+
 /// Ends session `session_token` and audits the logout; false when there was no live session.
 bool Logout(pg::Connection& connection, std::string_view session_token, std::string_view client_address);
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <eventlog/pg/connection.hpp>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -45,6 +46,13 @@ inline constexpr std::string_view kScopeUsersWrite = "users:write";
 /// nowhere: only its HMAC is. Throws InvalidInputError for a bad or duplicate name or an unknown scope.
 std::string CreateApiKey(pg::Connection& connection, std::string_view secret_key, std::string_view name,
                          const std::vector<std::string>& scopes = {});
+
+/// Stores a new key: (name, HMAC of its secret as bytea hex input "\\x...", scopes as a text[] literal) -> its id.
+using KeyStore = std::function<std::int64_t(const std::string&, const std::string&, const std::string&)>;
+
+/// As CreateApiKey, with the key stored by `store` (the console stores it through its audited function).
+std::string CreateApiKeyWith(std::string_view secret_key, std::string_view name, const std::vector<std::string>& scopes,
+                             const KeyStore& store);
 
 /// One key as `apikey list` shows it (never its hash).
 struct ApiKeyInfo {

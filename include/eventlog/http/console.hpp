@@ -1,15 +1,19 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <eventlog/clickhouse/client.hpp>
 #include <eventlog/http/server.hpp>
 #include <eventlog/pg/pool.hpp>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 // The admin console's pages on the API server's listener (docs/admin-console.md): GET/POST /admin/login/,
-// POST /admin/logout/, GET /admin/ (needs a session), GET /admin/static/console.css.
+// POST /admin/logout/, GET /admin/static/console.css, and, with a session, the dashboard (/admin/), events, dead
+// letters, API keys, users and the audit log.
 
 namespace eventlog::http {
 
@@ -18,6 +22,11 @@ struct ConsoleSettings {
     std::string secret_key;                    ///< SECRET_KEY: CSRF tokens are HMAC-SHA256 under it.
     std::chrono::seconds idle_timeout{1800};   ///< CONSOLE_SESSION_IDLE_SECONDS: a session ends after this unused.
     std::vector<std::string> trusted_proxies;  ///< HTTP_TRUSTED_PROXY: peers whose X-Forwarded-* are believed.
+    /// Where the dashboard's chart and the events pages read event_log (CLICKHOUSE_*); nullopt: those say ClickHouse
+    /// is not configured.
+    std::optional<clickhouse::ClientOptions> clickhouse;
+    std::string clickhouse_table{"event_log"};  ///< CLICKHOUSE_EVENT_LOG_TABLE_NAME.
+    std::uint64_t lookup_max_rows{10'000'000};  ///< HTTP_LOOKUP_MAX_ROWS: max_rows_to_read of every ClickHouse query.
 };
 
 /// Adds the console's routes to `router`; handlers borrow `pool` (which must outlive the router).
