@@ -69,7 +69,7 @@ def free_port():
 
 
 def wait_until(predicate, timeout, what, interval=0.1):
-    """Polls `predicate` until it returns a true value (returned) or `timeout` seconds pass (a failure naming `what`)."""
+    """Polls `predicate` until it returns a true value (returned) or `timeout` seconds pass (fails naming `what`)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -165,7 +165,8 @@ def a_form_posted_without_its_csrf_token_is_403(c):
     signed_in(c)
     status = b.post_form("/admin/logout/", without=("csrf_token",))
     check(status == 403, f"sign-out without csrf_token answered {status}, expected 403")
-    check(b.visit("/admin/") == 200 and b.path() == "/admin/", f"the session ended after a refused sign-out: {b.path()}")
+    check(b.visit("/admin/") == 200 and b.path() == "/admin/",
+          f"the session ended after a refused sign-out: {b.path()}")
 
 
 @scenario
