@@ -233,6 +233,7 @@ class Browser:
         self.screenshots = []  # (path, what a person sees)
         self.axe_findings = []  # non-failing findings, printed at the end
         self.axe_runs = []  # (page name, axe-core version, rules passed, rules violated)
+        self.page_problems = []  # found by check_page(); the running scenario fails with them when it ends
         self._checked = set()
         # The proxy for everything but the loopback: a port that is bound and never listens, so connecting fails.
         self._dead_proxy = socket.socket()
@@ -410,7 +411,9 @@ class Browser:
         """axe-core, screenshots at 1280 and 320 px and no horizontal scroll at 320 px, for the page now shown.
 
         `name` names the screenshots (build/test-artifacts/browser/NAME-1280.png, NAME-320.png); `shows` says in
-        a few words what a person sees on them. A page already checked under `name` is not checked again.
+        a few words what a person sees on them. A page already checked under `name` is not checked again. What it
+        finds fails the running scenario when that ends, so the scenario's own checks still run (a page with an
+        axe violation must not hide a broken 429).
         """
         if name in self._checked:
             return
@@ -422,7 +425,8 @@ class Browser:
         csp = [m for m in self.console_errors if "Content Security Policy" in m]
         problems += [f"the page's Content-Security-Policy blocked something: {m}" for m in csp]
         self.console_errors = [m for m in self.console_errors if m not in csp]
-        check(not problems, f"{name} ({self.path()}):\n  " + "\n  ".join(problems))
+        if problems:
+            self.page_problems.append(f"page {name} ({self.path()}):\n      " + "\n      ".join(problems))
 
     def _axe(self, name):
         """Runs axe-core on the page; returns the serious and critical violations as text, keeps the others."""
@@ -445,9 +449,9 @@ class Browser:
             nodes = "; ".join(" ".join(map(str, n.get("target", []))) for n in v.get("nodes", []))
             line = f"axe {v.get('impact')}: {v['id']}: {v.get('help')} [{nodes}] ({v.get('helpUrl')})"
             if v.get("impact") in FAILING_IMPACTS:
-                details = "\n      ".join(n.get("failureSummary", "").replace("\n", " ")
-                                         for n in v.get("nodes", []))
-                problems.append(f"{line}\n      {details}")
+                details = "\n        ".join(n.get("failureSummary", "").replace("\n", " ")
+                                           for n in v.get("nodes", []))
+                problems.append(f"{line}\n        {details}")
             else:
                 self.axe_findings.append(f"{name}: {line}")
         return problems
@@ -488,13 +492,13 @@ class Browser:
             self.cdp("Emulation.clearDeviceMetricsOverride")
 
     def failure_screenshot(self, scenario_name):
-        """What the browser showed when a scenario failed (best effort)."""
+        """What the browser showed when a scenario failed (best effort): the path, or why there is none."""
         try:
             path = os.path.join(self.artifacts_dir, f"FAILED-{scenario_name}.png")
             self.driver.save_screenshot(path)
             return path
-        except Exception:  # pylint: disable=broad-except
-            return None
+        except Exception as e:  # pylint: disable=broad-except
+            return f"no screenshot ({e})"
 
 
 SCENARIOS = []
@@ -513,14 +517,19 @@ def run_scenarios(context, browser):
         name = function.__name__
         started = time.monotonic()
         print(f"--- {name.replace('_', ' ')}", flush=True)
+        browser.page_problems = []
+        details = []
         try:
             function(context)
-            print(f"    ok ({time.monotonic() - started:.1f} s)", flush=True)
         except Exception as e:  # pylint: disable=broad-except  (a failure of any kind fails this scenario only)
+            details.append(str(e) if isinstance(e, CheckFailed) else traceback.format_exc())
+            details.append(f"the browser showed: {browser.failure_screenshot(name)}")
+        details = browser.page_problems + details
+        if details:
             failed.append(name)
-            shot = browser.failure_screenshot(name)
-            detail = str(e) if isinstance(e, CheckFailed) else traceback.format_exc()
-            print(f"    FAILED: {detail}" + (f"\n    the browser showed: {shot}" if shot else ""), flush=True)
+            print("    FAILED: " + "\n    ".join(details), flush=True)
+        else:
+            print(f"    ok ({time.monotonic() - started:.1f} s)", flush=True)
     passed = len(SCENARIOS) - len(failed)
     if failed:
         print("failed scenarios: " + ", ".join(failed))
