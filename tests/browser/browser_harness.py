@@ -9,9 +9,10 @@ Used by tests/browser/console_browsertest.py (read that first). What is here:
   recorded from the performance log. Outside the loopback nothing answers: the proxy is a bound port that never
   listens and every host name but 127.0.0.1 resolves to nothing, so an external request fails and is also seen.
   Helpers: `visit()`, `sign_in()`, `post_form()`, `status_of_last_navigation()`, `check_page()` (axe-core, the
-  screenshots at 1280 and 320 px, no horizontal scroll at 320 px, no CSP violation).
+  screenshots at 1280 and 320 px, no horizontal scroll at 320 px).
 - `scenario` and `run_scenarios()`: scenarios run in the order they are defined; each failure is reported and the
-  others still run; the last line is "browser: N passed, N failed".
+  others still run; a scenario during which a page's CSP blocked something fails too; the last line is
+  "browser: N passed, N failed".
 
 Chromium runs as root in CI, so `--no-sandbox` is passed here, and only here.
 """
@@ -289,6 +290,16 @@ class Browser:
             if entry.get("level") == "SEVERE":
                 self.console_errors.append(entry.get("message", ""))
 
+    def take_csp_violations(self):
+        """The console's messages of the Content-Security-Policy blocking something since the last call, once each.
+
+        Any page's, checked with check_page() or not: a page whose CSP blocks what it asks for is broken.
+        """
+        self.drain_log()
+        csp = [m for m in self.console_errors if "Content Security Policy" in m]
+        self.console_errors = [m for m in self.console_errors if m not in csp]
+        return list(dict.fromkeys(csp))
+
     def foreign_requests(self):
         """Requests to anything but the server under test (scheme, host and port).
 
@@ -421,10 +432,6 @@ class Browser:
         problems = self._axe(name)
         self._screenshot(name, WIDE_WIDTH, shows)
         problems += self._narrow(name, shows)
-        self.drain_log()
-        csp = [m for m in self.console_errors if "Content Security Policy" in m]
-        problems += [f"the page's Content-Security-Policy blocked something: {m}" for m in csp]
-        self.console_errors = [m for m in self.console_errors if m not in csp]
         if problems:
             self.page_problems.append(f"page {name} ({self.path()}):\n      " + "\n      ".join(problems))
 
@@ -524,7 +531,8 @@ def run_scenarios(context, browser):
         except Exception as e:  # pylint: disable=broad-except  (a failure of any kind fails this scenario only)
             details.append(str(e) if isinstance(e, CheckFailed) else traceback.format_exc())
             details.append(f"the browser showed: {browser.failure_screenshot(name)}")
-        details = browser.page_problems + details
+        details = browser.page_problems + [f"the page's Content-Security-Policy blocked something: {m}"
+                                            for m in browser.take_csp_violations()] + details
         if details:
             failed.append(name)
             print("    FAILED: " + "\n    ".join(details), flush=True)
