@@ -374,25 +374,48 @@ class Browser:
         params["url"] = self.base_url + "/admin/"
         check(self.cdp("Network.setCookie", params).get("success", True), f"could not set cookie {cookie['name']}")
 
-    def post_form(self, action, fields=None, without=(), button=None):
+    def post_form(self, action, fields=None, without=(), button=None, index=0):
         """Submits the page's form whose action is `action`, as a person would, and returns the status.
 
         `fields`: name -> text typed into that input (cleared first). `without`: names of inputs removed from the
         form before submitting (e.g. ("csrf_token",)), by a script run from the driver. `button`: the CSS selector
-        of the button to press, by default the form's first submit button.
+        of the button to press, by default the form's first submit button. `index`: which of the forms with that
+        action (a list with a form per row), in document order.
         """
-        form = self.driver.find_element(By.CSS_SELECTOR, f'form[action="{action}"]')
+        forms = self.driver.find_elements(By.CSS_SELECTOR, f'form[action="{action}"]')
+        check(len(forms) > index, f"{self.path()} has {len(forms)} forms with action {action}, wanted #{index}")
+        form = forms[index]
         for name, value in (fields or {}).items():
             element = form.find_element(By.NAME, name)
             element.clear()
             element.send_keys(value)
-        for name in without:
+        self._remove_inputs(form, without)
+        submit = form.find_element(By.CSS_SELECTOR, button or 'button:not([type]), [type="submit"]')
+        return self._navigating(submit.click)
+
+    def _remove_inputs(self, form, names):
+        for name in names:
             removed = self.driver.execute_script(
                 "const inputs = arguments[0].querySelectorAll('[name=\"' + arguments[1] + '\"]');"
                 "inputs.forEach(e => e.remove()); return inputs.length;", form, name)
-            check(removed > 0, f"the form {action} on {self.path()} has no input named {name} to remove")
-        submit = form.find_element(By.CSS_SELECTOR, button or '[type="submit"]')
-        return self._navigating(submit.click)
+            check(removed > 0, f"the form {form.get_attribute('action')} on {self.path()} has no input named {name}")
+
+    def posting_forms(self):
+        """The page's forms with method post, in document order: [{index, action, names}] (index in document.forms)."""
+        return self.driver.execute_script(
+            "return [...document.forms].map((f, i) => ({index: i, action: f.getAttribute('action') || '',"
+            "    method: (f.getAttribute('method') || 'get').toLowerCase(),"
+            "    names: [...f.elements].map(e => e.name).filter(n => n)})).filter(f => f.method === 'post');")
+
+    def submit_form_as_is(self, index, without=()):
+        """Submits document.forms[index] by script, without filling anything in, and returns the status.
+
+        form.submit() skips the browser's own validation (required fields left empty still go): for checking that
+        the server refuses a form, e.g. without its CSRF token, whatever the form holds.
+        """
+        form = self.driver.execute_script("return document.forms[arguments[0]];", index)
+        self._remove_inputs(form, without)
+        return self._navigating(lambda: self.driver.execute_script("arguments[0].submit();", form))
 
     def sign_in(self, username, password):
         """Signs in through the form at /admin/login/; returns the status of the page it leads to."""

@@ -151,6 +151,37 @@ def every_console_page_passes_axe_and_is_captured(c):
 
 
 @scenario
+def every_form_that_posts_carries_a_csrf_token_and_is_403_without_it(c):
+    """Each distinct form of the signed-in pages that answer (PAGES), found on the page, not listed here."""
+    b = c.browser
+    signed_in(c)
+    seen, problems = set(), []
+    for page in PAGES:
+        if b.visit(page.path) != 200:
+            continue  # judged by every_console_page_passes_axe_and_is_captured
+        for form in b.posting_forms():
+            key = (form["action"], tuple(sorted(form["names"])))
+            if key in seen:
+                continue
+            seen.add(key)
+            what = f"the form {form['action']} {form['names']} on {page.path}"
+            if "csrf_token" not in form["names"]:
+                problems.append(f"{what} has no csrf_token")
+                continue
+            check(b.visit(page.path) == 200, f"GET {page.path}")
+            status = b.submit_form_as_is(form["index"], without=("csrf_token",))
+            if status != 403:
+                problems.append(f"{what}, posted without csrf_token: status {status} at {b.path()}, expected 403")
+            if b.visit("/admin/") != 200 or b.path() != "/admin/":
+                problems.append(f"{what}, posted without csrf_token, ended the session")
+                signed_in(c)
+    check(seen, "no form that posts on any page: expected at least Sign out")
+    print(f"    {len(seen)} distinct forms, each refused without its token: " +
+          ", ".join(f"{action} {list(names)}" for action, names in sorted(seen)))
+    check(not problems, "\n    ".join(problems))
+
+
+@scenario
 def a_form_posted_without_its_csrf_token_is_403(c):
     b = c.browser
     # The sign-in form, with the right password: refused for the missing token alone.
