@@ -41,19 +41,23 @@ class Page:
     path: str
     name: str  # of its screenshots
     shows: str  # what a person sees on it, for the report
+    h1: str = ""  # its heading, when given
     ids: tuple = ()  # elements that must be on it (by id)
     text: str = ""  # text that must be on it
 
 
+# The h1 texts and ids are the stable anchors the pages promise (docs/admin-console.md, "Page anchors for tests").
 PAGES = [
-    # The dashboard will carry ids=("backlog", "in-flight", "dead-letters") and its numbers; today a placeholder.
+    # Today a placeholder; the dashboard will be h1="Dashboard", ids=("backlog", "in-flight", "dead-letters", ...).
     Page("/admin/", "home", "the placeholder home page: 'Signed in as ada' and the Sign out button",
          text=f"Signed in as {USERNAME}"),
-    Page("/admin/events/", "events", "recent events from ClickHouse, with their filters"),
-    Page("/admin/dead-letters/", "dead-letters", "the dead letters with their errors and attempts"),
-    Page("/admin/api-keys/", "api-keys", "the API keys, the form to create one"),
-    Page("/admin/users/", "users", "the users table, searchable"),
-    Page("/admin/audit/", "audit", "the audit log: who did what, when"),
+    Page("/admin/events/", "events", "recent events from ClickHouse, with their filters", h1="Events",
+         ids=("event-filter",)),
+    Page("/admin/dead-letters/", "dead-letters", "the dead letters with their errors and attempts",
+         h1="Dead letters", ids=("dead-letter-count", "dead-letter-filter")),
+    Page("/admin/api-keys/", "api-keys", "the API keys, the form to create one", h1="API keys", ids=("create-key",)),
+    Page("/admin/users/", "users", "the users table, searchable", h1="Users", ids=("user-search",)),
+    Page("/admin/audit/", "audit", "the audit log: who did what, when", h1="Audit log"),
 ]
 # Pages of PAGES that must answer 200. Those not listed may answer 404 (not built yet); it is printed.
 PAGES_EXPECTED_TO_EXIST = {"/admin/"}
@@ -75,7 +79,8 @@ def signed_in(c):
     status = b.sign_in(USERNAME, c.password)
     check(status == 200 and b.path() == "/admin/",
           f"signing in led to {b.path()} with status {status}: {b.text('body')[:300]}")
-    check(f"Signed in as {USERNAME}" in b.text(), f"/admin/ does not say who is signed in: {b.text()[:300]}")
+    check(f"Signed in as {USERNAME}" in b.text("body"),
+          f"/admin/ does not say who is signed in: {b.text('body')[:300]}")
 
 
 @scenario
@@ -142,8 +147,10 @@ def every_console_page_passes_axe_and_is_captured(c):
             problems.append(f"{page.path}: status {status} at {b.path()}")
             continue
         missing = [i for i in page.ids if not b.driver.find_elements("id", i)]
-        if missing or page.text not in b.text("body"):
-            problems.append(f"{page.path}: missing ids {missing} or text {page.text!r}")
+        h1 = b.text("h1") if b.driver.find_elements("css selector", "h1") else None
+        if missing or page.text not in b.text("body") or (page.h1 and h1 != page.h1):
+            problems.append(f"{page.path}: missing ids {missing}, or text {page.text!r} not on it, "
+                            f"or its h1 {h1!r} is not {page.h1!r}")
         b.check_page(page.name, page.shows)
     if not_yet:
         print(f"    NOT BUILT YET (404, allowed: not in PAGES_EXPECTED_TO_EXIST): {', '.join(not_yet)}")
@@ -236,7 +243,7 @@ def the_sign_in_form_works_with_the_keyboard_alone(c):
     b.press(c.password)
     status = b.press_to_navigate(Keys.ENTER)
     check(status == 200 and b.path() == "/admin/", f"Enter in the password field led to {b.path()} ({status})")
-    check(f"Signed in as {USERNAME}" in b.text(), "signed in by keyboard, but /admin/ does not say so")
+    check(f"Signed in as {USERNAME}" in b.text("body"), "signed in by keyboard, but /admin/ does not say so")
     # Signed in: the first Tab reaches Sign out, Enter presses it.
     b.press(Keys.TAB)
     check(b.focused()["text"] == "Sign out", f"the first Tab on /admin/ focused {b.focused()}, not Sign out")
