@@ -134,6 +134,9 @@ class Servers:
             "ENVIRONMENT": "browser_test",
             "LOG_LEVEL": "info",
         }
+        # A sanitizer build's settings (make test-tsan runs this test too) reach serve, so its reports fail the run.
+        sanitizers = ("TSAN_OPTIONS", "ASAN_OPTIONS", "UBSAN_OPTIONS")
+        self._env.update({k: v for k, v in os.environ.items() if k in sanitizers})
         self._eventlog("migrate")
         with open(self.serve_log, "w", encoding="utf-8") as log:
             self.serve = subprocess.Popen([self.binary, "serve"], env=self._env, cwd=self.dir, stdout=log,
@@ -174,19 +177,30 @@ class Servers:
             return ""
 
     def stop(self):
-        """Stops serve and both databases and deletes their folder; safe to call twice."""
+        """Stops serve (SIGTERM) and both databases and deletes their folder; safe to call twice.
+
+        Returns what is wrong with serve's ending: "" when it exited 0 on SIGTERM, else its exit status (it died
+        during the test, or a sanitizer reported) or that it had to be killed.
+        """
+        wrong = ""
         if self.serve is not None and self.serve.poll() is None:
             self.serve.terminate()
             try:
-                self.serve.wait(timeout=15)
+                if self.serve.wait(timeout=15) != 0:
+                    wrong = f"eventlog serve exited {self.serve.returncode} on SIGTERM"
             except subprocess.TimeoutExpired:
                 self.serve.kill()
                 self.serve.wait()
+                wrong = "eventlog serve was still running 15 s after SIGTERM (killed)"
+        elif self.serve is not None:
+            wrong = f"eventlog serve exited {self.serve.returncode} during the test"
+        self.serve = None
         if self.stack_started:
             subprocess.run([os.path.join(self.source_dir, "scripts/stack.sh"), "remove", self.dir], check=False,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.stack_started = False
         shutil.rmtree(self.dir, ignore_errors=True)
+        return wrong
 
 
 @dataclass

@@ -325,9 +325,13 @@ def main():
     finally:
         if browser is not None:
             browser.quit()
+        serve_log = servers.serve_tail()
+        serve_ending = servers.stop()
+        if serve_ending:
+            print(f"FAIL: {serve_ending}")
+            failures += 1
         if failures:
-            print("--- serve log (last lines) ---\n" + servers.serve_tail())
-        servers.stop()
+            print("--- serve log (last lines) ---\n" + serve_log)
     print(f"browser tests: {time.monotonic() - started:.1f} s")
     return 1 if failures else 0
 
