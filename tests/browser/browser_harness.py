@@ -221,9 +221,12 @@ class Document:
     headers: dict = field(default_factory=dict)
 
 
-def _browser_own(request):
-    """A request of the browser's own user interface (chrome://, chrome-untrusted://), not of a page."""
-    return any(x.startswith(("chrome://", "chrome-untrusted://")) for x in (request.url, request.page))
+def _not_network(request):
+    """A "request" that never leaves the browser: of its own user interface (chrome://, chrome-untrusted://, e.g. the
+    new tab page it opens first), or of a data: or blob: URL (e.g. the calendar icon Chromium's own stylesheet gives
+    an <input type="datetime-local">; a page's own data: URLs are refused by its CSP, which fails the scenario)."""
+    return (request.url.startswith(("chrome://", "chrome-untrusted://", "data:", "blob:"))
+            or request.page.startswith(("chrome://", "chrome-untrusted://")))
 
 
 class Browser:
@@ -317,11 +320,10 @@ class Browser:
     def foreign_requests(self):
         """Requests to anything but the server under test (scheme, host and port).
 
-        Not counted: the browser's own pages (chrome://..., e.g. the new tab page it opens before the first visit)
-        and what they load; they are not the console's, and the proxy fails their network requests anyway.
+        Not counted: what never leaves the browser (`_not_network`).
         """
         self.drain_log()
-        return [r for r in self.requests if not r.url.startswith(self.base_url + "/") and not _browser_own(r)]
+        return [r for r in self.requests if not r.url.startswith(self.base_url + "/") and not _not_network(r)]
 
     def status_of_last_navigation(self):
         """The HTTP status of the page now shown, after redirects (a 303's target: its own status).

@@ -286,7 +286,7 @@ def no_request_left_the_loopback(c):
     ours = [r for r in c.browser.requests if r.url.startswith(c.browser.base_url + "/")]
     check(ours, "the request log holds no request to the server: the harness recorded nothing")
     print(f"    {len(ours)} requests, all to {c.browser.base_url} "
-          f"({len(c.browser.requests) - len(ours)} of the browser's own chrome:// pages not counted)")
+          f"({len(c.browser.requests) - len(ours)} that never left the browser not counted: chrome://, data:)")
 
 
 def main():
