@@ -316,7 +316,10 @@ def main():
             print(f"axe-core {version} on {name}: {passed} rules passed, {violated} violated")
         if browser.axe_findings:
             print("axe-core, moderate and minor (not failing):\n  " + "\n  ".join(browser.axe_findings))
-        print("screenshots:")
+        index = os.path.join(artifacts, "screenshots.txt")
+        with open(index, "w", encoding="utf-8") as f:
+            f.writelines(f"{os.path.basename(path)}: {shows}\n" for path, shows in browser.screenshots)
+        print(f"screenshots (listed in {index}):")
         for path, shows in browser.screenshots:
             print(f"  {path}: {shows}")
     except Exception:  # pylint: disable=broad-except
