@@ -246,6 +246,8 @@ class Browser:
         self.base_url = base_url
         self.artifacts_dir = artifacts_dir
         self.requests = []
+        self.failed = {}  # url -> net error text of a request that failed (Network.loadingFailed)
+        self._urls = {}  # requestId -> url
         self.documents = []
         self.console_errors = []
         self.screenshots = []  # (path, what a person sees)
@@ -299,6 +301,10 @@ class Browser:
                 request = params.get("request", {})
                 self.requests.append(Request(request.get("url", ""), request.get("method", ""),
                                              params.get("documentURL", "")))
+                self._urls[params.get("requestId")] = request.get("url", "")
+            elif method == "Network.loadingFailed":
+                url = self._urls.get(params.get("requestId"), "")
+                self.failed[url] = params.get("errorText", "")
             elif method == "Network.responseReceived" and params.get("type") == "Document":
                 response = params.get("response", {})
                 self.documents.append(Document(response.get("url", ""), int(response.get("status", 0)),
