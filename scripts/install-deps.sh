@@ -29,6 +29,9 @@ PACKAGES=(
     # metrics), Sentry's Python SDK (its envelope parser, run with /usr/bin/python3). Node.js and npm for the
     # OpenTelemetry proto check are added below unless a node with npm is already installed.
     prometheus python3-sentry-sdk
+    # The console's browser tests (tests/browser, ctest label browser): Debian's Chromium, headless, driven through
+    # chromedriver by python3-selenium (run with /usr/bin/python3). axe-core comes from npm, below.
+    chromium chromium-driver python3-selenium
     # Servers the local stack and the tests run as plain processes (psql for `make shell`, the bench).
     postgresql-15 postgresql-client-15 clickhouse-server clickhouse-client
     # The ClickHouse cluster of the cluster tests (scripts/cluster.sh): ZooKeeper, run as a plain process.
@@ -48,26 +51,29 @@ for p in "${PACKAGES[@]}"; do
     fi
 done
 
-# Node.js and npm (tests/protocol: the OTLP check). A node that came with its own npm (NodeSource's nodejs
-# package bundles it and conflicts with Debian's npm package) is used as it is.
+# Node.js and npm (tests/protocol: the OTLP check; tests/browser: axe-core). A node that came with its own npm
+# (NodeSource's nodejs package bundles it and conflicts with Debian's npm package) is used as it is.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     missing+=(nodejs npm)
 fi
 
-# The npm packages of tests/protocol, exactly as package-lock.json pins them, from the npm registry; again only
-# when the installed tree is older than the lock file. Install scripts are not run (none is needed).
-install_protocol_packages() {
-    local dir=tests/protocol
+# The npm packages of tests/protocol (the OTLP check) and tests/browser (axe-core), exactly as each package-lock.json
+# pins them, from the npm registry; again only when the installed tree is older than the lock file. Install scripts
+# are not run (none is needed).
+install_npm_packages() {
+    local dir
     cd "$(dirname "$0")/.."
-    [ -f "$dir/package-lock.json" ] || return 0  # a copy without the tests (the quick start's) needs none
-    if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
-        echo "installing the npm packages of $dir (npm ci)"
-        (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
-    fi
+    for dir in tests/protocol tests/browser; do
+        [ -f "$dir/package-lock.json" ] || continue  # a copy without the tests (the quick start's) needs none
+        if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+            echo "installing the npm packages of $dir (npm ci)"
+            (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+        fi
+    done
 }
 
 if [ ${#missing[@]} -eq 0 ]; then
-    install_protocol_packages
+    install_npm_packages
     exit 0
 fi
 
@@ -97,4 +103,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 echo "installed: ${missing[*]}"
-install_protocol_packages
+install_npm_packages
