@@ -247,6 +247,24 @@ protected:
         }
     }
 
+    /// A primary with an asynchronous standby that has caught up, the test's world on the primary, and three
+    /// producers writing.
+    void StartAsynchronousPairWithProducers() {
+        ASSERT_NO_FATAL_FAILURE(StartPrimary());
+        ASSERT_NO_FATAL_FAILURE(AddStandby(0, /*synchronous=*/false));
+        ASSERT_NO_FATAL_FAILURE(MakeWorld());
+        ASSERT_NO_FATAL_FAILURE(WaitCaughtUp(0, 1));
+        StartProducers(3);
+    }
+
+    /// SIGTERM to a relay that must still be running; it must exit 0 within 30 s.
+    static void StopRelay(Child& relay) {
+        EXPECT_TRUE(relay.Running()) << relay.Name() << " exited: " << Tail(ReadFile(relay.LogPath()), 3000);
+        relay.Signal(SIGTERM);
+        const auto st = relay.Wait(30s);
+        EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << Tail(ReadFile(relay.LogPath()), 3000);
+    }
+
     std::int64_t Committed() const {
         std::int64_t sum = 0;
         for (const auto& p : producers_) sum += p->CommittedSoFar();
@@ -378,10 +396,7 @@ protected:
             },
             90s, 100ms))
             << "the relay did not drain the new primary";
-        EXPECT_TRUE(relay.Running()) << "the relay exited: " << Tail(ReadFile(relay.LogPath()), 3000);
-        relay.Signal(SIGTERM);
-        const auto st = relay.Wait(30s);
-        EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << Tail(ReadFile(relay.LogPath()), 3000);
+        StopRelay(relay);
         w.Note(fmt::format("drained; {} committed, {} in doubt, {} rolled back", produced.committed.size(),
                            produced.in_doubt.size(), produced.rolled_back.size()));
         return produced;
@@ -495,11 +510,7 @@ TEST_F(Failover, WithASynchronousStandbyTwoFailoversUnderLoadLoseAndDuplicateNot
 }
 
 TEST_F(Failover, WithAnAsynchronousStandbyNothingIsDuplicatedAndOnlyWhatTheNewPrimaryLacksIsMissing) {
-    ASSERT_NO_FATAL_FAILURE(StartPrimary());
-    ASSERT_NO_FATAL_FAILURE(AddStandby(0, /*synchronous=*/false));
-    ASSERT_NO_FATAL_FAILURE(MakeWorld());
-    ASSERT_NO_FATAL_FAILURE(WaitCaughtUp(0, 1));
-    StartProducers(3);
+    ASSERT_NO_FATAL_FAILURE(StartAsynchronousPairWithProducers());
     Child& relay = world_->StartRelay();
     ASSERT_NO_FATAL_FAILURE(FailOver(0, 1, /*lose_claims=*/&relay));
     const auto produced = Finish(relay);
@@ -511,23 +522,15 @@ TEST_F(Failover, WithAnAsynchronousStandbyNothingIsDuplicatedAndOnlyWhatTheNewPr
 // ClickHouse, and none may send them twice. The first relay is the one paused while the backlog replicates (the
 // others keep delivering throughout), so that claims are cut after the WAL sender stops.
 TEST_F(Failover, ThreeRelaysAtAnAsynchronousFailoverDuplicateNothing) {
-    ASSERT_NO_FATAL_FAILURE(StartPrimary());
-    ASSERT_NO_FATAL_FAILURE(AddStandby(0, /*synchronous=*/false));
-    ASSERT_NO_FATAL_FAILURE(MakeWorld());
-    ASSERT_NO_FATAL_FAILURE(WaitCaughtUp(0, 1));
+    ASSERT_NO_FATAL_FAILURE(StartAsynchronousPairWithProducers());
     auto& w = *world_;
-    StartProducers(3);
     Child& first = w.StartRelay();
     Child& second = w.StartRelay();
     Child& third = w.StartRelay();
     ASSERT_NO_FATAL_FAILURE(FailOver(0, 1, /*lose_claims=*/&first));
     const auto produced = Finish(first);
-    for (Child* r : {&second, &third}) {
-        EXPECT_TRUE(r->Running()) << r->Name() << " exited: " << Tail(ReadFile(r->LogPath()), 3000);
-        r->Signal(SIGTERM);
-        const auto st = r->Wait(30s);
-        EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << Tail(ReadFile(r->LogPath()), 3000);
-    }
+    StopRelay(second);
+    StopRelay(third);
     ASSERT_NO_FATAL_FAILURE(CheckLostClaims(produced, {first.LogPath(), second.LogPath(), third.LogPath()}));
 }
 
@@ -579,11 +582,7 @@ TEST_F(Failover, ARelayPointedAtAStandbyRefusesWithAClearErrorUntilItIsPromoted)
 // durable (the server's timeline changed: migration 0012), so it checks its claims all the same. Seen failing with
 // the durable window disabled: the new relay sent the lost claims' rows again.
 TEST_F(Failover, ARelayStartedAfterAnAsynchronousFailoverDuplicatesNothing) {
-    ASSERT_NO_FATAL_FAILURE(StartPrimary());
-    ASSERT_NO_FATAL_FAILURE(AddStandby(0, /*synchronous=*/false));
-    ASSERT_NO_FATAL_FAILURE(MakeWorld());
-    ASSERT_NO_FATAL_FAILURE(WaitCaughtUp(0, 1));
-    StartProducers(3);
+    ASSERT_NO_FATAL_FAILURE(StartAsynchronousPairWithProducers());
     Child& first = world_->StartRelay();
     ASSERT_NO_FATAL_FAILURE(FailOver(0, 1, /*lose_claims=*/&first, /*kill_relay=*/true));
     Child& second = world_->StartRelay();
@@ -598,12 +597,8 @@ TEST_F(Failover, ARelayStartedAfterAnAsynchronousFailoverDuplicatesNothing) {
 // with the primary, its claim may be lost (its rows pending again) or its record kept; either way, no relay may
 // check those rows for presence while the insert can still land: recovery fences that session's stage first.
 TEST_F(Failover, TwoRelaysWithASlowInsertInFlightAtAnAsynchronousFailoverDuplicateNothing) {
-    ASSERT_NO_FATAL_FAILURE(StartPrimary());
-    ASSERT_NO_FATAL_FAILURE(AddStandby(0, /*synchronous=*/false));
-    ASSERT_NO_FATAL_FAILURE(MakeWorld());
-    ASSERT_NO_FATAL_FAILURE(WaitCaughtUp(0, 1));
+    ASSERT_NO_FATAL_FAILURE(StartAsynchronousPairWithProducers());
     auto& w = *world_;
-    StartProducers(3);
     testing::ThrottleProxy proxy("127.0.0.1", w.Srv().ch_port, 25 * 1024);
     // Its graceful stop may wait for an insert on the slow link (seconds): the shutdown bound is raised to match the
     // link's timeout, or a SIGTERM during such an insert ends in exit 3 (seen once in CI, the insert still uploading).

@@ -7,12 +7,11 @@
 #include <eventlog/core/error.hpp>
 #include <eventlog/core/event.hpp>
 #include <eventlog/outbox/dead_letters.hpp>
+#include <eventlog/outbox/migrate.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/pg/connection.hpp>
 #include <eventlog/relay/relay.hpp>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -206,43 +205,13 @@ TEST_F(UnencodableTest, OutOfRangeTimestampIsDeadLetteredNamingTheColumn) {
     EXPECT_EQ(stack_->PendingEvents(), 0);
 }
 
-/// The DDL of migrations/clickhouse/0001_event_log.sql with its placeholders filled as MigrateClickHouse does.
-std::vector<std::string> EventLogDdl(TestStack& stack) {
-    const auto path = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() /
-                      "migrations/clickhouse/0001_event_log.sql";
-    std::ifstream file(path);
-    if (!file) throw std::runtime_error("cannot read " + path.string());
-    std::stringstream buffer;
-    buffer << file.rdbuf();
-    std::string sql = buffer.str();
-    auto replace = [&](std::string_view from, const std::string& to) {
-        for (auto pos = sql.find(from); pos != std::string::npos; pos = sql.find(from, pos + to.size())) {
-            sql.replace(pos, from.size(), to);
-        }
-    };
-    auto& ch = stack.Ch();
-    replace("{database}", clickhouse::QuoteIdentifier(stack.DatabaseName()));
-    replace("{table}", clickhouse::QuoteIdentifier("event_log"));
-    replace("{event_time_type}", ch.SupportsDateTime64() ? "DateTime64(6, 'UTC')" : "DateTime('UTC')");
-    replace("{table_settings}",
-            ch.SupportsDeduplicationToken() ? "SETTINGS non_replicated_deduplication_window = 1000" : "");
-    // Statements end with ';' at the end of a line; comment lines are dropped.
-    std::vector<std::string> statements;
-    std::string current;
-    std::istringstream lines(sql);
-    for (std::string line; std::getline(lines, line);) {
-        const auto first = line.find_first_not_of(" \t");
-        if (first == std::string::npos || line.compare(first, 2, "--") == 0) continue;
-        const auto last = line.find_last_not_of(" \t\r");
-        if (line[last] == ';') {
-            current += line.substr(0, last);
-            statements.push_back(current);
-            current.clear();
-        } else {
-            current += line + "\n";
-        }
-    }
-    return statements;
+/// Creates the target table again as `eventlog migrate` does: its bookkeeping is dropped first, so that migration
+/// 0001 runs again (CREATE ... IF NOT EXISTS), rendered by the same code.
+void RecreateEventLog(TestStack& stack) {
+    stack.Ch().Execute("DROP TABLE IF EXISTS " + clickhouse::QuoteIdentifier(stack.DatabaseName()) +
+                       ".eventlog_migrations");
+    const auto report = outbox::MigrateClickHouse(stack.Ch(), stack.Config().clickhouse);
+    if (report.applied.size() != 1) throw std::runtime_error("migration 0001 did not run again");
 }
 
 // Known bug (src/relay/relay.cpp, Relay::Impl::Acknowledge): when two outbox rows of one batch share an event_id
@@ -271,8 +240,6 @@ TEST_F(UnencodableTest, DuplicateEventIdPoisonIsDeadLetteredOnce) {
 class MissingTableTest : public StackTest {};
 
 TEST_F(MissingTableTest, RelayPausesWithoutLosingDataAndResumesWhenTheTableIsBack) {
-    const auto ddl = EventLogDdl(*stack_);
-    ASSERT_EQ(ddl.size(), 2u);
     stack_->Ch().Execute("DROP TABLE " + stack_->ChTable());
     std::vector<Uuid> ids;
     {
@@ -289,7 +256,7 @@ TEST_F(MissingTableTest, RelayPausesWithoutLosingDataAndResumesWhenTheTableIsBac
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.dead_letter"), 0);
     EXPECT_EQ(stack_->PendingEvents(), 10);
 
-    for (const auto& statement : ddl) stack_->Ch().Execute(statement);
+    RecreateEventLog(*stack_);
     const bool arrived =
         testing::WaitUntil([&] { return stack_->ChCount("SELECT count() FROM " + stack_->ChTable()) >= 10; },
                            std::chrono::seconds(20), std::chrono::milliseconds(50));
@@ -305,7 +272,6 @@ TEST_F(MissingTableTest, RelayPausesWithoutLosingDataAndResumesWhenTheTableIsBac
 }
 
 TEST_F(MissingTableTest, TableDroppedUnderARunningRelayPausesTheClaimedBatch) {
-    const auto ddl = EventLogDdl(*stack_);
     BackgroundRelay relay(stack_->Config());
     // Let it plan the encoder against the existing table and go idle.
     {
@@ -328,7 +294,7 @@ TEST_F(MissingTableTest, TableDroppedUnderARunningRelayPausesTheClaimedBatch) {
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.dead_letter"), 0);
     EXPECT_EQ(stack_->PendingEvents(), 10);
 
-    for (const auto& statement : ddl) stack_->Ch().Execute(statement);
+    RecreateEventLog(*stack_);
     EXPECT_TRUE(testing::WaitUntil([&] { return stack_->PendingEvents() == 0; }, std::chrono::seconds(20),
                                    std::chrono::milliseconds(50)));
     relay.Stop();
