@@ -42,11 +42,10 @@ WIDE_HEIGHT = 900
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError as missing:  # fail, never skip: the harness is part of `make test`
     sys.exit(f"FAIL: {missing}: install python3-selenium (scripts/install-deps.sh) and run with /usr/bin/python3")
@@ -258,6 +257,24 @@ def _not_network(request):
             or request.page.startswith(("chrome://", "chrome-untrusted://")))
 
 
+def _gone(element):
+    """Whether `element` no longer belongs to the page shown (the page it was on has been replaced).
+
+    Selenium's expected_conditions.staleness_of expects StaleElementReferenceException only; while the old document
+    is being torn down chromedriver may instead answer "Node with given id does not belong to the document" (seen once
+    in 13 scenarios: a sign-in failed with that traceback), which means the same.
+    """
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as e:
+        if "does not belong to the document" in str(e) or "No node with given id" in str(e):
+            return True
+        raise
+
+
 class Browser:
     """A headless Chromium for one test run. Owns chromedriver and the browser; `quit()` ends both.
 
@@ -399,7 +416,7 @@ class Browser:
         old = self.driver.find_element(By.TAG_NAME, "html")
         action()
         try:
-            WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(old))
+            WebDriverWait(self.driver, 15).until(lambda d: _gone(old))
             WebDriverWait(self.driver, 15).until(
                 lambda d: d.execute_script("return document.readyState") == "complete")
         except TimeoutException as e:
