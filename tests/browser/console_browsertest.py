@@ -240,6 +240,9 @@ def a_dead_letter_replayed_on_its_page_is_delivered_once(c):
     c.servers.eventlog("relay", "--drain", timeout=60)  # a second drain finds nothing left to send again
     copies = c.servers.clickhouse(f"SELECT count() FROM event_log WHERE event_id = toUUID('{event_id}')").strip()
     check(copies == "1", f"ClickHouse holds event {event_id} {copies} times, expected once")
+    left = {k: v for k, v in eventlog_status(c).items() if k in ("pending", "in_flight_events", "dead_letters")}
+    check(left == {"pending": 0, "in_flight_events": 0, "dead_letters": 1},
+          f"after the drains eventlog status says {left}: the waiting and the dead relay's events not all delivered")
     check(b.visit("/admin/dead-letters/") == 200 and not b.driver.find_elements("id", f"dead-letter-{event_id}"),
           "the replayed dead letter is still on the list")
     check(b.anchor("dead-letter-count") == "1", f"dead letters left: {b.anchor('dead-letter-count')}, expected 1")
