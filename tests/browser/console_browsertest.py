@@ -213,6 +213,7 @@ def a_dead_letter_replayed_on_its_page_is_delivered_once(c):
     """From the list to the dead letter's page, Replay…, the confirmation, Yes; then a relay drains: ClickHouse
     holds the event once, the dead letter is gone from the page, the event's page says delivered."""
     b = c.browser
+    check("replayed" in c.dead_letters, "the dashboard scenario made no dead letter to replay (it failed first)")
     event_id = c.dead_letters["replayed"]
     signed_in(c)
     check(b.visit("/admin/dead-letters/") == 200, "GET /admin/dead-letters/")
