@@ -42,11 +42,10 @@ WIDE_HEIGHT = 900
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError as missing:  # fail, never skip: the harness is part of `make test`
     sys.exit(f"FAIL: {missing}: install python3-selenium (scripts/install-deps.sh) and run with /usr/bin/python3")
@@ -96,14 +95,18 @@ class Servers:
         self._env = {}
         self._superuser_password = ""
         self._pg_port = 0
+        self._clickhouse_url = ""
+        self._clickhouse_auth = ""
 
     def _stack(self, *args, env=None):
         return subprocess.run([os.path.join(self.source_dir, "scripts/stack.sh"), *args], check=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env).stdout
 
-    def _eventlog(self, *args, stdin=None):
+    def eventlog(self, *args, stdin=None, timeout=120):
+        """Runs `eventlog ARGS...` with serve's environment (DATABASE_URL as the database's owner, CLICKHOUSE_URI)
+        to completion; fails the scenario unless it exits 0; returns what it printed (stdout and stderr)."""
         done = subprocess.run([self.binary, *args], input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env=self._env, cwd=self.dir, timeout=120, check=False)
+                              text=True, env=self._env, cwd=self.dir, timeout=timeout, check=False)
         check(done.returncode == 0, f"eventlog {' '.join(args)} exited {done.returncode}:\n{done.stdout}")
         return done.stdout
 
@@ -120,6 +123,8 @@ class Servers:
         pg_password = self._stack("secret", self.dir, "PG_PASSWORD")
         ch_password = self._stack("secret", self.dir, "CH_PASSWORD")
         self._superuser_password = self._stack("secret", self.dir, "PG_SUPERUSER_PASSWORD")
+        self._clickhouse_url = f"http://127.0.0.1:{ch_port}/"
+        self._clickhouse_auth = "Basic " + base64.b64encode(f"eventlog:{ch_password}".encode()).decode()
         print(f"servers: PostgreSQL 127.0.0.1:{pg_port}, ClickHouse 127.0.0.1:{ch_port} in {self.dir} "
               f"({time.monotonic() - started:.1f} s)")
         # Nothing of the caller's configuration: the children run in self.dir (no .env there) with this environment.
@@ -137,7 +142,7 @@ class Servers:
         # A sanitizer build's settings (make test-tsan runs this test too) reach serve, so its reports fail the run.
         sanitizers = ("TSAN_OPTIONS", "ASAN_OPTIONS", "UBSAN_OPTIONS")
         self._env.update({k: v for k, v in os.environ.items() if k in sanitizers})
-        self._eventlog("migrate")
+        self.eventlog("migrate")
         with open(self.serve_log, "w", encoding="utf-8") as log:
             self.serve = subprocess.Popen([self.binary, "serve"], env=self._env, cwd=self.dir, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True)
@@ -156,7 +161,7 @@ class Servers:
 
     def create_superuser(self, username, password):
         """`eventlog createsuperuser --username USERNAME --password-stdin`, the password as one line."""
-        self._eventlog("createsuperuser", "--username", username, "--password-stdin", stdin=password + "\n")
+        self.eventlog("createsuperuser", "--username", username, "--password-stdin", stdin=password + "\n")
 
     def sql(self, statement):
         """Runs one statement as PostgreSQL's superuser (test bookkeeping only, e.g. forgetting failed sign-ins)."""
@@ -167,6 +172,29 @@ class Servers:
                               check=False)
         check(done.returncode == 0, f"psql {statement!r}: {done.stdout}")
         return done.stdout
+
+    def clickhouse(self, query):
+        """Runs one query on ClickHouse over HTTP as the stack's `eventlog` user (database eventlog); its text."""
+        request = urllib.request.Request(self._clickhouse_url + "?database=eventlog", data=query.encode(),
+                                         headers={"Authorization": self._clickhouse_auth}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return r.read().decode()
+        except urllib.error.HTTPError as e:
+            raise CheckFailed(f"ClickHouse {query!r}: HTTP {e.code}: {e.read().decode(errors='replace')}") from e
+
+    def api(self, method, path, body=None, token=None):
+        """One request to serve's HTTP API (not through the browser): (status, body text). JSON `body` when given."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(self.base_url + path, method=method, headers=headers,
+                                         data=None if body is None else json.dumps(body).encode())
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
 
     def serve_tail(self, lines=40):
         """The last lines of serve's log."""
@@ -227,6 +255,24 @@ def _not_network(request):
     an <input type="datetime-local">; a page's own data: URLs are refused by its CSP, which fails the scenario)."""
     return (request.url.startswith(("chrome://", "chrome-untrusted://", "data:", "blob:"))
             or request.page.startswith(("chrome://", "chrome-untrusted://")))
+
+
+def _gone(element):
+    """Whether `element` no longer belongs to the page shown (the page it was on has been replaced).
+
+    Selenium's expected_conditions.staleness_of expects StaleElementReferenceException only; while the old document
+    is being torn down chromedriver may instead answer "Node with given id does not belong to the document" (seen once
+    in 13 scenarios: a sign-in failed with that traceback), which means the same.
+    """
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as e:
+        if "does not belong to the document" in str(e) or "No node with given id" in str(e):
+            return True
+        raise
 
 
 class Browser:
@@ -370,7 +416,7 @@ class Browser:
         old = self.driver.find_element(By.TAG_NAME, "html")
         action()
         try:
-            WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(old))
+            WebDriverWait(self.driver, 15).until(lambda d: _gone(old))
             WebDriverWait(self.driver, 15).until(
                 lambda d: d.execute_script("return document.readyState") == "complete")
         except TimeoutException as e:
@@ -414,6 +460,19 @@ class Browser:
         self._remove_inputs(form, without)
         submit = form.find_element(By.CSS_SELECTOR, button or 'button:not([type]), [type="submit"]')
         return self._navigating(submit.click)
+
+    def click(self, element_id, inside=""):
+        """Clicks the element with id `element_id` (a link or a button, as a person does), or the first element
+        matching the CSS selector `inside` within it, and waits for the page it leads to; returns its status."""
+        selector = f'[id="{element_id}"] {inside}'.strip()
+        found = self.driver.find_elements(By.CSS_SELECTOR, selector)
+        check(found, f"{self.path()} has no element {selector}")
+        return self._navigating(found[0].click)
+
+    def anchor(self, element_id):
+        """The visible text of the element with id `element_id` ("Page anchors for tests"), or None without one."""
+        found = self.driver.find_elements(By.ID, element_id)
+        return found[0].text if found else None
 
     def _remove_inputs(self, form, names):
         for name in names:

@@ -14,6 +14,7 @@ PAGES_EXPECTED_TO_EXIST once it is built. A page of PAGES that is not expected y
 never skipped silently; any other status fails.
 """
 
+import json
 import os
 import secrets
 import shutil
@@ -47,20 +48,30 @@ class Page:
 
 
 # The h1 texts and ids are the stable anchors the pages promise (docs/admin-console.md, "Page anchors for tests").
+# Every signed-in page also has the Sign out button (SIGNED_IN_IDS).
 PAGES = [
-    # Today a placeholder; the dashboard will be h1="Dashboard", ids=("backlog", "in-flight", "dead-letters", ...).
-    Page("/admin/", "home", "the placeholder home page: 'Signed in as ada' and the Sign out button",
-         text=f"Signed in as {USERNAME}"),
-    Page("/admin/events/", "events", "recent events from ClickHouse, with their filters", h1="Events",
-         ids=("event-filter",)),
-    Page("/admin/dead-letters/", "dead-letters", "the dead letters with their errors and attempts",
-         h1="Dead letters", ids=("dead-letter-count", "dead-letter-filter")),
-    Page("/admin/api-keys/", "api-keys", "the API keys, the form to create one", h1="API keys", ids=("create-key",)),
-    Page("/admin/users/", "users", "the users table, searchable", h1="Users", ids=("user-search",)),
-    Page("/admin/audit/", "audit", "the audit log: who did what, when", h1="Audit log"),
+    Page("/admin/", "dashboard", "the dashboard: the outbox's figures (backlog, oldest waiting, in flight, dead "
+         "letters, outbox on disk), the relays, the last hour's deliveries as a chart, PostgreSQL and ClickHouse",
+         h1="Dashboard", text=f"Signed in as {USERNAME}",
+         ids=("backlog", "oldest-age", "in-flight", "in-flight-batches", "dead-letters", "retained-bytes",
+              "relays-alive", "delivery-chart", "delivery-table", "delivered-last-hour", "postgres-status",
+              "clickhouse-status")),
+    Page("/admin/events/", "events", "the delivered events from ClickHouse, newest first, with their filters",
+         h1="Events", ids=("event-filter", "type", "from", "to", "trace", "event_id", "filter-submit")),
+    Page("/admin/dead-letters/", "dead-letters", "the dead letters with their errors and attempts, the filters, "
+         "Replay / Discard selected and all matching", h1="Dead letters",
+         ids=("dead-letter-count", "dead-letter-filter", "type", "error", "filter-submit")),
+    Page("/admin/api-keys/", "api-keys", "the 'Create a key' form (name, three scopes) and the keys with their state",
+         h1="API keys", ids=("create-key", "name", "scope-events-write", "scope-events-read", "scope-users-write",
+                             "create-submit")),
+    Page("/admin/users/", "users", "the users table behind POST /api/v1/users, with its search box", h1="Users",
+         ids=("user-search", "q", "search-submit")),
+    Page("/admin/audit/", "audit", "the audit log: when, who, action, target, address, details", h1="Audit log",
+         ids=("audit-list",)),
 ]
-# Pages of PAGES that must answer 200. Those not listed may answer 404 (not built yet); it is printed.
-PAGES_EXPECTED_TO_EXIST = {"/admin/"}
+SIGNED_IN_IDS = ("sign-out",)
+# Pages of PAGES that must answer 200 (all of them are built). One not listed may answer 404; it is printed.
+PAGES_EXPECTED_TO_EXIST = {page.path for page in PAGES}
 
 
 class Context:
@@ -70,6 +81,7 @@ class Context:
         self.servers = servers
         self.browser = browser
         self.password = password
+        self.dead_letters = {}  # what a scenario made -> event id, for those after it
 
 
 def signed_in(c):
@@ -115,7 +127,7 @@ def signing_in_through_the_form_shows_who_is_signed_in(c):
           f"/admin/ without a session should lead to the form, got {b.path()}")
     b.check_page("sign-in", "the sign-in form: Username, Password, the Sign in button")
     signed_in(c)
-    b.check_page("home", PAGES[0].shows)
+    b.check_page(PAGES[0].name, PAGES[0].shows)
 
 
 @scenario
@@ -138,6 +150,156 @@ def the_session_cookie_has_its_flags_in_the_browsers_cookie_store(c):
     check(not page_cookies, f"the page's script can read cookies: {page_cookies!r}")
 
 
+def eventlog_status(c):
+    """`eventlog status --json`, run as an operator would, with the test's environment."""
+    out = c.servers.eventlog("status", "--json")
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    check(lines, f"eventlog status --json printed no JSON object: {out}")
+    return json.loads(lines[-1])
+
+
+def dead_letter(c, event_type, context, error):
+    """Inserts a dead letter as the relay leaves one (as console_pages_dbtest.cpp does); returns its event id."""
+    return c.servers.sql(
+        "INSERT INTO eventlog.dead_letter (event_id, event_type, event_date_time, event_context, metadata_version, "
+        f"enqueued_at, error, attempts) VALUES (gen_random_uuid(), '{event_type}', now(), '{context}'::json, 1, now(), "
+        f"'{error}', 5) RETURNING event_id").strip()
+
+
+FIGURES = {"backlog": "pending", "in-flight": "in_flight_events", "in-flight-batches": "in_flight_batches",
+           "dead-letters": "dead_letters"}  # the dashboard's id -> eventlog status --json's field
+
+
+@scenario
+def the_dashboards_numbers_match_eventlog_status(c):
+    """Events waiting, two of them claimed by a relay that died (in flight), two dead letters: the dashboard shows
+    what `eventlog status` prints, and both show what was made. The dead letters stay for the scenarios below."""
+    b = c.browser
+    before = eventlog_status(c)
+    c.servers.sql("SELECT count(eventlog.emit('browser_test_waiting', json_build_object('n', g))) "
+                  "FROM generate_series(1, 5) g")
+    # Two chunks of one event each, claimed by owner 7 and never acknowledged: what a relay killed after its claim
+    # leaves in flight (tests/support TestStack::ClaimAs). The next relay recovers them.
+    c.servers.sql("SELECT count(*) FROM eventlog.claim_chunks(7, 1, 2, 9223372036854775807, "
+                  "ARRAY[gen_random_uuid(), gen_random_uuid()])")
+    c.dead_letters["replayed"] = dead_letter(c, "browser_test_replayed", '{"order_id": 42}',
+                                             "HTTP 500 from ClickHouse: Code: 1001. DB::Exception: a fault")
+    c.dead_letters["kept"] = dead_letter(
+        c, "browser_test_kept", '{"note": "stays a dead letter"}',
+        "Code: 27. DB::Exception: Cannot parse input: expected comma before: "
+        "order_placed_with_a_rather_long_unbroken_value_that_must_wrap_on_a_phone: while executing FORMAT")
+    status = eventlog_status(c)
+    made = {"pending": 3, "in_flight_events": 2, "in_flight_batches": 2, "dead_letters": 2}
+    grew = {k: status[k] - before[k] for k in made}
+    check(grew == made, f"eventlog status grew by {grew}, expected {made} (before {before}, after {status})")
+    signed_in(c)
+    shown = {anchor: b.anchor(anchor) for anchor in FIGURES}
+    expected = {anchor: str(status[field]) for anchor, field in FIGURES.items()}
+    check(shown == expected, f"the dashboard shows {shown}, eventlog status --json printed {expected}")
+    check(b.anchor("postgres-status").startswith("reachable") and b.anchor("clickhouse-status") == "reachable",
+          f"servers: PostgreSQL {b.anchor('postgres-status')!r}, ClickHouse {b.anchor('clickhouse-status')!r}")
+    b.check_page("dashboard-figures", "the dashboard with 3 waiting, 2 events in flight in 2 batches and 2 dead "
+                                      "letters (a link), PostgreSQL and ClickHouse reachable")
+    # The count is a link to the dead letters, which lists them.
+    check(b.click("dead-letters") == 200 and b.path() == "/admin/dead-letters/",
+          f"the dashboard's dead-letter count led to {b.path()}")
+    check(b.anchor("dead-letter-count") == "2", f"the list counts {b.anchor('dead-letter-count')}, expected 2")
+    rows = {key: bool(b.driver.find_elements("id", f"dead-letter-{i}")) for key, i in c.dead_letters.items()}
+    check(all(rows.values()), f"rows of the dead letters on the list: {rows}")
+
+
+@scenario
+def a_dead_letter_replayed_on_its_page_is_delivered_once(c):
+    """From the list to the dead letter's page, Replay…, the confirmation, Yes; then a relay drains: ClickHouse
+    holds the event once, the dead letter is gone from the page, the event's page says delivered."""
+    b = c.browser
+    check("replayed" in c.dead_letters, "the dashboard scenario made no dead letter to replay (it failed first)")
+    event_id = c.dead_letters["replayed"]
+    signed_in(c)
+    check(b.visit("/admin/dead-letters/") == 200, "GET /admin/dead-letters/")
+    check(b.click(f"dead-letter-{event_id}", inside="a") == 200, "the event id's link on the list")
+    check(b.path() == f"/admin/dead-letters/{event_id}/", f"the event id's link led to {b.path()}")
+    check(b.text("h1") == "Dead letter" and b.anchor("event-id") == event_id and b.anchor("attempts") == "5",
+          f"the dead letter's page: h1 {b.text('h1')!r}, event id {b.anchor('event-id')}, "
+          f"attempts {b.anchor('attempts')}")
+    check('"order_id": 42' in b.anchor("payload"), f"the payload shown is {b.anchor('payload')!r}")
+    b.check_page("dead-letter", "one dead letter: its fields, the error and the payload in full, Replay… and "
+                                "Discard…")
+    check(b.click(f"replay-{event_id}") == 200, f"Replay… answered {b.status_of_last_navigation()}")
+    check(b.text("h1") == "Confirm replay" and b.anchor("confirm-count") == "1" and event_id in b.text(),
+          f"the confirmation: h1 {b.text('h1')!r}, count {b.anchor('confirm-count')}: {b.text()[:300]}")
+    waiting = c.servers.sql(f"SELECT count(*) FROM eventlog.dead_letter WHERE event_id = '{event_id}'").strip()
+    check(waiting == "1", f"the confirmation alone changed the dead letter (count {waiting})")
+    b.check_page("confirm-replay", "'Confirm replay': 'Replay 1 selected dead letter?', its event id, what a "
+                                   "replay does, 'Yes, replay' and Cancel")
+    check(b.click("confirm") == 200, f"Yes, replay answered {b.status_of_last_navigation()}")
+    check(b.anchor("result-count") == "1", f"the replay's result: {b.anchor('result')!r}, expected 1 replayed")
+    b.check_page("replayed", "'Dead letters' and 'Replayed 1 dead letter.', a link back to the dead letters")
+    before = c.servers.clickhouse(f"SELECT count() FROM event_log WHERE event_id = toUUID('{event_id}')").strip()
+    check(before == "0", f"ClickHouse held the event before the relay ran: {before}")
+    c.servers.eventlog("relay", "--drain", timeout=60)
+    c.servers.eventlog("relay", "--drain", timeout=60)  # a second drain finds nothing left to send again
+    copies = c.servers.clickhouse(f"SELECT count() FROM event_log WHERE event_id = toUUID('{event_id}')").strip()
+    check(copies == "1", f"ClickHouse holds event {event_id} {copies} times, expected once")
+    left = {k: v for k, v in eventlog_status(c).items() if k in ("pending", "in_flight_events", "dead_letters")}
+    check(left == {"pending": 0, "in_flight_events": 0, "dead_letters": 1},
+          f"after the drains eventlog status says {left}: the waiting and the dead relay's events not all delivered")
+    check(b.visit("/admin/dead-letters/") == 200 and not b.driver.find_elements("id", f"dead-letter-{event_id}"),
+          "the replayed dead letter is still on the list")
+    check(b.anchor("dead-letter-count") == "1", f"dead letters left: {b.anchor('dead-letter-count')}, expected 1")
+    check(b.visit(f"/admin/events/{event_id}/") == 200 and b.anchor("event-status") == "delivered",
+          f"the event's page says {b.anchor('event-status')!r}, expected delivered")
+    b.check_page("event-delivered", "the replayed event's page: status delivered with its insert time, its "
+                                    "fields and context")
+
+
+def api_emit(c, token):
+    """POST /api/v1/events with the key's token; the status."""
+    return c.servers.api("POST", "/api/v1/events", {"event_type": "browser_test_paid", "event_context": {}},
+                         token)[0]
+
+
+@scenario
+def a_key_revoked_on_its_page_is_refused_by_the_api(c):
+    """Create a key on the page (its token read from the page, shown once), the API accepts it; Revoke…, the
+    confirmation (the key still works), Yes: the API answers 401 within the key cache's 2 s."""
+    b = c.browser
+    signed_in(c)
+    check(b.visit("/admin/api-keys/") == 200, "GET /admin/api-keys/")
+    name = b.driver.find_element("id", "name")
+    name.clear()
+    name.send_keys("billing")
+    b.driver.find_element("id", "scope-events-write").click()
+    check(b.click("create-submit") == 200, f"Create key answered {b.status_of_last_navigation()}")
+    tokens = b.driver.find_elements("id", "new-token")
+    check(tokens, f"no token on the page after Create key: {b.text()[:300]}")
+    token = tokens[0].get_attribute("value")
+    check(token.startswith("elk_"), f"the token shown is {token!r}")
+    b.check_page("api-key-created", "'Key “billing” created', 'Copy its token now: it is shown only this once', "
+                                    "the token in a read-only field, the key in the list as active")
+    check(b.visit("/admin/api-keys/") == 200 and token not in b.driver.page_source,
+          "the token is shown again on the list")
+    status = api_emit(c, token)
+    check(status == 202, f"POST /api/v1/events with the new key: {status}, expected 202")
+    check(b.click("revoke-billing") == 200 and b.text("h1") == "Confirm revoke" and
+          b.anchor("confirm-name") == "billing",
+          f"Revoke… led to {b.path()}: h1 {b.text('h1')!r}, name {b.anchor('confirm-name')!r}")
+    b.check_page("confirm-revoke", "'Confirm revoke': 'Revoke API key “billing”? Requests with its token are "
+                                   "refused (401) ...', 'Yes, revoke' and Cancel")
+    status = api_emit(c, token)
+    check(status == 202, f"the confirmation alone stopped the key: {status}")
+    check(b.click("confirm") == 200, f"Yes, revoke answered {b.status_of_last_navigation()}")
+    check("Revoked API key" in (b.anchor("result") or ""), f"the revoke's result: {b.anchor('result')!r}")
+    b.check_page("api-key-revoked", "'Revoked API key “billing”.' above the form, the key's row 'revoked' with "
+                                    "its time and no Revoke button")
+    deadline = time.monotonic() + 5  # the key cache's time to live is 2 s
+    while (status := api_emit(c, token)) != 401 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    check(status == 401, f"POST /api/v1/events with the revoked key: {status} after 5 s, expected 401")
+    check("revoked" in b.text("#key-billing") and not b.driver.find_elements("id", "revoke-billing"),
+          f"the key's row says {b.text('#key-billing')!r}")
+
+
 @scenario
 def every_console_page_passes_axe_and_is_captured(c):
     b = c.browser
@@ -155,7 +317,7 @@ def every_console_page_passes_axe_and_is_captured(c):
         if status != 200 or b.path() != page.path:
             problems.append(f"{page.path}: status {status} at {b.path()}")
             continue
-        missing = [i for i in page.ids if not b.driver.find_elements("id", i)]
+        missing = [i for i in page.ids + SIGNED_IN_IDS if not b.driver.find_elements("id", i)]
         h1 = b.text("h1") if b.driver.find_elements("css selector", "h1") else None
         if missing or page.text not in b.text("body") or (page.h1 and h1 != page.h1):
             problems.append(f"{page.path}: missing ids {missing}, or text {page.text!r} not on it, "
