@@ -54,8 +54,9 @@ protected:
         // the proxy made the cut an insert in doubt (seen once under load), and the relay never reached a refusal.
         ASSERT_TRUE(WaitFor(
             [&] {
-                return w.PgInt("SELECT (SELECT count(*) FROM eventlog.outbox_pending) + "
-                               "(SELECT count(*) FROM eventlog.in_flight)") == 0;
+                return w.PgInt(
+                           "SELECT (SELECT count(*) FROM eventlog.outbox_pending) + "
+                           "(SELECT count(*) FROM eventlog.in_flight)") == 0;
             },
             30s, 20ms))
             << "the relay did not acknowledge the first 50:\n"
