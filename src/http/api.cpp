@@ -588,7 +588,7 @@ ServeSettings LoadServeSettings(const EnvMap& env, const Config& config) {
     s.events.max_context_bytes = static_cast<std::size_t>(
         ReadInt(env, "HTTP_MAX_CONTEXT_BYTES", static_cast<std::int64_t>(s.events.max_context_bytes), 2, 256LL << 20));
     s.console_idle_timeout = std::chrono::seconds(
-        ReadInt(env, "CONSOLE_SESSION_IDLE_SECONDS", s.console_idle_timeout.count(), 60, 7 * 86'400));
+        ReadInt(env, "CONSOLE_SESSION_IDLE_SECONDS", s.console_idle_timeout.count(), 60, std::int64_t{7} * 86'400));
     if (const auto it = env.find("HTTP_TRUSTED_PROXY"); it != env.end()) {
         std::string_view list = it->second;
         while (!list.empty()) {
