@@ -607,8 +607,22 @@ TEST_F(Failover, TwoRelaysWithASlowInsertInFlightAtAnAsynchronousFailoverDuplica
                                 {"RELAY_SHUTDOWN_TIMEOUT_MS", "130000"}});
     Child& fast = w.StartRelay();
     std::vector<std::uint64_t> uploaded;  // the slow link's bytes before the kill and after the promotion
-    ASSERT_NO_FATAL_FAILURE(FailOver(0, 1, /*lose_claims=*/&fast, /*kill_relay=*/false,
-                                     [&] { uploaded.push_back(proxy.BytesUpstream()); }));
+    const auto at_kill = [&] {
+        if (uploaded.empty()) {
+            // The kill must find an insert of the slow relay on its way: wait until the link carries bytes (seen
+            // once in CI: the kill fell between two of its inserts, and the test's premise failed).
+            const bool flowing = WaitFor(
+                [&] {
+                    const auto before = proxy.BytesUpstream();
+                    std::this_thread::sleep_for(100ms);
+                    return proxy.BytesUpstream() > before;
+                },
+                30s, 1ms);
+            EXPECT_TRUE(flowing) << "the slow relay never uploaded before the kill";
+        }
+        uploaded.push_back(proxy.BytesUpstream());
+    };
+    ASSERT_NO_FATAL_FAILURE(FailOver(0, 1, /*lose_claims=*/&fast, /*kill_relay=*/false, at_kill));
     ASSERT_EQ(uploaded.size(), 2u);
     EXPECT_GT(uploaded[1], uploaded[0]) << "no insert of the slow relay was on its way across the failover";
     w.Counts()["slow_link_kib_across_failover"] = static_cast<int>((uploaded[1] - uploaded[0]) / 1024);
