@@ -6,29 +6,14 @@
 #include <eventlog/admin/password.hpp>
 #include <eventlog/admin/sessions.hpp>
 #include <eventlog/core/error.hpp>
+#include <eventlog/core/text.hpp>
 
 namespace eventlog::admin {
 namespace {
 
-constexpr std::string_view kBase64Url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+constexpr std::string_view kBase64Url = kBase64UrlAlphabet;
 constexpr std::size_t kTokenBytes = 32;
 constexpr std::size_t kTokenChars = 43;
-
-std::string Base64Url(const unsigned char* data, std::size_t size) {
-    std::string out;
-    std::uint32_t buffer = 0;
-    int bits = 0;
-    for (std::size_t i = 0; i < size; ++i) {
-        buffer = (buffer << 8) | data[i];
-        bits += 8;
-        while (bits >= 6) {
-            out.push_back(kBase64Url[(buffer >> (bits - 6)) & 0x3F]);
-            bits -= 6;
-        }
-    }
-    if (bits > 0) out.push_back(kBase64Url[(buffer << (6 - bits)) & 0x3F]);
-    return out;
-}
 
 /// "\x..." (bytea hex input) of SHA-256(`token`'s characters); nullopt unless it is 43 base64url characters.
 std::optional<std::string> TokenHash(std::string_view token) {

@@ -102,4 +102,20 @@ std::string SafeJsonForTerminal(std::string_view json) {
     return out;
 }
 
+std::string Base64Url(const unsigned char* data, std::size_t size) {
+    std::string out;
+    std::uint32_t buffer = 0;
+    int bits = 0;
+    for (std::size_t i = 0; i < size; ++i) {
+        buffer = (buffer << 8) | data[i];
+        bits += 8;
+        while (bits >= 6) {
+            out.push_back(kBase64UrlAlphabet[(buffer >> (bits - 6)) & 0x3F]);
+            bits -= 6;
+        }
+    }
+    if (bits > 0) out.push_back(kBase64UrlAlphabet[(buffer << (6 - bits)) & 0x3F]);
+    return out;
+}
+
 }  // namespace eventlog

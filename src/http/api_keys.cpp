@@ -10,6 +10,7 @@
 #include <charconv>
 #include <cmath>
 #include <eventlog/core/error.hpp>
+#include <eventlog/core/text.hpp>
 #include <eventlog/http/api_keys.hpp>
 #include <memory>
 #include <string>
@@ -18,23 +19,6 @@ namespace eventlog::http {
 namespace {
 
 constexpr std::string_view kPrefix = "elk_";
-constexpr char kBase64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-std::string Base64Url(const unsigned char* data, std::size_t size) {
-    std::string out;
-    std::uint32_t buffer = 0;
-    int bits = 0;
-    for (std::size_t i = 0; i < size; ++i) {
-        buffer = (buffer << 8) | data[i];
-        bits += 8;
-        while (bits >= 6) {
-            out.push_back(kBase64Url[(buffer >> (bits - 6)) & 0x3F]);
-            bits -= 6;
-        }
-    }
-    if (bits > 0) out.push_back(kBase64Url[(buffer << (6 - bits)) & 0x3F]);
-    return out;
-}
 
 std::optional<std::array<unsigned char, 32>> FromBase64Url(std::string_view text) {
     if (text.size() != 43) return std::nullopt;
@@ -43,9 +27,9 @@ std::optional<std::array<unsigned char, 32>> FromBase64Url(std::string_view text
     int bits = 0;
     std::size_t n = 0;
     for (const char c : text) {
-        const char* p = std::char_traits<char>::find(kBase64Url, 64, c);
+        const char* p = std::char_traits<char>::find(kBase64UrlAlphabet.data(), 64, c);
         if (p == nullptr) return std::nullopt;
-        buffer = (buffer << 6) | static_cast<std::uint32_t>(p - kBase64Url);
+        buffer = (buffer << 6) | static_cast<std::uint32_t>(p - kBase64UrlAlphabet.data());
         bits += 6;
         if (bits >= 8) {
             if (n < out.size()) out[n] = static_cast<unsigned char>((buffer >> (bits - 8)) & 0xFF);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -14,5 +15,12 @@ std::string SafeForTerminal(std::string_view text);
 /// in strings but terminals interpret (DEL, C1 controls, bidirectional formatting characters) become \uXXXX escapes
 /// and bytes that are not UTF-8 become \ufffd. C0 controls must already be escaped (as AppendJsonString does).
 std::string SafeJsonForTerminal(std::string_view json);
+
+/// The URL-safe base64 alphabet (RFC 4648, section 5).
+inline constexpr std::string_view kBase64UrlAlphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// `size` bytes at `data` in URL-safe base64 without padding (tokens for cookies and API keys).
+std::string Base64Url(const unsigned char* data, std::size_t size);
 
 }  // namespace eventlog
