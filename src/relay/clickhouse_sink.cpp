@@ -216,6 +216,9 @@ void ClickHouseSink::CreateStage(Node& node) {
     // Shaped like the target (DEFAULT and MATERIALIZED expressions included, so they are computed exactly as a
     // direct insert would); the view forwards each inserted block into the target within the same INSERT.
     Call(node, [&] {
+        // A node that accepts connections and never answers (frozen) costs a probe's second here, not a request's
+        // whole deadline.
+        if (clustered_) node.probe.Ping();
         node.client.Execute(fmt::format("CREATE TABLE {} AS {} ENGINE = Null", Qualified(stage), target));
         node.client.Execute(fmt::format("CREATE MATERIALIZED VIEW {} TO {} AS SELECT {} FROM {}",
                                         Qualified(stage + "_mv"), target, stored_, Qualified(stage)));
