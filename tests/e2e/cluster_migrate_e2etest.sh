@@ -107,4 +107,27 @@ one=$(ch 1-1 "SELECT count() FROM $chdb.event_log_local WHERE event_type = 'drai
 two=$(ch 2-1 "SELECT count() FROM $chdb.event_log_local WHERE event_type = 'drained'")
 [ "$one" -gt 0 ] && [ "$two" -gt 0 ] || fail "the claims were not spread: shard 1 has $one, shard 2 has $two"
 echo "relay --drain into the cluster: 25000 events once each; shard 1 $one, shard 2 $two"
+
+# A relay killed (kill -9) after its 3rd insert and before the acknowledgement, then another after its 4th: the
+# records name the nodes written to; the next relay fences the dead one's stage there, finds every row of that
+# insert present on that node (the replica written to) and sends nothing again, while the rest of the backlog goes
+# to both shards.
+psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" \
+    -c "SELECT eventlog.emit('killed', pg_catalog.json_build_object('n', g)) FROM generate_series(1, 30000) g" >/dev/null
+for after in 3 4; do
+    set +e
+    EVENTLOG_FAULT_POINT=after_insert EVENTLOG_FAULT_AFTER=$after EVENT_BATCH_SIZE=1000 CLICKHOUSE_BATCH_SIZE=2000 \
+        "$bin" relay --drain >"$dir/relay-killed-$after.log" 2>&1
+    rc=$?
+    set -e
+    [ "$rc" -eq 137 ] || { tail -5 "$dir/relay-killed-$after.log" >&2; fail "the relay with a kill after insert $after exited $rc"; }
+done
+EVENT_BATCH_SIZE=1000 CLICKHOUSE_BATCH_SIZE=2000 "$bin" relay --drain >"$dir/relay-after-kill.log" 2>&1 ||
+    { tail -20 "$dir/relay-after-kill.log" >&2; fail "relay --drain after the kills exited $?"; }
+# Each relay recovers the one killed before it: the second the first's records, the third the second's.
+found=$(cat "$dir/relay-killed-4.log" "$dir/relay-after-kill.log" | grep -c '"event":"batch_reconciled"' || true)
+[ "$found" -ge 2 ] || { grep -v debug "$dir/relay-after-kill.log" | tail -20 >&2; fail "recovery found $found of the 2 killed relays' inserts present"; }
+got=$(ch 1-2 "SELECT count(), uniqExact(event_id) FROM $chdb.event_log WHERE event_type = 'killed' FORMAT TSV")
+[ "$got" = "$(printf '30000\t30000')" ] || fail "after the kills the Distributed table reads '$got', expected 30000 once each"
+echo "two relays killed after an insert: recovery found both inserts present on their nodes; 30000 events once each"
 echo "PASS: migrate on a 2x2 cluster; replicated, distributed, idempotent; the relay delivers to both shards"
