@@ -130,4 +130,25 @@ found=$(cat "$dir/relay-killed-4.log" "$dir/relay-after-kill.log" | grep -c '"ev
 got=$(ch 1-2 "SELECT count(), uniqExact(event_id) FROM $chdb.event_log WHERE event_type = 'killed' FORMAT TSV")
 [ "$got" = "$(printf '30000\t30000')" ] || fail "after the kills the Distributed table reads '$got', expected 30000 once each"
 echo "two relays killed after an insert: recovery found both inserts present on their nodes; 30000 events once each"
-echo "PASS: migrate on a 2x2 cluster; replicated, distributed, idempotent; the relay delivers to both shards"
+# The readers read the Distributed table: `eventlog serve` with a running relay answers POST ?wait=visible once the
+# event is in a shard, and GET /api/v1/events/{id} says delivered with its insert time.
+api_port=$("$src/scripts/stack.sh" free-port)
+"$bin" serve --listen "127.0.0.1:$api_port" >"$dir/serve.log" 2>&1 &
+serve_pid=$!
+"$bin" relay >"$dir/relay-running.log" 2>&1 &
+relay_pid=$!
+token=$("$bin" apikey create --name cluster-test | tail -n 1)
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$api_port/healthz" >/dev/null && break; sleep 0.1; done
+answer=$(curl -s -w ' %{http_code}' -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    -d '{"event_type":"visible_on_a_cluster","event_context":{"n":1}}' \
+    "http://127.0.0.1:$api_port/api/v1/events?wait=visible&timeout=20s") || fail "POST to eventlog serve failed"
+[[ "$answer" == '{"visible":true,"events":[{"index":0,"event_id":'*'"status":"accepted"}]} 200' ]] ||
+    { tail -5 "$dir/serve.log" "$dir/relay-running.log" >&2; fail "POST ?wait=visible on a cluster answered: $answer"; }
+id=$(sed -E 's/.*"event_id":"([0-9a-f-]{36})".*/\1/' <<<"$answer")
+status=$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$api_port/api/v1/events/$id")
+grep -q '"status":"delivered"' <<<"$status" && grep -q '"inserted_at"' <<<"$status" ||
+    fail "GET /api/v1/events/$id on a cluster answered: $status"
+kill -TERM "$serve_pid" "$relay_pid"
+wait "$serve_pid" "$relay_pid" || fail "serve or relay did not stop cleanly on SIGTERM"
+echo "eventlog serve on a cluster: wait=visible answered 200, the status lookup says delivered"
+echo "PASS: migrate on a 2x2 cluster; replicated, distributed, idempotent; the relay delivers to both shards; the API reads the Distributed table"
