@@ -45,7 +45,7 @@ constexpr KnownCode kKnownCodes[] = {
     {209, "SOCKET_TIMEOUT", kT, kD},
     {210, "NETWORK_ERROR", kT, kT},
     {241, "MEMORY_LIMIT_EXCEEDED", kT, kT},
-    {243, "NOT_ENOUGH_SPACE", kT, kT},  // a full disk: about the server, never about the rows
+    {243, "NOT_ENOUGH_SPACE", kT, kT},    // a full disk: about the server, never about the rows
     {225, "NO_ZOOKEEPER", kT, kT},        // a replicated table without its coordinator: nothing written
     {242, "TABLE_IS_READ_ONLY", kT, kT},  // a replica that lost its ZooKeeper session: refuses inserts for now
     {252, "TOO_MANY_PARTS", kT, kT},

@@ -91,7 +91,8 @@ std::vector<std::vector<std::string>> ParseShards(const std::string& text) {
         for (std::string item; std::getline(items, item, ',');) {
             const auto colon = item.rfind(':');
             const auto bracket = item.rfind(']');
-            if (colon == std::string::npos || colon == 0 || (bracket != std::string::npos && bracket > colon)) throw bad();
+            if (colon == std::string::npos || colon == 0 || (bracket != std::string::npos && bracket > colon))
+                throw bad();
             const std::string host = item.substr(0, colon);
             const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
             if (!ParsePort(item.substr(colon + 1)) || host.find_first_of("@/?# \t") != std::string::npos ||

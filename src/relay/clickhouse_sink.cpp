@@ -18,10 +18,10 @@ constexpr std::string_view kStagePrefix = "eventlog_stage_";
 constexpr std::size_t kMaxPresenceQueryBytes = std::size_t{128} * 1024;
 using Clock = std::chrono::steady_clock;
 /// A cluster's node that failed is left out for kProbeInterval, then probed (GET /ping) within kProbeTimeout twice
-/// over (connect, then answer); each failed probe doubles the wait, up to kProbeIntervalMax. A frozen node costs the
-/// relay at most a probe's second, a few times a minute.
+/// over (connect, then answer); a failed probe doubles the wait, up to kProbeIntervalMax. A frozen node costs the
+/// relay at most a probe's second every 10 s, and a node that is back gets claims again within 10 s.
 constexpr std::chrono::milliseconds kProbeInterval{5000};
-constexpr std::chrono::milliseconds kProbeIntervalMax{30'000};
+constexpr std::chrono::milliseconds kProbeIntervalMax{10'000};
 constexpr std::chrono::milliseconds kProbeTimeout{500};
 
 std::string RandomNonce() {
@@ -47,9 +47,9 @@ clickhouse::ClientOptions ProbeOptions(const ClickHouseConfig& config, const std
 struct ClickHouseSink::Node {
     std::string name;  // "host:port" of CLICKHOUSE_SHARDS (kOneServer without a cluster)
     clickhouse::Client client;
-    clickhouse::Client probe;  // short timeouts: is it back?
-    std::string stage;         // this session's stage there ("": none yet)
-    bool swept{false};         // this session's recovery fenced every dead owner staged there
+    clickhouse::Client probe;                     // short timeouts: is it back?
+    std::string stage;                            // this session's stage there ("": none yet)
+    bool swept{false};                            // this session's recovery fenced every dead owner staged there
     std::optional<Clock::time_point> down_until;  // left out until then, then probed
     int failed_probes{0};
 };
@@ -79,8 +79,13 @@ ClickHouseSink::ClickHouseSink(const Config& config, const Probe& probe)
             "(docs/cluster.md)");
     }
     const auto add = [&](const std::string& name) {
-        nodes_.push_back(Node{name, clickhouse::Client(NodeOptions(config.clickhouse, name)),
-                              clickhouse::Client(ProbeOptions(config.clickhouse, name)), {}, false, std::nullopt, 0});
+        nodes_.push_back(Node{name,
+                              clickhouse::Client(NodeOptions(config.clickhouse, name)),
+                              clickhouse::Client(ProbeOptions(config.clickhouse, name)),
+                              {},
+                              false,
+                              std::nullopt,
+                              0});
         return nodes_.size() - 1;
     };
     if (!clustered_) {
@@ -104,9 +109,10 @@ ClickHouseSink::Node* ClickHouseSink::Find(const std::string& name) {
 
 ClickHouseSink::Node& ClickHouseSink::At(const std::string& name) {
     if (Node* node = Find(name)) return *node;
-    throw ConfigError(fmt::format("clickhouse: a delivery record names node '{}', which is not in CLICKHOUSE_SHARDS "
-                                  "(a node's entry is its identity: change it only with nothing in flight)",
-                                  name));
+    throw ConfigError(
+        fmt::format("clickhouse: a delivery record names node '{}', which is not in CLICKHOUSE_SHARDS "
+                    "(a node's entry is its identity: change it only with nothing in flight)",
+                    name));
 }
 
 template <typename F>
@@ -394,8 +400,9 @@ void ClickHouseSink::FenceOn(Node& node, int owner) {
                           [](const std::string& t) { return t.size() < 3 || t.compare(t.size() - 3, 3, "_mv") != 0; });
     for (const auto& t : tables) Drop(node, t);
     if (!tables.empty()) {
-        log::Info("stage_fenced", clustered_ ? log::Fields{{"owner", static_cast<std::int64_t>(owner)}, {"node", node.name}}
-                                             : log::Fields{{"owner", static_cast<std::int64_t>(owner)}});
+        log::Info("stage_fenced", clustered_
+                                      ? log::Fields{{"owner", static_cast<std::int64_t>(owner)}, {"node", node.name}}
+                                      : log::Fields{{"owner", static_cast<std::int64_t>(owner)}});
     }
 }
 
@@ -420,8 +427,9 @@ bool ClickHouseSink::Reachable(const std::string& target) {
         node->probe.Ping();
     } catch (const Error&) {
         node->failed_probes = std::min(node->failed_probes + 1, 16);
-        node->down_until = Clock::now() + std::min<Clock::duration>(kProbeInterval * (1 << std::min(node->failed_probes, 3)),
-                                                                    kProbeIntervalMax);
+        node->down_until =
+            Clock::now() +
+            std::min<Clock::duration>(kProbeInterval * (1 << std::min(node->failed_probes, 3)), kProbeIntervalMax);
         return false;
     }
     node->down_until.reset();

@@ -476,6 +476,7 @@ std::vector<std::string> DeliveryStore::Targets(int owner) {
         "WHERE d.owner = $1 ORDER BY 1",
         {std::to_string(owner)});
     std::vector<std::string> targets;
+    targets.reserve(static_cast<std::size_t>(r.Rows()));
     for (int i = 0; i < r.Rows(); ++i) targets.emplace_back(r.Get(i, 0));
     return targets;
 }

@@ -425,9 +425,8 @@ void Relay::Impl::Recover() {
         const auto targets = clustered ? store_.Targets(owner) : std::vector<std::string>{detail::kOneServer};
         for (const auto& target : targets) {
             const auto wait = [&](const std::string& why) {
-                log::Warning("recovery_waits_for_node", {{"dead_owner", static_cast<std::int64_t>(owner)},
-                                                         {"target", target},
-                                                         {"error", why}});
+                log::Warning("recovery_waits_for_node",
+                             {{"dead_owner", static_cast<std::int64_t>(owner)}, {"target", target}, {"error", why}});
             };
             if (!sink_.Reachable(target)) {
                 wait("the node does not answer (or is not in CLICKHOUSE_SHARDS)");

@@ -37,7 +37,7 @@ struct Case {
 TEST(RetryPolicyTest, EveryErrorClassAgainstEveryState) {
     const Error transient = ClickHouseError(ErrorKind::kTransient, "252");  // TOO_MANY_PARTS: known
     const Error full_disk = ClickHouseError(ErrorKind::kTransient, "243");  // NOT_ENOUGH_SPACE: known, not the rows'
-    const Error unknown = ClickHouseError(ErrorKind::kTransient, "99999");    // a code nobody classified
+    const Error unknown = ClickHouseError(ErrorKind::kTransient, "99999");  // a code nobody classified
     const Error throttled = ClickHouseError(ErrorKind::kTransient, "HTTP 429");
     const Error too_large = ClickHouseError(ErrorKind::kTransient, "HTTP 413");
     const Error in_doubt = ClickHouseError(ErrorKind::kInDoubt, "209");

@@ -136,8 +136,8 @@ private:
     int owner_{0};
     bool open_{false};
     std::size_t next_shard_{0};
-    std::string current_;       // the node of the last Use()
-    bool everywhere_{false};    // the last Use() looks rows up on every node
+    std::string current_;     // the node of the last Use()
+    bool everywhere_{false};  // the last Use() looks rows up on every node
     std::uint64_t send_seq_{0};
 };
 
