@@ -174,12 +174,13 @@ int CmdRelay(bool drain) {
     // the delivery record keeps the batch in flight for recovery, so nothing is lost or duplicated.
     EnvMap env;
     const Config config = LoadFromEnvironment(&env);
-    if (!config.clickhouse.cluster.empty()) {
-        // Through the Distributed table an insert is queued and sent later, which defeats the presence check and the
-        // fence (docs/delivery.md): until the relay writes each batch to one shard itself, it refuses (issue 23).
+    if (!config.clickhouse.cluster.empty() && config.clickhouse.shards.empty()) {
+        // The relay writes each claim into one node's shard-local table itself (docs/cluster.md); through the
+        // Distributed table an insert is queued and sent later, which defeats the presence check and the fence.
         throw ConfigError(
-            "CLICKHOUSE_CLUSTER: the relay cannot deliver to a cluster yet (docs/cluster.md); `eventlog "
-            "migrate` creates the cluster's tables, delivery to them is not built");
+            "CLICKHOUSE_SHARDS: required with CLICKHOUSE_CLUSTER: the relay writes each claim into one node's "
+            "shard-local table and needs every node's HTTP address, e.g. h1:8123,h2:8123;h3:8123,h4:8123 "
+            "(docs/cluster.md)");
     }
     cli::Lifecycle life("relay", config.relay.shutdown_timeout);
     // Errors to Sentry when SENTRY_CONFIG_DSN is set (docs/observability.md, "Sentry"); outlives the relay.

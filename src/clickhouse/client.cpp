@@ -347,6 +347,7 @@ void Client::Insert(std::string_view table, std::string_view column_list, std::s
     if (!options.deduplication_token.empty()) {
         params.emplace_back("insert_deduplication_token", options.deduplication_token);
     }
+    if (options.insert_quorum > 0) params.emplace_back("insert_quorum", std::to_string(options.insert_quorum));
     impl_->Perform(impl_->QueryUrl(params), &rowbinary, true, "insert into " + target);
 }
 

@@ -46,13 +46,19 @@ constexpr KnownCode kKnownCodes[] = {
     {210, "NETWORK_ERROR", kT, kT},
     {241, "MEMORY_LIMIT_EXCEEDED", kT, kT},
     {243, "NOT_ENOUGH_SPACE", kT, kT},  // a full disk: about the server, never about the rows
+    {225, "NO_ZOOKEEPER", kT, kT},        // a replicated table without its coordinator: nothing written
+    {242, "TABLE_IS_READ_ONLY", kT, kT},  // a replica that lost its ZooKeeper session: refuses inserts for now
     {252, "TOO_MANY_PARTS", kT, kT},
+    {285, "TOO_FEW_LIVE_REPLICAS", kT, kT},                  // insert_quorum not reachable: nothing written
+    {286, "UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE", kT, kT},  // the quorum of an earlier insert is still pending
     {291, "DATABASE_ACCESS_DENIED", kC, kC},
+    {319, "UNKNOWN_STATUS_OF_INSERT", kT, kD},  // the part is written, its commit or quorum is unknown
     {321, "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE", kR, kR},
     {394, "QUERY_WAS_CANCELLED", kT, kD},
     {395, "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO", kR, kR},
     {497, "ACCESS_DENIED", kC, kC},
     {516, "AUTHENTICATION_FAILED", kC, kC},
+    {999, "KEEPER_EXCEPTION", kT, kD},  // ZooKeeper failed while the insert committed its part: outcome unknown
 };
 
 const KnownCode* Find(int code) {

@@ -14,6 +14,7 @@
 #include <iterator>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 
 extern char** environ;
@@ -70,6 +71,43 @@ std::optional<int> ParsePort(std::string_view text) {
     const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (ec != std::errc() || p != text.data() + text.size() || value < 1 || value > 65535) return std::nullopt;
     return value;
+}
+
+/// CLICKHOUSE_SHARDS: "host:port,host:port;host:port,..." (replicas by ',', shards by ';'), every port 1..65535, no
+/// node twice; an IPv6 host in brackets. Empty: no shards.
+std::vector<std::vector<std::string>> ParseShards(const std::string& text) {
+    std::vector<std::vector<std::string>> shards;
+    if (text.empty()) return shards;
+    const auto bad = [] {
+        return ConfigError(
+            "CLICKHOUSE_SHARDS: expected the cluster's nodes as host:port (their HTTP port), the replicas of a shard "
+            "separated by ',' and the shards by ';', as in 10.0.0.1:8123,10.0.0.2:8123;10.0.0.3:8123,10.0.0.4:8123");
+    };
+    std::set<std::string> seen;
+    std::stringstream groups(text);
+    for (std::string group; std::getline(groups, group, ';');) {
+        std::vector<std::string> replicas;
+        std::stringstream items(group);
+        for (std::string item; std::getline(items, item, ',');) {
+            const auto colon = item.rfind(':');
+            const auto bracket = item.rfind(']');
+            if (colon == std::string::npos || colon == 0 || (bracket != std::string::npos && bracket > colon)) throw bad();
+            const std::string host = item.substr(0, colon);
+            const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+            if (!ParsePort(item.substr(colon + 1)) || host.find_first_of("@/?# \t") != std::string::npos ||
+                (!bracketed && host.find_first_of("[]:") != std::string::npos)) {
+                throw bad();
+            }
+            if (!seen.insert(item).second) {
+                throw ConfigError("CLICKHOUSE_SHARDS: a node is listed twice; each node is one replica of one shard");
+            }
+            replicas.push_back(item);
+        }
+        if (replicas.empty()) throw bad();
+        shards.push_back(std::move(replicas));
+    }
+    if (text.back() == ';' || text.back() == ',') throw bad();
+    return shards;
 }
 
 /// libpq's multi-host URL (`postgres://user:pw@h1:p1,h2:p2/db`, libpq tries the hosts in order) split for a parser
@@ -589,6 +627,8 @@ Config LoadConfig(const EnvMap& env) {
     CheckIdentifier(ch.table, "CLICKHOUSE_EVENT_LOG_TABLE_NAME");
     ch.cluster = r.String("CLICKHOUSE_CLUSTER", ch.cluster);
     if (!ch.cluster.empty()) CheckIdentifier(ch.cluster, "CLICKHOUSE_CLUSTER");
+    ch.shards = ParseShards(r.String("CLICKHOUSE_SHARDS", ""));
+    ch.insert_quorum = static_cast<int>(r.Int("CLICKHOUSE_INSERT_QUORUM", ch.insert_quorum, 0, 64));
     if (database_from_uri) {
         if (!IsIdentifier(ch.database)) {
             throw ConfigError(

@@ -116,17 +116,23 @@ std::vector<PendingRow> BatchSender::Deliver(std::vector<PendingRow> rows, bool 
             state.others_accepted = accepted;
             state.others_waiting = work.size() > 1;
             const Action action = Decide(e, state);
+            // On a cluster a failure about the node leaves the chunk to recovery, which finishes it on that node once
+            // it answers again; the relay goes on with the other nodes meanwhile (docs/cluster.md).
+            const bool wait_for_node = sink_.Clustered() && ClickHouseSink::NodeFailure(e);
             // A row that is dead-lettered now is reported as a dead letter, not as a failed batch.
-            if (hooks_.on_failure && action != Action::kDeadLetter) hooks_.on_failure(e, chunk.failures + 1);
+            if (hooks_.on_failure && (action != Action::kDeadLetter || wait_for_node)) {
+                hooks_.on_failure(e, chunk.failures + 1);
+            }
             const std::string error_text = e.what();
             log::Warning("delivery_failed",
                          {{"batch_id", chunk.rows.empty() ? std::string() : chunk.rows.front().batch_id.ToString()},
                           {"rows", static_cast<std::int64_t>(chunk.rows.size())},
                           {"kind", std::string(ToString(e.Kind()))},
                           {"code", e.Code()},
-                          {"action", std::string(ToString(action))},
+                          {"action", wait_for_node ? std::string("wait_for_node") : std::string(ToString(action))},
                           {"failures", static_cast<std::int64_t>(chunk.failures + 1)},
                           {"error", error_text}});
+            if (wait_for_node) throw;
             switch (action) {
                 case Action::kPause:
                 case Action::kLeaveToRecovery:

@@ -38,11 +38,13 @@ constexpr std::string_view kClaimSql = R"sql(
 SELECT batch_id, lo, hi, first_txid, first_id, last_txid, last_id, events, picked
 FROM eventlog.claim_chunks($1::integer, $2::integer, $3::integer, $4::bigint, $5::uuid[]))sql";
 
-// The chunks in flight of an owner, moved to this session's key, with their ranges, in claim order.
+// The chunks in flight of an owner, moved to this session's key, with their ranges, in claim order: all of them ($3
+// NULL, one server), or those of target $3 on a cluster (a chunk without a target counts as any node's, '*').
 constexpr std::string_view kAdoptChunksSql = R"sql(
 WITH moved AS (
     UPDATE eventlog.outbox_chunk c SET owner = $1
     WHERE c.owner = $2 AND NOT EXISTS (SELECT 1 FROM eventlog.outbox_ack a WHERE a.batch_id = c.batch_id)
+      AND ($3::text IS NULL OR coalesce(c.target, '*') = $3::text)
     RETURNING c.batch_id, c.range_id, c.first_txid, c.first_id, c.last_txid, c.last_id, c.events
 )
 SELECT m.batch_id, r.lo::text, r.hi::text, m.first_txid, m.first_id, m.last_txid, m.last_id, m.events
@@ -267,15 +269,22 @@ void DeliveryStore::StartClaim() {
     // The claim itself is short (keys only, under the claim lock) and committed before any row is read: from then
     // on its chunks are the records, whatever happens to this session. Its transaction is explicit so that the test
     // seam has a step inside the cut, the claim lock held and nothing committed (two round trips more a claim).
+    // On a cluster the claim's node is chosen first and written into its records in the claim's transaction, before
+    // any row is sent (migration 0022).
+    const std::optional<std::string> target = choose_target_ ? std::optional(choose_target_()) : std::nullopt;
     pg::Result r;
     {
         pg::Transaction tx(Session());
-        r = tx.Exec(kClaimSql,
-                    {std::to_string(owner_), std::to_string(config_.relay.event_batch_size), std::to_string(limit),
-                     std::to_string(config_.relay.claim_max_bytes), UuidArray(batch_ids)});
+        const std::string ids = UuidArray(batch_ids);
+        r = tx.Exec(kClaimSql, {std::to_string(owner_), std::to_string(config_.relay.event_batch_size),
+                                std::to_string(limit), std::to_string(config_.relay.claim_max_bytes), ids});
+        if (target && r.Rows() > 0) {
+            tx.Exec("UPDATE eventlog.outbox_chunk SET target = $1 WHERE batch_id = ANY ($2::uuid[])", {*target, ids});
+        }
         if (r.Rows() > 0) probe_.At("in_cut");
         tx.Commit();
     }
+    claimed_target_ = target.value_or(std::string());
     claimed_.clear();
     std::int64_t events = 0;
     for (int i = 0; i < r.Rows(); ++i) {
@@ -313,6 +322,7 @@ std::vector<PendingRow> DeliveryStore::Claim(bool prefetch_next) {
     }
     claimed_.clear();
     last_claim_full_ = claimed_full_;
+    last_target_ = claimed_target_;
     // The next claim starts now, so PostgreSQL reads while the relay inserts this one.
     if (prefetch_next && last_claim_full_) StartClaim();
     return rows;
@@ -459,11 +469,25 @@ bool DeliveryStore::HeldByStranger(int owner) {
     return Session().Exec(kStrangerSql, {std::to_string(kOwnerLockClass), std::to_string(owner)}).GetInt(0, 0) > 0;
 }
 
-std::vector<PendingRow> DeliveryStore::Adopt(int owner) {
+std::vector<std::string> DeliveryStore::Targets(int owner) {
+    const auto r = Session().Exec(
+        "SELECT DISTINCT coalesce(c.target, '*') FROM eventlog.outbox_chunk c WHERE c.owner = $1 AND NOT EXISTS "
+        "(SELECT 1 FROM eventlog.outbox_ack a WHERE a.batch_id = c.batch_id) UNION SELECT '*' FROM eventlog.delivery d "
+        "WHERE d.owner = $1 ORDER BY 1",
+        {std::to_string(owner)});
+    std::vector<std::string> targets;
+    for (int i = 0; i < r.Rows(); ++i) targets.emplace_back(r.Get(i, 0));
+    return targets;
+}
+
+std::vector<PendingRow> DeliveryStore::Adopt(int owner, const std::optional<std::string>& target) {
     const std::string me = std::to_string(owner_);
     const std::string them = std::to_string(owner);
-    auto rows = Decode(Session().Exec(kAdoptRecordsSql, {me, them}));
-    const auto r = Session().Exec(kAdoptChunksSql, {me, them});
+    std::vector<PendingRow> rows;
+    // Records of the version before have no target: any node's.
+    if (!target || *target == "*") rows = Decode(Session().Exec(kAdoptRecordsSql, {me, them}));
+    const pg::Param only = target ? pg::Param(*target) : pg::Param();
+    const auto r = Session().Exec(kAdoptChunksSql, {me, them, only});
     // Consecutive chunks of one range are read together.
     std::vector<Chunk> run;
     auto flush = [&] {

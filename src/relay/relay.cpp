@@ -117,7 +117,13 @@ public:
               detail::SenderHooks{[this](milliseconds d) { return SleepInterruptible(d); },
                                   [this](int failures) { return Backoff(failures); }, [this] { return SessionAlive(); },
                                   [this](const Error& e, int failures) { observer_.SendFailed(e, failures); }},
-              counters_) {}
+              counters_) {
+        // On a cluster each claim names its node (after a failover: any node, looked up everywhere; "Failover").
+        if (sink_.Clustered()) {
+            store_.SetTargetChooser(
+                [this] { return Clock::now() < suspect_until_ ? detail::kAnyNode : sink_.ChooseNode(); });
+        }
+    }
 
     Health GetHealth() const { return observer_.GetHealth(); }
 
@@ -137,6 +143,7 @@ private:
     std::size_t ClaimAndDeliver();
     bool SleepUntilWoken(Clock::time_point last_recovery);
     void Recover();
+    bool Dead(int owner, std::optional<detail::OwnerLock>& lock, bool quiet);
     void PruneEventIds();
     void Retain();
     bool SleepInterruptible(milliseconds duration);
@@ -259,7 +266,10 @@ std::size_t Relay::Impl::ClaimAndDeliver() {
     const log::ScopedContext scope(std::move(context));
     const SpanExport export_span(tracer_, span);
     probe_.At("after_claim");
-    const bool reconcile = Clock::now() < suspect_until_;
+    // The claim's node (on a cluster; the one server otherwise), with this session's stage there.
+    const std::string target = store_.LastClaimTarget();
+    sink_.Use(target, [this] { store_.CheckSession(); });
+    const bool reconcile = Clock::now() < suspect_until_ || target == detail::kAnyNode;
     // Limits apply to rows never sent: a row that may already be in ClickHouse (recovery, the presence window)
     // is never dead-lettered for its size, which would leave it in both places.
     std::vector<PendingRow> over;
@@ -354,50 +364,106 @@ void Relay::Impl::Retain() {
     }
 }
 
+// Whether `owner` is dead: its lock taken into `lock` (released when that goes out of scope, whatever happens), or
+// held by a session that is no relay (the owner is dead all the same: fenced first, then adopted by one relay only,
+// Adopt being one statement). A held lock otherwise: the owner's session lives and it is not ours to touch.
+bool Relay::Impl::Dead(int owner, std::optional<detail::OwnerLock>& lock, bool quiet) {
+    if (auto taken = store_.TryLock(owner)) {
+        lock.emplace(std::move(*taken));
+        return true;
+    }
+    if (!store_.HeldByStranger(owner)) return false;
+    if (!quiet) {
+        log::Warning("owner_lock_held_by_stranger",
+                     {{"dead_owner", static_cast<std::int64_t>(owner)},
+                      {"hint", std::string("a session outside eventlog_relay holds a relay's advisory lock; its "
+                                           "records are recovered all the same")}});
+    }
+    return true;
+}
+
 void Relay::Impl::Recover() {
+    const bool clustered = sink_.Clustered();
     // Owners with records, and owners with only a stage left (a relay that died before claiming, or after its
     // last acknowledgement): every dead one is fenced, and its records are finished.
     std::set<int> owners;
     for (const int o : store_.OtherOwners()) owners.insert(o);
-    for (const int o : sink_.StagedOwners()) {
-        if (o != store_.Owner()) owners.insert(o);
+    const auto staged = sink_.StagedOwners();  // per node that answers
+    for (const auto& [node, on_node] : staged) {
+        for (const int o : on_node) {
+            if (o != store_.Owner()) owners.insert(o);
+        }
+    }
+    // On a cluster, first the sweep: every dead owner's stages go on every node that answers, records or not. A node
+    // swept so holds no insert of a dead session any more, which a look-up on every node needs (kAnyNode).
+    if (clustered) {
+        std::set<std::string> unswept;
+        for (const int owner : owners) {
+            std::optional<detail::OwnerLock> lock;
+            if (!Dead(owner, lock, /*quiet=*/true)) continue;
+            for (const auto& [node, on_node] : staged) {
+                if (on_node.count(owner) == 0) continue;
+                try {
+                    sink_.Fence(owner, node);
+                } catch (const Error& e) {
+                    if (!detail::ClickHouseSink::NodeFailure(e)) throw;
+                    unswept.insert(node);
+                }
+            }
+        }
+        for (const auto& entry : staged) {
+            if (unswept.count(entry.first) == 0) sink_.Swept(entry.first);
+        }
     }
     for (const int owner : owners) {
-        const auto lock = store_.TryLock(owner);  // released when it goes out of scope, whatever happens
-        // Held: its session lives and it is not ours to touch, unless the holder is no relay. Then the owner is
-        // dead all the same: fenced first, then adopted by one relay only (Adopt is one statement).
-        const bool stranger = !lock && store_.HeldByStranger(owner);
-        if (!lock && !stranger) continue;
-        if (stranger) {
-            log::Warning("owner_lock_held_by_stranger",
-                         {{"dead_owner", static_cast<std::int64_t>(owner)},
-                          {"hint", std::string("a session outside eventlog_relay holds a relay's advisory lock; its "
-                                               "records are recovered all the same")}});
+        std::optional<detail::OwnerLock> lock;
+        if (!Dead(owner, lock, /*quiet=*/false)) continue;
+        // Per target (a cluster's node; the one server otherwise): fenced there, then re-owned: the records move to
+        // this session's key before anything is sent, so an insert of ours that goes in doubt is fenced by whoever
+        // recovers this session (its stage, its records), never mistaken for the dead owner's, whose stage is
+        // already gone. A node that does not answer keeps its records waiting (the owner stays dead: a later pass).
+        const auto targets = clustered ? store_.Targets(owner) : std::vector<std::string>{detail::kOneServer};
+        for (const auto& target : targets) {
+            const auto wait = [&](const std::string& why) {
+                log::Warning("recovery_waits_for_node", {{"dead_owner", static_cast<std::int64_t>(owner)},
+                                                         {"target", target},
+                                                         {"error", why}});
+            };
+            if (!sink_.Reachable(target)) {
+                wait("the node does not answer (or is not in CLICKHOUSE_SHARDS)");
+                continue;
+            }
+            try {
+                sink_.Fence(owner, target);
+            } catch (const Error& e) {
+                if (!clustered || !detail::ClickHouseSink::NodeFailure(e)) throw;
+                wait(e.what());
+                continue;
+            }
+            auto rows = store_.Adopt(owner, clustered ? std::optional(target) : std::nullopt);
+            if (rows.empty()) continue;
+            sink_.Use(target, [this] { store_.CheckSession(); });
+            const auto batch_ids = detail::BatchIds(rows);
+            const auto total = static_cast<std::int64_t>(rows.size());
+            log::Fields fields{{"dead_owner", static_cast<std::int64_t>(owner)},
+                               {"batches", static_cast<std::int64_t>(batch_ids.size())},
+                               {"events", total}};
+            if (clustered) fields.emplace_back("target", target);
+            log::Warning("batch_recovering", fields);
+            const auto sent_before = counters_.sent;
+            observer_.Busy();
+            const auto dead = sender_.Deliver(std::move(rows), /*reconcile_first=*/true);
+            store_.Acknowledge(batch_ids, dead);
+            observer_.DeadLettered(dead);
+            observer_.Acknowledged(counters_.sent - sent_before, static_cast<std::int64_t>(batch_ids.size()),
+                                   "recovered", {});
+            stats_.recovered_batches += static_cast<std::int64_t>(batch_ids.size());
+            stats_.delivered += counters_.sent - sent_before;  // only what recovery sent, not what it found present
+            stats_.batches += static_cast<std::int64_t>(batch_ids.size());
+            stats_.dead_lettered += static_cast<std::int64_t>(dead.size());
+            log::Info("batch_recovered", {{"dead_owner", static_cast<std::int64_t>(owner)},
+                                          {"batches", static_cast<std::int64_t>(batch_ids.size())}});
         }
-        // Fenced, then re-owned: the records move to this session's key before anything is sent, so an insert of
-        // ours that goes in doubt is fenced by whoever recovers this session (its stage, its records), never
-        // mistaken for the dead owner's, whose stage is already gone.
-        sink_.Fence(owner);
-        auto rows = store_.Adopt(owner);
-        if (rows.empty()) continue;
-        const auto batch_ids = detail::BatchIds(rows);
-        const auto total = static_cast<std::int64_t>(rows.size());
-        log::Warning("batch_recovering", {{"dead_owner", static_cast<std::int64_t>(owner)},
-                                          {"batches", static_cast<std::int64_t>(batch_ids.size())},
-                                          {"events", total}});
-        const auto sent_before = counters_.sent;
-        observer_.Busy();
-        const auto dead = sender_.Deliver(std::move(rows), /*reconcile_first=*/true);
-        store_.Acknowledge(batch_ids, dead);
-        observer_.DeadLettered(dead);
-        observer_.Acknowledged(counters_.sent - sent_before, static_cast<std::int64_t>(batch_ids.size()), "recovered",
-                               {});
-        stats_.recovered_batches += static_cast<std::int64_t>(batch_ids.size());
-        stats_.delivered += counters_.sent - sent_before;  // only what recovery sent, not what it found present
-        stats_.batches += static_cast<std::int64_t>(batch_ids.size());
-        stats_.dead_lettered += static_cast<std::int64_t>(dead.size());
-        log::Info("batch_recovered", {{"dead_owner", static_cast<std::int64_t>(owner)},
-                                      {"batches", static_cast<std::int64_t>(batch_ids.size())}});
     }
 }
 
@@ -461,7 +527,9 @@ Stats Relay::Impl::Run(const RunOptions& options) {
             if (action == detail::LoopAction::kStop) throw;
             // Whatever failed, this session ends: the next one fences this one's stage, so an insert that may
             // still be running cannot land after the rows are checked, then finishes its records.
-            lost = lost || e.PoisonsConnection() || !store_.Healthy();
+            // A lost PostgreSQL session opens the presence window ("Failover"); a ClickHouse failure does not (its
+            // in-doubt insert is the old owner's, finished by recovery: fence, then presence).
+            lost = lost || !store_.Healthy() || (e.Source() == ErrorSource::kPostgres && e.PoisonsConnection());
             connected_ = false;
             ++stats_.retries;
             SleepInterruptible(Backoff(failures++));

@@ -10,7 +10,9 @@
 #    shard see each other), and event_log is a Distributed table over the shards.
 # 3. Rows written to one replica of each shard are on the other replica, and every node reads them all through the
 #    Distributed table; a write to the Distributed table is refused (no sharding key: writes go to a shard's own
-#    table); a second migrate applies nothing; the relay refuses the cluster with exit 2, naming the variable.
+#    table); a second migrate applies nothing.
+# 4. The relay refuses the cluster without CLICKHOUSE_SHARDS (exit 2, naming it); with it, `relay --drain` spreads its
+#    claims over both shards, and every event is in the Distributed table once. (The faults: make test-cluster.)
 set -euo pipefail
 src=$(realpath "$1")
 build=$(realpath "$2")
@@ -86,10 +88,23 @@ echo "the Distributed table refuses writes (no sharding key)"
 "$bin" migrate >"$dir/migrate2.log" 2>&1 || { cat "$dir/migrate2.log" >&2; fail "the second migrate exited $?"; }
 grep -q '"event":"migration_applied"' "$dir/migrate2.log" && fail "the second migrate applied something again"
 
+# The relay: without CLICKHOUSE_SHARDS it refuses (exit 2, naming the variable); with it, a drain spreads the claims
+# over both shards and every event is in the Distributed table once.
 set +e
 "$bin" relay --drain >"$dir/relay.log" 2>&1
 rc=$?
 set -e
-[ "$rc" -eq 2 ] || { cat "$dir/relay.log" >&2; fail "the relay exited $rc on a cluster, expected 2"; }
-grep -q CLICKHOUSE_CLUSTER "$dir/relay.log" || { cat "$dir/relay.log" >&2; fail "the relay's refusal names nothing"; }
-echo "PASS: migrate on a 2x2 cluster; replicated, distributed, idempotent; the relay refuses the cluster"
+[ "$rc" -eq 2 ] || { cat "$dir/relay.log" >&2; fail "the relay exited $rc without CLICKHOUSE_SHARDS, expected 2"; }
+grep -q CLICKHOUSE_SHARDS "$dir/relay.log" || { cat "$dir/relay.log" >&2; fail "the relay's refusal names nothing"; }
+psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" \
+    -c "SELECT eventlog.emit('drained', pg_catalog.json_build_object('n', g)) FROM generate_series(1, 25000) g" >/dev/null
+export CLICKHOUSE_SHARDS="127.0.0.1:${http[1-1]},127.0.0.1:${http[1-2]};127.0.0.1:${http[2-1]},127.0.0.1:${http[2-2]}"
+EVENT_BATCH_SIZE=1000 CLICKHOUSE_BATCH_SIZE=5000 "$bin" relay --drain >"$dir/relay.log" 2>&1 ||
+    { tail -20 "$dir/relay.log" >&2; fail "relay --drain into the cluster exited $?"; }
+got=$(ch 2-2 "SELECT count(), uniqExact(event_id) FROM $chdb.event_log WHERE event_type = 'drained' FORMAT TSV")
+[ "$got" = "$(printf '25000\t25000')" ] || fail "the Distributed table reads '$got' drained events, expected 25000 once each"
+one=$(ch 1-1 "SELECT count() FROM $chdb.event_log_local WHERE event_type = 'drained'")
+two=$(ch 2-1 "SELECT count() FROM $chdb.event_log_local WHERE event_type = 'drained'")
+[ "$one" -gt 0 ] && [ "$two" -gt 0 ] || fail "the claims were not spread: shard 1 has $one, shard 2 has $two"
+echo "relay --drain into the cluster: 25000 events once each; shard 1 $one, shard 2 $two"
+echo "PASS: migrate on a 2x2 cluster; replicated, distributed, idempotent; the relay delivers to both shards"

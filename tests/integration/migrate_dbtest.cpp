@@ -36,14 +36,14 @@ TEST_F(MigrateTest, SecondRunAppliesNothing) {
                     "postgres/0013_cheap_producer", "postgres/0014_api_key_scopes", "postgres/0015_ids_per_key",
                     "postgres/0016_user_constraints", "postgres/0017_event_time_range", "postgres/0018_outbox_ranges",
                     "postgres/0019_admin_console", "postgres/0020_console_pages", "postgres/0021_range_pruning",
-                    "clickhouse/0001_event_log"));
+                    "postgres/0022_chunk_targets", "clickhouse/0001_event_log"));
     EXPECT_EQ(first.already_applied, 0);
 
     const outbox::MigrationReport second = outbox::Migrate(stack_->Pg(), stack_->Ch(), stack_->Config());
     EXPECT_THAT(second.applied, ::testing::IsEmpty());
     EXPECT_EQ(second.already_applied, static_cast<int>(first.applied.size()));
 
-    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.schema_migrations"), 21);
+    EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM eventlog.schema_migrations"), 22);
     EXPECT_EQ(stack_->PgCount("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'eventlog' AND "
                               "table_name IN ('outbox', 'delivery', 'dead_letter', 'schema_migrations', "
                               "'relay_identity', 'limits')"),
@@ -77,13 +77,14 @@ TEST_F(MigrateTest, ClickHouseHalfIsIdempotentOnItsOwn) {
                     "postgres/0010_emit_batch", "postgres/0011_span_and_lookup", "postgres/0012_floor_and_failover",
                     "postgres/0013_cheap_producer", "postgres/0014_api_key_scopes", "postgres/0015_ids_per_key",
                     "postgres/0016_user_constraints", "postgres/0017_event_time_range", "postgres/0018_outbox_ranges",
-                    "postgres/0019_admin_console", "postgres/0020_console_pages", "postgres/0021_range_pruning"));
+                    "postgres/0019_admin_console", "postgres/0020_console_pages", "postgres/0021_range_pruning",
+                    "postgres/0022_chunk_targets"));
     EXPECT_THAT(outbox::MigrateClickHouse(stack_->Ch(), stack_->Config().clickhouse).applied,
                 ElementsAre("clickhouse/0001_event_log"));
     const auto again = outbox::MigrateClickHouse(stack_->Ch(), stack_->Config().clickhouse);
     EXPECT_THAT(again.applied, ::testing::IsEmpty());
     EXPECT_EQ(again.already_applied, 1);
-    EXPECT_EQ(outbox::MigratePostgres(stack_->Pg()).already_applied, 21);
+    EXPECT_EQ(outbox::MigratePostgres(stack_->Pg()).already_applied, 22);
 }
 
 class TargetViewsTest : public StackTest {};

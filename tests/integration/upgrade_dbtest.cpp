@@ -100,10 +100,12 @@ TEST_F(UpgradeTest, ALiveSystemUpgradesUnderLoadLosingAndDuplicatingNothing) {
     }
     std::this_thread::sleep_for(milliseconds(300));
     const auto report = outbox::MigratePostgres(stack_->Pg());
-    // 0019 and 0020 (the admin console's tables and functions) and 0021 (range_rows_in(): reads of only their
-    // partitions) come along; they change nothing 0018's protocol rests on.
+    // 0019 and 0020 (the admin console's tables and functions), 0021 (range_rows_in(): reads of only their
+    // partitions) and 0022 (a chunk's ClickHouse node on a cluster) come along; they change nothing 0018's protocol
+    // rests on.
     EXPECT_THAT(report.applied, ::testing::ElementsAre("postgres/0018_outbox_ranges", "postgres/0019_admin_console",
-                                                       "postgres/0020_console_pages", "postgres/0021_range_pruning"));
+                                                       "postgres/0020_console_pages", "postgres/0021_range_pruning",
+                                                       "postgres/0022_chunk_targets"));
     std::this_thread::sleep_for(milliseconds(300));
 
     // A relay of the version before claims by deleting outbox rows: on the new outbox it is refused, and takes none.

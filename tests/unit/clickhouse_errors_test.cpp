@@ -61,6 +61,15 @@ TEST(ClickHouseErrorsTest, TransientAndInDoubt) {
         EXPECT_EQ(ClassifyServerError(code, true), ErrorKind::kInDoubt) << code;
         EXPECT_EQ(ClassifyServerError(code, false), ErrorKind::kTransient) << code;
     }
+    // A replicated table's: no ZooKeeper, a read-only replica, a quorum out of reach: nothing written. An unknown
+    // status (the part written, its commit or quorum not confirmed) or ZooKeeper failing meanwhile: in doubt.
+    for (int code : {225, 242, 285, 286}) {
+        EXPECT_EQ(ClassifyServerError(code, true), ErrorKind::kTransient) << code;
+    }
+    for (int code : {319, 999}) {
+        EXPECT_EQ(ClassifyServerError(code, true), ErrorKind::kInDoubt) << code;
+        EXPECT_EQ(ClassifyServerError(code, false), ErrorKind::kTransient) << code;
+    }
     EXPECT_EQ(ClassifyServerError(999999, true), ErrorKind::kTransient);
     EXPECT_EQ(ClassifyServerError(62, false), ErrorKind::kTransient);
 }

@@ -67,6 +67,9 @@ struct InsertOptions {
     std::string query_id;
     /// Sent as the `insert_deduplication_token` setting when non-empty (server 22.2+ only).
     std::string deduplication_token;
+    /// Sent as the `insert_quorum` setting when above 0 (a replicated table: the insert succeeds once this many
+    /// replicas have the rows).
+    int insert_quorum{0};
 };
 
 /// One keep-alive HTTP connection to ClickHouse (a reused curl easy handle). Movable, not copyable,

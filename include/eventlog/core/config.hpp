@@ -71,6 +71,14 @@ struct ClickHouseConfig {
     /// the shard-local ReplicatedMergeTree `<table>_local` on every node and a Distributed `<table>` over them
     /// (docs/cluster.md). Empty: one server, nothing changes.
     std::string cluster;
+    /// CLICKHOUSE_SHARDS: the cluster's nodes as the relay reaches them over HTTP, "host:port" each, the replicas of
+    /// a shard separated by ',' and the shards by ';' ("h1:8123,h2:8123;h3:8123,h4:8123"). Required by the relay
+    /// with CLICKHOUSE_CLUSTER: it writes each claim into one node's `<table>_local`, and names the node in the
+    /// claim's record, so an entry is a node's identity (change one only with nothing in flight; docs/cluster.md).
+    std::vector<std::vector<std::string>> shards;
+    /// CLICKHOUSE_INSERT_QUORUM: the relay's inserts on a cluster wait until this many replicas have the rows
+    /// (ClickHouse's insert_quorum); 0, the default: the replica written to only.
+    int insert_quorum{0};
     std::chrono::milliseconds connect_timeout{30'000};
     std::chrono::milliseconds send_receive_timeout{10'000};
     std::string ca_file;  ///< CLICKHOUSE_CA_FILE: CA bundle to verify the server's certificate (https only).

@@ -7,6 +7,7 @@
 #include <eventlog/core/uuid.hpp>
 #include <eventlog/outbox/outbox.hpp>
 #include <eventlog/pg/connection.hpp>
+#include <functional>
 #include <future>
 #include <optional>
 #include <string>
@@ -89,6 +90,12 @@ public:
     /// eventlog.limits as read when the session opened.
     const outbox::Limits& Limits() const noexcept { return limits_; }
 
+    /// On a cluster: `choose` names the node of each claim (ClickHouseSink::ChooseNode(), or "*"), written into the
+    /// claim's records in its transaction. Without one (one server) records have no target.
+    void SetTargetChooser(std::function<std::string()> choose) { choose_target_ = std::move(choose); }
+    /// The target of the claim Claim() returned last ("" without a chooser).
+    const std::string& LastClaimTarget() const noexcept { return last_target_; }
+
     /// Claims the next chunks (eventlog.claim_chunks: up to CLICKHOUSE_BATCH_SIZE rows and RELAY_CLAIM_MAX_BYTES,
     /// in chunks of EVENT_BATCH_SIZE, committed) and starts reading their rows without waiting, so the read runs on
     /// the server while the relay inserts the claim before.
@@ -113,10 +120,13 @@ public:
     /// advisory locks are open to every role, so a stranger can take a dead owner's key; the owner is dead all the
     /// same, because a live relay holds its own key for its session's life.
     bool HeldByStranger(int owner);
-    /// Moves `owner`'s records in flight to this session's owner key, in one statement each (of two relays adopting
-    /// at once, one gets them), and returns their rows in claim order. Recovery adopts every dead owner's records
-    /// after fencing it, so that the rows it re-sends belong to this session (and to this session's fence).
-    std::vector<PendingRow> Adopt(int owner);
+    /// The targets of `owner`'s records in flight ("*" for a record without one).
+    std::vector<std::string> Targets(int owner);
+    /// Moves `owner`'s records in flight (all, or those of `target` on a cluster) to this session's owner key, in
+    /// one statement each (of two relays adopting at once, one gets them), and returns their rows in claim order.
+    /// Recovery adopts a dead owner's records after fencing it there, so that the rows it re-sends belong to this
+    /// session (and to this session's fence).
+    std::vector<PendingRow> Adopt(int owner, const std::optional<std::string>& target = std::nullopt);
     /// True when `owner` has records in flight.
     bool HasRecords(int owner);
     /// Removes up to 10,000 accepted event ids older than `window` from eventlog.event_ids; returns how many.
@@ -165,6 +175,9 @@ private:
     std::vector<Chunk> claimed_;  // the chunks of the read in flight (or prefetched)
     bool claimed_full_{false};    // whether that claim stopped at its row or byte bound
     bool last_claim_full_{false};
+    std::function<std::string()> choose_target_;  // a cluster's: the node of each claim
+    std::string claimed_target_;                  // the target of the claim in flight
+    std::string last_target_;                     // the target of the claim returned last
 };
 
 }  // namespace eventlog::relay::detail
