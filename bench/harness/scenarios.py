@@ -271,7 +271,7 @@ class ClusterRunner(Runner):
             ch_tcp_port=cluster.nodes[0][3], ch_user="eventlog", ch_password=cluster.password,
             ch_database="eventlog", event_log_table="event_log", own_stack=False, stack_dir=None, ch_pid_hint=None,
             extra_env={**single.servers.extra_env, "CLICKHOUSE_CLUSTER": "eventlog_cluster",
-                       "CLICKHOUSE_SHARDS": cluster.shards_variable()})
+                       "CLICKHOUSE_SHARDS": cluster.shards_variable(), "CLICKHOUSE_CONNECT_TIMEOUT": "1"})
         super().__init__(servers, single.logdir, single.relay_env, single.binary)
         self.seq = single.seq
         self.cpu = ClusterCpuProbe(servers, cluster)

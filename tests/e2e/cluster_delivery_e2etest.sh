@@ -9,7 +9,8 @@
 #    CLICKHOUSE_CLUSTER; three producers, each one psql session committing transactions of 1-5 events through
 #    eventlog.emit() that also insert the same event ids into cluster_test.committed (so that table is exactly the
 #    committed set); every 10th transaction writes the type cluster_test_rolled_back and rolls back.
-# 2. One `eventlog relay` (CLICKHOUSE_SEND_RECEIVE_TIMEOUT=5, so that a frozen shard is noticed) with CLICKHOUSE_SHARDS.
+# 2. One `eventlog relay` with CLICKHOUSE_SHARDS, CLICKHOUSE_SEND_RECEIVE_TIMEOUT=5 and CLICKHOUSE_CONNECT_TIMEOUT=1
+#    (so that a frozen shard is noticed soon).
 #    With the producers on: 10 s; kill -9 of replica 1-1; 10 s measured (rows arriving on shard 1's live replica 1-2,
 #    polled every second); shard 2 frozen (SIGSTOP of both replicas) for 30 s, measured the same way; thawed; 1-1
 #    started again; then everything restarted (the relay stopped with SIGTERM, every ClickHouse node stopped and
@@ -73,7 +74,9 @@ export DATABASE_URL=${EVENTLOG_TEST_PG_DSN%/*}/$pgdb
 export CLICKHOUSE_URI="http://eventlog:$password@127.0.0.1:${http[1-1]}/$chdb"
 export CLICKHOUSE_CLUSTER=eventlog_cluster
 export CLICKHOUSE_SHARDS="127.0.0.1:${http[1-1]},127.0.0.1:${http[1-2]};127.0.0.1:${http[2-1]},127.0.0.1:${http[2-2]}"
-export CLICKHOUSE_SEND_RECEIVE_TIMEOUT=5
+# A frozen node holds the relay for one request's connect + send/receive deadline before it is marked down
+# (docs/cluster.md, "Delivery to a cluster"): short, as that page's setup says.
+export CLICKHOUSE_SEND_RECEIVE_TIMEOUT=5 CLICKHOUSE_CONNECT_TIMEOUT=1
 export SECRET_KEY=cluster-delivery-test-secret-key-0123456789abcdef
 export LOG_LEVEL=info ENVIRONMENT=cluster_test METRICS_LISTEN=off
 (cd "$dir" && "$bin" migrate >"$dir/migrate.log" 2>&1) || { cat "$dir/migrate.log" >&2; fail "eventlog migrate"; }
