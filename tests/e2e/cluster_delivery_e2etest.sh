@@ -20,7 +20,7 @@
 #    the same rows, the Distributed table holds every committed event exactly once and nothing else (the sorted id
 #    sets are equal), no rolled-back event anywhere, the outbox has nothing pending, shard 1 received rows while
 #    shard 2 was frozen, and both shards hold rows. The figures (per-shard counts, rates) are printed.
-# On failure: the relay's log tail; every log is kept in BUILD_DIR/test-artifacts/cluster_delivery/.
+# Every log is kept in BUILD_DIR/test-artifacts/cluster_delivery/; on failure the relay's log tail is printed too.
 set -euo pipefail
 src=$(realpath "$1")
 build=$(realpath "$2")
@@ -44,14 +44,17 @@ cleanup() {
     psql -X -q "$admin_dsn" -c "DROP DATABASE IF EXISTS $pgdb WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+keep_logs() {
+    rm -rf "$artifacts" && mkdir -p "$artifacts"
+    cp "$dir"/*.log "$dir"/*.samples "$artifacts/" 2>/dev/null || true
+}
 fail() {
     echo "FAIL: $*" >&2
     if [ -n "$relay_log" ] && [ -f "$relay_log" ]; then
         echo "--- $(basename "$relay_log"), last 40 lines ---" >&2
         tail -n 40 "$relay_log" >&2
     fi
-    rm -rf "$artifacts" && mkdir -p "$artifacts"
-    cp "$dir"/*.log "$dir"/*.samples "$artifacts/" 2>/dev/null || true
+    keep_logs
     echo "logs kept in $artifacts" >&2
     exit 1
 }
@@ -142,6 +145,7 @@ measure() {  # NAME SECONDS: rows arriving on shard 1's live replica 1-2, polled
     fig[$name.rate]=$(per_second $((n1 - n0)) "$t0" "$t1")
     fig[$name.committed]=$(per_second $((c1 - c0)) "$t0" "$t1")
     fig[$name.moving]=$moving
+    fig[$name.per_second]=$(awk 'NR > 1 { printf "%s%d", sep, $2 - prev; sep = " " } { prev = $2 }' "$dir/$name.samples")
 }
 
 start_relay
@@ -171,6 +175,7 @@ done
 "$src/scripts/cluster.sh" thaw-shard "$dir" 2
 echo "during the freeze (30 s): shard 1 received ${fig[freeze.rows]} rows, ${fig[freeze.rate]} events/s" \
     "(producers committed ${fig[freeze.committed]} events/s; rows arrived in ${fig[freeze.moving]} of 30 polls)"
+echo "  rows per second during the freeze: ${fig[freeze.per_second]}"
 
 step "replica 1-1 started again"
 "$src/scripts/cluster.sh" start-node "$dir" 1 1
@@ -237,5 +242,6 @@ pending=$(psql_ -c "SELECT pending + in_flight_records FROM eventlog.backlog()")
 [ "$pending" -eq 0 ] || fail "$pending events or records still pending in the outbox"
 [ "${fig[freeze.rows]}" -gt 0 ] || fail "shard 1 received nothing while shard 2 was frozen"
 [ "$s1" -gt 0 ] && [ "$s2" -gt 0 ] || fail "one shard holds no rows (shard 1 $s1, shard 2 $s2)"
+keep_logs
 echo "PASS: $expected committed events exactly once on a 2x2 cluster through kill -9, a 30 s frozen shard and a" \
     "full restart; shard 1 took ${fig[freeze.rate]} events/s during the freeze (${fig[before.rate]} before)"
