@@ -9,7 +9,7 @@ export PG_PORT ?= 54329
 export CH_PORT ?= 18123
 # Every other target reads its configuration as each eventlog command does: the environment, then .env.
 
-.PHONY: help deps build run test test-sanitize test-tsan test-deploy chaos bench install migrations migrate superuser apikey shell ch-shell lint format \
+.PHONY: help deps build run test test-sanitize test-tsan test-deploy test-cluster chaos bench install migrations migrate superuser apikey shell ch-shell lint format \
         reset-test-db stack-start stack-stop clean verify-fresh
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make test-sanitize  unit and integration tests built with AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make test-tsan      every test (unit, integration, end-to-end) built with ThreadSanitizer (~20 min: its own build, then ~8 min of tests; not in CI)"
 	@echo "make test-deploy    (root) build the images and run docker-compose.yml end to end, then remove it all (docs/deploy.md)"
+	@echo "make test-cluster   the relay into a 2x2 ClickHouse cluster through kill -9, a frozen shard, a restart (~3 min; docs/cluster.md)"
 	@echo "make chaos          the long crash test (ROUNDS=20 by default)"
 	@echo "make bench          benchmarks on throwaway servers (~25 min; BENCH_ARGS=\"--quick\" ~3 min; docs/benchmarks.md)"
 	@echo "make build          Release build: build/eventlog"
@@ -52,6 +53,9 @@ test-tsan:
 
 test-deploy:
 	@scripts/test-deploy.sh
+
+test-cluster:
+	@scripts/test-cluster.sh
 
 verify-fresh:
 	@scripts/verify-fresh.sh

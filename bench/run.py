@@ -19,7 +19,7 @@ from harness import report, scenarios  # noqa: E402
 from harness.runner import Runner, log  # noqa: E402
 from harness.servers import ROOT, configured_servers, remove_own_stack, start_own_stack  # noqa: E402
 
-ALL = ["micro", "drain", "baseline", "sustained", "freshness", "producer", "http"]
+ALL = ["micro", "drain", "cluster-drain", "baseline", "sustained", "freshness", "producer", "http"]
 
 
 def parse_size(text: str) -> int:
@@ -42,8 +42,10 @@ def build_config(args) -> scenarios.Config:
         cfg.producer_seconds, cfg.producer_reps = 5, 1
         cfg.micro_min_time = 0.1
         cfg.http_seconds, cfg.http_reps = 5, 1
+        cfg.cluster_drain_reps = {100_000: 1}
     if args.drain_sizes:
         cfg.drain_sizes = [parse_size(x) for x in args.drain_sizes.split(",")]
+        cfg.cluster_drain_sizes = cfg.drain_sizes
     if args.baseline_sizes:
         cfg.baseline_sizes = [parse_size(x) for x in args.baseline_sizes.split(",")]
     if args.sustained_seconds:
@@ -62,7 +64,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, one run each: about 3 minutes")
     ap.add_argument("--long", action="store_true", help="freshness for 10 minutes (parts must stay bounded)")
     ap.add_argument("--reps", type=int, help="runs per measured point (overrides the defaults)")
-    ap.add_argument("--drain-sizes", help="backlogs for the drain scenario, e.g. 100k,1M,3M")
+    ap.add_argument("--drain-sizes", help="backlogs for the drain and cluster-drain scenarios, e.g. 100k,1M,3M "
+                                          "(cluster-drain: 100k by default)")
     ap.add_argument("--baseline-sizes", help="backlogs for the baseline, e.g. 100k,1M")
     ap.add_argument("--sustained-seconds", type=float, help="measured seconds of the sustained scenario (60)")
     ap.add_argument("--sustained-producer", choices=["insert", "emit"], default="insert",
@@ -140,6 +143,8 @@ def main() -> int:
                     res = scenarios.scenario_micro(cfg, ROOT / "build")
                 elif name == "drain":
                     res = drain_result = scenarios.scenario_drain(runner, cfg)
+                elif name == "cluster-drain":
+                    res = scenarios.scenario_cluster_drain(runner, cfg)
                 elif name == "baseline":
                     res = scenarios.scenario_baseline(runner, cfg, drain_result)
                 elif name == "sustained":

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from .servers import ROOT
 
-TITLES = {"micro": "Micro-benchmarks (Google Benchmark)", "drain": "1. Drain", "baseline": "5. Baseline (Celery-style)",
+TITLES = {"micro": "Micro-benchmarks (Google Benchmark)", "drain": "1. Drain",
+          "cluster-drain": "7. Drain into a 2 x 2 ClickHouse cluster, beside one server",
+          "baseline": "5. Baseline (Celery-style)",
           "sustained": "2. Sustained, and drains with a snapshot held", "freshness": "3. Freshness",
           "producer": "4. Producer cost", "http": "6. HTTP"}
 

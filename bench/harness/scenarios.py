@@ -1,4 +1,5 @@
 """The scenarios of `make bench` (docs/benchmarks.md says what each measures and what it cannot)."""
+import dataclasses
 import json
 import os
 import re
@@ -12,7 +13,7 @@ from typing import Optional
 from . import workload
 from .procstat import CpuProbe, process_cpu
 from .runner import PgActivitySampler, Runner, log, per_million, relay_profile
-from .servers import ROOT, wait_until
+from .servers import ROOT, TestCluster, remove_cluster, start_cluster, wait_until
 from .stats import fmt_num, fmt_summary, percentile, summary
 
 
@@ -48,6 +49,8 @@ class Config:
     http_batch: int = 1000
     http_batch_connections: int = 8
     http_serve_env: dict = field(default_factory=dict)   # --serve-env: extra settings of `eventlog serve`
+    cluster_drain_sizes: list = field(default_factory=lambda: [100_000])   # --drain-sizes when given
+    cluster_drain_reps: dict = field(default_factory=lambda: {100_000: 3, 1_000_000: 1, 3_000_000: 1})
 
     def n_reps(self, table: dict, size: int) -> int:
         return self.reps if self.reps else table.get(size, 1)
@@ -62,7 +65,7 @@ def _loadavg() -> list:
 
 
 # --- 1. drain ---------------------------------------------------------------------------------------------------
-def drain_once(r: Runner, n: int, relays: int, label: str) -> dict:
+def drain_once(r: Runner, n: int, relays: int, label: str, target: str = "") -> dict:
     r.reset()
     load_s = r.load(n)
     r.vacuum("eventlog.outbox")
@@ -104,7 +107,9 @@ def drain_once(r: Runner, n: int, relays: int, label: str) -> dict:
                                  "clickhouse": per_million(delta["clickhouse"], n)},
            "loadavg_before": load_before, "pg_activity": sampler.result(),
            "profile": relay_profile([p.log_path for p in procs], wall)}
-    log(f"  drain {n:,} with {relays} relay(s): {res['rate']:,.0f} events/s ({wall:.1f} s), "
+    for k, v in delta.items():  # a cluster's probe also reports ZooKeeper
+        res["cpu_s_per_million"].setdefault(k, per_million(v, n))
+    log(f"  drain {n:,}{target} with {relays} relay(s): {res['rate']:,.0f} events/s ({wall:.1f} s), "
         f"exact={res['exact']}, load {load_before[0]:.1f}")
     return res
 
@@ -250,6 +255,119 @@ def scenario_baseline(r: Runner, cfg: Config, drain_result: Optional[dict]) -> d
         out["rows"].append(_row(f"eventlog / baseline, {n:,}", f"{ratio:.2f}× (worst pairing {worst:.2f}×)"
                                 if ratio else "n/a", "≥ 4×", f"ours: {ours_source}"))
     return out
+
+
+# --- 7. drain into a cluster (scripts/cluster.sh: ZooKeeper, 2 shards x 2 replicas) --------------------------------
+class ClusterRunner(Runner):
+    """The run's Runner with ClickHouse swapped for a test cluster: the same PostgreSQL, outbox and relay role; the
+    relay with CLICKHOUSE_CLUSTER and CLICKHOUSE_SHARDS; resets per node; counts through the Distributed table after
+    SYSTEM SYNC REPLICA on every node (a Distributed read picks one replica per shard, which may lag); CPU of the four
+    servers and ZooKeeper."""
+
+    def __init__(self, single: Runner, cluster: TestCluster):
+        self.cluster = cluster
+        servers = dataclasses.replace(
+            single.servers, ch_scheme="http", ch_host="127.0.0.1", ch_http_port=cluster.http(1, 1),
+            ch_tcp_port=cluster.nodes[0][3], ch_user="eventlog", ch_password=cluster.password,
+            ch_database="eventlog", event_log_table="event_log", own_stack=False, stack_dir=None, ch_pid_hint=None,
+            extra_env={**single.servers.extra_env, "CLICKHOUSE_CLUSTER": "eventlog_cluster",
+                       "CLICKHOUSE_SHARDS": cluster.shards_variable(), "CLICKHOUSE_CONNECT_TIMEOUT": "1"})
+        super().__init__(servers, single.logdir, single.relay_env, single.binary)
+        self.seq = single.seq
+        self.cpu = ClusterCpuProbe(servers, cluster)
+        self.nodes = {f"{s}-{r}": dataclasses.replace(servers, ch_http_port=h).ch() for s, r, h, _ in cluster.nodes}
+
+    def reset(self) -> None:
+        self.pg_exec("TRUNCATE eventlog.outbox, eventlog.delivery, eventlog.outbox_chunk, eventlog.outbox_ack")
+        # On each shard's leader replica: a replica that is not the leader forwards the statement to it as `default`,
+        # which has no password this cluster knows (ClickHouse 18.16).
+        db = self.servers.ch_database
+        for ch in self.nodes.values():
+            if ch.scalar(f"SELECT is_leader FROM system.replicas WHERE database = '{db}' "
+                         "AND table = 'event_log_local'") == "1":
+                ch.query(f"TRUNCATE TABLE `{db}`.event_log_local")
+
+    def sync_replicas(self) -> None:
+        for ch in self.nodes.values():
+            ch.query(f"SYSTEM SYNC REPLICA `{self.servers.ch_database}`.event_log_local")
+
+    def ch_count_uniq(self, where: str = "1") -> tuple:
+        self.sync_replicas()
+        return super().ch_count_uniq(where)
+
+    def shard_rows(self) -> dict:
+        """Rows per shard (its first replica's, after a sync)."""
+        return {s: int(self.nodes[f"{s}-1"].scalar(f"SELECT count() FROM `{self.servers.ch_database}`.event_log_local"))
+                for s in sorted({s for s, _, _, _ in self.cluster.nodes})}
+
+
+class ClusterCpuProbe(CpuProbe):
+    """PostgreSQL as CpuProbe; ClickHouse: the sum over the cluster's servers; ZooKeeper apart."""
+
+    def __init__(self, servers, cluster: TestCluster):
+        super().__init__(servers)
+        self.pids = cluster.pids()
+
+    def snapshot(self) -> dict:
+        snap = super().snapshot()
+        ch = [process_cpu(p) if p else None for k, p in self.pids.items() if k != "zk"]
+        snap["clickhouse"] = None if None in ch else sum(ch)
+        snap["zookeeper"] = process_cpu(self.pids["zk"]) if self.pids.get("zk") else None
+        return snap
+
+
+def scenario_cluster_drain(r: Runner, cfg: Config) -> dict:
+    """`relay --drain` of the same backlog into the run's one server and into a 2 x 2 cluster, alternating (which
+    goes first alternates too, so that a drift of the machine falls on both)."""
+    out = {"sizes": {}}
+    rows = []
+    log("  starting a 2 x 2 ClickHouse cluster (scripts/cluster.sh)")
+    cluster = start_cluster(2, 2)
+    try:
+        c = ClusterRunner(r, cluster)
+        c.migrate()
+        out["clickhouse_version"] = c.ch.scalar("SELECT version()")
+        for n in cfg.cluster_drain_sizes:
+            single, clustered = [], []
+            for i in range(cfg.n_reps(cfg.cluster_drain_reps, n)):
+                order = [("one", r), ("cluster", c)]
+                for kind, runner in (order if i % 2 == 0 else order[::-1]):
+                    run = drain_once(runner, n, 1, f"cluster-drain-{kind}-{n}-{i}",
+                                     " into the cluster" if kind == "cluster" else " into one server")
+                    if kind == "cluster":
+                        run["shard_rows"] = c.shard_rows()
+                        clustered.append(run)
+                    else:
+                        single.append(run)
+            one_s, cl_s = _summarise_drain(single), _summarise_drain(clustered)
+            cl_s["cpu_s_per_million"]["zookeeper"] = summary(x["cpu_s_per_million"].get("zookeeper") for x in clustered)
+            shares = [min(x["shard_rows"].values()) / max(1, sum(x["shard_rows"].values())) for x in clustered]
+            out["sizes"][str(n)] = {"one_server": {**one_s, "runs": single}, "cluster": {**cl_s, "runs": clustered},
+                                    "smallest_shard_share": summary(shares)}
+            rows.append(_row(f"drain {n:,} into one server (events/s)", fmt_summary(one_s["rate"]), "",
+                             ("" if one_s["all_exact"] else "NOT EXACT: see json; ") + _cpu_note(one_s)))
+            rows.append(_row(f"drain {n:,} into a 2x2 cluster (events/s)", fmt_summary(cl_s["rate"]), "",
+                             ("" if cl_s["all_exact"] else "NOT EXACT: see json; ") + _cpu_note(cl_s) +
+                             f" (4 servers) · ZK {fmt_num(_median(cl_s['cpu_s_per_million']['zookeeper']), 1)}; "
+                             f"smaller shard's share {min(shares) * 100:.0f}–{max(shares) * 100:.0f}%"))
+            if one_s["rate"] and cl_s["rate"]:
+                rows.append(_row(f"cluster / one server, drain {n:,}",
+                                 f"{cl_s['rate']['median'] / one_s['rate']['median']:.2f}× (medians)", "", ""))
+    finally:
+        log("  removing the cluster")
+        remove_cluster(cluster)
+    out["rows"] = rows
+    return out
+
+
+def _median(s: Optional[dict]) -> Optional[float]:
+    return s["median"] if s else None
+
+
+def _cpu_note(s: dict) -> str:
+    cpu = s["cpu_s_per_million"]
+    return "CPU s/M ev: relay {} · PG {} · CH {}".format(*(fmt_num(_median(cpu[k]), 1)
+                                                           for k in ("relay", "postgresql", "clickhouse")))
 
 
 # --- 2. sustained, and the held-snapshot rounds ------------------------------------------------------------------

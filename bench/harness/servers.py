@@ -177,6 +177,57 @@ def remove_own_stack(servers: Servers) -> None:
                        stdout=subprocess.DEVNULL)
 
 
+CLUSTER = ROOT / "scripts" / "cluster.sh"
+
+
+@dataclass
+class TestCluster:
+    """A ClickHouse test cluster started by scripts/cluster.sh: ZooKeeper and shards x replicas on loopback."""
+    dir: Path
+    password: str
+    nodes: list                      # (shard, replica, http_port, tcp_port), shard then replica order
+
+    def http(self, shard: int, replica: int) -> int:
+        return next(h for s, r, h, _ in self.nodes if (s, r) == (shard, replica))
+
+    def shards_variable(self) -> str:
+        """CLICKHOUSE_SHARDS: shards separated by `;`, a shard's replicas by `,` (HTTP ports)."""
+        shards = {}
+        for s, _, h, _ in self.nodes:
+            shards.setdefault(s, []).append(f"127.0.0.1:{h}")
+        return ";".join(",".join(v) for _, v in sorted(shards.items()))
+
+    def pids(self) -> dict:
+        """The servers' pids by "S-R", and ZooKeeper's under "zk" (None when a pid file is missing)."""
+        def read(path: Path):
+            try:
+                return int(path.read_text().strip())
+            except (OSError, ValueError):
+                return None
+        out = {f"{s}-{r}": read(self.dir / f"node-{s}-{r}" / "ch" / "pid") for s, r, _, _ in self.nodes}
+        out["zk"] = read(self.dir / "zk" / "pid")
+        return out
+
+
+def start_cluster(shards: int = 2, replicas: int = 2) -> TestCluster:
+    """scripts/cluster.sh start in .local/bench-cluster-PID (free ports, a generated password shared by the nodes)."""
+    d = ROOT / ".local" / f"bench-cluster-{os.getpid()}"
+    subprocess.run([str(CLUSTER), "start", str(d), str(shards), str(replicas)], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    password = subprocess.run([str(CLUSTER), "secret", str(d)], cwd=ROOT, check=True, text=True,
+                              capture_output=True).stdout.strip()
+    nodes = []
+    for line in subprocess.run([str(CLUSTER), "nodes", str(d)], cwd=ROOT, check=True, text=True,
+                               capture_output=True).stdout.splitlines():
+        s, r, h, t = (int(x) for x in line.split())
+        nodes.append((s, r, h, t))
+    return TestCluster(dir=d, password=password, nodes=nodes)
+
+
+def remove_cluster(cluster: TestCluster) -> None:
+    subprocess.run([str(CLUSTER), "remove", str(cluster.dir)], cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
+
+
 def read_dotenv(path: Path) -> dict:
     """KEY=VALUE lines (optional `export`, optional single or double quotes); comments and blanks skipped."""
     out = {}
