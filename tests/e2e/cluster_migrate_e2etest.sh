@@ -148,7 +148,19 @@ id=$(sed -E 's/.*"event_id":"([0-9a-f-]{36})".*/\1/' <<<"$answer")
 status=$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$api_port/api/v1/events/$id")
 grep -q '"status":"delivered"' <<<"$status" && grep -q '"inserted_at"' <<<"$status" ||
     fail "GET /api/v1/events/$id on a cluster answered: $status"
+# The console's events page lists it too (an administrator signs in with curl keeping the cookies, as a browser).
+printf '%s\n' 'a passphrase for the cluster console' |
+    "$bin" createsuperuser --username clusteradmin --password-stdin >/dev/null
+jar="$dir/console.cookies"
+form=$(curl -s -c "$jar" "http://127.0.0.1:$api_port/admin/login/")
+csrf=$(grep -o 'name="csrf_token" value="[0-9a-f]*"' <<<"$form" | sed -e 's/.*value="//' -e 's/"$//')
+answer=$(curl -s -b "$jar" -c "$jar" -o /dev/null -w '%{http_code}' --data-urlencode "csrf_token=$csrf" \
+    --data-urlencode username=clusteradmin --data-urlencode 'password=a passphrase for the cluster console' \
+    "http://127.0.0.1:$api_port/admin/login/")
+[ "$answer" = 303 ] || fail "signing in to the console answered $answer"
+page=$(curl -s -b "$jar" "http://127.0.0.1:$api_port/admin/events/?type=visible_on_a_cluster")
+grep -q "$id" <<<"$page" || fail "the console's events page on a cluster does not list $id"
 kill -TERM "$serve_pid" "$relay_pid"
 wait "$serve_pid" "$relay_pid" || fail "serve or relay did not stop cleanly on SIGTERM"
-echo "eventlog serve on a cluster: wait=visible answered 200, the status lookup says delivered"
+echo "eventlog serve on a cluster: wait=visible answered 200, the status lookup says delivered, the console lists it"
 echo "PASS: migrate on a 2x2 cluster; replicated, distributed, idempotent; the relay delivers to both shards; the API reads the Distributed table"
