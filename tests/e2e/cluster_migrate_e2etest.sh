@@ -130,6 +130,35 @@ found=$(cat "$dir/relay-killed-4.log" "$dir/relay-after-kill.log" | grep -c '"ev
 got=$(ch 1-2 "SELECT count(), uniqExact(event_id) FROM $chdb.event_log WHERE event_type = 'killed' FORMAT TSV")
 [ "$got" = "$(printf '30000\t30000')" ] || fail "after the kills the Distributed table reads '$got', expected 30000 once each"
 echo "two relays killed after an insert: recovery found both inserts present on their nodes; 30000 events once each"
+# Claims lost in a PostgreSQL failover, walked without one: the delivered claims' records are deleted (as an
+# asynchronous failover loses their commits), so their rows, already on both shards, are claimable again, and the
+# presence window is open (as the new timeline opens it). Claims in the window are recorded as any node's ('*') and
+# looked up on every node: nothing is sent twice, and 5,000 events written since are sent once. (With the window's
+# claims pinned to one node, half of the old rows were sent again: to the other shard.)
+psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" \
+    -c "SELECT eventlog.emit('lost_claims', pg_catalog.json_build_object('n', g)) FROM generate_series(1, 20000) g" >/dev/null
+EVENT_BATCH_SIZE=1000 CLICKHOUSE_BATCH_SIZE=2000 "$bin" relay --drain >"$dir/relay-before-loss.log" 2>&1 ||
+    { tail -20 "$dir/relay-before-loss.log" >&2; fail "relay --drain before the lost claims exited $?"; }
+psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" <<'SQL' >/dev/null
+BEGIN;
+DELETE FROM eventlog.outbox_ack;
+DELETE FROM eventlog.outbox_chunk;
+DELETE FROM eventlog.outbox_range WHERE id <> (SELECT min(id) FROM eventlog.outbox_range);
+UPDATE eventlog.relay_timeline SET suspect_until = pg_catalog.now() + interval '10 minutes';
+SELECT eventlog.emit('after_loss', pg_catalog.json_build_object('n', g)) FROM generate_series(1, 5000) g;
+COMMIT;
+SQL
+EVENT_BATCH_SIZE=1000 CLICKHOUSE_BATCH_SIZE=2000 "$bin" relay --drain >"$dir/relay-after-loss.log" 2>&1 ||
+    { tail -20 "$dir/relay-after-loss.log" >&2; fail "relay --drain after the lost claims exited $?"; }
+grep -q '"event":"presence_window_open"' "$dir/relay-after-loss.log" || fail "the relay did not open the presence window"
+got=$(ch 2-1 "SELECT event_type, count(), uniqExact(event_id) FROM $chdb.event_log
+              WHERE event_type IN ('lost_claims', 'after_loss', 'drained', 'killed') GROUP BY event_type ORDER BY event_type FORMAT TSV")
+want=$(printf 'after_loss\t5000\t5000\ndrained\t25000\t25000\nkilled\t30000\t30000\nlost_claims\t20000\t20000')
+[ "$got" = "$want" ] || fail "after the lost claims the Distributed table reads:"$'\n'"$got"$'\n'"expected:"$'\n'"$want"
+targets=$(psql -X -At "$DATABASE_URL" -c "SELECT count(*) FILTER (WHERE target = '*'), count(*) FROM eventlog.outbox_chunk")
+[ "${targets%|*}" -gt 0 ] && [ "${targets%|*}" = "${targets#*|}" ] || fail "the window's claims were not all recorded as any node's: $targets"
+echo "claims lost as in a failover: every old row found on its shard, none sent twice; 5000 new events once each"
+
 # The readers read the Distributed table: `eventlog serve` with a running relay answers POST ?wait=visible once the
 # event is in a shard, and GET /api/v1/events/{id} says delivered with its insert time.
 api_port=$("$src/scripts/stack.sh" free-port)
