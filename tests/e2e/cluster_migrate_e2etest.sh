@@ -130,6 +130,38 @@ found=$(cat "$dir/relay-killed-4.log" "$dir/relay-after-kill.log" | grep -c '"ev
 got=$(ch 1-2 "SELECT count(), uniqExact(event_id) FROM $chdb.event_log WHERE event_type = 'killed' FORMAT TSV")
 [ "$got" = "$(printf '30000\t30000')" ] || fail "after the kills the Distributed table reads '$got', expected 30000 once each"
 echo "two relays killed after an insert: recovery found both inserts present on their nodes; 30000 events once each"
+# What replication gives. An identical block inserted twice through a stage like the relay's (a Null table and a
+# view into the shard's table) is stored once: block deduplication works through the view (on 18.16 too).
+# CLICKHOUSE_INSERT_QUORUM reaches the server: a quorum of 3 on 2 replicas is refused (TOO_FEW_LIVE_REPLICAS, 285,
+# nothing written) and delivery waits; with 2 every insert is on both replicas when it returns, and all is once.
+ch 1-1 "CREATE TABLE $chdb.dedup_stage AS $chdb.event_log_local ENGINE = Null"
+ch 1-1 "CREATE MATERIALIZED VIEW $chdb.dedup_stage_mv TO $chdb.event_log_local AS SELECT * FROM $chdb.dedup_stage"
+for _ in 1 2; do
+    ch 1-1 "INSERT INTO $chdb.dedup_stage (event_id, event_type, event_date_time, environment, event_context,
+            metadata_version, trace_id, batch_id) VALUES ('00000000-0000-0000-0000-0000000000d1', 'dedup',
+            toDateTime('2026-12-07 12:00:00'), 'test', '{}', 1, '', '11111111-1111-1111-1111-111111111111')"
+done
+n=$(ch 1-1 "SELECT count() FROM $chdb.event_log_local WHERE event_type = 'dedup'")
+[ "$n" = 1 ] || fail "an identical block inserted twice through a stage is stored $n times, expected once"
+ch 1-1 "DROP TABLE $chdb.dedup_stage_mv"
+ch 1-1 "DROP TABLE $chdb.dedup_stage"
+psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" \
+    -c "SELECT eventlog.emit('quorum', pg_catalog.json_build_object('n', g)) FROM generate_series(1, 6000) g" >/dev/null
+set +e
+CLICKHOUSE_INSERT_QUORUM=3 CLICKHOUSE_BATCH_SIZE=2000 timeout -s TERM 6 "$bin" relay --drain >"$dir/relay-quorum3.log" 2>&1
+set -e
+grep -q 'TOO_FEW_LIVE_REPLICAS' "$dir/relay-quorum3.log" || { tail -5 "$dir/relay-quorum3.log" >&2; fail "a quorum of 3 on 2 replicas was not refused"; }
+n=$(ch 1-1 "SELECT count() FROM $chdb.event_log WHERE event_type = 'quorum'")
+[ "$n" = 0 ] || fail "inserts refused for their quorum stored $n rows"
+CLICKHOUSE_INSERT_QUORUM=2 CLICKHOUSE_BATCH_SIZE=2000 "$bin" relay --drain >"$dir/relay-quorum2.log" 2>&1 ||
+    { tail -20 "$dir/relay-quorum2.log" >&2; fail "relay --drain with a quorum of 2 exited $?"; }
+for node in 1-1 1-2 2-1 2-2; do  # no SYSTEM SYNC REPLICA: the quorum means both replicas had each insert
+    n=$(ch "$node" "SELECT count() FROM $chdb.event_log_local WHERE event_type = 'quorum'")
+    other=$(ch "$node" "SELECT count() FROM $chdb.event_log WHERE event_type = 'quorum'")
+    [ "$other" = 6000 ] && [ "$n" -gt 0 ] || fail "$node: with a quorum of 2, $n rows in its shard's table, $other in all"
+done
+echo "block deduplication through a stage; insert_quorum 3 of 2 refused and nothing written; quorum 2: every replica had every row"
+
 # Claims lost in a PostgreSQL failover, walked without one: the delivered claims' records are deleted (as an
 # asynchronous failover loses their commits), so their rows, already on both shards, are claimable again, and the
 # presence window is open (as the new timeline opens it). Claims in the window are recorded as any node's ('*') and
@@ -152,8 +184,8 @@ EVENT_BATCH_SIZE=1000 CLICKHOUSE_BATCH_SIZE=2000 "$bin" relay --drain >"$dir/rel
     { tail -20 "$dir/relay-after-loss.log" >&2; fail "relay --drain after the lost claims exited $?"; }
 grep -q '"event":"presence_window_open"' "$dir/relay-after-loss.log" || fail "the relay did not open the presence window"
 got=$(ch 2-1 "SELECT event_type, count(), uniqExact(event_id) FROM $chdb.event_log
-              WHERE event_type IN ('lost_claims', 'after_loss', 'drained', 'killed') GROUP BY event_type ORDER BY event_type FORMAT TSV")
-want=$(printf 'after_loss\t5000\t5000\ndrained\t25000\t25000\nkilled\t30000\t30000\nlost_claims\t20000\t20000')
+              WHERE event_type IN ('lost_claims', 'after_loss', 'drained', 'killed', 'quorum') GROUP BY event_type ORDER BY event_type FORMAT TSV")
+want=$(printf 'after_loss\t5000\t5000\ndrained\t25000\t25000\nkilled\t30000\t30000\nlost_claims\t20000\t20000\nquorum\t6000\t6000')
 [ "$got" = "$want" ] || fail "after the lost claims the Distributed table reads:"$'\n'"$got"$'\n'"expected:"$'\n'"$want"
 targets=$(psql -X -At "$DATABASE_URL" -c "SELECT count(*) FILTER (WHERE target = '*'), count(*) FROM eventlog.outbox_chunk")
 [ "${targets%|*}" -gt 0 ] && [ "${targets%|*}" = "${targets#*|}" ] || fail "the window's claims were not all recorded as any node's: $targets"
