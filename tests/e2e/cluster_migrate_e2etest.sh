@@ -23,7 +23,11 @@ dir=$(mktemp -d "$build/test-cluster.XXXXXX")
 pgdb="eventlog_cluster_$$"
 chdb="eventlog_cl_$$"
 admin_dsn=${EVENTLOG_TEST_PG_DSN%/*}/postgres
+serve_pid=""
+relay_pid=""
 cleanup() {
+    # A failed check leaves the server and the relay of the API part running: they go first.
+    [ -z "$serve_pid$relay_pid" ] || kill -9 $serve_pid $relay_pid >/dev/null 2>&1 || true
     "$src/scripts/cluster.sh" remove "$dir" >/dev/null 2>&1 || true
     psql -X -q "$admin_dsn" -c "DROP DATABASE IF EXISTS $pgdb" >/dev/null 2>&1 || true
 }
@@ -58,6 +62,13 @@ for node in 1-1 1-2 2-1 2-2; do
     want=$(printf '/clickhouse/tables/%s/%s.event_log_local\tr%s\t2' "$shard" "$chdb" "$node")
     [ "$got" = "$want" ] || fail "$node: replica '$got', expected '$want'"
 done
+
+# Every replica fetches what its shard received before an exact count through the Distributed table, which reads
+# one replica per shard: a replica that has not fetched the last part yet would show fewer rows (lag, not loss).
+sync_replicas() {
+    local node
+    for node in 1-1 1-2 2-1 2-2; do ch "$node" "SYSTEM SYNC REPLICA $chdb.event_log_local"; done
+}
 
 row() {  # event_id, type
     printf "('%s', '%s', now(), 'test', '{}', 1, '', '11111111-1111-1111-1111-111111111111')" "$1" "$2"
@@ -101,6 +112,7 @@ psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" \
 export CLICKHOUSE_SHARDS="127.0.0.1:${http[1-1]},127.0.0.1:${http[1-2]};127.0.0.1:${http[2-1]},127.0.0.1:${http[2-2]}"
 EVENT_BATCH_SIZE=1000 CLICKHOUSE_BATCH_SIZE=5000 "$bin" relay --drain >"$dir/relay.log" 2>&1 ||
     { tail -20 "$dir/relay.log" >&2; fail "relay --drain into the cluster exited $?"; }
+sync_replicas
 got=$(ch 2-2 "SELECT count(), uniqExact(event_id) FROM $chdb.event_log WHERE event_type = 'drained' FORMAT TSV")
 [ "$got" = "$(printf '25000\t25000')" ] || fail "the Distributed table reads '$got' drained events, expected 25000 once each"
 one=$(ch 1-1 "SELECT count() FROM $chdb.event_log_local WHERE event_type = 'drained'")
@@ -127,6 +139,7 @@ EVENT_BATCH_SIZE=1000 CLICKHOUSE_BATCH_SIZE=2000 "$bin" relay --drain >"$dir/rel
 # Each relay recovers the one killed before it: the second the first's records, the third the second's.
 found=$(cat "$dir/relay-killed-4.log" "$dir/relay-after-kill.log" | grep -c '"event":"batch_reconciled"' || true)
 [ "$found" -ge 2 ] || { grep -v debug "$dir/relay-after-kill.log" | tail -20 >&2; fail "recovery found $found of the 2 killed relays' inserts present"; }
+sync_replicas
 got=$(ch 1-2 "SELECT count(), uniqExact(event_id) FROM $chdb.event_log WHERE event_type = 'killed' FORMAT TSV")
 [ "$got" = "$(printf '30000\t30000')" ] || fail "after the kills the Distributed table reads '$got', expected 30000 once each"
 echo "two relays killed after an insert: recovery found both inserts present on their nodes; 30000 events once each"
@@ -183,6 +196,7 @@ SQL
 EVENT_BATCH_SIZE=1000 CLICKHOUSE_BATCH_SIZE=2000 "$bin" relay --drain >"$dir/relay-after-loss.log" 2>&1 ||
     { tail -20 "$dir/relay-after-loss.log" >&2; fail "relay --drain after the lost claims exited $?"; }
 grep -q '"event":"presence_window_open"' "$dir/relay-after-loss.log" || fail "the relay did not open the presence window"
+sync_replicas
 got=$(ch 2-1 "SELECT event_type, count(), uniqExact(event_id) FROM $chdb.event_log
               WHERE event_type IN ('lost_claims', 'after_loss', 'drained', 'killed', 'quorum') GROUP BY event_type ORDER BY event_type FORMAT TSV")
 want=$(printf 'after_loss\t5000\t5000\ndrained\t25000\t25000\nkilled\t30000\t30000\nlost_claims\t20000\t20000\nquorum\t6000\t6000')
