@@ -22,7 +22,32 @@ CLUSTER=eventlog_cluster
 die() { echo "cluster: $*" >&2; exit 1; }
 alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$st" ] && [ "${st:0:1}" != Z ]; }
 is_root() { [ "$(id -u)" -eq 0 ]; }
-port() { "$STACK" free-port; }
+# A free port below the kernel's ephemeral range (net.ipv4.ip_local_port_range, from 32768 by default), none of those
+# this cluster already chose. Outgoing connections draw their ports from the ephemeral range, so a port picked there
+# and released could be taken by one before the server binds it ("Address already in use" at start, seen once).
+port() {
+    local dir=$1
+    { cat "$dir"/zk/port "$dir"/node-*/ch/port "$dir"/node-*/ch/tcp_port "$dir"/node-*/ch/interserver_port 2>/dev/null ||
+        true; } |
+        python3 -c '
+import random, socket, sys
+taken = {int(x) for x in sys.stdin.read().split()}
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(500):
+    p = random.randint(20000, max(20001, low - 1))
+    if p in taken:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    sys.exit(0)
+sys.exit("cluster: no free port found")'
+}
 
 node_dir() { echo "$1/node-$2-$3"; }
 
@@ -52,7 +77,7 @@ start_zk() {
         mkdir -p "$data"
     fi
     [ -f /usr/share/java/zookeeper.jar ] || die "no /usr/share/java/zookeeper.jar (is zookeeperd installed?)"
-    zport=$(cat "$dir/zk/port" 2>/dev/null || port)
+    zport=$(cat "$dir/zk/port" 2>/dev/null || port "$dir")
     echo "$zport" >"$dir/zk/port"
     local cfg
     cfg=$(printf '%s\n' "dataDir=$data" "clientPort=$zport" "clientPortAddress=127.0.0.1" "tickTime=500" \
@@ -148,9 +173,9 @@ start_cluster() {
             d=$(node_dir "$dir" "$s" "$r")
             mkdir -p -m 700 "$d/ch"
             [ -f "$d/credentials" ] || install -m 600 "$dir/credentials" "$d/credentials"
-            [ -f "$d/ch/port" ] || port >"$d/ch/port"
-            [ -f "$d/ch/tcp_port" ] || port >"$d/ch/tcp_port"
-            [ -f "$d/ch/interserver_port" ] || port >"$d/ch/interserver_port"
+            [ -f "$d/ch/port" ] || port "$dir" >"$d/ch/port"
+            [ -f "$d/ch/tcp_port" ] || port "$dir" >"$d/ch/tcp_port"
+            [ -f "$d/ch/interserver_port" ] || port "$dir" >"$d/ch/interserver_port"
         done
     done
     for s in $(seq 1 "$shards"); do
